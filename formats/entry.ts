@@ -1,0 +1,67 @@
+/**
+ * The one description of a filesystem object that every format codec reads and writes.
+ *
+ * Codecs are pure: they turn an Entry (plus its content bytes, which the caller streams
+ * separately) into stream bytes, and stream bytes back into Entries. Names are bytes end to
+ * end (Linux names need not be UTF-8), so every name and link target is a Buffer.
+ */
+
+export type EntryType =
+  | "file"
+  | "directory"
+  | "symlink"
+  | "hardlink" // a second or later name of an inode already in the stream; linkTarget = first name
+  | "fifo"
+  | "chardev"
+  | "blockdev"
+  | "socket";
+
+/** Seconds since the epoch (may be negative or past 2038) and nanoseconds 0..999_999_999. */
+export interface Timespec {
+  sec: number;
+  nsec: number;
+}
+
+/** One run of real data in a sparse file; everything outside the runs reads as zeros. */
+export interface DataRun {
+  offset: number;
+  length: number;
+}
+
+export interface Entry {
+  /** Path relative to the backup root, "/"-separated, no leading "/"; the root itself is ".". */
+  path: Buffer;
+  type: EntryType;
+  /** Permission bits only (mode & 0o7777); the type lives in `type`. */
+  mode: number;
+  uid: number;
+  gid: number;
+  uname?: Buffer;
+  gname?: Buffer;
+  /** Logical size in bytes (regular files; symlinks carry their target length). */
+  size: number;
+  mtime: Timespec;
+  atime?: Timespec;
+  ctime?: Timespec;
+  /** Symlink target, or for "hardlink" the path of the first name (same form as `path`). */
+  linkTarget?: Buffer;
+  devMajor?: number;
+  devMinor?: number;
+  /** Extended attributes (including system.posix_acl_*), name bytes -> value bytes. */
+  xattrs?: Array<[name: Buffer, value: Buffer]>;
+  /** For sparse regular files: the data runs. Absent means the whole file is data. */
+  sparse?: DataRun[];
+  /** Source inode identity, when the walker knows it (used for hard links and dump inodes). */
+  dev?: number;
+  ino?: number;
+  nlink?: number;
+}
+
+/** Bytes of content a codec carries for this entry (sum of the data runs for sparse files). */
+export function storedSize(entry: Entry): number {
+  if (entry.type !== "file") return 0;
+  if (!entry.sparse) return entry.size;
+  let total = 0;
+  for (const run of entry.sparse) total += run.length;
+  return total;
+}

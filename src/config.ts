@@ -1,0 +1,345 @@
+/**
+ * The configuration file (TOML) -> a validated Config, and the safe embedded defaults used
+ * when there is no file. Every complaint names the key and the line it is on.
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { parse, TomlError } from "smol-toml";
+import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import { VERSION } from "./version.ts";
+
+export type AuthMethod = "md5" | "text" | "none";
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface Config {
+  listen: ListenAddress[];
+  /** Protocol versions offered, highest first. */
+  versions: number[];
+  authMethods: AuthMethod[];
+  /** User name -> clear password bytes (NDMP MD5 needs the clear secret). */
+  users: Map<string, Buffer>;
+  /** What CONNECT_SERVER_AUTH answers with; absent = NOT_SUPPORTED_ERR. */
+  serverAuth?: { id: string; password: Buffer };
+  identity: { vendor: string; product: string; revision: string };
+  /** Ports for DATA/MOVER LISTEN; null = any ephemeral port. */
+  dataPorts: { from: number; to: number } | null;
+  stateDir: string;
+  maxSessions: number;
+  maxMessageSize: number;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  /** Delay before answering a failed login: slows password guessing. */
+  authFailureDelayMs: number;
+  /** Set when the password was generated at start-up and must be shown once. */
+  generatedPassword?: string;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export const DEFAULT_PORT = 10000;
+const SUPPORTED_VERSIONS = [4];
+
+export function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return "/var/lib/ndmpd";
+  const xdg = process.env.XDG_STATE_HOME;
+  return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".local", "state"), "ndmpd");
+}
+
+/** The embedded defaults: loopback only, one user `ndmp`. */
+export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const fromEnv = env.NDMPD_PASSWORD;
+  const generated = fromEnv ? undefined : randomBytes(12).toString("base64url");
+  return {
+    listen: [{ host: "127.0.0.1", port: DEFAULT_PORT }],
+    versions: [...SUPPORTED_VERSIONS],
+    authMethods: ["md5", "text"],
+    users: new Map([["ndmp", Buffer.from(fromEnv ?? generated!, "utf8")]]),
+    identity: { vendor: "ndmpd", product: "ndmpd", revision: VERSION },
+    dataPorts: null,
+    stateDir: defaultStateDir(),
+    maxSessions: 64,
+    maxMessageSize: 32 * 1024 * 1024,
+    logLevel: "info",
+    logFormat: "human",
+    authFailureDelayMs: 250,
+    generatedPassword: generated,
+  };
+}
+
+/** Reads and validates a config file. Throws ConfigError with "file:line: key: problem". */
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let source: string;
+  try {
+    source = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  const cfg = parseConfig(source, path, env);
+  if (hasInlineSecret(source)) {
+    const mode = statSync(path).mode;
+    if (mode & 0o004) {
+      throw new ConfigError(
+        `${path}: holds a password but is readable by everyone (mode ${(mode & 0o777).toString(8)}); ` +
+          `chmod o-r it, or use password_file / password_env`,
+      );
+    }
+  }
+  return cfg;
+}
+
+function hasInlineSecret(source: string): boolean {
+  return /^\s*password\s*=/m.test(source);
+}
+
+type Table = Record<string, unknown>;
+
+export function parseConfig(source: string, file = "config", env: NodeJS.ProcessEnv = process.env): Config {
+  let doc: Table;
+  try {
+    doc = parse(source) as Table;
+  } catch (e) {
+    if (e instanceof TomlError) throw new ConfigError(`${file}:${e.line}: ${e.message.split("\n")[0]}`);
+    throw e;
+  }
+  const at = (path: (string | number)[], problem: string): ConfigError =>
+    new ConfigError(`${file}:${locate(source, path)}: ${formatKey(path)}: ${problem}`);
+
+  const cfg = defaultConfig({});
+  delete cfg.generatedPassword;
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth"], at);
+
+  const server = table(doc, ["server"], at);
+  checkKeys(server, ["server"], [
+    "listen",
+    "versions",
+    "state_dir",
+    "data_port_range",
+    "max_sessions",
+    "max_message_size",
+    "log_level",
+    "log_format",
+    "auth_failure_delay_ms",
+  ], at);
+  if (server.listen !== undefined) {
+    const list = Array.isArray(server.listen) ? server.listen : [server.listen];
+    if (list.length === 0) throw at(["server", "listen"], "needs at least one address");
+    cfg.listen = list.map((v) => {
+      if (typeof v !== "string") throw at(["server", "listen"], "must be \"ADDR:PORT\" strings");
+      try {
+        return parseListen(v);
+      } catch (e) {
+        throw at(["server", "listen"], (e as Error).message);
+      }
+    });
+  }
+  if (server.versions !== undefined) {
+    const v = server.versions;
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => SUPPORTED_VERSIONS.includes(x as number))) {
+      throw at(["server", "versions"], `must be a non-empty list of ${SUPPORTED_VERSIONS.join(", ")}`);
+    }
+    cfg.versions = [...new Set(v as number[])].sort((a, b) => b - a);
+  }
+  if (server.state_dir !== undefined) {
+    if (typeof server.state_dir !== "string" || !server.state_dir.startsWith("/")) {
+      throw at(["server", "state_dir"], "must be an absolute path");
+    }
+    cfg.stateDir = server.state_dir;
+  }
+  if (server.data_port_range !== undefined) {
+    const m = typeof server.data_port_range === "string" && /^(\d+)-(\d+)$/.exec(server.data_port_range);
+    const from = m ? Number(m[1]) : NaN;
+    const to = m ? Number(m[2]) : NaN;
+    if (!m || from < 1 || to > 65535 || from > to) throw at(["server", "data_port_range"], 'must be "FROM-TO" within 1-65535');
+    cfg.dataPorts = { from, to };
+  }
+  if (server.max_sessions !== undefined) cfg.maxSessions = intIn(server.max_sessions, 1, 100_000, ["server", "max_sessions"], at);
+  if (server.max_message_size !== undefined) {
+    const n = parseSize(server.max_message_size);
+    if (n === undefined || n < 64 * 1024 || n > 1024 * 1024 * 1024) {
+      throw at(["server", "max_message_size"], 'must be a size between "64KiB" and "1GiB"');
+    }
+    cfg.maxMessageSize = n;
+  }
+  if (server.log_level !== undefined) {
+    if (!LOG_LEVELS.includes(server.log_level as LogLevel)) throw at(["server", "log_level"], `must be one of ${LOG_LEVELS.join(", ")}`);
+    cfg.logLevel = server.log_level as LogLevel;
+  }
+  if (server.log_format !== undefined) {
+    if (server.log_format !== "human" && server.log_format !== "json") throw at(["server", "log_format"], 'must be "human" or "json"');
+    cfg.logFormat = server.log_format;
+  }
+  if (server.auth_failure_delay_ms !== undefined) {
+    cfg.authFailureDelayMs = intIn(server.auth_failure_delay_ms, 0, 10_000, ["server", "auth_failure_delay_ms"], at);
+  }
+
+  const identity = table(doc, ["identity"], at);
+  checkKeys(identity, ["identity"], ["vendor", "product", "revision"], at);
+  for (const k of ["vendor", "product", "revision"] as const) {
+    const v = identity[k];
+    if (v === undefined) continue;
+    if (typeof v !== "string" || v.length === 0 || v.length > 255) throw at(["identity", k], "must be a string of 1-255 characters");
+    cfg.identity[k] = v;
+  }
+
+  const auth = table(doc, ["auth"], at);
+  checkKeys(auth, ["auth"], ["methods"], at);
+  if (auth.methods !== undefined) {
+    const ok: AuthMethod[] = ["md5", "text", "none"];
+    const m = auth.methods;
+    if (!Array.isArray(m) || m.length === 0 || !m.every((x) => ok.includes(x as AuthMethod))) {
+      throw at(["auth", "methods"], 'must be a non-empty list of "md5", "text", "none"');
+    }
+    cfg.authMethods = [...new Set(m as AuthMethod[])];
+  }
+
+  if (doc.user !== undefined) {
+    if (!Array.isArray(doc.user)) throw at(["user"], "must be an array of tables: [[user]]");
+    cfg.users = new Map();
+    doc.user.forEach((u: Table, i: number) => {
+      const p = ["user", i];
+      checkKeys(u, p, ["name", "password", "password_file", "password_env"], at);
+      if (typeof u.name !== "string" || !/^[\x21-\x7e]{1,64}$/.test(u.name)) {
+        throw at([...p, "name"], "must be 1-64 printable characters without spaces");
+      }
+      if (cfg.users.has(u.name)) throw at([...p, "name"], `user ${u.name} is defined twice`);
+      cfg.users.set(u.name, secret(u, p, env, at));
+    });
+  }
+  if (doc.server_auth !== undefined) {
+    const s = table(doc, ["server_auth"], at);
+    checkKeys(s, ["server_auth"], ["id", "password", "password_file", "password_env"], at);
+    if (typeof s.id !== "string" || s.id.length === 0) throw at(["server_auth", "id"], "must be a non-empty string");
+    cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at) };
+  }
+  return cfg;
+}
+
+type At = (path: (string | number)[], problem: string) => ConfigError;
+
+function secret(t: Table, p: (string | number)[], env: NodeJS.ProcessEnv, at: At): Buffer {
+  const given = ["password", "password_file", "password_env"].filter((k) => t[k] !== undefined);
+  if (given.length !== 1) throw at(p, "needs exactly one of password, password_file, password_env");
+  let pw: string;
+  if (t.password !== undefined) {
+    if (typeof t.password !== "string") throw at([...p, "password"], "must be a string");
+    pw = t.password;
+  } else if (t.password_file !== undefined) {
+    const f = t.password_file;
+    if (typeof f !== "string" || !f.startsWith("/")) throw at([...p, "password_file"], "must be an absolute path");
+    let st;
+    try {
+      st = statSync(f);
+      pw = readFileSync(f, "utf8").replace(/\r?\n$/, "");
+    } catch (e) {
+      throw at([...p, "password_file"], `cannot read ${f}: ${(e as Error).message}`);
+    }
+    if (st.mode & 0o004) throw at([...p, "password_file"], `${f} is readable by everyone; chmod o-r it`);
+  } else {
+    const name = t.password_env;
+    if (typeof name !== "string") throw at([...p, "password_env"], "must name an environment variable");
+    const v = env[name];
+    if (v === undefined) throw at([...p, "password_env"], `environment variable ${name} is not set`);
+    pw = v;
+  }
+  if (pw.length === 0) throw at(p, "the password is empty");
+  return Buffer.from(pw, "utf8");
+}
+
+function table(doc: Table, path: string[], at: At): Table {
+  const v = doc[path[path.length - 1]!];
+  if (v === undefined) return {};
+  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Date) throw at(path, "must be a table");
+  return v as Table;
+}
+
+function checkKeys(t: Table, path: (string | number)[], known: string[], at: At): void {
+  for (const k of Object.keys(t)) {
+    if (!known.includes(k)) throw at([...path, k], `unknown key (known here: ${known.join(", ")})`);
+  }
+}
+
+function intIn(v: unknown, min: number, max: number, path: (string | number)[], at: At): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw at(path, `must be an integer from ${min} to ${max}`);
+  return v;
+}
+
+export function parseListen(s: string): ListenAddress {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s.trim());
+  if (!m) throw new Error(`"${s}" is not ADDR:PORT (IPv6 as [ADDR]:PORT)`);
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) throw new Error(`port ${port} out of range`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
+export function parseSize(v: unknown): number | undefined {
+  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return v;
+  if (typeof v !== "string") return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(v);
+  if (!m) return undefined;
+  const unit = (m[2] ?? "B").toUpperCase();
+  const mult: Record<string, number> = {
+    B: 1,
+    KB: 1e3,
+    MB: 1e6,
+    GB: 1e9,
+    TB: 1e12,
+    KIB: 2 ** 10,
+    MIB: 2 ** 20,
+    GIB: 2 ** 30,
+    TIB: 2 ** 40,
+  };
+  return Math.round(Number(m[1]) * mult[unit]!);
+}
+
+function formatKey(path: (string | number)[]): string {
+  return path.map((p) => (typeof p === "number" ? `[${p}]` : p)).join(".").replace(/\.\[/g, "[");
+}
+
+/**
+ * The 1-based line where `path` is set, found by scanning table headers, so that
+ * validation errors (which TOML parsers don't locate) still point at a line.
+ */
+export function locate(source: string, path: (string | number)[]): number {
+  const lines = source.split("\n");
+  const arrayCounts = new Map<string, number>();
+  let current: (string | number)[] = [];
+  const want = path.filter((p) => typeof p === "string" || typeof p === "number");
+  const tablePath = want.slice(0, -1);
+  const key = want[want.length - 1];
+  let tableLine = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    let m;
+    if ((m = /^\[\[\s*([^\]]+?)\s*\]\]/.exec(line))) {
+      const name = m[1]!;
+      const n = arrayCounts.get(name) ?? 0;
+      arrayCounts.set(name, n + 1);
+      current = [...name.split("."), n];
+      if (sameStart(want, current)) tableLine ||= i + 1;
+      if (same(current, want)) return i + 1;
+    } else if ((m = /^\[\s*([^\]]+?)\s*\]/.exec(line))) {
+      current = m[1]!.split(".");
+      if (sameStart(want, current)) tableLine ||= i + 1;
+      if (same(current, want)) return i + 1;
+    } else if ((m = /^([A-Za-z0-9_-]+)\s*=/.exec(line))) {
+      if (same(current, tablePath) && m[1] === key) return i + 1;
+      if (current.length === 0 && want.length === 1 && m[1] === key) return i + 1;
+    }
+  }
+  return tableLine || 1;
+}
+
+function same(a: (string | number)[], b: (string | number)[]): boolean {
+  return a.length === b.length && a.every((x, i) => String(x) === String(b[i]));
+}
+function sameStart(full: (string | number)[], prefix: (string | number)[]): boolean {
+  return prefix.length <= full.length && prefix.every((x, i) => String(x) === String(full[i]));
+}

@@ -1,0 +1,258 @@
+/**
+ * One NDMP session per control connection: framing in, dispatch through the handler tables,
+ * replies and posts out. It owns the per-session state (version, authentication) and lets
+ * services register clean-up for when the connection goes away.
+ */
+import type { Socket } from "node:net";
+import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
+import {
+  ConnectionStatusReason,
+  ErrorCode,
+  errorName,
+  Message,
+  MessageType,
+  messageName,
+  NdmpError,
+} from "../protocol/codes.ts";
+import { FramingError, frameRecord, RecordReader } from "../protocol/framing.ts";
+import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } from "../protocol/message.ts";
+import type { HandlerTable } from "../services/handler.ts";
+
+/** What services use to talk back to the DMA (NOTIFY, LOG, FH posts). */
+export interface Peer {
+  post(code: number, body: unknown): void;
+}
+
+/** Records waiting to be handled before we stop reading from a flooding peer. */
+const MAX_QUEUED_RECORDS = 64;
+
+export class Session implements Peer {
+  /** The version fixed by CONNECT_OPEN or by the first other request; undefined until then. */
+  version: number | undefined;
+  authenticated = false;
+  authUser: string | undefined;
+  /** The most recent MD5 challenge handed out by CONFIG_GET_AUTH_ATTR. */
+  md5Challenge: Buffer | undefined;
+  /** Extension negotiation state for CONFIG_GET/SET_EXT_LIST (digest §7.3). */
+  extListQueried = false;
+  extListSelected = false;
+  readonly log: Logger;
+  private sequence = 0;
+  private readonly reader: RecordReader;
+  private queue: Buffer[] = [];
+  private processing = false;
+  private closed = false;
+  private readonly cleanups: Array<() => void | Promise<void>> = [];
+
+  constructor(
+    readonly id: number,
+    private readonly socket: Socket,
+    readonly config: Config,
+    private readonly handlers: HandlerTable,
+    log: Logger,
+  ) {
+    this.log = log.child({ session: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.reader = new RecordReader(config.maxMessageSize);
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", (err) => this.log.debug("socket error", { err }));
+    socket.on("close", () => void this.teardown("connection closed"));
+  }
+
+  /** The wire codec of the session: the offered (highest) version until one is fixed. */
+  get wire(): WireVersion {
+    return wireFor(this.version ?? this.config.versions[0]!)!;
+  }
+
+  get localAddress(): string | undefined {
+    return this.socket.localAddress;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Sends NOTIFY_CONNECTION_STATUS(CONNECTED) — the first thing a DMA expects. */
+  start(): void {
+    this.log.info("session opened");
+    this.post(Message.NOTIFY_CONNECTION_STATUS, {
+      reason: ConnectionStatusReason.CONNECTED,
+      protocol_version: this.config.versions[0]!,
+      text_reason: "",
+    });
+  }
+
+  /** Registers clean-up to run once when the session ends (devices, data connections). */
+  onClose(fn: () => void | Promise<void>): void {
+    this.cleanups.push(fn);
+  }
+
+  post(code: number, body: unknown): void {
+    if (this.closed) return;
+    let bytes: Buffer;
+    try {
+      bytes = this.wire.encodePost(code, body);
+    } catch (e) {
+      this.log.error("cannot encode post", { message: messageName(code), err: e });
+      return;
+    }
+    this.send(this.header(MessageType.REQUEST, code, 0, ErrorCode.NO_ERR), bytes);
+  }
+
+  /** Tells the DMA we are going away, then closes (shutdown or refusal). */
+  notifyAndClose(reason: number, text: string): void {
+    this.post(Message.NOTIFY_CONNECTION_STATUS, {
+      reason,
+      protocol_version: this.version ?? this.config.versions[0]!,
+      text_reason: text,
+    });
+    this.close(text);
+  }
+
+  close(why: string): void {
+    if (this.closed) return;
+    this.socket.end();
+    // A peer that never reads could keep the socket half-open forever: force it shut.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+    void this.teardown(why);
+  }
+
+  private async teardown(why: string): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    for (const fn of this.cleanups.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        this.log.error("clean-up failed", { err: e });
+      }
+    }
+    this.socket.destroy();
+    this.log.info("session closed", { why });
+  }
+
+  private header(type: number, code: number, replyTo: number, error: number): Header {
+    this.sequence = (this.sequence + 1) >>> 0;
+    return {
+      sequence: this.sequence,
+      time_stamp: Math.floor(Date.now() / 1000) >>> 0,
+      message_type: type,
+      message_code: code,
+      reply_sequence: replyTo,
+      error_code: error,
+    };
+  }
+
+  private send(h: Header, body?: Buffer): void {
+    if (this.closed || this.socket.destroyed) return;
+    for (const part of frameRecord(encodeMessage(h, body))) this.socket.write(part);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let records: Buffer[];
+    try {
+      records = this.reader.push(chunk);
+    } catch (e) {
+      if (e instanceof FramingError) {
+        this.log.warn("bad framing, closing the connection", { err: e });
+        this.close("framing error");
+        return;
+      }
+      throw e;
+    }
+    if (records.length === 0) return;
+    this.queue.push(...records);
+    if (this.queue.length >= MAX_QUEUED_RECORDS) this.socket.pause();
+    void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.processing) return;
+    this.processing = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        await this.dispatch(this.queue.shift()!);
+        if (this.queue.length < MAX_QUEUED_RECORDS / 2 && this.socket.isPaused()) this.socket.resume();
+      }
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  /** Handles one record; never throws (a handler's failure becomes an error reply). */
+  private async dispatch(record: Buffer): Promise<void> {
+    let h: Header;
+    try {
+      h = decodeHeader(record);
+    } catch {
+      this.log.warn("undecodable message header dropped", { bytes: record.length });
+      return;
+    }
+    if (h.message_type !== MessageType.REQUEST) {
+      // A server sends no requests, so a reply from the DMA answers nothing: ignore it.
+      this.log.debug("ignored a message that is not a request", { code: messageName(h.message_code) });
+      return;
+    }
+    const code = h.message_code;
+    const name = messageName(code);
+    const handler = this.handlers[code];
+    const wire = this.wire;
+    if (!handler || !wire.schema(code)) {
+      this.log.debug("unsupported request", { message: name });
+      return this.replyHeaderError(h, ErrorCode.NOT_SUPPORTED_ERR);
+    }
+    if (!this.authenticated && !handler.preAuth) {
+      this.log.warn("request before authentication refused", { message: name });
+      return this.replyHeaderError(h, ErrorCode.NOT_AUTHORIZED_ERR);
+    }
+    let request: unknown;
+    try {
+      request = wire.decodeRequest(code, record.subarray(24));
+    } catch (e) {
+      this.log.warn("undecodable request body", { message: name, err: e });
+      return this.replyHeaderError(h, ErrorCode.XDR_DECODE_ERR);
+    }
+    // Any request but CONNECT_OPEN accepts the offered version ("implicit open", digest §1.6).
+    if (this.version === undefined && code !== Message.CONNECT_OPEN && code !== Message.CONNECT_CLOSE) {
+      this.version = this.config.versions[0];
+    }
+    this.log.debug("request", { message: name, seq: h.sequence });
+    let reply: unknown;
+    try {
+      reply = await handler.handle(this, request, h);
+    } catch (e) {
+      if (e instanceof NdmpError) {
+        this.log.debug("request refused", { message: name, error: errorName(e.code), why: e.message });
+        reply = this.wire.errorReply(code, e.code);
+      } else {
+        this.log.error("handler failed", { message: name, err: e, stack: (e as Error)?.stack });
+        reply = this.wire.errorReply(code, ErrorCode.UNDEFINED_ERR);
+      }
+    }
+    if (this.wire.schema(code)?.reply === null) return; // CONNECT_CLOSE: no reply
+    this.reply(h, reply);
+  }
+
+  private reply(req: Header, body: unknown): void {
+    let bytes: Buffer;
+    try {
+      bytes = this.wire.encodeReply(req.message_code, body);
+    } catch (e) {
+      this.log.error("cannot encode reply", { message: messageName(req.message_code), err: e });
+      return this.replyHeaderError(req, ErrorCode.XDR_ENCODE_ERR);
+    }
+    this.send(this.header(MessageType.REPLY, req.message_code, req.sequence, ErrorCode.NO_ERR), bytes);
+  }
+
+  private replyHeaderError(req: Header, error: number): void {
+    if (req.message_code === Message.CONNECT_CLOSE) return;
+    this.send(this.header(MessageType.REPLY, req.message_code, req.sequence, error));
+  }
+}

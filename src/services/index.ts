@@ -1,0 +1,9 @@
+/** Every NDMP interface's handler table, merged into the one the sessions dispatch on. */
+import { configHandlers } from "./config.ts";
+import { connectHandlers } from "./connect.ts";
+import type { HandlerTable } from "./handler.ts";
+
+export const allHandlers: HandlerTable = {
+  ...connectHandlers,
+  ...configHandlers,
+};
