@@ -16,7 +16,7 @@ const EXIT_USAGE = 2;
 const HELP: Record<string, string> = {
   main: `ndmpd ${VERSION} — an NDMP server for Linux file servers
 
-Usage: ndmpd <command> [options]
+Usage: ndmpd [<command>] [options]       (no command: serve)
 
 Commands:
   serve     run the NDMP server (default port ${DEFAULT_PORT})
@@ -181,6 +181,9 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case "serve":
         return await serve(rest);
+      case undefined:
+        // A daemon started with no arguments serves, on the safe embedded defaults.
+        return await serve([]);
       case "query":
         return await query(rest);
       case "version":
@@ -190,7 +193,6 @@ export async function main(argv: string[]): Promise<number> {
       case "help":
       case "--help":
       case "-h":
-      case undefined:
         return print(HELP[rest[0] ?? "main"] ?? HELP.main!);
       default:
         throw new UsageError(`unknown command '${cmd}' (see 'ndmpd help')`);
@@ -205,4 +207,6 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => process.exit(code));
+// `deno task start -- version` hands the "--" through: it only separates task arguments.
+const argv = process.argv.slice(2);
+main(argv[0] === "--" ? argv.slice(1) : argv).then((code) => process.exit(code));

@@ -14,9 +14,12 @@
  * - u16 travels in 4 bytes, as XDR says for `u_short`;
  * - every codec can produce a zero value, so an error reply can carry a well-formed body.
  */
-import jsXdr from "@stellar/js-xdr";
+import * as jsXdrModule from "@stellar/js-xdr";
 
-// js-xdr is CommonJS: take the classes off its default export (works in Node, Bun and Deno).
+// js-xdr ships CommonJS (Node and Deno load it: named classes sit on the default export) and
+// an ES module (Bun's bundler picks it: named exports). Take the classes from whichever is there.
+const loaded = jsXdrModule as unknown as Record<string, typeof jsXdrModule.default>;
+const jsXdr: typeof jsXdrModule.default = "XdrReader" in loaded ? (loaded as never) : loaded["default"]!;
 export const { XdrReader, XdrWriter } = jsXdr;
 export type XdrReader = InstanceType<typeof jsXdr.XdrReader>;
 export type XdrWriter = InstanceType<typeof jsXdr.XdrWriter>;
@@ -30,7 +33,17 @@ export interface Codec<T> {
   write(v: T, w: XdrWriter): void;
   /** The value this type has when nothing is known: 0, empty, first union arm. */
   zero(): T;
+  /** What the codec is, so tools (and tests) can walk a schema. */
+  shape: Shape;
 }
+
+export type Shape =
+  | { kind: "u32" | "i32" | "u16" | "i16" | "u64" | "bool" | "empty" }
+  | { kind: "opaque"; max: number }
+  | { kind: "fixed"; size: number }
+  | { kind: "array"; item: Codec<any> }
+  | { kind: "struct"; fields: Record<string, Codec<any>> }
+  | { kind: "union"; disc: string; arms: Record<number, [string, Codec<any>] | null>; defaultArm?: [string, Codec<any>] | null };
 
 /** Any XDR string or opaque: decoded as Buffer, encodable from a string too. */
 export type Bytes = Buffer | Uint8Array | string;
@@ -49,6 +62,7 @@ export const u32: Codec<number> = {
     checkInt(v, 0, MAX_U32, "u32");
     w.writeUInt32BE(v);
   },
+  shape: { kind: "u32" },
   zero: () => 0,
 };
 
@@ -58,6 +72,7 @@ export const i32: Codec<number> = {
     checkInt(v, -0x8000_0000, 0x7fff_ffff, "i32");
     w.writeInt32BE(v);
   },
+  shape: { kind: "i32" },
   zero: () => 0,
 };
 
@@ -68,6 +83,7 @@ export const u16: Codec<number> = {
     checkInt(v, 0, 0xffff, "u16");
     w.writeUInt32BE(v);
   },
+  shape: { kind: "u16" },
   zero: () => 0,
 };
 
@@ -78,6 +94,7 @@ export const i16: Codec<number> = {
     checkInt(v, -0x8000, 0x7fff, "i16");
     w.writeInt32BE(v);
   },
+  shape: { kind: "i16" },
   zero: () => 0,
 };
 
@@ -87,6 +104,7 @@ export const enumT: Codec<number> = u32;
 export const bool: Codec<boolean> = {
   read: (r) => r.readUInt32BE() !== 0,
   write: (v, w) => w.writeUInt32BE(v ? 1 : 0),
+  shape: { kind: "bool" },
   zero: () => false,
 };
 
@@ -97,6 +115,7 @@ export const u64: Codec<bigint> = {
     if (typeof v !== "bigint" || v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new XdrError(`u64 out of range: ${v}`);
     w.writeBigUInt64BE(v);
   },
+  shape: { kind: "u64" },
   zero: () => 0n,
 };
 
@@ -122,6 +141,7 @@ export function opaque(max = MAX_U32): Codec<Bytes> {
       w.write(b, b.length);
     },
     zero: () => Buffer.alloc(0),
+    shape: { kind: "opaque", max },
   };
 }
 
@@ -136,6 +156,7 @@ export function fixed(size: number): Codec<Buffer> {
       w.write(v, size);
     },
     zero: () => Buffer.alloc(size),
+    shape: { kind: "fixed", size },
   };
 }
 
@@ -154,6 +175,7 @@ export function array<T>(item: Codec<T>): Codec<T[]> {
       for (const x of v) item.write(x, w);
     },
     zero: () => [],
+    shape: { kind: "array", item },
   };
 }
 
@@ -182,6 +204,7 @@ export function struct<F extends FieldMap>(fields: F): Codec<StructOf<F>> & { fi
       for (const [name, c] of entries) out[name] = c.zero();
       return out as StructOf<F>;
     },
+    shape: { kind: "struct", fields },
   };
 }
 
@@ -226,6 +249,7 @@ export function union<D extends string>(
       if (arm) out[arm[0]] = arm[1].zero();
       return out as any;
     },
+    shape: { kind: "union", disc, arms, defaultArm },
   };
 }
 
@@ -234,6 +258,7 @@ export const empty: Codec<Record<string, never>> = {
   read: () => ({}),
   write: () => {},
   zero: () => ({}),
+  shape: { kind: "empty" },
 };
 
 /**

@@ -1,0 +1,144 @@
+// The libc calls ndmpd needs and Node cannot make, bound through Bun's FFI. This file must only be
+// loaded with a live `bun:ffi` module in hand (see index.ts): it never imports it itself, so Node
+// and Deno can type-check and load the rest of the program.
+import type * as BunFfi from "bun:ffi";
+import type { Pointer } from "bun:ffi";
+import { ERRNO, NativeError } from "./errno.ts";
+import type { IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+
+const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
+
+/** lseek whence values for sparse files (Linux >= 3.1). */
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+type LibcSymbol =
+  | "ioctl"
+  | "lseek"
+  | "llistxattr"
+  | "lgetxattr"
+  | "lsetxattr"
+  | "__errno_location";
+
+function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
+  const symbols = {
+    // The request is an unsigned long; "u64" keeps 0x80306d02 from turning negative.
+    ioctl: { args: ["i32", "u64", "ptr"], returns: "i32" },
+    lseek: { args: ["i32", "i64", "i32"], returns: "i64" },
+    llistxattr: { args: ["ptr", "ptr", "usize"], returns: "i64" },
+    lgetxattr: { args: ["ptr", "ptr", "ptr", "usize"], returns: "i64" },
+    lsetxattr: { args: ["ptr", "ptr", "ptr", "usize", "i32"], returns: "i32" },
+    __errno_location: { args: [], returns: "ptr" },
+  } as const;
+  let lastError: unknown;
+  for (const name of LIBC_CANDIDATES) {
+    try {
+      return ffi.dlopen<LibcSymbol>(name, symbols);
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw new Error(`cannot load the C library (${LIBC_CANDIDATES.join(", ")}): ${String(lastError)}`);
+}
+
+/** Paths and xattr names go to libc as C strings: copy and terminate, refuse embedded NULs. */
+export function cString(value: Uint8Array | string): Buffer {
+  const bytes = typeof value === "string" ? Buffer.from(value, "utf8") : value;
+  const nul = bytes.indexOf(0);
+  if (nul !== -1 && nul !== bytes.length - 1) {
+    throw new NativeError("cstring", ERRNO.EINVAL);
+  }
+  if (nul === bytes.length - 1) return Buffer.from(bytes);
+  const out = Buffer.allocUnsafe(bytes.length + 1);
+  out.set(bytes, 0);
+  out[bytes.length] = 0;
+  return out;
+}
+
+/** Splits llistxattr's "a\0b\0" into raw names (bytes, not strings: names need not be UTF-8). */
+export function splitNameList(list: Uint8Array): Buffer[] {
+  const names: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] !== 0) continue;
+    if (i > start) names.push(Buffer.from(list.subarray(start, i)));
+    start = i + 1;
+  }
+  return names;
+}
+
+export function bindLibc(ffi: typeof BunFfi): NativeApi {
+  const lib = openLibc(ffi);
+  const sym = lib.symbols;
+  const lastErrno = (): number => ffi.read.i32(sym.__errno_location() as Pointer, 0);
+  // errno is thread-local and FFI calls run on the JS thread, so reading it right after the call
+  // (before anything else can touch it) gives the call's own error.
+  const fail = (syscall: string): never => {
+    throw new NativeError(syscall, lastErrno());
+  };
+
+  const ioctl: IoctlApi = {
+    ioctl(fd, request, arg) {
+      const rc = sym.ioctl(fd, request, arg) as number;
+      if (rc === -1) fail("ioctl");
+      return rc;
+    },
+  };
+
+  const seek: SeekApi = {
+    seekData(fd, offset) {
+      const rc = Number(sym.lseek(fd, BigInt(offset), SEEK_DATA) as bigint);
+      if (rc >= 0) return rc;
+      const errno = lastErrno();
+      if (errno === ERRNO.ENXIO) return null; // no data at or after offset
+      throw new NativeError("lseek(SEEK_DATA)", errno);
+    },
+    seekHole(fd, offset) {
+      const rc = Number(sym.lseek(fd, BigInt(offset), SEEK_HOLE) as bigint);
+      if (rc < 0) fail("lseek(SEEK_HOLE)");
+      return rc;
+    },
+  };
+
+  // Size-probe then fetch; the value can grow between the two calls (ERANGE), so loop.
+  const fetchSized = (syscall: string, call: (buf: Uint8Array, size: number) => number): Buffer => {
+    for (;;) {
+      const size = call(new Uint8Array(0), 0);
+      if (size < 0) fail(syscall);
+      const buf = Buffer.alloc(size);
+      if (size === 0) return buf;
+      const got = call(buf, size);
+      if (got >= 0) return buf.subarray(0, got);
+      const errno = lastErrno();
+      if (errno !== ERRNO.ERANGE) throw new NativeError(syscall, errno);
+    }
+  };
+
+  const xattr: XattrApi = {
+    list(path) {
+      const cPath = cString(path);
+      const raw = fetchSized("llistxattr", (buf, size) =>
+        Number(sym.llistxattr(cPath, buf, size) as bigint),
+      );
+      return splitNameList(raw);
+    },
+    get(path, name) {
+      const cPath = cString(path);
+      const cName = cString(name);
+      try {
+        return fetchSized("lgetxattr", (buf, size) =>
+          Number(sym.lgetxattr(cPath, cName, buf, size) as bigint),
+        );
+      } catch (error) {
+        if (error instanceof NativeError && error.errno === ERRNO.ENODATA) return null;
+        throw error;
+      }
+    },
+    set(path, name, value, flags = 0) {
+      const rc = sym.lsetxattr(cString(path), cString(name), value, value.length, flags) as number;
+      if (rc === -1) fail("lsetxattr");
+    },
+  };
+
+  return { runtime: "bun-ffi", ioctl, seek, xattr };
+}

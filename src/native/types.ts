@@ -1,0 +1,40 @@
+// The native calls ndmpd can use, each behind a small interface. A null interface in NativeApi
+// means "not available in this runtime": callers fall back (a zero-block scan instead of
+// SEEK_DATA, no xattrs) or report a clear error (st tape drives need ioctl).
+
+export interface IoctlApi {
+  /** ioctl(fd, request, arg) with arg as an in/out struct buffer; returns the result (>= 0) or throws NativeError. */
+  ioctl(fd: number, request: number, arg: Uint8Array): number;
+}
+
+export interface SeekApi {
+  /** lseek(fd, offset, SEEK_DATA): the next data offset at or after `offset`, or null past the last data. */
+  seekData(fd: number, offset: number): number | null;
+  /** lseek(fd, offset, SEEK_HOLE): the next hole at or after `offset` (the file end counts as a hole). */
+  seekHole(fd: number, offset: number): number;
+}
+
+/** Extended attributes on byte paths, not following symlinks (l*xattr). Names are raw bytes. */
+export interface XattrApi {
+  list(path: Uint8Array): Buffer[];
+  /** null when the attribute does not exist (ENODATA). */
+  get(path: Uint8Array, name: Uint8Array | string): Buffer | null;
+  /** flags: 0, XATTR_CREATE (1) or XATTR_REPLACE (2). */
+  set(path: Uint8Array, name: Uint8Array | string, value: Uint8Array, flags?: number): void;
+}
+
+export interface NativeApi {
+  /** "bun-ffi" when libc is bound; "none" under Node and Deno. */
+  readonly runtime: "bun-ffi" | "none";
+  readonly ioctl: IoctlApi | null;
+  readonly seek: SeekApi | null;
+  readonly xattr: XattrApi | null;
+  /** Why the interfaces are null, for error messages. */
+  readonly reason?: string;
+}
+
+/** A run of data in a sparse file: [offset, offset + length). */
+export interface DataRun {
+  offset: number;
+  length: number;
+}
