@@ -55,7 +55,7 @@ export function defaultStateDir(): string {
 
 /** The embedded defaults: loopback only, one user `ndmp`. */
 export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const fromEnv = env.NDMPD_PASSWORD;
+  const fromEnv = env.NDMPD_PASSWORD || undefined; // an empty variable is no password
   const generated = fromEnv ? undefined : randomBytes(12).toString("base64url");
   return {
     listen: [{ host: "127.0.0.1", port: DEFAULT_PORT }],
@@ -275,7 +275,8 @@ export function parseListen(s: string): ListenAddress {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s.trim());
   if (!m) throw new Error(`"${s}" is not ADDR:PORT (IPv6 as [ADDR]:PORT)`);
   const port = Number(m[3]);
-  if (port < 1 || port > 65535) throw new Error(`port ${port} out of range`);
+  // Port 0 asks the kernel for any free port (tests use it; the log says which).
+  if (port > 65535) throw new Error(`port ${port} out of range`);
   return { host: m[1] ?? m[2]!, port };
 }
 

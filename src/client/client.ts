@@ -39,6 +39,8 @@ export class NdmpClient extends EventEmitter {
   private closedError: Error | undefined;
   /** Every post received, in order (NOTIFY, LOG, FH). */
   readonly posts: Post[] = [];
+  /** Header error codes of replies nobody waited for (raw requests), by reply_sequence. */
+  readonly unmatchedReplies = new Map<number, number>();
   /** The version the server offered in NOTIFY_CONNECTION_STATUS. */
   offeredVersion = 0;
   wire: WireVersion;
@@ -192,7 +194,10 @@ export class NdmpClient extends EventEmitter {
     const payload = rec.subarray(24);
     if (header.message_type === MessageType.REPLY) {
       const w = this.waiting.get(header.reply_sequence);
-      if (!w) return;
+      if (!w) {
+        this.unmatchedReplies.set(header.reply_sequence, header.error_code);
+        return;
+      }
       this.waiting.delete(header.reply_sequence);
       if (header.error_code !== 0) {
         w.reject(new NdmpClientError(header.message_code, header.error_code, "header"));

@@ -204,13 +204,15 @@ export class Session implements Peer {
     const name = messageName(code);
     const handler = this.handlers[code];
     const wire = this.wire;
+    // Authentication is checked before support, so an unauthenticated peer learns nothing
+    // about which interfaces this server implements.
+    if (wire.schema(code) && !this.authenticated && !handler?.preAuth) {
+      this.log.warn("request before authentication refused", { message: name });
+      return this.replyHeaderError(h, ErrorCode.NOT_AUTHORIZED_ERR);
+    }
     if (!handler || !wire.schema(code)) {
       this.log.debug("unsupported request", { message: name });
       return this.replyHeaderError(h, ErrorCode.NOT_SUPPORTED_ERR);
-    }
-    if (!this.authenticated && !handler.preAuth) {
-      this.log.warn("request before authentication refused", { message: name });
-      return this.replyHeaderError(h, ErrorCode.NOT_AUTHORIZED_ERR);
     }
     let request: unknown;
     try {

@@ -99,8 +99,17 @@ password_env = "MY_PW"
   it("helpers: listen addresses, sizes, locate", () => {
     expect(parseListen("[::]:10000")).toEqual({ host: "::", port: 10000 });
     expect(() => parseListen("1.2.3.4:70000")).toThrow();
+    expect(parseListen("127.0.0.1:0").port).toBe(0);
     expect(parseSize("1.5KiB")).toBe(1536);
     expect(parseSize("x")).toBeUndefined();
     expect(locate(`[a]\nx = 1\n[[b]]\ny = 2\n[[b]]\ny = 3\n`, ["b", 1, "y"])).toBe(6);
+  });
+});
+
+describe("embedded defaults and the environment", () => {
+  it("treats an empty NDMPD_PASSWORD as none and generates a password", () => {
+    const c = defaultConfig({ NDMPD_PASSWORD: "" });
+    expect(c.generatedPassword).toBeDefined();
+    expect(c.users.get("ndmp")!.length).toBeGreaterThan(0);
   });
 });

@@ -173,6 +173,8 @@ interface Medium {
   writeProtected: boolean;
   /** End of recorded data (file offset). */
   eod: number;
+  /** The file's size: past eod when a crash left a torn entry there. */
+  fileSize: number;
   /** Written since the last fdatasync. */
   dirty: boolean;
 }
@@ -438,9 +440,10 @@ export class VirtualTapeDrive extends TapeDriveBase {
     const parts = payload === null ? [header, header] : [header, payload, header];
     const size = ENTRY_OVERHEAD + (payload?.length ?? 0);
     try {
-      if (start < medium.eod) {
-        fs.ftruncateSync(medium.fd, start);
+      if (start < medium.fileSize) {
+        fs.ftruncateSync(medium.fd, start); // erases the rest of the tape, or a torn entry
         medium.eod = start;
+        medium.fileSize = start;
       }
       medium.dirty = true;
       let done = fs.writevSync(medium.fd, parts, start);
@@ -458,9 +461,11 @@ export class VirtualTapeDrive extends TapeDriveBase {
         // the reopen scan copes with a torn entry anyway
       }
       medium.eod = start;
+      medium.fileSize = start;
       throw new TapeError("IO", `${this.name}: writing the cartridge failed: ${String(error)}`, { cause: error });
     }
     medium.eod = start + size;
+    medium.fileSize = medium.eod;
     this.position = medium.eod;
   }
 
@@ -507,8 +512,9 @@ export class VirtualTapeDrive extends TapeDriveBase {
     try {
       const header = readHeader(fd, file);
       const writeProtected = !writable || (header.flags & FLAG_WRITE_PROTECT) !== 0;
-      const eod = findEndOfData(fd, fs.fstatSync(fd).size);
-      this.medium = { fd, header, writeProtected, eod, dirty: false };
+      const fileSize = fs.fstatSync(fd).size;
+      const eod = findEndOfData(fd, fileSize);
+      this.medium = { fd, header, writeProtected, eod, fileSize, dirty: false };
       if (this.position > eod) this.moveTo(DATA_START, 0, 0); // a no-rewind position now gone
       return this.medium;
     } catch (error) {
