@@ -41,7 +41,7 @@ function rawExchange(port: number, bytes: Buffer, ms = 1000): Promise<{ closed: 
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const s = connect({ host: "127.0.0.1", port }, () => s.write(bytes));
-    s.on("data", (c) => chunks.push(c));
+    s.on("data", (c: Buffer) => chunks.push(c));
     s.on("error", () => {});
     const timer = setTimeout(() => {
       s.destroy();
