@@ -79,9 +79,13 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
 
   const ioctl: IoctlApi = {
     ioctl(fd, request, arg) {
-      const rc = sym.ioctl(fd, request, arg) as number;
-      if (rc === -1) fail("ioctl");
-      return rc;
+      for (;;) {
+        const rc = sym.ioctl(fd, request, arg) as number;
+        if (rc !== -1) return rc;
+        const errno = lastErrno();
+        // A signal can interrupt a long tape motion before it starts; just ask again.
+        if (errno !== ERRNO.EINTR) throw new NativeError("ioctl", errno);
+      }
     },
   };
 

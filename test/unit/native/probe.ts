@@ -1,0 +1,53 @@
+// Compiled with `bun build --compile` by native.test.ts (and also run with plain `bun`): exercises
+// the native layer on real files and prints what it saw as one JSON line.
+//   probe <sparse-file> <file-with-user.test-xattr> <file-to-set-user.ndmpd-on>
+import fs from "node:fs";
+import { LinuxStTape } from "../../../src/devices/tape/linux-st.ts";
+import { MTGET_SIZE, MTIOCGET } from "../../../src/devices/tape/mtio.ts";
+import { listDataRuns, loadNative } from "../../../src/native/index.ts";
+
+const [sparsePath, xattrPath, setPath] = process.argv.slice(2);
+if (!sparsePath || !xattrPath || !setPath) throw new Error("usage: probe <sparse> <xattr-file> <set-file>");
+
+const native = await loadNative();
+const result: Record<string, unknown> = { runtime: native.runtime, reason: native.reason ?? null };
+
+if (native.seek) {
+  const fd = fs.openSync(sparsePath, "r");
+  try {
+    result.runs = listDataRuns(native.seek, fd, fs.fstatSync(fd).size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+if (native.xattr) {
+  const xattr = native.xattr;
+  result.names = xattr.list(Buffer.from(xattrPath)).map((name) => name.toString("latin1"));
+  result.value = xattr.get(Buffer.from(xattrPath), "user.test")?.toString("latin1") ?? null;
+  result.missing = xattr.get(Buffer.from(xattrPath), "user.absent");
+  xattr.set(Buffer.from(setPath), Buffer.from("user.ndmpd"), Buffer.from([0, 255, 1, 2]));
+  result.setBack = [...(xattr.get(Buffer.from(setPath), "user.ndmpd") ?? [])];
+}
+
+if (native.ioctl) {
+  // A regular file is not a tape: the kernel answers ENOTTY, which must come back as an errno.
+  const fd = fs.openSync(sparsePath, "r");
+  try {
+    native.ioctl.ioctl(fd, MTIOCGET, new Uint8Array(MTGET_SIZE));
+    result.ioctl = "no error";
+  } catch (error) {
+    result.ioctl = (error as { code?: string }).code ?? String(error);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+try {
+  await new LinuxStTape({ path: "/dev/nst-ndmpd-probe-missing" }).open("READ");
+  result.stOpen = "opened?!";
+} catch (error) {
+  result.stOpen = (error as { code?: string }).code ?? String(error);
+}
+
+console.log(JSON.stringify(result));
