@@ -1,0 +1,234 @@
+/**
+ * The 1 KiB header record of the BSD/Linux dump format (NFS_MAGIC, Linux "new" layout),
+ * shared by the writer and the reader. Field offsets follow shared/spec/dump-format.md
+ * section 1; everything is little-endian.
+ */
+import { Buffer } from "node:buffer";
+
+/** Every record (header or data) is this many bytes. */
+export const TP_BSIZE = 1024;
+/** Slots (1 KiB pieces of a file) one header can describe. */
+export const TP_NINDIR = 512;
+export const NFS_MAGIC = 60012;
+const OFS_MAGIC = 60011;
+const FS_UFS2_MAGIC = 0x19540119;
+/** A valid header's 256 int32 words add up to this. */
+export const CHECKSUM = 84446;
+export const ROOTINO = 2;
+/** Restore refuses EA records larger than this (XATTR_MAXSIZE). */
+export const XATTR_MAXSIZE = 4096;
+/** Restore's old-tape heuristic misreads directories larger than this (spec 5.2). */
+export const MAX_DIR_SIZE = 0x0fffffff;
+
+export const TS_TAPE = 1;
+export const TS_INODE = 2;
+export const TS_BITS = 3;
+export const TS_ADDR = 4;
+export const TS_END = 5;
+export const TS_CLRI = 6;
+
+export const DR_NEWHEADER = 0x0001;
+export const DR_NEWINODEFMT = 0x0002;
+export const DR_COMPRESSED = 0x0080;
+export const DR_METAONLY = 0x0100;
+export const DR_EXTATTRIBUTES = 0x8000;
+export const EXT_XATTR = 3;
+
+/** File type bits of di_mode. */
+export const S_IFMT = 0o170000;
+export const S_IFIFO = 0o010000;
+export const S_IFCHR = 0o020000;
+export const S_IFDIR = 0o040000;
+export const S_IFBLK = 0o060000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFSOCK = 0o140000;
+
+/** A malformed or unsupported stream. `offset` is the absolute byte offset of the problem. */
+export class DumpFormatError extends Error {
+  readonly offset: number;
+  constructor(message: string, offset: number) {
+    super(`${message} (at byte offset ${offset})`);
+    this.name = "DumpFormatError";
+    this.offset = offset;
+  }
+}
+
+/** Seconds (u32 on tape) and microseconds. */
+export interface DumpTime {
+  sec: number;
+  usec: number;
+}
+
+/** `struct new_bsd_inode` (c_dinode, 128 bytes at record offset 32). */
+export interface DumpDinode {
+  mode: number;
+  nlink: number;
+  size: number;
+  atime: DumpTime;
+  mtime: DumpTime;
+  ctime: DumpTime;
+  /** di_db[0]: the encoded rdev for devices, else 0. */
+  rdev: number;
+  flags: number;
+  blocks: number;
+  uid: number;
+  gid: number;
+}
+
+export interface DumpHeader {
+  type: number;
+  date: number;
+  ddate: number;
+  volume: number;
+  tapea: number;
+  inumber: number;
+  dinode: DumpDinode;
+  count: number;
+  /** c_addr[512]; also c_inos[128] as u32s on TS_TAPE/TS_END. */
+  addr: Uint8Array;
+  label: Buffer;
+  level: number;
+  filesys: Buffer;
+  dev: Buffer;
+  host: Buffer;
+  flags: number;
+  firstrec: number;
+  ntrec: number;
+  extattributes: number;
+}
+
+export function emptyDinode(): DumpDinode {
+  const zero = { sec: 0, usec: 0 };
+  return { mode: 0, nlink: 0, size: 0, atime: zero, mtime: zero, ctime: zero, rdev: 0, flags: 0, blocks: 0, uid: 0, gid: 0 };
+}
+
+/** Sum of the 256 little-endian int32 words, with 32-bit wrap-around. */
+export function wordSum(rec: Buffer): number {
+  let sum = 0;
+  for (let i = 0; i < TP_BSIZE; i += 4) sum = (sum + rec.readInt32LE(i)) | 0;
+  return sum;
+}
+
+/** Copy a C string field of `size` bytes (always NUL-terminated, so at most size-1 bytes). */
+function putCString(rec: Buffer, offset: number, size: number, value: Buffer): void {
+  value.copy(rec, offset, 0, Math.min(value.length, size - 1));
+}
+
+function getCString(rec: Buffer, offset: number, size: number): Buffer {
+  const field = rec.subarray(offset, offset + size);
+  const nul = field.indexOf(0);
+  return Buffer.from(nul < 0 ? field : field.subarray(0, nul));
+}
+
+/** Encode a header, computing c_checksum last. */
+export function encodeHeader(h: DumpHeader): Buffer {
+  const rec = Buffer.alloc(TP_BSIZE);
+  rec.writeInt32LE(h.type, 0);
+  rec.writeInt32LE(h.date | 0, 4);
+  rec.writeInt32LE(h.ddate | 0, 8);
+  rec.writeInt32LE(h.volume, 12);
+  rec.writeUInt32LE(h.tapea % 2 ** 32, 16); // wraps at 4 TiB; fh_info keeps the full offset
+  rec.writeUInt32LE(h.inumber, 20);
+  rec.writeInt32LE(NFS_MAGIC, 24);
+  const d = h.dinode;
+  rec.writeUInt16LE(d.mode, 32);
+  rec.writeInt16LE(Math.min(d.nlink, 32767), 34);
+  rec.writeUInt16LE(d.uid & 0xffff, 36); // di_ouid, only read without DR_NEWINODEFMT
+  rec.writeUInt16LE(d.gid & 0xffff, 38);
+  rec.writeBigUInt64LE(BigInt(d.size), 40);
+  rec.writeUInt32LE(d.atime.sec, 48);
+  rec.writeUInt32LE(d.atime.usec, 52);
+  rec.writeUInt32LE(d.mtime.sec, 56);
+  rec.writeUInt32LE(d.mtime.usec, 60);
+  rec.writeUInt32LE(d.ctime.sec, 64);
+  rec.writeUInt32LE(d.ctime.usec, 68);
+  rec.writeUInt32LE(d.rdev, 72);
+  rec.writeUInt32LE(d.flags, 132);
+  rec.writeInt32LE(Math.min(d.blocks, 0x7fffffff), 136);
+  rec.writeUInt32LE(d.uid, 144);
+  rec.writeUInt32LE(d.gid, 148);
+  rec.writeInt32LE(h.count, 160);
+  rec.set(h.addr.subarray(0, TP_NINDIR), 164);
+  putCString(rec, 676, 16, h.label);
+  rec.writeInt32LE(h.level, 692);
+  putCString(rec, 696, 64, h.filesys);
+  putCString(rec, 760, 64, h.dev);
+  putCString(rec, 824, 64, h.host);
+  rec.writeInt32LE(h.flags, 888);
+  rec.writeInt32LE(h.firstrec, 892);
+  rec.writeInt32LE(h.ntrec, 896);
+  rec.writeInt32LE(h.extattributes, 900);
+  rec.writeInt32LE((CHECKSUM - wordSum(rec)) | 0, 28);
+  return rec;
+}
+
+/** True when `rec` has the dump magic and a valid checksum. */
+export function isHeader(rec: Buffer): boolean {
+  return rec.length === TP_BSIZE && rec.readInt32LE(24) === NFS_MAGIC && wordSum(rec) === CHECKSUM;
+}
+
+/**
+ * Decode and validate a header. `offset` (absolute) is only used in error messages.
+ * Rejects other magics, bad checksums, unknown record types and impossible counts.
+ */
+export function decodeHeader(rec: Buffer, offset: number): DumpHeader {
+  const magic = rec.readInt32LE(24);
+  if (magic !== NFS_MAGIC) {
+    const why =
+      magic === OFS_MAGIC
+        ? "old 4.3BSD dump format is not supported"
+        : magic === FS_UFS2_MAGIC
+          ? "FreeBSD UFS2 dump format is not supported"
+          : `bad magic ${magic >>> 0}: expected a dump header`;
+    throw new DumpFormatError(why, offset);
+  }
+  const sum = wordSum(rec);
+  if (sum !== CHECKSUM) throw new DumpFormatError(`bad header checksum (sum ${sum >>> 0})`, offset);
+  const type = rec.readInt32LE(0);
+  if (type < TS_TAPE || type > TS_CLRI) throw new DumpFormatError(`unknown record type ${type}`, offset);
+  const size = rec.readBigUInt64LE(40);
+  if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new DumpFormatError(`size ${size} too large`, offset);
+  const dinode: DumpDinode = {
+    mode: rec.readUInt16LE(32),
+    nlink: rec.readInt16LE(34),
+    size: Number(size),
+    atime: { sec: rec.readUInt32LE(48), usec: rec.readUInt32LE(52) },
+    mtime: { sec: rec.readUInt32LE(56), usec: rec.readUInt32LE(60) },
+    ctime: { sec: rec.readUInt32LE(64), usec: rec.readUInt32LE(68) },
+    rdev: rec.readUInt32LE(72),
+    flags: rec.readUInt32LE(132),
+    blocks: rec.readInt32LE(136),
+    uid: rec.readUInt32LE(144),
+    gid: rec.readUInt32LE(148),
+  };
+  return {
+    type,
+    date: rec.readInt32LE(4),
+    ddate: rec.readInt32LE(8),
+    volume: rec.readInt32LE(12),
+    tapea: rec.readUInt32LE(16),
+    inumber: rec.readUInt32LE(20),
+    dinode,
+    count: rec.readInt32LE(160),
+    addr: Uint8Array.from(rec.subarray(164, 164 + TP_NINDIR)),
+    label: getCString(rec, 676, 16),
+    level: rec.readInt32LE(692),
+    filesys: getCString(rec, 696, 64),
+    dev: getCString(rec, 760, 64),
+    host: getCString(rec, 824, 64),
+    flags: rec.readInt32LE(888),
+    firstrec: rec.readInt32LE(892),
+    ntrec: rec.readInt32LE(896),
+    extattributes: rec.readInt32LE(900),
+  };
+}
+
+/** Linux 32-bit "new" dev_t encoding, as restore passes di_db[0] to mknod (spec 6.5). */
+export function encodeRdev(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+export function decodeRdev(rdev: number): { major: number; minor: number } {
+  return { major: (rdev >>> 8) & 0xfff, minor: ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)) >>> 0 };
+}

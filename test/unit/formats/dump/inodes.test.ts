@@ -1,0 +1,56 @@
+/** InodeMap: root 2, compact numbers, hard links share, stable across save/load, no reuse. */
+import { describe, expect, it } from "vitest";
+import { InodeMap } from "../../../../formats/dump/inodes.ts";
+
+describe("InodeMap", () => {
+  it("numbers the root 2 and new objects 3, 4, ... in first-seen order", () => {
+    const m = new InodeMap();
+    expect(m.setRoot(64769, 131073n)).toBe(2);
+    expect(m.assign(64769, 500)).toBe(3);
+    expect(m.assign(64769, 2n ** 63n + 7n)).toBe(4); // 64-bit st_ino stays exact
+    expect(m.assign(64769, 500)).toBe(3); // hard link: same identity, same number
+    expect(m.assign(64770, 500)).toBe(5); // same st_ino on another device is another object
+    expect(m.assign(64769, 131073)).toBe(2);
+    expect(m.maxino).toBe(6);
+    expect(m.lookup(1, 1)).toBeUndefined();
+  });
+
+  it("survives JSON round trips and keeps numbers stable for the next incremental", () => {
+    const m = new InodeMap();
+    m.setRoot(1, 2);
+    const a = m.assign(1, 10);
+    const b = m.assign(1, 11);
+    const copy = InodeMap.fromJSON(JSON.parse(JSON.stringify(m)));
+    expect(copy.lookup(1, 2)).toBe(2);
+    expect(copy.assign(1, 10)).toBe(a);
+    expect(copy.assign(1, 11)).toBe(b);
+    expect(copy.assign(1, 12)).toBe(b + 1);
+    expect(() => InodeMap.fromJSON({ version: 2 } as never)).toThrow(TypeError);
+    expect(() => InodeMap.fromJSON({ version: 1, next: 3, root: null, entries: [["1:1", 7]] })).toThrow(TypeError);
+  });
+
+  it("never reuses a forgotten number until compacted", () => {
+    const m = new InodeMap();
+    m.setRoot(1, 2);
+    m.assign(1, 10); // 3
+    const gone = m.assign(1, 11); // 4
+    m.assign(1, 12); // 5
+    m.forget(1, 11);
+    expect(m.assign(1, 13)).toBe(6);
+    expect(m.assign(1, 11)).toBe(7); // a reappearing identity is a new object
+    expect(gone).toBe(4);
+    const c = m.compact([[1, 12], [1, 2], [1, 10]]);
+    expect([c.lookup(1, 2), c.lookup(1, 12), c.lookup(1, 10), c.lookup(1, 13)]).toEqual([2, 3, 4, undefined]);
+    expect(c.maxino).toBe(5);
+  });
+
+  it("a new root identity takes 2 and retires its old number", () => {
+    const m = new InodeMap();
+    m.setRoot(1, 2);
+    expect(m.assign(1, 50)).toBe(3);
+    m.setRoot(1, 50);
+    expect(m.lookup(1, 50)).toBe(2);
+    expect(m.lookup(1, 2)).toBeUndefined(); // the old root is now an unknown object
+    expect(m.assign(1, 2)).toBe(4);
+  });
+});
