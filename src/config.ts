@@ -17,6 +17,20 @@ export interface ListenAddress {
   port: number;
 }
 
+export interface TapeConfig {
+  /** What a DMA passes to TAPE_OPEN (ndmjob: -f NAME). */
+  name: string;
+  type: "virtual" | "st";
+  /** The cartridge file (virtual; created when missing) or the device node (st: /dev/nst0). */
+  path: string;
+  /** Virtual only: the capacity of a cartridge created here. */
+  capacity?: number;
+  /** Virtual only: keep the position across close/open, like /dev/nst (default: rewind at open). */
+  noRewind: boolean;
+  /** Reported in CONFIG_GET_TAPE_INFO so a DMA can map changer drive elements to drives. */
+  serial: string;
+}
+
 export interface Config {
   listen: ListenAddress[];
   /** Protocol versions offered, highest first. */
@@ -36,6 +50,7 @@ export interface Config {
   logFormat: LogFormat;
   /** Delay before answering a failed login: slows password guessing. */
   authFailureDelayMs: number;
+  tapes: TapeConfig[];
   /** Set when the password was generated at start-up and must be shown once. */
   generatedPassword?: string;
 }
@@ -70,6 +85,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: "info",
     logFormat: "human",
     authFailureDelayMs: 250,
+    tapes: [],
     generatedPassword: generated,
   };
 }
@@ -114,7 +130,7 @@ export function parseConfig(source: string, file = "config", env: NodeJS.Process
 
   const cfg = defaultConfig({});
   delete cfg.generatedPassword;
-  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth"], at);
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape"], at);
 
   const server = table(doc, ["server"], at);
   checkKeys(server, ["server"], [
@@ -219,7 +235,41 @@ export function parseConfig(source: string, file = "config", env: NodeJS.Process
     if (typeof s.id !== "string" || s.id.length === 0) throw at(["server_auth", "id"], "must be a non-empty string");
     cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at) };
   }
+  if (doc.tape !== undefined) cfg.tapes = parseTapes(doc.tape, at);
   return cfg;
+}
+
+function parseTapes(list: unknown, at: At): TapeConfig[] {
+  if (!Array.isArray(list)) throw at(["tape"], "must be an array of tables: [[tape]]");
+  const names = new Set<string>();
+  return list.map((t: Table, i: number) => {
+    const p = ["tape", i];
+    checkKeys(t, p, ["name", "type", "path", "capacity", "no_rewind", "serial"], at);
+    if (typeof t.name !== "string" || !/^[\x21-\x7e]{1,128}$/.test(t.name)) throw at([...p, "name"], "must be 1-128 printable characters without spaces");
+    if (names.has(t.name)) throw at([...p, "name"], `tape ${t.name} is defined twice`);
+    names.add(t.name);
+    const type = t.type ?? "virtual";
+    if (type !== "virtual" && type !== "st") throw at([...p, "type"], 'must be "virtual" or "st"');
+    if (typeof t.path !== "string" || !t.path.startsWith("/")) throw at([...p, "path"], "must be an absolute path");
+    let capacity: number | undefined;
+    if (t.capacity !== undefined) {
+      if (type !== "virtual") throw at([...p, "capacity"], "only a virtual tape has a configured capacity");
+      capacity = parseSize(t.capacity);
+      if (capacity === undefined || capacity < 1024 * 1024) throw at([...p, "capacity"], 'must be a size of at least "1MiB"');
+    }
+    if (t.no_rewind !== undefined && typeof t.no_rewind !== "boolean") throw at([...p, "no_rewind"], "must be true or false");
+    if (t.serial !== undefined && (typeof t.serial !== "string" || !/^[\x21-\x7e]{1,32}$/.test(t.serial))) {
+      throw at([...p, "serial"], "must be 1-32 printable characters");
+    }
+    return {
+      name: t.name,
+      type,
+      path: t.path,
+      capacity,
+      noRewind: t.no_rewind === true,
+      serial: (t.serial as string | undefined) ?? `NDMPD-${t.name}`.slice(0, 32),
+    };
+  });
 }
 
 type At = (path: (string | number)[], problem: string) => ConfigError;

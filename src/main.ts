@@ -7,6 +7,7 @@ import { NdmpClient } from "./client/client.ts";
 import { runQuery } from "./client/query.ts";
 import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, parseListen, type Config } from "./config.ts";
 import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from "./log.ts";
+import { DeviceRegistry } from "./devices/registry.ts";
 import { NdmpServer } from "./server/listener.ts";
 import { VERSION } from "./version.ts";
 
@@ -99,7 +100,14 @@ async function serve(args: string[]): Promise<number> {
       `ndmpd: no configuration and no NDMPD_PASSWORD: user 'ndmp' has the one-time password ${config.generatedPassword}\n`,
     );
   }
-  const server = new NdmpServer(config, log);
+  let devices: DeviceRegistry;
+  try {
+    devices = await DeviceRegistry.fromConfig(config.tapes);
+  } catch (e) {
+    log.error("cannot set up the configured devices", { err: e });
+    return 1;
+  }
+  const server = new NdmpServer(config, devices, log);
   try {
     await server.listen();
   } catch (e) {

@@ -11,6 +11,7 @@ import { frameRecord } from "../protocol/framing.ts";
 import { wireV4 } from "../protocol/message.ts";
 import { allHandlers } from "../services/index.ts";
 import type { HandlerTable } from "../services/handler.ts";
+import type { DeviceRegistry } from "../devices/registry.ts";
 import { Session } from "./session.ts";
 
 export class NdmpServer {
@@ -21,6 +22,7 @@ export class NdmpServer {
 
   constructor(
     readonly config: Config,
+    readonly devices: DeviceRegistry,
     private readonly log: Logger,
     private readonly handlers: HandlerTable = allHandlers,
   ) {}
@@ -52,7 +54,7 @@ export class NdmpServer {
       this.refuse(sock);
       return;
     }
-    const session = new Session(this.nextId++, sock, this.config, this.handlers, this.log);
+    const session = new Session(this.nextId++, sock, this.config, this.devices, this.handlers, this.log);
     this.sessions.add(session);
     sock.once("close", () => this.sessions.delete(session));
     session.start();

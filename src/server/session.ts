@@ -4,6 +4,7 @@
  * services register clean-up for when the connection goes away.
  */
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import {
@@ -17,7 +18,10 @@ import {
 } from "../protocol/codes.ts";
 import { FramingError, frameRecord, RecordReader } from "../protocol/framing.ts";
 import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } from "../protocol/message.ts";
+import type { DeviceRegistry } from "../devices/registry.ts";
 import type { HandlerTable } from "../services/handler.ts";
+import type { MoverService } from "../mover/mover.ts";
+import type { OpenTape } from "../services/tape.ts";
 
 /** What services use to talk back to the DMA (NOTIFY, LOG, FH posts). */
 export interface Peer {
@@ -37,6 +41,12 @@ export class Session implements Peer {
   /** Extension negotiation state for CONFIG_GET/SET_EXT_LIST (digest §7.3). */
   extListQueried = false;
   extListSelected = false;
+  /** The tape drive this session has open (TAPE interface), if any. */
+  tape: OpenTape | undefined;
+  /** The session's mover (MOVER interface), made on first use. */
+  mover: MoverService | undefined;
+  /** The session's data service, as far as the mover needs it (LOCAL connections). */
+  data: { acceptLocalFromMover(mode: number): Duplex | undefined } | undefined;
   readonly log: Logger;
   private sequence = 0;
   private readonly reader: RecordReader;
@@ -49,6 +59,7 @@ export class Session implements Peer {
     readonly id: number,
     private readonly socket: Socket,
     readonly config: Config,
+    readonly devices: DeviceRegistry,
     private readonly handlers: HandlerTable,
     log: Logger,
   ) {

@@ -6,7 +6,7 @@ import { BUTYPES } from "../engine/butypes.ts";
 import { hostIdentity } from "../host/identity.ts";
 import { isNetworkFs, listFilesystems, usage } from "../host/mounts.ts";
 import { ALL1, AddrType, AuthType, ErrorCode, FsInfoUnsupported as U, Message, NdmpError } from "../protocol/codes.ts";
-import type { DeviceInfo, FsInfo } from "../protocol/xdr/v4.ts";
+import type { FsInfo } from "../protocol/xdr/v4.ts";
 import { newChallenge } from "../server/auth.ts";
 import type { Session } from "../server/session.ts";
 import { offeredAuthTypes } from "./connect.ts";
@@ -100,18 +100,6 @@ function unsupportedBits(f: FsInfo): number {
   return bits;
 }
 
-/** Devices are provided by the device layer; sessions see them through this hook. */
-export interface DeviceCatalog {
-  tapeInfo(): DeviceInfo[];
-  scsiInfo(): DeviceInfo[];
-}
-
-export const noDevices: DeviceCatalog = { tapeInfo: () => [], scsiInfo: () => [] };
-let devices: DeviceCatalog = noDevices;
-export function setDeviceCatalog(d: DeviceCatalog): void {
-  devices = d;
-}
-
 function getExtList(s: Session) {
   if (s.extListSelected) throw new NdmpError(ErrorCode.EXT_DANDN_ILLEGAL_ERR, "extensions already negotiated");
   s.extListQueried = true;
@@ -138,8 +126,8 @@ export const configHandlers: HandlerTable = {
   [Message.CONFIG_GET_AUTH_ATTR]: { preAuth: true, handle: authAttr },
   [Message.CONFIG_GET_BUTYPE_INFO]: { handle: butypeInfo },
   [Message.CONFIG_GET_FS_INFO]: { handle: () => ({ error: OK, fs_info: fsInfoList() }) },
-  [Message.CONFIG_GET_TAPE_INFO]: { handle: () => ({ error: OK, tape_info: devices.tapeInfo() }) },
-  [Message.CONFIG_GET_SCSI_INFO]: { handle: () => ({ error: OK, scsi_info: devices.scsiInfo() }) },
+  [Message.CONFIG_GET_TAPE_INFO]: { handle: (s) => ({ error: OK, tape_info: s.devices.tapeInfo() }) },
+  [Message.CONFIG_GET_SCSI_INFO]: { handle: (s) => ({ error: OK, scsi_info: s.devices.scsiInfo() }) },
   [Message.CONFIG_GET_EXT_LIST]: { handle: getExtList },
   [Message.CONFIG_SET_EXT_LIST]: { handle: setExtList },
 };

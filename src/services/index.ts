@@ -2,8 +2,12 @@
 import { configHandlers } from "./config.ts";
 import { connectHandlers } from "./connect.ts";
 import type { HandlerTable } from "./handler.ts";
+import { moverHandlers } from "./mover.ts";
+import { tapeHandlers } from "./tape.ts";
 
 export const allHandlers: HandlerTable = {
   ...connectHandlers,
   ...configHandlers,
+  ...tapeHandlers,
+  ...moverHandlers,
 };

@@ -1,0 +1,131 @@
+/**
+ * TCP data connections (digest §7.1): the listening side of DATA/MOVER LISTEN and the
+ * connecting side of DATA/MOVER CONNECT, with NDMP's IPv4 address form.
+ */
+import { createServer, connect, isIPv4, type Server, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
+import type { TcpAddr } from "../protocol/xdr/v4.ts";
+
+/** "1.2.3.4" -> 0x01020304 (the first octet is the most significant byte, as on the wire). */
+export function ipToU32(ip: string): number {
+  const p = ip.split(".").map(Number);
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+export function u32ToIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join(".");
+}
+
+/** An IPv4 address from a socket address, unwrapping IPv4-mapped IPv6 ("::ffff:1.2.3.4"). */
+export function ipv4Of(address: string | undefined): string | undefined {
+  if (!address) return undefined;
+  const a = address.startsWith("::ffff:") ? address.slice(7) : address;
+  return isIPv4(a) ? a : undefined;
+}
+
+export function tcpAddr(ip: string, port: number): TcpAddr {
+  return { ip_addr: ipToU32(ip), port, addr_env: [] };
+}
+
+export interface DataListener {
+  /** The addresses to hand to the peer, best first. */
+  addrs: TcpAddr[];
+  /** Resolves with the first connection; the listener then closes (one connection only). */
+  accepted: Promise<Socket>;
+  close(): void;
+}
+
+/**
+ * Listens for one data connection. NDMP v4 addresses are IPv4: bind to the IPv4 address the
+ * DMA reached us on (that is what it can route to), or, when the control connection is IPv6,
+ * to every IPv4 address, advertising each non-loopback one.
+ */
+export async function listenData(localAddress: string | undefined, ports: { from: number; to: number } | null): Promise<DataListener> {
+  const ip = ipv4Of(localAddress);
+  const bindHost = ip ?? "0.0.0.0";
+  const server = await bindInRange(bindHost, ports);
+  const port = (server.address() as { port: number }).port;
+  const advertised = ip ? [ip] : externalIPv4s();
+  let settle: { resolve: (s: Socket) => void; reject: (e: Error) => void };
+  const accepted = new Promise<Socket>((resolve, reject) => (settle = { resolve, reject }));
+  accepted.catch(() => {}); // a listener closed before anyone came is not an unhandled error
+  server.once("connection", (sock) => {
+    server.close();
+    settle.resolve(sock);
+  });
+  server.on("error", (e) => settle.reject(e));
+  return {
+    addrs: advertised.map((a) => tcpAddr(a, port)),
+    accepted,
+    close() {
+      server.close();
+      settle.reject(new Error("listener closed"));
+    },
+  };
+}
+
+function externalIPv4s(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const i of list ?? []) if (i.family === "IPv4" && !i.internal) out.push(i.address);
+  }
+  return out.length > 0 ? out : ["127.0.0.1"];
+}
+
+async function bindInRange(host: string, ports: { from: number; to: number } | null): Promise<Server> {
+  if (!ports) return bind(host, 0);
+  const span = ports.to - ports.from + 1;
+  const start = Math.floor(Math.random() * span);
+  let last: Error | undefined;
+  for (let i = 0; i < span; i++) {
+    try {
+      return await bind(host, ports.from + ((start + i) % span));
+    } catch (e) {
+      last = e as Error;
+    }
+  }
+  throw new Error(`no free port in ${ports.from}-${ports.to}: ${last?.message}`);
+}
+
+function bind(host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const s = createServer({ pauseOnConnect: true });
+    s.once("error", reject);
+    s.listen({ host, port, backlog: 1 }, () => {
+      s.off("error", reject);
+      resolve(s);
+    });
+  });
+}
+
+/** Connects to the first address of `addrs` that answers. */
+export async function connectData(addrs: TcpAddr[], timeoutMs = 15_000): Promise<Socket> {
+  let last: Error | undefined;
+  for (const a of addrs) {
+    try {
+      return await connectOne(u32ToIp(a.ip_addr), a.port, timeoutMs);
+    } catch (e) {
+      last = e as Error;
+    }
+  }
+  throw last ?? new Error("no address to connect to");
+}
+
+function connectOne(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`connect to ${host}:${port} timed out`));
+    }, timeoutMs);
+    s.once("connect", () => {
+      clearTimeout(timer);
+      s.off("error", reject);
+      resolve(s);
+    });
+    s.once("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
