@@ -4,6 +4,7 @@
  * libarchive's LIBARCHIVE.xattr.* and GNU tar's GNU.sparse.* (versions 0.0, 0.1 and 1.0).
  */
 import type { DataRun, Timespec } from "../entry.ts";
+import { ACL_KEYWORDS, aclTextToXattr, type AclNameResolver } from "./acl.ts";
 import {
   XATTR_PREFIX,
   type PaxRecord,
@@ -43,6 +44,7 @@ export interface PaxValues {
 export interface PaxLimits {
   maxNameLength: number;
   maxSparseRuns: number;
+  resolveAclName?: AclNameResolver;
 }
 
 /** A value the reader cannot accept; the reader adds the stream offset. */
@@ -73,6 +75,13 @@ function applyRecord(v: PaxValues, key: string, value: Buffer, limits: PaxLimits
     const xname = xattrNameFromKeyword(key).toString("latin1");
     // An xattr may legitimately have an empty value, so no "clear" meaning here.
     v.xattrs.set(xname, value);
+    return;
+  }
+  const aclName = ACL_KEYWORDS[key];
+  if (aclName !== undefined) {
+    // Text ACL -> the binary xattr Linux uses; one we cannot resolve is dropped, not invented.
+    const bin = clear ? undefined : aclTextToXattr(value.toString("utf8"), limits.resolveAclName);
+    if (bin) v.xattrs.set(aclName, bin);
     return;
   }
   if (key.startsWith("LIBARCHIVE.xattr.")) {

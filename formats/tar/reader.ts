@@ -31,6 +31,7 @@ import { PaxSyntaxError, type PaxRecord, parseRecords } from "./pax.ts";
 import { type PaxLimits, PaxValueError, type PaxValues, applyRecords, emptyPaxValues } from "./paxvalues.ts";
 
 export { TarFormatError } from "./errors.ts";
+import type { AclNameResolver } from "./acl.ts";
 
 export type TarEvent =
   /** `offset`: stream offset of the entry's first header block (its first x/L/K header if any). */
@@ -54,6 +55,8 @@ export interface TarReaderOptions {
   maxNameLength?: number;
   /** Most runs accepted in one sparse map. Default 1,000,000. */
   maxSparseRuns?: number;
+  /** Turns the user/group names of text ACLs (SCHILY.acl.*) into ids; without it only numeric entries are kept. */
+  resolveAclName?: AclNameResolver;
 }
 
 type Phase =
@@ -136,6 +139,7 @@ export class TarReader {
       maxPaxHeaderSize: options.maxPaxHeaderSize ?? 16 * 1024 * 1024,
       maxNameLength: options.maxNameLength ?? 64 * 1024,
       maxSparseRuns: options.maxSparseRuns ?? 1_000_000,
+      resolveAclName: options.resolveAclName,
     };
   }
 

@@ -30,6 +30,7 @@ import {
   writeMagic,
   writeOctal,
 } from "./header.ts";
+import { ACL_XATTRS, aclXattrToText } from "./acl.ts";
 import { decimal, encodeRecord, formatTime, isUtf8, xattrKeyword } from "./pax.ts";
 
 const TYPEFLAG: Record<Exclude<EntryType, "socket">, number> = {
@@ -137,7 +138,13 @@ export function encodeHeader(entry: Entry): Buffer {
   writeOctal(block, F.devmajor, isDevice ? (entry.devMajor ?? 0) : 0);
   writeOctal(block, F.devminor, isDevice ? (entry.devMinor ?? 0) : 0);
 
-  for (const [name, value] of entry.xattrs ?? []) records.push(encodeRecord(xattrKeyword(name), value));
+  for (const [name, value] of entry.xattrs ?? []) {
+    // POSIX ACLs travel as SCHILY.acl.* text, which GNU tar, star and libarchive restore.
+    const aclKey = ACL_XATTRS[name.toString("latin1")];
+    const aclText = aclKey ? aclXattrToText(value) : undefined;
+    if (aclKey && aclText !== undefined) records.push(encodeRecord(aclKey, Buffer.from(aclText)));
+    else records.push(encodeRecord(xattrKeyword(name), value));
+  }
 
   writeChecksum(block);
 

@@ -32,6 +32,7 @@ import {
   NdmpError,
 } from "../protocol/codes.ts";
 import type { Addr } from "../protocol/xdr/v4.ts";
+import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
 
@@ -312,7 +313,11 @@ export class MoverService {
     this.listener?.close();
     this.listener = undefined;
     this.localListen = false;
-    this.conn?.destroy();
+    // A normal end (CONNECT_CLOSED) lets the peer read what was already sent; anything else resets.
+    if (this.conn) {
+      if (reason === Halt.CONNECT_CLOSED) closeAfterFlush(this.conn);
+      else this.conn.destroy();
+    }
     // Wake a pump waiting for CONTINUE or MOVER_READ so it sees the halt and lets go.
     const r = this.resume;
     this.resume = undefined;
@@ -361,8 +366,21 @@ export class MoverService {
     const rs = this.recordSize;
     const record = Buffer.allocUnsafe(rs);
     let fill = 0;
+    const chunks = (conn as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
     try {
-      for await (const chunk of conn as AsyncIterable<Buffer>) {
+      for (;;) {
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await chunks.next();
+        } catch (e) {
+          if (this.state === State.HALTED) throw new Halted();
+          // The peer reset the connection: the stream is over. What it sent goes on tape,
+          // including the partial record collected so far (padded as at a clean end).
+          this.host.log.warn("data connection failed", { err: e });
+          break;
+        }
+        if (next.done) break;
+        const chunk = next.value;
         let off = 0;
         while (off < chunk.length) {
           const n = Math.min(rs - fill, chunk.length - off);
@@ -375,12 +393,8 @@ export class MoverService {
           }
         }
       }
-    } catch (e) {
-      if (e instanceof Halted || this.state === State.HALTED) throw new Halted();
-      // The peer reset the connection: what it sent is on tape; the stream is over.
-      this.host.log.warn("data connection failed", { err: e });
-      this.halt(Halt.CONNECT_CLOSED);
-      return;
+    } finally {
+      if (!conn.destroyed) void chunks.return?.(); // a halt or a tape failure: let go of the connection
     }
     if (this.state === State.HALTED) throw new Halted();
     if (fill > 0) {
@@ -464,7 +478,12 @@ export class MoverService {
       if (BigInt(take) > this.bytesLeftToRead) take = Number(this.bytesLeftToRead);
       const windowLeft = this.windowEnd() - pos;
       if (BigInt(take) > windowLeft) take = Number(windowLeft);
-      await writeWithBackpressure(conn, data.subarray(within, within + take));
+      try {
+        await writeAll(conn, data.subarray(within, within + take));
+      } catch (e) {
+        if (e instanceof ConnectionGone) throw new Halted();
+        throw e;
+      }
       this.seekPosition += BigInt(take);
       this.bytesLeftToRead -= BigInt(take);
       this.bytesMoved += BigInt(take);
@@ -520,22 +539,14 @@ function peerAddr(address: string | undefined, port: number | undefined): Addr {
   return ip && port ? { addr_type: AddrType.TCP, tcp_addr: [tcpAddr(ip, port)] } : { addr_type: AddrType.TCP, tcp_addr: [] };
 }
 
-/** Writes, then waits for the peer to take the bytes if its buffers are full. */
-function writeWithBackpressure(conn: Duplex, chunk: Buffer): Promise<void> {
-  if (conn.destroyed) return Promise.reject(new Halted());
-  if (conn.write(chunk)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      conn.off("drain", done);
-      conn.off("close", gone);
-      resolve();
-    };
-    const gone = () => {
-      conn.off("drain", done);
-      reject(new Halted());
-    };
-    conn.on("drain", done);
-    conn.once("close", gone);
+/** Ends the write side, and closes once the bytes are handed over (or after a grace period). */
+function closeAfterFlush(conn: Duplex): void {
+  if (conn.destroyed) return;
+  const timer = setTimeout(() => conn.destroy(), 30_000);
+  timer.unref();
+  conn.end(() => {
+    clearTimeout(timer);
+    conn.destroy();
   });
 }
 

@@ -4,13 +4,22 @@
 import type * as BunFfi from "bun:ffi";
 import type { Pointer } from "bun:ffi";
 import { ERRNO, NativeError } from "./errno.ts";
-import type { IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+import type { FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
 
 const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
 
 /** lseek whence values for sparse files (Linux >= 3.1). */
 export const SEEK_DATA = 3;
 export const SEEK_HOLE = 4;
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+
+/** glibc's makedev: 12+20 bits of major, 8+24 bits of minor, interleaved. */
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major >>> 0);
+  const mi = BigInt(minor >>> 0);
+  return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+}
 
 type LibcSymbol =
   | "ioctl"
@@ -18,6 +27,8 @@ type LibcSymbol =
   | "llistxattr"
   | "lgetxattr"
   | "lsetxattr"
+  | "utimensat"
+  | "mknod"
   | "__errno_location";
 
 function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
@@ -28,6 +39,8 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     llistxattr: { args: ["ptr", "ptr", "usize"], returns: "i64" },
     lgetxattr: { args: ["ptr", "ptr", "ptr", "usize"], returns: "i64" },
     lsetxattr: { args: ["ptr", "ptr", "ptr", "usize", "i32"], returns: "i32" },
+    utimensat: { args: ["i32", "ptr", "ptr", "i32"], returns: "i32" },
+    mknod: { args: ["ptr", "u32", "u64"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
   } as const;
   let lastError: unknown;
@@ -144,5 +157,21 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     },
   };
 
-  return { runtime: "bun-ffi", ioctl, seek, xattr };
+  const fsApi: FsApi = {
+    utimens(path, atime, mtime, nofollow) {
+      const times = Buffer.alloc(32); // struct timespec[2] on x86_64/aarch64: i64 sec, i64 nsec
+      times.writeBigInt64LE(BigInt(Math.floor(atime.sec)), 0);
+      times.writeBigInt64LE(BigInt(atime.nsec), 8);
+      times.writeBigInt64LE(BigInt(Math.floor(mtime.sec)), 16);
+      times.writeBigInt64LE(BigInt(mtime.nsec), 24);
+      const rc = sym.utimensat(AT_FDCWD, cString(path), times, nofollow ? AT_SYMLINK_NOFOLLOW : 0) as number;
+      if (rc === -1) fail("utimensat");
+    },
+    mknod(path, mode, major, minor) {
+      const rc = sym.mknod(cString(path), mode >>> 0, makedev(major, minor)) as number;
+      if (rc === -1) fail("mknod");
+    },
+  };
+
+  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi };
 }

@@ -23,12 +23,24 @@ export interface XattrApi {
   set(path: Uint8Array, name: Uint8Array | string, value: Uint8Array, flags?: number): void;
 }
 
+/** Calls on byte paths that node:fs lacks or makes lossy (nanosecond times, device nodes). */
+export interface FsApi {
+  /**
+   * utimensat(AT_FDCWD, path, [atime, mtime], nofollow ? AT_SYMLINK_NOFOLLOW : 0): exact
+   * nanoseconds (node:fs takes times as float seconds and loses the last digits).
+   */
+  utimens(path: Uint8Array, atime: { sec: number; nsec: number }, mtime: { sec: number; nsec: number }, nofollow: boolean): void;
+  /** mknod(path, mode, makedev(major, minor)): device nodes and fifos. */
+  mknod(path: Uint8Array, mode: number, major: number, minor: number): void;
+}
+
 export interface NativeApi {
   /** "bun-ffi" when libc is bound; "none" under Node and Deno. */
   readonly runtime: "bun-ffi" | "none";
   readonly ioctl: IoctlApi | null;
   readonly seek: SeekApi | null;
   readonly xattr: XattrApi | null;
+  readonly fs: FsApi | null;
   /** Why the interfaces are null, for error messages. */
   readonly reason?: string;
 }

@@ -26,7 +26,12 @@ import type { OpenTape } from "../services/tape.ts";
 /** What services use to talk back to the DMA (NOTIFY, LOG, FH posts). */
 export interface Peer {
   post(code: number, body: unknown): void;
+  /** Resolves when the control connection can take more (FH back-pressure). */
+  drained(): Promise<void>;
 }
+
+/** Bytes queued on the control connection before file history waits for the DMA to read. */
+const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
 
 /** Records waiting to be handled before we stop reading from a flooding peer. */
 const MAX_QUEUED_RECORDS = 64;
@@ -113,6 +118,19 @@ export class Session implements Peer {
       return;
     }
     this.send(this.header(MessageType.REQUEST, code, 0, ErrorCode.NO_ERR), bytes);
+  }
+
+  drained(): Promise<void> {
+    if (this.closed || this.socket.writableLength < CONTROL_HIGH_WATER) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.on("drain", done);
+      this.socket.on("close", done);
+    });
   }
 
   /** Tells the DMA we are going away, then closes (shutdown or refusal). */

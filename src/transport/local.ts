@@ -15,7 +15,9 @@ class LocalEnd extends Duplex {
   private blockedWrite: ((err?: Error | null) => void) | undefined;
 
   constructor() {
-    super({ readableHighWaterMark: HIGH_WATER, writableHighWaterMark: HIGH_WATER });
+    // Like a socket without half-open support: once the peer has finished sending and we have
+    // read it all, our side ends too, and the pair closes.
+    super({ readableHighWaterMark: HIGH_WATER, writableHighWaterMark: HIGH_WATER, allowHalfOpen: false });
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -36,12 +38,15 @@ class LocalEnd extends Duplex {
     cb();
   }
 
-  /** destroy() here resets the connection for the peer. */
+  /**
+   * destroy() here is close() on a socket: the peer still reads what we sent before, then
+   * sees the end of the stream; its further writes fail (a reset).
+   */
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     const blocked = this.blockedWrite;
     this.blockedWrite = undefined;
     blocked?.(new Error("local data connection closed"));
-    if (!this.peer.destroyed) this.peer.destroy();
+    if (!this.peer.destroyed && !this.peer.readableEnded) this.peer.push(null);
     cb(err);
   }
 }

@@ -231,7 +231,7 @@ export const v4Messages: MessageSchema[] = [
   m(Message.NOTIFY_MOVER_PAUSED, struct({ reason: enumT, seek_position: u64 }), null),
   m(Message.NOTIFY_DATA_READ, struct({ offset: u64, length: u64 }), null),
   // LOG (posts)
-  m(Message.LOG_FILE, struct({ name: fileName, recovery_status: enumT }), null),
+  m(Message.LOG_FILE, struct({ name: str, recovery_status: enumT }), null),
   m(
     Message.LOG_MESSAGE,
     struct({

@@ -110,6 +110,11 @@ describe("native layer under Bun (compiled binary and bun)", () => {
     expect(result.setBack).toEqual([0, 255, 1, 2]);
     expect(result.ioctl).toBe("ENOTTY");
     expect(result.stOpen).toBe("NO_DEVICE");
+    expect(result.mtimeNs).toBe("4102444800987654321");
+    expect(result.atimeNs).toBe("1000000000123456789");
+    expect(result.fifo).toEqual({ isFifo: true, mode: 0o640 });
+    // major 300 and minor 70000, in hex as stat(1) prints them.
+    if (process.getuid?.() === 0) expect(result.chardev).toEqual({ isChar: true, numbers: "12c:11170" });
   }
 
   it("works inside a `bun build --compile` binary", async () => {

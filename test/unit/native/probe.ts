@@ -1,6 +1,7 @@
 // Compiled with `bun build --compile` by native.test.ts (and also run with plain `bun`): exercises
 // the native layer on real files and prints what it saw as one JSON line.
 //   probe <sparse-file> <file-with-user.test-xattr> <file-to-set-user.ndmpd-on>
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { LinuxStTape } from "../../../src/devices/tape/linux-st.ts";
 import { MTGET_SIZE, MTIOCGET } from "../../../src/devices/tape/mtio.ts";
@@ -40,6 +41,27 @@ if (native.ioctl) {
     result.ioctl = (error as { code?: string }).code ?? String(error);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+if (native.fs) {
+  // Exact nanoseconds (node:fs would round through a float), on the file and on a symlink itself.
+  native.fs.utimens(Buffer.from(setPath), { sec: 1_000_000_000, nsec: 123_456_789 }, { sec: 4_102_444_800, nsec: 987_654_321 }, false);
+  const st = fs.statSync(setPath, { bigint: true });
+  result.mtimeNs = st.mtimeNs.toString();
+  result.atimeNs = st.atimeNs.toString();
+  const fifo = setPath + ".fifo";
+  native.fs.mknod(Buffer.from(fifo), 0o010640, 0, 0);
+  const f = fs.lstatSync(fifo);
+  result.fifo = { isFifo: f.isFIFO(), mode: f.mode & 0o7777 };
+  fs.unlinkSync(fifo);
+  if (process.getuid?.() === 0) {
+    const dev = setPath + ".dev";
+    native.fs.mknod(Buffer.from(dev), 0o020600, 300, 70000);
+    // coreutils' stat decodes the device number independently of our makedev.
+    const numbers = spawnSync("stat", ["-c", "%t:%T", dev]).stdout.toString().trim();
+    result.chardev = { isChar: fs.lstatSync(dev).isCharacterDevice(), numbers };
+    fs.unlinkSync(dev);
   }
 }
 

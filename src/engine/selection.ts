@@ -1,0 +1,125 @@
+/**
+ * What a job takes: FILES / EXCLUDE for backups (digest §4.4), and the nlist for recoveries
+ * (digest §4.2): which archived paths go where.
+ *
+ * Paths here are relative to the backup root, "/"-separated bytes without a leading "/"
+ * ("." is the root). Patterns are matched with picomatch on the latin1 view of the bytes, so
+ * that any byte in a name matches itself and nothing is lost in a conversion.
+ */
+import { basename, dirname } from "node:path/posix";
+import picomatch from "picomatch";
+
+const L1 = "latin1" as const;
+
+/** Normalizes a user path ("/a//b/", "./a", "a/./b") to the relative form; "" for the root. */
+export function normalizeRel(p: Buffer): Buffer {
+  const parts = p
+    .toString(L1)
+    .split("/")
+    .filter((c) => c !== "" && c !== ".");
+  return Buffer.from(parts.join("/"), L1);
+}
+
+/** Splits a comma-separated EXCLUDE value; `\,` escapes a comma (NetApp's convention). */
+export function splitPatterns(value: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c === "\\" && value[i + 1] === ",") {
+      cur += ",";
+      i++;
+    } else if (c === ",") {
+      if (cur.trim()) out.push(cur.trim());
+      cur = "";
+    } else cur += c;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
+}
+
+/**
+ * EXCLUDE: a pattern without "/" matches any object of that base name at any depth (like
+ * `tar --exclude`); a pattern with "/" matches the relative path from the root (a leading
+ * "/" anchors it there). An excluded directory takes its subtree with it.
+ */
+export function excludeMatcher(patterns: string[]): (rel: Buffer) => boolean {
+  if (patterns.length === 0) return () => false;
+  const byName = patterns.filter((p) => !p.replace(/^\//, "").includes("/") && !p.startsWith("/"));
+  const byPath = patterns.filter((p) => !byName.includes(p)).map((p) => p.replace(/^\/+/, ""));
+  const opts = { dot: true, nocase: false };
+  const nameMatch = byName.length ? picomatch(byName, opts) : () => false;
+  const pathMatch = byPath.length ? picomatch(byPath, opts) : () => false;
+  return (rel) => {
+    const s = rel.toString(L1);
+    return nameMatch(basename(s)) || pathMatch(s);
+  };
+}
+
+/**
+ * FILES: the backup takes these paths (and their subtrees) plus the directories leading to
+ * them, so a restore recreates the structure. No FILES means everything.
+ */
+export function includeMatcher(files: Buffer[]): ((rel: Buffer, isDir: boolean) => boolean) | undefined {
+  const wanted = files.map(normalizeRel).filter((f) => f.length > 0);
+  if (files.length === 0 || wanted.length < files.length) return undefined; // "/" or "" = all
+  const list = wanted.map((w) => w.toString(L1));
+  return (rel, isDir) => {
+    const s = rel.toString(L1);
+    if (s === ".") return true;
+    for (const w of list) {
+      if (s === w || s.startsWith(w + "/")) return true; // the path or inside it
+      if (isDir && w.startsWith(s + "/")) return true; // a directory on the way to it
+    }
+    return false;
+  };
+}
+
+/** One nlist entry reduced to what recovery needs. */
+export interface Target {
+  /** Archived path, relative ("" = the whole image). */
+  original: Buffer;
+  /** Absolute destination of that path. */
+  destination: Buffer;
+  /** What LOG_FILE reports for it (the DMA's original_path, unchanged). */
+  reportName: Buffer;
+  node: bigint;
+  fhInfo: bigint;
+  /** Set when at least one archived object matched it. */
+  found: boolean;
+  /** The first problem writing it, if any. */
+  error?: string;
+}
+
+/**
+ * Where an archived object goes: the most specific target whose original path is the object
+ * or one of its ancestors (when RECURSIVE), or undefined if no target asks for it. The result
+ * is rooted at the parent of the target's destination, so a restore writer confined to that
+ * directory can create the destination itself and everything in it, and nothing else.
+ */
+export function placeFor(
+  rel: Buffer,
+  targets: Target[],
+  recursive: boolean,
+): { target: Target; root: Buffer; rel: Buffer } | undefined {
+  const s = rel.toString(L1) === "." ? "" : rel.toString(L1);
+  let best: { target: Target; rest: string } | undefined;
+  for (const t of targets) {
+    const o = t.original.toString(L1);
+    let rest: string | undefined;
+    if (o === s) rest = "";
+    else if (o === "" && recursive) rest = s;
+    else if (s.startsWith(o + "/") && recursive) rest = s.slice(o.length + 1);
+    if (rest === undefined) continue;
+    if (!best || o.length > best.target.original.length) best = { target: t, rest };
+  }
+  if (!best) return undefined;
+  const dest = best.target.destination.toString(L1);
+  if (dest === "/") return { target: best.target, root: Buffer.from("/"), rel: Buffer.from(best.rest || ".", L1) };
+  const name = basename(dest);
+  return {
+    target: best.target,
+    root: Buffer.from(dirname(dest), L1),
+    rel: Buffer.from(best.rest ? `${name}/${best.rest}` : name, L1),
+  };
+}
