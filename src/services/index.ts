@@ -1,6 +1,7 @@
 /** Every NDMP interface's handler table, merged into the one the sessions dispatch on. */
 import { configHandlers } from "./config.ts";
 import { connectHandlers } from "./connect.ts";
+import { dataHandlers } from "./data.ts";
 import type { HandlerTable } from "./handler.ts";
 import { moverHandlers } from "./mover.ts";
 import { tapeHandlers } from "./tape.ts";
@@ -10,4 +11,5 @@ export const allHandlers: HandlerTable = {
   ...configHandlers,
   ...tapeHandlers,
   ...moverHandlers,
+  ...dataHandlers,
 };

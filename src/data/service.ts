@@ -1,0 +1,439 @@
+/**
+ * The data service (digest §3.1, §4): its state machine, its data connection, and the jobs
+ * it runs (backup, recovery, file-history recovery) through the engine.
+ *
+ * On halting it closes the data connection, posts every FH and LOG message it has, and only
+ * then NOTIFY_DATA_HALTED: DMAs stop collecting file history at the halt.
+ */
+import { statSync } from "node:fs";
+import type { Duplex } from "node:stream";
+import type { Config } from "../config.ts";
+import { runTarBackup } from "../engine/backup.ts";
+import { findButype } from "../engine/butypes.ts";
+import { FileHistory } from "../engine/history.ts";
+import { RecoverFailed, runTarRecover } from "../engine/recover.ts";
+import { excludeMatcher, includeMatcher, normalizeRel, splitPatterns, type Target } from "../engine/selection.ts";
+import type { Logger } from "../log.ts";
+import type { MoverService } from "../mover/mover.ts";
+import { loadNative } from "../native/index.ts";
+import {
+  AddrType,
+  ALL1,
+  DataHaltReason as Halt,
+  DataOperation as Op,
+  DataState as State,
+  DataStateUnsupported,
+  ErrorCode,
+  LogType,
+  Message,
+  NdmpError,
+  RecoveryStatus,
+} from "../protocol/codes.ts";
+import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
+import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import { ConnectionGone } from "../transport/backpressure.ts";
+import { createLocalPair } from "../transport/local.ts";
+import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+
+export interface DataHost {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly localAddress: string | undefined;
+  post(code: number, body: unknown): void;
+  drained(): Promise<void>;
+  /** The session's mover (LOCAL connections and LOCAL reads). */
+  mover(): MoverService | undefined;
+}
+
+/** How often a running job reports progress with LOG_MESSAGE. */
+const PROGRESS_EVERY_MS = 5000;
+
+class Env {
+  constructor(readonly pairs: Pval[]) {}
+  /** The first value given (ndmjob sends the user's -E values before those from an index). */
+  get(name: string): string | undefined {
+    const p = this.pairs.find((x) => toBuffer(x.name).toString() === name);
+    return p === undefined ? undefined : toBuffer(p.value).toString("utf8");
+  }
+  bytes(name: string): Buffer | undefined {
+    const p = this.pairs.find((x) => toBuffer(x.name).toString() === name);
+    return p === undefined ? undefined : toBuffer(p.value);
+  }
+  all(name: string): Buffer[] {
+    return this.pairs.filter((x) => toBuffer(x.name).toString() === name).map((x) => toBuffer(x.value));
+  }
+  bool(name: string, dflt: boolean): boolean {
+    const v = this.get(name)?.trim().toLowerCase();
+    if (v === undefined || v === "") return dflt;
+    if (["y", "yes", "t", "true", "1", "on"].includes(v)) return true;
+    if (["n", "no", "f", "false", "0", "off"].includes(v)) return false;
+    return dflt;
+  }
+}
+
+export class DataService {
+  state: number = State.IDLE;
+  operation: number = Op.NOACTION;
+  haltReason: number = Halt.NA;
+  bytesProcessed = 0n;
+  readOffset = 0n;
+  readLength = 0n;
+  private env: Pval[] = [];
+  private connAddr: Addr = { addr_type: AddrType.LOCAL };
+  private conn: Duplex | undefined;
+  private listener: DataListener | undefined;
+  private localListen = false;
+  private job: AbortController | undefined;
+  private running: Promise<void> | undefined;
+  private messageId = 0;
+
+  constructor(private readonly host: DataHost) {}
+
+  // ---- connection set-up ----
+
+  async listen(addrType: number): Promise<Addr> {
+    this.requireState([State.IDLE], "DATA_LISTEN");
+    if (addrType === AddrType.LOCAL) {
+      this.localListen = true;
+      this.state = State.LISTEN;
+      return { addr_type: AddrType.LOCAL };
+    }
+    if (addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
+    let l: DataListener;
+    try {
+      l = await listenData(this.host.localAddress, this.host.config.dataPorts);
+    } catch (e) {
+      throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
+    }
+    this.listener = l;
+    this.state = State.LISTEN;
+    l.accepted.then(
+      (sock) => {
+        if (this.state !== State.LISTEN || this.listener !== l) return void sock.destroy();
+        this.listener = undefined;
+        this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+      },
+      () => {},
+    );
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  async connect(addr: Addr): Promise<void> {
+    this.requireState([State.IDLE], "DATA_CONNECT");
+    if (addr.addr_type === AddrType.LOCAL) {
+      const mover = this.host.mover();
+      if (!mover) throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the mover is not listening (LOCAL)");
+      this.connected(mover.acceptLocal(), { addr_type: AddrType.LOCAL });
+      return;
+    }
+    if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unsupported address type ${addr.addr_type}`);
+    }
+    let sock;
+    try {
+      sock = await connectData(addr.tcp_addr);
+    } catch (e) {
+      throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
+    }
+    if (this.state !== State.IDLE) {
+      sock.destroy();
+      throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the data service changed state while connecting");
+    }
+    this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+  }
+
+  /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
+  acceptLocalFromMover(_mode: number): Duplex | undefined {
+    if (this.state !== State.LISTEN || !this.localListen) return undefined;
+    this.localListen = false;
+    const pair = createLocalPair();
+    this.connected(pair.data, { addr_type: AddrType.LOCAL });
+    return pair.mover;
+  }
+
+  private connected(conn: Duplex, addr: Addr): void {
+    this.conn = conn;
+    this.connAddr = addr;
+    this.state = State.CONNECTED;
+    conn.on("error", (e) => this.host.log.debug("data connection error", { err: e }));
+    // A connection lost before a job starts is a connection error (digest §3.1).
+    conn.once("close", () => {
+      if (this.state === State.CONNECTED) this.halt(Halt.CONNECT_ERROR, "the data connection closed before the job started");
+    });
+  }
+
+  // ---- jobs ----
+
+  startBackup(butypeName: Bytes, envPairs: Pval[]): void {
+    this.requireState([State.CONNECTED], "DATA_START_BACKUP");
+    const butype = this.butype(butypeName);
+    const env = new Env(envPairs);
+    const root = env.bytes("FILESYSTEM") ?? env.bytes("PREFIX");
+    if (!root || root[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "FILESYSTEM must be an absolute path");
+    let isDir = false;
+    try {
+      isDir = statSync(root).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDir) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `FILESYSTEM ${root.toString()} is not a directory here`);
+    const level = (env.get("LEVEL") ?? "0").trim();
+    if (level !== "" && level !== "0") {
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `LEVEL=${level}: incremental ${butype} backups are not supported; use LEVEL=0`);
+    }
+    const hist = (env.get("HIST") ?? "n").trim().toLowerCase();
+    const wantHistory = ["y", "yes", "t", "true", "f", "d", "1"].includes(hist);
+    const exclude = excludeMatcher(env.all("EXCLUDE").flatMap((v) => splitPatterns(v.toString("latin1"))));
+    const files = env.all("FILES").flatMap((v) => splitFiles(v));
+    const include = includeMatcher(files);
+
+    this.begin(Op.BACKUP, envPairs, [
+      ["TYPE", butype],
+      ["PATHNAME_SEPARATOR", "/"],
+      ["DIRECT", "y"],
+    ]);
+    const out = this.conn!;
+    const history = wantHistory ? new FileHistory(this.host) : undefined;
+    this.run("backup", history, async (signal, progress) => {
+      this.log(LogType.NORMAL, `backup of ${root.toString()} (${butype}) started`);
+      const native = await loadNative();
+      const result = await runTarBackup({
+        root,
+        out,
+        history,
+        native,
+        signal,
+        filter: (rel, dir) => !exclude(rel) && (include ? include(rel, dir) : true),
+        warn: (m) => this.log(LogType.WARNING, m),
+        progress,
+      });
+      this.log(
+        LogType.NORMAL,
+        `backup done: ${result.entries} entries, ${result.bytes} bytes` + (result.warnings ? `, ${result.warnings} warnings` : ""),
+      );
+    });
+  }
+
+  startRecover(butypeName: Bytes, envPairs: Pval[], nlist: NlistName[], filehist: boolean): void {
+    this.requireState([State.CONNECTED], filehist ? "DATA_START_RECOVER_FILEHIST" : "DATA_START_RECOVER");
+    this.butype(butypeName);
+    const env = new Env(envPairs);
+    const targets = filehist ? [] : this.targets(env, nlist);
+    const recursive = env.bool("RECURSIVE", true);
+    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, []);
+    const input = this.conn!;
+    const history = filehist ? new FileHistory(this.host) : undefined;
+    this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
+      this.log(LogType.NORMAL, filehist ? "reading the backup for file history" : `recovery of ${targets.length || "all"} path(s) started`);
+      this.requestStream(0n, ALL1);
+      const native = await loadNative();
+      try {
+        const r = await runTarRecover({
+          input,
+          targets,
+          recursive,
+          extract: !filehist,
+          history,
+          native,
+          signal,
+          warn: (m) => this.log(LogType.WARNING, m),
+          progress,
+        });
+        this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes`);
+      } finally {
+        // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
+        if (!filehist && nlist.length > 0) this.reportFiles(targets);
+      }
+    });
+  }
+
+  /** The nlist as targets; an empty nlist is the whole image to PREFIX (or FILESYSTEM). */
+  private targets(env: Env, nlist: NlistName[]): Target[] {
+    const base = env.bytes("PREFIX") ?? env.bytes("FILESYSTEM");
+    if (nlist.length === 0) {
+      if (!base || base[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "a whole-image recovery needs PREFIX or FILESYSTEM");
+      return [{ original: Buffer.alloc(0), destination: base, reportName: Buffer.from("/"), node: ALL1, fhInfo: ALL1, found: false }];
+    }
+    return nlist.map((n) => {
+      const original = normalizeRel(toBuffer(n.original_path));
+      const dest = toBuffer(n.destination_path);
+      const name = toBuffer(n.name);
+      let destination: Buffer;
+      if (name.length > 0) {
+        if (name.includes(0x2f)) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist name must not contain /");
+        destination = Buffer.concat([dest, Buffer.from("/"), name]);
+      } else if (dest.length > 0) destination = dest;
+      else if (base) destination = Buffer.concat([base, Buffer.from("/"), original]);
+      else throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist entry without a destination");
+      if (destination[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "destinations must be absolute paths");
+      return { original, destination, reportName: toBuffer(n.original_path), node: n.node, fhInfo: n.fh_info, found: false };
+    });
+  }
+
+  /** Asks for stream bytes: NOTIFY_DATA_READ to the DMA, or straight to our own mover (LOCAL). */
+  private requestStream(offset: bigint, length: bigint): void {
+    this.readOffset = offset;
+    this.readLength = length;
+    const mover = this.host.mover();
+    if (this.connAddr.addr_type === AddrType.LOCAL && mover) {
+      mover.read(offset, length);
+      return;
+    }
+    this.host.post(Message.NOTIFY_DATA_READ, { offset, length });
+  }
+
+  private reportFiles(targets: Target[]): void {
+    for (const t of targets) {
+      let status: number = RecoveryStatus.SUCCESSFUL;
+      if (t.error) status = /refused|permission|EACCES|EPERM/i.test(t.error) ? RecoveryStatus.FAILED_PERMISSION : RecoveryStatus.FAILED_IO_ERROR;
+      else if (!t.found) status = RecoveryStatus.FAILED_NOT_FOUND;
+      this.host.post(Message.LOG_FILE, { name: t.reportName, recovery_status: status });
+    }
+  }
+
+  private butype(name: Bytes): string {
+    const b = findButype(toBuffer(name).toString());
+    if (!b) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unknown backup type ${toBuffer(name).toString()}`);
+    if (b.name !== "tar") throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `backup type ${b.name} is not available yet`);
+    return b.name;
+  }
+
+  /** Enters ACTIVE with the saved env: the DMA's pairs, with ours added or updated. */
+  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>): void {
+    const names = new Set(ours.map(([n]) => n));
+    this.env = [...envPairs.filter((p) => !names.has(toBuffer(p.name).toString())), ...ours.map(([name, value]) => ({ name, value }))];
+    this.operation = op;
+    this.state = State.ACTIVE;
+    this.bytesProcessed = 0n;
+  }
+
+  private run(
+    what: string,
+    history: FileHistory | undefined,
+    body: (signal: AbortSignal, progress: (bytes: number, entries: number) => void) => Promise<void>,
+  ): void {
+    const job = new AbortController();
+    this.job = job;
+    let last = Date.now();
+    const progress = (bytes: number, entries: number) => {
+      this.bytesProcessed = BigInt(bytes);
+      const now = Date.now();
+      if (now - last >= PROGRESS_EVERY_MS) {
+        last = now;
+        this.log(LogType.NORMAL, `${what}: ${bytes} bytes, ${entries} entries`);
+      }
+    };
+    this.running = body(job.signal, progress).then(
+      () => {
+        history?.flush();
+        this.halt(Halt.SUCCESSFUL);
+      },
+      (e: Error) => {
+        history?.flush();
+        if (this.state !== State.ACTIVE) return; // aborted: already halted
+        if (e instanceof ConnectionGone || (e as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE") {
+          this.log(LogType.ERROR, `${what} failed: the data connection was lost`);
+          this.halt(Halt.CONNECT_ERROR);
+        } else {
+          this.log(LogType.ERROR, `${what} failed: ${e.message}`);
+          if (!(e instanceof RecoverFailed)) this.host.log.error(`${what} failed`, { err: e, stack: e.stack });
+          this.halt(Halt.INTERNAL_ERROR);
+        }
+      },
+    );
+  }
+
+  abort(): void {
+    if (this.state === State.HALTED) return; // recommended: no change, no second notify
+    this.requireState([State.LISTEN, State.CONNECTED, State.ACTIVE], "DATA_ABORT");
+    this.job?.abort(new Error("aborted by the DMA"));
+    this.halt(Halt.ABORTED);
+  }
+
+  stop(): void {
+    this.requireState([State.HALTED], "DATA_STOP");
+    this.state = State.IDLE;
+    this.operation = Op.NOACTION;
+    this.haltReason = Halt.NA;
+    this.bytesProcessed = 0n;
+    this.readOffset = 0n;
+    this.readLength = 0n;
+    this.env = [];
+    this.connAddr = { addr_type: AddrType.LOCAL };
+    this.running = undefined;
+  }
+
+  getEnv() {
+    this.requireState([State.ACTIVE, State.HALTED], "DATA_GET_ENV");
+    return { error: ErrorCode.NO_ERR, env: this.env };
+  }
+
+  getState() {
+    return {
+      unsupported: DataStateUnsupported.EST_BYTES_REMAIN | DataStateUnsupported.EST_TIME_REMAIN,
+      error: ErrorCode.NO_ERR,
+      operation: this.operation,
+      state: this.state,
+      halt_reason: this.state === State.HALTED ? this.haltReason : Halt.NA,
+      bytes_processed: this.bytesProcessed,
+      est_bytes_remain: ALL1,
+      est_time_remain: 0xffff_ffff,
+      data_connection_addr: this.connAddr,
+      read_offset: this.readOffset,
+      read_length: this.readLength,
+    };
+  }
+
+  /** The control connection went away: stop the job and let go of the connection. */
+  async teardown(): Promise<void> {
+    if (this.state === State.LISTEN || this.state === State.CONNECTED || this.state === State.ACTIVE) {
+      this.job?.abort(new Error("the control connection closed"));
+      this.halt(Halt.ABORTED);
+    }
+    await this.running?.catch(() => {});
+  }
+
+  private halt(reason: number, why?: string): void {
+    if (this.state === State.HALTED || this.state === State.IDLE) return;
+    this.state = State.HALTED;
+    this.haltReason = reason;
+    this.listener?.close();
+    this.listener = undefined;
+    this.localListen = false;
+    this.conn?.destroy();
+    this.conn = undefined;
+    if (why) this.log(LogType.ERROR, why);
+    this.host.log.info("data halted", { reason: Object.entries(Halt).find(([, v]) => v === reason)?.[0], bytes: this.bytesProcessed });
+    this.host.post(Message.NOTIFY_DATA_HALTED, { reason });
+  }
+
+  private log(type: number, text: string): void {
+    this.host.post(Message.LOG_MESSAGE, {
+      log_type: type,
+      message_id: ++this.messageId,
+      entry: text,
+      associated_message_valid: 0,
+      associated_message_sequence: 0,
+    });
+  }
+
+  private requireState(ok: number[], what: string): void {
+    if (!ok.includes(this.state)) {
+      const name = Object.entries(State).find(([, v]) => v === this.state)?.[0];
+      throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, `${what} in state ${name}`);
+    }
+  }
+}
+
+/** FILES values: one path per pair (ndmjob), or several separated by spaces (illumos). */
+function splitFiles(v: Buffer): Buffer[] {
+  const s = v.toString("latin1").trim();
+  if (!s) return [];
+  // A single existing-looking path with spaces is ambiguous; paths in FILES rarely hold spaces.
+  return s.split(/ +/).map((x) => Buffer.from(x, "latin1"));
+}
+
+function peerAddr(address: string | undefined, port: number | undefined): Addr {
+  const ip = ipv4Of(address);
+  return ip && port ? { addr_type: AddrType.TCP, tcp_addr: [tcpAddr(ip, port)] } : { addr_type: AddrType.TCP, tcp_addr: [] };
+}

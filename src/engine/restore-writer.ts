@@ -1,0 +1,571 @@
+// The one place a recovery touches the filesystem. Archive names are hostile input: every path is
+// checked before use so that nothing is ever created, truncated, chmod-ed or linked outside the
+// destination — no "..", no absolute names, no walking through a symlink, whether the archive
+// planted it a moment ago or it was already there.
+//
+// Limits worth knowing (Node has no openat/O_PATH/mknodat):
+// - Checks are lstat-based and cached per run, so a *concurrent* local attacker who swaps a
+//   verified directory for a symlink during the restore is not defended against (that needs
+//   openat2 RESOLVE_BENEATH). Files are still opened O_NOFOLLOW|O_EXCL and directories' final
+//   metadata is applied through an O_NOFOLLOW descriptor.
+// - Timestamps: with the native layer (the compiled binary, Bun) utimensat sets them to the
+//   nanosecond. Without it, node:fs's utimes family goes through libuv, which truncates to
+//   microseconds, and takes no negative number ("now" instead), so times go as decimal strings.
+// - Fifos and devices: with the native layer, mknod(2) creates them; without it (node:fs has no
+//   mknod) `mkfifo`/`mknod` (coreutils) do, reached through an inherited directory descriptor
+//   (/proc/self/fd/3/...). Either way under a temporary ASCII name, then rename() gives them
+//   their byte name.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import type { Entry, Timespec } from "../../formats/entry.ts";
+import type { NativeApi } from "../native/index.ts";
+import {
+  O_DIRECTORY,
+  O_NOFOLLOW,
+  O_NONBLOCK,
+  SLASH,
+  asError,
+  errorCode,
+  joinPath,
+  pathKey,
+  showPath,
+  splitPath,
+  stripTrailingSlashes,
+} from "./fsutil.ts";
+
+export interface RestoreWriterOptions {
+  /** Absolute directory path; created if missing. */
+  destination: Buffer;
+  /** chown to the entry's uid/gid (default: running as root). */
+  sameOwner?: boolean;
+  /** For lsetxattr; without it xattrs are skipped and reported. */
+  native?: NativeApi;
+  /** Default true: replace existing objects (unlinking them; never following a symlink). */
+  overwrite?: boolean;
+}
+
+export interface RestoreProblem {
+  path: Buffer;
+  reason: string;
+}
+
+export class RestoreRefused extends Error {
+  readonly path: Buffer;
+  constructor(path: Buffer, reason: string) {
+    super(`refused to restore ${JSON.stringify(showPath(path))}: ${reason}`);
+    this.name = "RestoreRefused";
+    this.path = path;
+  }
+}
+
+const DOT = Buffer.from(".");
+const DOTDOT = Buffer.from("..");
+const IMPLICIT_DIR_MODE = 0o755;
+/** Directories are created private and get their real mode in finish(), after their children. */
+const WORKING_DIR_MODE = 0o700;
+const WORKING_FILE_MODE = 0o600;
+const NODE_TOOL_TIMEOUT_MS = 30_000;
+/** Files being finished in the background at once (each holds its descriptor until closed). */
+const MAX_IN_FLIGHT = 32;
+
+type Current =
+  | { kind: "file"; entry: Entry; rel: Buffer; abs: Buffer; fd: number; end: number }
+  | { kind: "node"; entry: Entry; rel: Buffer; abs: Buffer }
+  | { kind: "none" };
+
+interface PendingDir {
+  abs: Buffer;
+  rel: Buffer;
+  depth: number;
+  /** undefined: created only as somebody's parent, the archive never described it. */
+  entry?: Entry;
+}
+
+/** Thrown inside begin() when the object is left alone on purpose (already recorded). */
+class Skip extends Error {}
+
+/**
+ * Writes recovered objects under a destination directory. Call begin(entry, relPath), then write()
+ * for a regular file's content, then end(); finally finish() once. If begin() throws (RestoreRefused
+ * or an I/O error, both also recorded in stats.errors), the object is skipped: write() and end()
+ * for it are no-ops, so a caller can keep streaming the archive and go on with the next entry.
+ */
+export class RestoreWriter {
+  readonly stats: { files: number; bytes: number; errors: RestoreProblem[] } = { files: 0, bytes: 0, errors: [] };
+
+  /** The destination directory (absolute, without a trailing slash). */
+  readonly destination: Buffer;
+  private readonly sameOwner: boolean;
+  private readonly overwrite: boolean;
+  private readonly native: NativeApi | undefined;
+  private current: Current = { kind: "none" };
+  private ready: Promise<void> | undefined;
+  /** Relative paths (latin1 keys) known in this run to be real directories under the destination. */
+  private readonly verified = new Set<string>();
+  private readonly dirs = new Map<string, PendingDir>();
+  private tempCounter = 0;
+  /** Files whose owner/mode/times are still being set (see end()). */
+  private readonly inFlight: Array<Promise<void>> = [];
+  private finished = false;
+
+  constructor(opts: RestoreWriterOptions) {
+    if (opts.destination.length === 0 || opts.destination[0] !== SLASH) {
+      throw new RangeError(`restore destination must be an absolute path: ${showPath(opts.destination)}`);
+    }
+    this.destination = stripTrailingSlashes(Buffer.from(opts.destination));
+    this.sameOwner = opts.sameOwner ?? process.getuid?.() === 0;
+    this.overwrite = opts.overwrite ?? true;
+    this.native = opts.native;
+  }
+
+  async begin(entry: Entry, relPath: Buffer): Promise<void> {
+    if (this.current.kind !== "none") await this.end();
+    if (this.finished) throw new Error("RestoreWriter: begin() after finish()");
+    try {
+      const parts = this.parse(relPath, relPath);
+      await this.prepareDestination();
+      if (parts.length === 0) {
+        if (entry.type !== "directory") throw new RestoreRefused(relPath, "the destination itself can only be a directory");
+        this.noteDir("", this.destination, relPath, 0, entry);
+        this.current = { kind: "node", entry, rel: relPath, abs: this.destination };
+        return;
+      }
+      const parent = await this.directoryAt(parts.slice(0, -1), relPath, true);
+      const abs = joinPath(parent, parts[parts.length - 1]!);
+      const key = pathKey(parts.reduce((acc, part) => joinPath(acc, part)));
+      switch (entry.type) {
+        case "file": {
+          const fd = await this.replace(abs, relPath, key, () => openNew(abs));
+          this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0 };
+          return;
+        }
+        case "directory":
+          await this.makeDirectory(abs, relPath, key);
+          this.noteDir(key, abs, relPath, parts.length, entry);
+          this.current = { kind: "node", entry, rel: relPath, abs };
+          return;
+        case "symlink": {
+          const target = entry.linkTarget;
+          if (!target || target.length === 0) throw new Error("symlink without a target");
+          await this.replace(abs, relPath, key, () => fsp.symlink(target, abs));
+          break;
+        }
+        case "hardlink": {
+          if (!entry.linkTarget) throw new Error("hard link without a target");
+          const targetParts = this.parse(entry.linkTarget, relPath);
+          if (targetParts.length === 0) throw new RestoreRefused(relPath, "hard link to the destination directory");
+          const targetDir = await this.directoryAt(targetParts.slice(0, -1), relPath, false);
+          const targetAbs = joinPath(targetDir, targetParts[targetParts.length - 1]!);
+          const st = await fsp.lstat(targetAbs).catch((error: unknown) => {
+            throw new Error(`hard link target ${showPath(entry.linkTarget!)} is missing (${errorCode(error) ?? error})`);
+          });
+          if (st.isDirectory()) throw new RestoreRefused(relPath, "hard link to a directory");
+          // link(2) does not follow a symlink target: at worst we link the symlink itself.
+          await this.replace(abs, relPath, key, () => fsp.link(targetAbs, abs));
+          break;
+        }
+        case "fifo":
+        case "chardev":
+        case "blockdev":
+          await this.makeNode(parent, abs, relPath, key, entry);
+          break;
+        case "socket":
+          throw new Skip("sockets are not restored (a socket is created by the program that listens on it)");
+        default:
+          throw new Error(`unknown entry type ${String(entry.type)}`);
+      }
+      this.current = { kind: "node", entry, rel: relPath, abs };
+    } catch (error) {
+      this.current = { kind: "none" };
+      if (error instanceof Skip) {
+        this.problem(relPath, error.message);
+        return;
+      }
+      this.problem(relPath, error instanceof RestoreRefused ? error.message : describeError(error));
+      throw error;
+    }
+  }
+
+  async write(chunk: Buffer, fileOffset: number): Promise<void> {
+    const cur = this.current;
+    if (cur.kind !== "file") return; // skipped object, or content of a hard link: nothing to do
+    try {
+      let done = 0;
+      while (done < chunk.length) {
+        done += await writeAt(cur.fd, chunk, done, chunk.length - done, fileOffset + done);
+      }
+    } catch (error) {
+      this.current = { kind: "none" };
+      this.problem(cur.rel, describeError(error));
+      await closeQuietly(cur.fd);
+      throw error;
+    }
+    this.stats.bytes += chunk.length;
+    if (fileOffset + chunk.length > cur.end) cur.end = fileOffset + chunk.length;
+  }
+
+  async end(): Promise<void> {
+    const cur = this.current;
+    this.current = { kind: "none" };
+    if (cur.kind === "none") return;
+    const { entry, rel, abs } = cur;
+    if (cur.kind === "file") {
+      const fd = cur.fd;
+      try {
+        // Holes at the end exist only as size: writes never reached there.
+        if (cur.end !== entry.size) await fsp_ftruncate(fd, entry.size);
+      } catch (error) {
+        this.problem(rel, describeError(error));
+        await closeQuietly(fd);
+        throw error;
+      }
+      this.stats.files++;
+      // Owner, mode and times go through the descriptor, so they need not hold up the next file:
+      // run them in the background (bounded) and report failures in stats.errors. xattrs go by
+      // path (l*xattr), so an object that has them is finished before end() returns.
+      const settle = this.settleFile(fd, rel, abs, entry);
+      if (entry.xattrs?.length) return settle;
+      this.inFlight.push(settle);
+      if (this.inFlight.length >= MAX_IN_FLIGHT) await this.inFlight.shift();
+      return;
+    }
+    this.stats.files++;
+    switch (entry.type) {
+      case "directory":
+      case "hardlink": // the inode's metadata came with its first name
+        return;
+      case "symlink":
+        await this.step(rel, "chown", this.sameOwner && (() => fsp.lchown(abs, entry.uid, entry.gid)));
+        this.applyXattrs(abs, rel, entry);
+        await this.setTimes(rel, abs, entry);
+        return;
+      default:
+        await this.step(rel, "chown", this.sameOwner && (() => fsp.lchown(abs, entry.uid, entry.gid)));
+        await this.step(rel, "chmod", () => fsp.chmod(abs, entry.mode & 0o7777));
+        this.applyXattrs(abs, rel, entry);
+        await this.setTimes(rel, abs, entry);
+    }
+  }
+
+  /**
+   * Times last. utimensat (native) keeps every nanosecond; node:fs rounds through a float to
+   * microseconds, which is the fallback under Node. Never follows a symlink.
+   */
+  private async setTimes(rel: Buffer, abs: Buffer, entry: Entry, fd?: number): Promise<void> {
+    const atime = entry.atime ?? entry.mtime;
+    const native = this.native?.fs;
+    if (native) {
+      await this.step(rel, "utimes", async () => native.utimens(abs, atime, entry.mtime, true));
+    } else if (fd !== undefined) {
+      await this.step(rel, "utimes", () => callback((cb) => fs.futimes(fd, timeArg(atime), timeArg(entry.mtime), cb)));
+    } else {
+      await this.step(rel, "utimes", () => fsp.lutimes(abs, timeArg(atime), timeArg(entry.mtime)));
+    }
+  }
+
+  async finish(): Promise<void> {
+    if (this.current.kind !== "none") await this.end();
+    this.finished = true;
+    await this.drain();
+    // Deepest first: setting a child's times or a parent's read-only mode must come after the child.
+    const dirs = [...this.dirs.values()].sort((a, b) => b.depth - a.depth);
+    for (const dir of dirs) {
+      const entry = dir.entry;
+      let fd: number;
+      try {
+        fd = await new Promise<number>((resolve, reject) =>
+          fs.open(dir.abs, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK, (e, f) => (e ? reject(e) : resolve(f))),
+        );
+      } catch (error) {
+        this.problem(dir.rel, describeError(error));
+        continue;
+      }
+      try {
+        if (!entry) {
+          await this.step(dir.rel, "chmod", () => callback((cb) => fs.fchmod(fd, IMPLICIT_DIR_MODE, cb)));
+          continue;
+        }
+        await this.step(dir.rel, "chown", this.sameOwner && (() => callback((cb) => fs.fchown(fd, entry.uid, entry.gid, cb))));
+        await this.step(dir.rel, "chmod", () => callback((cb) => fs.fchmod(fd, entry.mode & 0o7777, cb)));
+        this.applyXattrs(dir.abs, dir.rel, entry);
+        await this.setTimes(dir.rel, dir.abs, entry, fd);
+      } finally {
+        await closeQuietly(fd);
+      }
+    }
+    this.dirs.clear();
+  }
+
+  // ----------------------------------------------------------------------------------------------
+
+  /** chown (clears set-id bits), then chmod, xattrs, times (after the content), close. Never rejects. */
+  private async settleFile(fd: number, rel: Buffer, abs: Buffer, entry: Entry): Promise<void> {
+    await this.step(rel, "chown", this.sameOwner && (() => callback((cb) => fs.fchown(fd, entry.uid, entry.gid, cb))));
+    await this.step(rel, "chmod", () => callback((cb) => fs.fchmod(fd, entry.mode & 0o7777, cb)));
+    this.applyXattrs(abs, rel, entry);
+    await this.setTimes(rel, abs, entry, fd);
+    // On NFS, close is where a failed write shows up.
+    await this.step(rel, "close", () => callback((cb) => fs.close(fd, cb)));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.inFlight.length > 0) await this.inFlight.shift();
+  }
+
+  private problem(path: Buffer, reason: string): void {
+    this.stats.errors.push({ path, reason });
+  }
+
+  /** A metadata step whose failure is reported but does not stop the restore. */
+  private async step(rel: Buffer, what: string, action: false | (() => Promise<unknown>)): Promise<void> {
+    if (!action) return;
+    try {
+      await action();
+    } catch (error) {
+      this.problem(rel, `${what}: ${describeError(error)}`);
+    }
+  }
+
+  private applyXattrs(abs: Buffer, rel: Buffer, entry: Entry): void {
+    const xattrs = entry.xattrs;
+    if (!xattrs || xattrs.length === 0) return;
+    const api = this.native?.xattr;
+    if (!api) {
+      const why = this.native?.reason ?? "no native xattr calls in this runtime";
+      this.problem(rel, `extended attributes not restored (${xattrs.length}): ${why}`);
+      return;
+    }
+    for (const [name, value] of xattrs) {
+      try {
+        api.set(abs, name, value);
+      } catch (error) {
+        this.problem(rel, `xattr ${showPath(name)}: ${describeError(error)}`);
+      }
+    }
+  }
+
+  /** Splits and checks an archive path; [] is the destination itself. */
+  private parse(path: Buffer, reportAs: Buffer): Buffer[] {
+    const refuse = (why: string): never => {
+      throw new RestoreRefused(reportAs, path === reportAs ? why : `link target ${JSON.stringify(showPath(path))}: ${why}`);
+    };
+    if (path.length === 0) refuse("empty path");
+    if (path.includes(0)) refuse("NUL byte in the name");
+    if (path[0] === SLASH) refuse("absolute path");
+    const parts: Buffer[] = [];
+    for (const part of splitPath(path)) {
+      if (part.length === 0) refuse("empty path component");
+      if (part.equals(DOT)) continue;
+      if (part.equals(DOTDOT)) refuse('".." path component');
+      parts.push(part);
+    }
+    return parts;
+  }
+
+  private prepareDestination(): Promise<void> {
+    this.ready ??= (async () => {
+      await fsp.mkdir(this.destination, { recursive: true, mode: IMPLICIT_DIR_MODE });
+      // The operator chose the destination: following a symlink there is their call.
+      const st = await fsp.stat(this.destination);
+      if (!st.isDirectory()) throw new Error(`restore destination ${showPath(this.destination)} is not a directory`);
+      this.verified.add("");
+    })();
+    return this.ready;
+  }
+
+  /**
+   * The absolute path of the directory `parts` under the destination, every component checked with
+   * lstat to be a real directory (not a symlink). Missing ones are created when `create`.
+   */
+  private async directoryAt(parts: Buffer[], reportAs: Buffer, create: boolean): Promise<Buffer> {
+    let abs = this.destination;
+    let rel: Buffer | undefined;
+    for (let i = 0; i < parts.length; i++) {
+      rel = rel ? joinPath(rel, parts[i]!) : parts[i]!;
+      abs = joinPath(abs, parts[i]!);
+      const key = pathKey(rel);
+      if (this.verified.has(key)) continue;
+      let st: fs.Stats | undefined;
+      try {
+        st = await fsp.lstat(abs);
+      } catch (error) {
+        if (errorCode(error) !== "ENOENT") throw error;
+      }
+      if (!st) {
+        if (!create) throw new Error(`${showPath(rel)} does not exist`);
+        try {
+          await fsp.mkdir(abs, WORKING_DIR_MODE);
+          this.noteDir(key, abs, rel, i + 1, undefined);
+        } catch (error) {
+          if (errorCode(error) !== "EEXIST") throw error;
+        }
+        st = await fsp.lstat(abs);
+      }
+      if (st.isSymbolicLink()) throw new RestoreRefused(reportAs, `${showPath(rel)} is a symbolic link`);
+      if (!st.isDirectory()) throw new RestoreRefused(reportAs, `${showPath(rel)} is not a directory`);
+      this.verified.add(key);
+    }
+    return abs;
+  }
+
+  private noteDir(key: string, abs: Buffer, rel: Buffer, depth: number, entry: Entry | undefined): void {
+    const known = this.dirs.get(key);
+    if (known) {
+      if (entry) known.entry = entry;
+      return;
+    }
+    this.dirs.set(key, { abs, rel, depth, entry });
+  }
+
+  /** Runs `create`; if the name is taken, removes what is there (when allowed) and runs it again. */
+  private async replace<T>(abs: Buffer, rel: Buffer, key: string, create: () => Promise<T>): Promise<T> {
+    try {
+      return await create();
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") throw error;
+    }
+    if (!this.overwrite) throw new Skip("already exists (not overwritten)");
+    await this.remove(abs, key);
+    return create();
+  }
+
+  /** Unlinks a non-directory or an empty directory; never follows a symlink. */
+  private async remove(abs: Buffer, key: string): Promise<void> {
+    const st = await fsp.lstat(abs);
+    if (st.isDirectory()) {
+      await fsp.rmdir(abs); // ENOTEMPTY: we do not delete trees to make room for one object
+      this.verified.delete(key);
+      this.dirs.delete(key);
+    } else {
+      await fsp.unlink(abs);
+    }
+  }
+
+  private async makeDirectory(abs: Buffer, rel: Buffer, key: string): Promise<void> {
+    try {
+      await fsp.mkdir(abs, WORKING_DIR_MODE);
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") throw error;
+      const st = await fsp.lstat(abs);
+      if (!st.isDirectory()) {
+        if (!this.overwrite) throw new Skip("already exists as a non-directory (not overwritten)");
+        await fsp.unlink(abs);
+        await fsp.mkdir(abs, WORKING_DIR_MODE);
+      }
+    }
+    const st = await fsp.lstat(abs);
+    if (!st.isDirectory()) throw new RestoreRefused(rel, "directory replaced while restoring");
+    this.verified.add(key);
+  }
+
+  /** mkfifo/mknod under a temporary ASCII name in the parent (via an inherited fd), then rename. */
+  private async makeNode(parent: Buffer, abs: Buffer, rel: Buffer, key: string, entry: Entry): Promise<void> {
+    const exists = await fsp.lstat(abs).then(
+      (st) => st,
+      (error: unknown) => {
+        if (errorCode(error) === "ENOENT") return undefined;
+        throw error;
+      },
+    );
+    if (exists) {
+      if (!this.overwrite) throw new Skip("already exists (not overwritten)");
+      if (exists.isDirectory()) await this.remove(abs, key);
+    }
+    const tempName = `.ndmpd-restore-${process.pid}-${++this.tempCounter}.tmp`;
+    const target = `/proc/self/fd/3/${tempName}`;
+    const [command, args]: [string, string[]] =
+      entry.type === "fifo"
+        ? ["mkfifo", [target]]
+        : ["mknod", [target, entry.type === "chardev" ? "c" : "b", String(entry.devMajor ?? 0), String(entry.devMinor ?? 0)]];
+    const dirFd = await new Promise<number>((resolve, reject) =>
+      fs.open(parent, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW, (e, fd) => (e ? reject(e) : resolve(fd))),
+    );
+    try {
+      const native = this.native?.fs;
+      if (native) {
+        // mknod(2) itself, on the temporary name in the checked parent: no child process.
+        const typeBits = entry.type === "fifo" ? 0o010000 : entry.type === "chardev" ? 0o020000 : 0o060000;
+        native.mknod(joinPath(parent, Buffer.from(tempName)), typeBits | 0o600, entry.devMajor ?? 0, entry.devMinor ?? 0);
+      } else {
+        await runTool(command, args, dirFd);
+      }
+    } finally {
+      await closeQuietly(dirFd);
+    }
+    const temp = joinPath(parent, Buffer.from(tempName));
+    try {
+      await fsp.rename(temp, abs); // atomically replaces a non-directory; never follows a symlink
+    } catch (error) {
+      await fsp.unlink(temp).catch(() => undefined);
+      throw error;
+    }
+  }
+}
+
+function openNew(abs: Buffer): Promise<number> {
+  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW;
+  return new Promise((resolve, reject) => fs.open(abs, flags, WORKING_FILE_MODE, (e, fd) => (e ? reject(e) : resolve(fd))));
+}
+
+function writeAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, offset, length, position, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function fsp_ftruncate(fd: number, size: number): Promise<void> {
+  return callback((cb) => fs.ftruncate(fd, size, cb));
+}
+
+function callback(run: (cb: (error: NodeJS.ErrnoException | null) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => run((error) => (error ? reject(error) : resolve())));
+}
+
+async function closeQuietly(fd: number): Promise<void> {
+  await callback((cb) => fs.close(fd, cb)).catch(() => undefined);
+}
+
+function describeError(error: unknown): string {
+  const e = asError(error);
+  const code = errorCode(e);
+  return code && !e.message.startsWith(code) ? `${code}: ${e.message}` : e.message;
+}
+
+const IS_BUN = typeof process.versions.bun === "string";
+
+/**
+ * A time for fs.utimes & co. as a decimal string: numbers below zero are replaced by "now" in both
+ * Node and Bun, strings are not. Node (libuv) truncates toward zero to whole microseconds, so it
+ * gets the middle of the right microsecond, which survives the float rounding; Bun keeps the
+ * double, so it gets the exact nanoseconds.
+ */
+export function timeArg(t: Timespec): string {
+  let ns = BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec);
+  if (!IS_BUN) {
+    const micros = ns >= 0n ? ns / 1000n : (ns - 999n) / 1000n; // floor
+    ns = micros * 1000n + (micros >= 0n ? 500n : -500n);
+  }
+  const negative = ns < 0n;
+  const abs = negative ? -ns : ns;
+  return `${negative ? "-" : ""}${abs / 1_000_000_000n}.${(abs % 1_000_000_000n).toString().padStart(9, "0")}`;
+}
+
+/** Runs mkfifo/mknod with the parent directory as fd 3; reaps it; stderr goes into the error. */
+function runTool(command: string, args: string[], dirFd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe", dirFd] });
+    let stderr = "";
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      if (stderr.length < 1000) stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), NODE_TOOL_TIMEOUT_MS);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`${command} failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`));
+    });
+  });
+}

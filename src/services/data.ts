@@ -1,0 +1,57 @@
+/**
+ * DATA interface (digest §2.8, §3.1, §4): handlers only; the state machine, the data
+ * connection and the jobs are in src/data/service.ts.
+ */
+import { DataService } from "../data/service.ts";
+import { ErrorCode, Message } from "../protocol/codes.ts";
+import type { Bytes } from "../protocol/xdr/codec.ts";
+import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import type { Session } from "../server/session.ts";
+import { moverOf } from "./mover.ts";
+import type { HandlerTable } from "./handler.ts";
+
+const OK = { error: ErrorCode.NO_ERR };
+
+/** The session's data service, made on first use; its job stops when the session ends. */
+export function dataOf(s: Session): DataService {
+  if (s.data instanceof DataService) return s.data;
+  const data = new DataService({
+    config: s.config,
+    log: s.log.child({ service: "data" }),
+    get localAddress() {
+      return s.localAddress;
+    },
+    post: (code, body) => s.post(code, body),
+    drained: () => s.drained(),
+    mover: () => moverOf(s),
+  });
+  s.data = data;
+  s.onClose(() => data.teardown());
+  return data;
+}
+
+interface RecoverRequest {
+  env: Pval[];
+  nlist: NlistName[];
+  butype_name: Bytes;
+}
+
+export const dataHandlers: HandlerTable = {
+  [Message.DATA_GET_STATE]: { handle: (s) => dataOf(s).getState() },
+  [Message.DATA_LISTEN]: {
+    handle: async (s, r: { addr_type: number }) => ({ error: ErrorCode.NO_ERR, connect_addr: await dataOf(s).listen(r.addr_type) }),
+  },
+  [Message.DATA_CONNECT]: { handle: async (s, r: { addr: Addr }) => (await dataOf(s).connect(r.addr), OK) },
+  [Message.DATA_START_BACKUP]: {
+    handle: (s, r: { butype_name: Bytes; env: Pval[] }) => (dataOf(s).startBackup(r.butype_name, r.env), OK),
+  },
+  [Message.DATA_START_RECOVER]: {
+    handle: (s, r: RecoverRequest) => (dataOf(s).startRecover(r.butype_name, r.env, r.nlist, false), OK),
+  },
+  [Message.DATA_START_RECOVER_FILEHIST]: {
+    handle: (s, r: RecoverRequest) => (dataOf(s).startRecover(r.butype_name, r.env, r.nlist, true), OK),
+  },
+  [Message.DATA_ABORT]: { handle: (s) => (dataOf(s).abort(), OK) },
+  [Message.DATA_STOP]: { handle: (s) => (dataOf(s).stop(), OK) },
+  [Message.DATA_GET_ENV]: { handle: (s) => dataOf(s).getEnv() },
+};
