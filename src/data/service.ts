@@ -8,10 +8,10 @@
 import { statSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
-import { runTarBackup } from "../engine/backup.ts";
 import { findButype } from "../engine/butypes.ts";
+import { FORMAT_ENGINES, type FormatEngine } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
-import { RecoverFailed, runTarRecover } from "../engine/recover.ts";
+import { RecoverFailed } from "../engine/recover.ts";
 import { excludeMatcher, includeMatcher, normalizeRel, splitPatterns, type Target } from "../engine/selection.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
@@ -19,6 +19,7 @@ import { loadNative } from "../native/index.ts";
 import {
   AddrType,
   ALL1,
+  ButypeAttr,
   DataHaltReason as Halt,
   DataOperation as Op,
   DataState as State,
@@ -61,6 +62,15 @@ class Env {
   }
   all(name: string): Buffer[] {
     return this.pairs.filter((x) => toBuffer(x.name).toString() === name).map((x) => toBuffer(x.value));
+  }
+  /** Every variable, first value wins (for the format engines). */
+  map(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const p of this.pairs) {
+      const k = toBuffer(p.name).toString();
+      if (!m.has(k)) m.set(k, toBuffer(p.value).toString("utf8"));
+    }
+    return m;
   }
   bool(name: string, dflt: boolean): boolean {
     const v = this.get(name)?.trim().toLowerCase();
@@ -167,6 +177,7 @@ export class DataService {
   startBackup(butypeName: Bytes, envPairs: Pval[]): void {
     this.requireState([State.CONNECTED], "DATA_START_BACKUP");
     const butype = this.butype(butypeName);
+    const engine = FORMAT_ENGINES[butype]!;
     const env = new Env(envPairs);
     const root = env.bytes("FILESYSTEM") ?? env.bytes("PREFIX");
     if (!root || root[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "FILESYSTEM must be an absolute path");
@@ -177,12 +188,19 @@ export class DataService {
       // reported below
     }
     if (!isDir) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `FILESYSTEM ${root.toString()} is not a directory here`);
-    const level = (env.get("LEVEL") ?? "0").trim();
-    if (level !== "" && level !== "0") {
-      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `LEVEL=${level}: incremental ${butype} backups are not supported; use LEVEL=0`);
+    const levelText = (env.get("LEVEL") ?? "0").trim() || "0";
+    const level = /^\d+$/.test(levelText) ? Number(levelText) : NaN;
+    const incremental = (findButype(butype)!.attrs & ButypeAttr.BACKUP_INCREMENTAL) !== 0;
+    if (!(level === 0 || (incremental && level >= 1 && level <= 9))) {
+      throw new NdmpError(
+        ErrorCode.ILLEGAL_ARGS_ERR,
+        incremental ? `LEVEL=${levelText}: must be 0-9` : `LEVEL=${levelText}: ${butype} backups are full backups only; use LEVEL=0 (or the dump type)`,
+      );
     }
     const hist = (env.get("HIST") ?? "n").trim().toLowerCase();
     const wantHistory = ["y", "yes", "t", "true", "f", "d", "1"].includes(hist);
+    // HIST=f asks for path-style history, HIST=d for dir/node style; y lets the format choose.
+    const historyStyle = hist === "f" ? "file" : hist === "d" ? "dir" : engine.defaultHistory;
     const exclude = excludeMatcher(env.all("EXCLUDE").flatMap((v) => splitPatterns(v.toString("latin1"))));
     const files = env.all("FILES").flatMap((v) => splitFiles(v));
     const include = includeMatcher(files);
@@ -197,10 +215,14 @@ export class DataService {
     this.run("backup", history, async (signal, progress) => {
       this.log(LogType.NORMAL, `backup of ${root.toString()} (${butype}) started`);
       const native = await loadNative();
-      const result = await runTarBackup({
+      const result = await engine.backup({
         root,
         out,
         history,
+        historyStyle,
+        level,
+        stateDir: this.host.config.stateDir,
+        env: env.map(),
         native,
         signal,
         filter: (rel, dir) => !exclude(rel) && (include ? include(rel, dir) : true),
@@ -216,7 +238,7 @@ export class DataService {
 
   startRecover(butypeName: Bytes, envPairs: Pval[], nlist: NlistName[], filehist: boolean): void {
     this.requireState([State.CONNECTED], filehist ? "DATA_START_RECOVER_FILEHIST" : "DATA_START_RECOVER");
-    this.butype(butypeName);
+    const engine = FORMAT_ENGINES[this.butype(butypeName)]!;
     const env = new Env(envPairs);
     const targets = filehist ? [] : this.targets(env, nlist);
     const recursive = env.bool("RECURSIVE", true);
@@ -228,7 +250,7 @@ export class DataService {
       this.requestStream(0n, ALL1);
       const native = await loadNative();
       try {
-        const r = await runTarRecover({
+        const r = await engine.recover({
           input,
           targets,
           recursive,
@@ -294,7 +316,7 @@ export class DataService {
   private butype(name: Bytes): string {
     const b = findButype(toBuffer(name).toString());
     if (!b) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unknown backup type ${toBuffer(name).toString()}`);
-    if (b.name !== "tar") throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `backup type ${b.name} is not available yet`);
+    if (!FORMAT_ENGINES[b.name]) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `backup type ${b.name} is not available yet`);
     return b.name;
   }
 

@@ -19,8 +19,16 @@ import { walk, type WalkItem } from "./walker.ts";
 export interface BackupOptions {
   root: Buffer;
   out: Duplex;
-  /** FH_ADD_FILE per entry when the DMA asked for history (HIST=y). */
+  /** File history, when the DMA asked for it (HIST). */
   history?: FileHistory;
+  /** Which FH style to post: "file" (FH_ADD_FILE) or "dir" (FH_ADD_DIR + FH_ADD_NODE). */
+  historyStyle: "file" | "dir";
+  /** The backup level (0 = full); formats without incrementals are only ever asked for 0. */
+  level: number;
+  /** Where persistent per-filesystem state lives (dump's inode numbers, dump dates). */
+  stateDir: string;
+  /** The job's environment as the DMA sent it (format-specific variables). */
+  env: ReadonlyMap<string, string>;
   filter?: (rel: Buffer, isDir: boolean) => boolean;
   native?: NativeApi;
   signal: AbortSignal;

@@ -1,0 +1,17 @@
+/**
+ * The backup formats the data service can run, by butype name. CONFIG_GET_BUTYPE_INFO
+ * (butypes.ts) tells DMAs about them; this table is what actually runs.
+ */
+import { runTarBackup, type BackupOptions, type BackupResult } from "./backup.ts";
+import { runTarRecover, type RecoverOptions, type RecoverResult } from "./recover.ts";
+
+export interface FormatEngine {
+  backup(opts: BackupOptions): Promise<BackupResult>;
+  recover(opts: RecoverOptions): Promise<RecoverResult>;
+  /** The file-history style the format produces for HIST=y ("file": FH_ADD_FILE, "dir": FH_ADD_DIR/NODE). */
+  defaultHistory: "file" | "dir";
+}
+
+export const FORMAT_ENGINES: Record<string, FormatEngine> = {
+  tar: { backup: runTarBackup, recover: runTarRecover, defaultHistory: "file" },
+};
