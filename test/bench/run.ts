@@ -1,0 +1,261 @@
+/**
+ * Benchmarks against the compiled binary, as a plain script: `npm run bench` (= build, then
+ * `bun test/bench/run.ts [section ...]`). Each section measures ours and a reference tool in the
+ * same run, on the same bytes, and prints MiB/s for both and the ratio ours/reference.
+ *
+ *   mover   MOVER_LISTEN(READ, TCP) backup to a virtual tape at 256 KiB records, from a TCP peer
+ *           in this process, timed from the first byte sent to NOTIFY_MOVER_HALTED; beside it
+ *           `dd if=<the same bytes> of=<file> bs=256K conv=fsync`.
+ *
+ * Add a section by appending to SECTIONS (for example tar: our backup vs GNU tar; dar: DAR reads).
+ * Environment: BENCH_MIB (stream size, default 1024), BENCH_DIR (scratch directory, default tmp).
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createCipheriv, createHash } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { NdmpClient } from "../../src/client/client.ts";
+import { AddrType, ALL1, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
+import { u32ToIp } from "../../src/transport/tcp.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BINARY = join(ROOT, "dist/ndmpd");
+const MiB = 1024 * 1024;
+const USER = "ndmp";
+const PASSWORD = "bench-secret";
+
+interface Measure {
+  what: string;
+  bytes: number;
+  seconds: number;
+}
+
+interface SectionResult {
+  ours: Measure;
+  reference: Measure;
+  extra?: Measure[];
+}
+
+interface Context {
+  dir: string;
+  sizeMiB: number;
+  /** The stream bytes (seeded), and a file holding the same bytes, made once on first use. */
+  stream(): { data: Buffer; file: string };
+}
+
+interface Section {
+  name: string;
+  describe: string;
+  run(ctx: Context): Promise<SectionResult>;
+}
+
+// ---- helpers ----
+
+function seededBytes(length: number, seed: number): Buffer {
+  const key = createHash("sha256").update(`ndmpd-bench-${seed}`).digest();
+  const c = createCipheriv("aes-128-ctr", key.subarray(0, 16), key.subarray(16, 32));
+  const out = Buffer.allocUnsafe(length);
+  const zero = Buffer.alloc(16 * MiB);
+  for (let off = 0; off < length; off += zero.length) {
+    const n = Math.min(zero.length, length - off);
+    c.update(zero.subarray(0, n)).copy(out, off);
+  }
+  return out;
+}
+
+interface Server {
+  port: number;
+  dir: string;
+  stop(): Promise<number | null>;
+}
+
+/** The compiled server with a config of ours; resolves once it listens. */
+async function startServer(dir: string, tapes: string): Promise<Server> {
+  const cfg = join(dir, "ndmpd.toml");
+  writeFileSync(
+    cfg,
+    `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "${dir}/state"\nauth_failure_delay_ms = 0\n\n[auth]\nmethods = ["md5"]\n\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n\n${tapes}`,
+  );
+  chmodSync(cfg, 0o600);
+  const proc: ChildProcess = spawn(BINARY, ["serve", "--config", cfg, "--log-format", "json", "--log-level", "info"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
+  let err = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`ndmpd did not start: ${err}`)), 15_000);
+    proc.stderr!.on("data", (c: Buffer) => {
+      err += c.toString();
+      const m = /"msg":"listening"[^\n]*"port":(\d+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`ndmpd exited with ${code}: ${err}`));
+    });
+  });
+  return {
+    port,
+    dir,
+    async stop() {
+      proc.kill("SIGTERM");
+      return exited;
+    },
+  };
+}
+
+async function dma(port: number): Promise<NdmpClient> {
+  const c = await NdmpClient.connect("127.0.0.1", port);
+  (c as unknown as { socket: Socket }).socket.setNoDelay(true);
+  await c.open(4);
+  await c.authMd5(USER, PASSWORD);
+  return c;
+}
+
+function connectTo(addr: { tcp_addr?: Array<{ ip_addr: number; port: number }> }): Promise<Socket> {
+  const a = addr.tcp_addr![0]!;
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: u32ToIp(a.ip_addr), port: a.port });
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+async function sendAll(sock: Socket, data: Buffer, chunk = MiB): Promise<void> {
+  for (let off = 0; off < data.length; off += chunk) {
+    if (!sock.write(data.subarray(off, Math.min(off + chunk, data.length)))) {
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          sock.off("close", gone);
+          resolve();
+        };
+        const gone = () => {
+          sock.off("drain", done);
+          reject(new Error("data connection closed"));
+        };
+        sock.once("drain", done);
+        sock.once("close", gone);
+      });
+    }
+  }
+  sock.end();
+}
+
+function dd(input: string, output: string, bs: string): Measure {
+  const t0 = performance.now();
+  const r = spawnSync("dd", [`if=${input}`, `of=${output}`, `bs=${bs}`, "conv=fsync"], { encoding: "utf8" });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`dd failed: ${r.stderr}`);
+  return { what: `dd bs=${bs} conv=fsync`, bytes: statSync(output).size, seconds };
+}
+
+// ---- sections ----
+
+const moverSection: Section = {
+  name: "mover",
+  describe: "MOVER_LISTEN(READ, TCP) backup to a virtual tape, 256 KiB records, vs dd bs=256K conv=fsync",
+  async run(ctx) {
+    const { data, file } = ctx.stream();
+    const rs = 256 * 1024;
+    const srv = await startServer(ctx.dir, `[[tape]]\nname = "bench0"\npath = "${ctx.dir}/bench0.tape"\n`);
+    let ours: Measure;
+    let closeTime: Measure;
+    try {
+      const c = await dma(srv.port);
+      await c.request(Message.TAPE_OPEN, { device: "bench0", mode: TapeOpenMode.RDWR });
+      await c.request(Message.MOVER_SET_RECORD_SIZE, { len: rs });
+      await c.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+      const r = await c.request(Message.MOVER_LISTEN, { mode: MoverMode.READ, addr_type: AddrType.TCP });
+      const sock = await connectTo(r.body.connect_addr);
+      const halted = c.waitForPost(Message.NOTIFY_MOVER_HALTED, 600_000);
+      const t0 = performance.now();
+      await sendAll(sock, data);
+      const h = await halted;
+      const t1 = performance.now();
+      if (h.body.reason !== MoverHaltReason.CONNECT_CLOSED) throw new Error(`mover halted with reason ${h.body.reason}`);
+      const st = (await c.request(Message.MOVER_GET_STATE)).body;
+      if (st.bytes_moved !== BigInt(data.length)) throw new Error(`bytes_moved ${st.bytes_moved}, sent ${data.length}`);
+      ours = { what: "ndmpd mover -> virtual tape (to NOTIFY_MOVER_HALTED)", bytes: data.length, seconds: (t1 - t0) / 1000 };
+      await c.request(Message.MOVER_STOP);
+      await c.request(Message.TAPE_CLOSE); // filemark + fdatasync
+      const t2 = performance.now();
+      closeTime = { what: "ndmpd, including TAPE_CLOSE (filemark + fdatasync)", bytes: data.length, seconds: (t2 - t0) / 1000 };
+      await c.close();
+    } finally {
+      await srv.stop();
+      rmSync(join(ctx.dir, "bench0.tape"), { force: true });
+    }
+    const out = join(ctx.dir, "dd.out");
+    const reference = dd(file, out, "256K");
+    rmSync(out, { force: true });
+    return { ours, reference, extra: [closeTime] };
+  },
+};
+
+const SECTIONS: Section[] = [moverSection];
+
+// ---- main ----
+
+function rate(m: Measure): string {
+  return `${(m.bytes / MiB / m.seconds).toFixed(1)} MiB/s`;
+}
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((w) => !SECTIONS.some((s) => s.name === w));
+  if (unknown.length > 0) {
+    console.error(`unknown section(s): ${unknown.join(", ")}; known: ${SECTIONS.map((s) => s.name).join(", ")}`);
+    process.exit(2);
+  }
+  try {
+    statSync(BINARY);
+  } catch {
+    console.error(`${BINARY} is missing: run npm run build (npm run bench does)`);
+    process.exit(2);
+  }
+  const sizeMiB = Number(process.env.BENCH_MIB ?? 1024);
+  const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "ndmpd-bench-"));
+  let made: { data: Buffer; file: string } | undefined;
+  const ctx: Context = {
+    dir,
+    sizeMiB,
+    stream() {
+      if (!made) {
+        const data = seededBytes(sizeMiB * MiB, 1);
+        const file = join(dir, "stream.bin");
+        writeFileSync(file, data);
+        made = { data, file };
+      }
+      return made;
+    },
+  };
+  let failed = false;
+  try {
+    for (const s of SECTIONS.filter((x) => wanted.length === 0 || wanted.includes(x.name))) {
+      console.log(`\n== ${s.name}: ${s.describe} (${sizeMiB} MiB)`);
+      try {
+        const r = await s.run(ctx);
+        for (const m of [r.ours, ...(r.extra ?? []), r.reference]) {
+          console.log(`  ${m.what.padEnd(56)} ${(m.bytes / MiB).toFixed(0).padStart(6)} MiB in ${m.seconds.toFixed(2).padStart(6)} s  ${rate(m).padStart(14)}`);
+        }
+        for (const m of [r.ours, ...(r.extra ?? [])]) {
+          console.log(`  ratio ours/reference (throughput), ${m.what}: ${(r.reference.seconds / m.seconds).toFixed(2)}`);
+        }
+      } catch (e) {
+        failed = true;
+        console.error(`  ${s.name} failed: ${(e as Error).stack ?? e}`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(failed ? 1 : 0);
+}
+
+await main();
