@@ -148,6 +148,29 @@ export class TarReader {
     return this.pos;
   }
 
+  /**
+   * A lower bound on the bytes the reader needs before its state can change (the rest of a
+   * header block, of an extended header, of member data or padding): a reader of a seekable
+   * stream (direct-access recovery) asks for this much next rather than guessing.
+   */
+  get needed(): number {
+    switch (this.phase) {
+      case "header":
+      case "gnu-sparse-ext":
+        return BLOCK - this.blockFill;
+      case "meta":
+        return this.meta!.body.length - this.meta!.fill;
+      case "data":
+        return this.current!.remaining;
+      case "skip":
+        return this.skipRemaining;
+      case "sparse-map":
+        return 1;
+      case "done":
+        return 0;
+    }
+  }
+
   /** Whether the end-of-archive marker has been seen. */
   get done(): boolean {
     return this.phase === "done";

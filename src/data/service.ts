@@ -32,6 +32,7 @@ import {
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
 import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import { StreamSource } from "../engine/stream-source.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
@@ -45,6 +46,9 @@ export interface DataHost {
   /** The session's mover (LOCAL connections and LOCAL reads). */
   mover(): MoverService | undefined;
 }
+
+/** ndmjob's default mover record size (-b 20: 20 x 512 bytes). */
+const DEFAULT_RECORD_SIZE = 10240;
 
 /** How often a running job reports progress with LOG_MESSAGE. */
 const PROGRESS_EVERY_MS = 5000;
@@ -205,11 +209,16 @@ export class DataService {
     const files = env.all("FILES").flatMap((v) => splitFiles(v));
     const include = includeMatcher(files);
 
-    this.begin(Op.BACKUP, envPairs, [
+    const ours: Array<[string, string]> = [
       ["TYPE", butype],
       ["PATHNAME_SEPARATOR", "/"],
+      // Every entry's fh_info is its offset in the stream: direct access works on this backup.
       ["DIRECT", "y"],
-    ]);
+    ];
+    // With our own mover we know the tape's record size, which direct-access reads align to.
+    const rs = this.connAddr.addr_type === AddrType.LOCAL ? this.host.mover()?.recordSize : undefined;
+    if (rs) ours.push(["RECORD_SIZE", String(rs)]);
+    this.begin(Op.BACKUP, envPairs, ours);
     const out = this.conn!;
     const history = wantHistory ? new FileHistory(this.host) : undefined;
     this.run("backup", history, async (signal, progress) => {
@@ -242,16 +251,22 @@ export class DataService {
     const env = new Env(envPairs);
     const targets = filehist ? [] : this.targets(env, nlist);
     const recursive = env.bool("RECURSIVE", true);
+    // Direct access when the DMA asks for it and gave at least one offset to go to (digest §3.4);
+    // targets without one are found by a scan from the start.
+    const direct = !filehist && engine.direct && env.bool("DIRECT", false) && targets.some((t) => t.fhInfo !== ALL1);
     this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, []);
     const input = this.conn!;
     const history = filehist ? new FileHistory(this.host) : undefined;
     this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
-      this.log(LogType.NORMAL, filehist ? "reading the backup for file history" : `recovery of ${targets.length || "all"} path(s) started`);
-      this.requestStream(0n, ALL1);
+      const what = filehist ? "reading the backup for file history" : `recovery of ${nlist.length || "all"} path(s) started`;
+      this.log(LogType.NORMAL, direct ? `${what} (direct access)` : what);
+      const source = direct ? new StreamSource(input, (o, l) => this.requestStream(o, l), this.recordSize(env)) : undefined;
+      if (!source) this.requestStream(0n, ALL1);
       const native = await loadNative();
       try {
         const r = await engine.recover({
           input,
+          source,
           targets,
           recursive,
           extract: !filehist,
@@ -261,12 +276,24 @@ export class DataService {
           warn: (m) => this.log(LogType.WARNING, m),
           progress,
         });
-        this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes`);
+        const reads = source ? `, ${source.requests} direct reads` : "";
+        this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
         if (!filehist && nlist.length > 0) this.reportFiles(targets);
       }
     });
+  }
+
+  /**
+   * The tape's record size, which direct-access reads are aligned to: our own mover's in the
+   * LOCAL configuration; otherwise what the backup recorded (RECORD_SIZE), else ndmjob's default.
+   */
+  private recordSize(env: Env): number {
+    const local = this.connAddr.addr_type === AddrType.LOCAL ? this.host.mover()?.recordSize : undefined;
+    if (local) return local;
+    const given = Number(env.get("RECORD_SIZE"));
+    return Number.isInteger(given) && given >= 512 && given <= 16 * 1024 * 1024 ? given : DEFAULT_RECORD_SIZE;
   }
 
   /** The nlist as targets; an empty nlist is the whole image to PREFIX (or FILESYSTEM). */

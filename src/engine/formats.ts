@@ -4,14 +4,18 @@
  */
 import { runTarBackup, type BackupOptions, type BackupResult } from "./backup.ts";
 import { runTarRecover, type RecoverOptions, type RecoverResult } from "./recover.ts";
+import { runDumpBackup } from "./dump-backup.ts";
+import { runDumpRecover } from "./dump-recover.ts";
 
 export interface FormatEngine {
   backup(opts: BackupOptions): Promise<BackupResult>;
   recover(opts: RecoverOptions): Promise<RecoverResult>;
   /** The file-history style the format produces for HIST=y ("file": FH_ADD_FILE, "dir": FH_ADD_DIR/NODE). */
   defaultHistory: "file" | "dir";
+  /** The recovery can seek by fh_info (direct access) when given a StreamSource. */
+  direct: boolean;
 }
 
 export const FORMAT_ENGINES: Record<string, FormatEngine> = {
-  tar: { backup: runTarBackup, recover: runTarRecover, defaultHistory: "file" },
+  tar: { backup: runTarBackup, recover: runTarRecover, defaultHistory: "file", direct: true },
 };

@@ -1,6 +1,13 @@
 /**
- * The tar recovery: data connection -> pax reader -> the objects the nlist selects -> the
- * safe writer, one writer per destination directory, none of which can be escaped.
+ * The tar recovery: backup stream -> pax reader -> the objects the nlist selects -> the safe
+ * writer, one writer per destination directory, none of which can be escaped.
+ *
+ * Two ways through the stream:
+ * - sequential: everything from offset 0, picking out what the nlist asks for;
+ * - direct access (DAR, digest §3.4): with DIRECT=y and fh_info offsets in the nlist, jump to
+ *   each target's first header (in offset order, forward only), read exactly that entry — or,
+ *   for a directory, its subtree, which a depth-first backup keeps contiguous — then the next.
+ *   Targets without an offset (fh_info = ALL1) are found by a scan from the start first.
  *
  * The same loop serves DATA_START_RECOVER_FILEHIST: with `extract` off it writes nothing and
  * posts file history for what it reads instead.
@@ -10,13 +17,18 @@ import type { Entry } from "../../formats/entry.ts";
 import { TarReader, type TarEvent } from "../../formats/tar/reader.ts";
 import { hostIdOf } from "../host/accounts.ts";
 import type { NativeApi } from "../native/index.ts";
+import { ALL1 } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
 import { fileStat, type FileHistory } from "./history.ts";
 import { RestoreRefused, RestoreWriter } from "./restore-writer.ts";
 import { placeFor, type Target } from "./selection.ts";
+import type { StreamSource } from "./stream-source.ts";
 
 export interface RecoverOptions {
+  /** The stream, already requested from offset 0 (sequential recovery). */
   input: Duplex;
+  /** For direct access: the stream by offset. When set, the engine asks for what it reads. */
+  source?: StreamSource;
   targets: Target[];
   recursive: boolean;
   /** false for RECOVER_FILEHIST: read and report, write nothing. */
@@ -32,7 +44,7 @@ export interface RecoverResult {
   bytes: number;
   entries: number;
   restored: number;
-  /** The archive's end-of-archive marker was seen. */
+  /** The archive's end-of-archive marker was seen (sequential), or every target was reached (DAR). */
   complete: boolean;
 }
 
@@ -41,34 +53,194 @@ export class RecoverFailed extends Error {
   override name = "RecoverFailed";
 }
 
+/** Largest single direct-access read: big files arrive in pieces of this size. */
+const DAR_PIECE = 4 * 1024 * 1024;
+/** While scanning for targets without offsets, read ahead this much per request. */
+const SCAN_PIECE = 1024 * 1024;
+
 export async function runTarRecover(opts: RecoverOptions): Promise<RecoverResult> {
-  const reader = new TarReader({ resolveAclName: hostIdOf });
-  const writers = new Map<string, RestoreWriter>();
-  let bytes = 0;
-  let entries = 0;
-  let restored = 0;
-  let complete = false;
+  const job = new TarRecovery(opts);
+  try {
+    if (opts.source) await job.direct(opts.source);
+    else await job.sequential(opts.input);
+  } finally {
+    await job.close();
+  }
+  return { bytes: job.bytes, entries: job.entries, restored: job.restored, complete: true };
+}
+
+/** Per-target progress through the stream, for knowing when a direct read is done. */
+interface Progress {
+  /** The target's own entry was seen (a directory's subtree may still follow). */
+  seen: boolean;
+  /** Nothing more of it can follow. */
+  done: boolean;
+}
+
+class TarRecovery {
+  bytes = 0;
+  entries = 0;
+  restored = 0;
+  private readonly writers = new Map<string, RestoreWriter>();
   /** The object being written, while its data arrives. */
-  let current: { writer: RestoreWriter; target: Target; path: Buffer } | undefined;
+  private current: { writer: RestoreWriter; target: Target; path: Buffer } | undefined;
+  private readonly progress = new Map<Target, Progress>();
+  /** The path of the entry being read (for "is this still inside the subtree?"). */
+  private lastPath: Buffer | undefined;
+  /** Whether that entry is a directory (whose subtree may follow it). */
+  private isDirectory = false;
 
-  const writerFor = (root: Buffer): RestoreWriter => {
-    const key = root.toString("latin1");
-    let w = writers.get(key);
-    if (!w) {
-      w = new RestoreWriter({ destination: root, native: opts.native });
-      writers.set(key, w);
+  constructor(private readonly opts: RecoverOptions) {
+    for (const t of opts.targets) this.progress.set(t, { seen: false, done: false });
+  }
+
+  async sequential(input: Duplex): Promise<void> {
+    const reader = this.reader(0);
+    let ended = false;
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      this.checkAbort();
+      this.bytes += chunk.length;
+      ended = await this.feed(reader, chunk, () => false);
+      this.opts.progress?.(this.bytes, this.entries);
+      if (ended) break;
     }
-    return w;
-  };
+    if (!ended) throw new RecoverFailed("the backup stream ended before the end of the archive");
+  }
 
-  const fail = (target: Target, path: Buffer, err: Error) => {
-    const why = err instanceof RestoreRefused ? `refused: ${err.message}` : err.message;
-    target.error ??= why;
-    opts.warn(`${show(path)}: ${why}`);
-  };
+  async direct(source: StreamSource): Promise<void> {
+    const targets = this.opts.targets;
+    const unknown = targets.filter((t) => t.fhInfo === ALL1);
+    const known = targets.filter((t) => t.fhInfo !== ALL1).sort((a, b) => (a.fhInfo < b.fhInfo ? -1 : a.fhInfo > b.fhInfo ? 1 : 0));
+    let pos = 0;
+    if (unknown.length > 0) {
+      // No offset for these: read from the start until each has been seen whole.
+      pos = await this.readFrom(source, 0, SCAN_PIECE, () => unknown.every((t) => this.progress.get(t)!.done));
+    }
+    for (const t of known) {
+      if (this.progress.get(t)!.done) continue;
+      const off = Number(t.fhInfo);
+      if (off < pos || !Number.isSafeInteger(off)) {
+        // Already read past it without finding it there: the offset does not point at it.
+        this.progress.get(t)!.done = true;
+        continue;
+      }
+      pos = await this.readFrom(source, off, 1, () => this.progress.get(t)!.done, t);
+    }
+  }
 
-  const onEntry = async (entry: Entry, offset: number) => {
-    entries++;
+  /**
+   * Reads entries from `start` until `enough()`, asking for at least `piece` bytes at a time
+   * (1 = only what the reader needs next). Returns the stream position reached.
+   */
+  private async readFrom(source: StreamSource, start: number, piece: number, enough: () => boolean, expect?: Target): Promise<number> {
+    const reader = this.reader(start);
+    let pos = start;
+    let first = true;
+    while (!enough()) {
+      this.checkAbort();
+      const need = Math.min(Math.max(reader.needed, piece, 1), DAR_PIECE);
+      const bytes = await source.fetch(pos, pos + need);
+      if (bytes.length === 0) {
+        // The stream ended: whatever was not reached is not in this backup.
+        for (const p of this.progress.values()) if (p.seen) p.done = true;
+        if (expect) this.progress.get(expect)!.done = true;
+        break;
+      }
+      pos += bytes.length;
+      this.bytes = source.received;
+      const ended = await this.feed(reader, bytes, enough, first ? expect : undefined);
+      first = false;
+      this.opts.progress?.(this.bytes, this.entries);
+      if (ended) break;
+    }
+    return pos;
+  }
+
+  private reader(startOffset: number): TarReader {
+    this.lastPath = undefined;
+    return new TarReader({ startOffset, resolveAclName: hostIdOf });
+  }
+
+  /** Feeds one chunk; returns true at the end of the archive. Stops early once `enough()`. */
+  private async feed(reader: TarReader, chunk: Buffer, enough: () => boolean, expect?: Target): Promise<boolean> {
+    for (const ev of reader.feed(chunk)) {
+      if (expect && ev.kind === "entry") {
+        // The first entry at a target's offset must be that target (digest §3.4: the node and
+        // fh_info let the server check it found the right file).
+        if (!sameRel(ev.entry.path, expect.original)) {
+          expect.error ??= `the backup holds ${show(ev.entry.path)} at offset ${expect.fhInfo}, not ${show(expect.original)}`;
+          this.progress.get(expect)!.done = true;
+          return false;
+        }
+        expect = undefined;
+      }
+      await this.onEvent(ev);
+      if (ev.kind === "end") {
+        for (const p of this.progress.values()) p.done = true;
+        return true;
+      }
+      if (enough()) return false;
+    }
+    return false;
+  }
+
+  private async onEvent(ev: TarEvent): Promise<void> {
+    switch (ev.kind) {
+      case "entry":
+        this.track(ev.entry.path);
+        await this.onEntry(ev.entry, ev.offset);
+        return;
+      case "data":
+        if (!this.current) return;
+        try {
+          await this.current.writer.write(ev.chunk, ev.fileOffset);
+        } catch (err) {
+          this.fail(this.current.target, this.current.path, err as Error);
+          this.current = undefined;
+        }
+        return;
+      case "end-of-entry":
+        this.entryEnded();
+        if (!this.current) return;
+        try {
+          await this.current.writer.end();
+          this.restored++;
+        } catch (err) {
+          this.fail(this.current.target, this.current.path, err as Error);
+        }
+        this.current = undefined;
+        return;
+      case "end":
+        return;
+    }
+  }
+
+  /** A new entry: targets whose subtree it leaves are done; the one it is, is seen. */
+  private track(path: Buffer): void {
+    this.lastPath = path;
+    for (const [t, p] of this.progress) {
+      if (p.done) continue;
+      const rel = relOf(path);
+      const o = t.original.toString("latin1");
+      if (rel === o) p.seen = true;
+      else if (p.seen && !(o === "" || rel.startsWith(o + "/"))) p.done = true;
+    }
+  }
+
+  /** The entry's data is over: a target that has no subtree is done now. */
+  private entryEnded(): void {
+    if (!this.lastPath) return;
+    const rel = relOf(this.lastPath);
+    for (const [t, p] of this.progress) {
+      if (p.done || rel !== t.original.toString("latin1")) continue;
+      if (!this.opts.recursive || !this.isDirectory) p.done = true;
+    }
+  }
+
+  private async onEntry(entry: Entry, offset: number): Promise<void> {
+    this.entries++;
+    this.isDirectory = entry.type === "directory";
+    const opts = this.opts;
     if (opts.history) await opts.history.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
     if (!opts.extract) return;
     const place = placeFor(entry.path, opts.targets, opts.recursive);
@@ -79,72 +251,58 @@ export async function runTarRecover(opts: RecoverOptions): Promise<RecoverResult
       // The first name of the inode must have been restored under the same destination.
       const first = placeFor(entry.linkTarget, opts.targets, opts.recursive);
       if (!first || first.root.compare(place.root) !== 0) {
-        fail(place.target, entry.path, new Error("its hard-link partner is not part of this restore"));
+        this.fail(place.target, entry.path, new Error("its hard-link partner is not part of this restore"));
         return;
       }
       e = { ...entry, linkTarget: first.rel };
     }
-    const writer = writerFor(place.root);
+    const writer = this.writerFor(place.root);
     try {
       await writer.begin(e, place.rel);
-      current = { writer, target: place.target, path: entry.path };
+      this.current = { writer, target: place.target, path: entry.path };
     } catch (err) {
-      fail(place.target, entry.path, err as Error);
+      this.fail(place.target, entry.path, err as Error);
     }
-  };
+  }
 
-  const onEvent = async (ev: TarEvent) => {
-    switch (ev.kind) {
-      case "entry":
-        await onEntry(ev.entry, ev.offset);
-        break;
-      case "data":
-        if (current) {
-          try {
-            await current.writer.write(ev.chunk, ev.fileOffset);
-          } catch (err) {
-            fail(current.target, current.path, err as Error);
-            current = undefined;
-          }
-        }
-        break;
-      case "end-of-entry":
-        if (current) {
-          try {
-            await current.writer.end();
-            restored++;
-          } catch (err) {
-            fail(current.target, current.path, err as Error);
-          }
-          current = undefined;
-        }
-        break;
-      case "end":
-        complete = true;
-        break;
+  private writerFor(root: Buffer): RestoreWriter {
+    const key = root.toString("latin1");
+    let w = this.writers.get(key);
+    if (!w) {
+      w = new RestoreWriter({ destination: root, native: this.opts.native });
+      this.writers.set(key, w);
     }
-  };
+    return w;
+  }
 
-  try {
-    for await (const chunk of opts.input as AsyncIterable<Buffer>) {
-      if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-      bytes += chunk.length;
-      for (const ev of reader.feed(chunk)) {
-        await onEvent(ev);
-        if (complete) break;
-      }
-      opts.progress?.(bytes, entries);
-      if (complete) break;
-    }
-  } finally {
-    for (const w of writers.values()) {
+  private fail(target: Target, path: Buffer, err: Error): void {
+    const why = err instanceof RestoreRefused ? `refused: ${err.message}` : err.message;
+    target.error ??= why;
+    this.opts.warn(`${show(path)}: ${why}`);
+  }
+
+  private checkAbort(): void {
+    if (this.opts.signal.aborted) throw this.opts.signal.reason ?? new Error("aborted");
+  }
+
+  /** Finishes every writer: directory modes and times are applied last. */
+  async close(): Promise<void> {
+    for (const w of this.writers.values()) {
       try {
         await w.finish();
       } catch (err) {
-        opts.warn(`finishing ${w.destination.toString()}: ${(err as Error).message}`);
+        this.opts.warn(`finishing ${w.destination.toString()}: ${(err as Error).message}`);
       }
     }
   }
-  if (!complete) throw new RecoverFailed("the backup stream ended before the end of the archive");
-  return { bytes, entries, restored, complete };
+}
+
+/** An archive path as selection compares it ("." is the root, ""). */
+function relOf(path: Buffer): string {
+  const s = path.toString("latin1");
+  return s === "." ? "" : s;
+}
+
+function sameRel(path: Buffer, original: Buffer): boolean {
+  return relOf(path) === original.toString("latin1");
 }

@@ -478,15 +478,17 @@ export class MoverService {
       if (BigInt(take) > this.bytesLeftToRead) take = Number(this.bytesLeftToRead);
       const windowLeft = this.windowEnd() - pos;
       if (BigInt(take) > windowLeft) take = Number(windowLeft);
+      // Count the bytes before handing them over: the peer may have them, and ask for the next
+      // range, before this write's back-pressure wait returns.
+      this.seekPosition += BigInt(take);
+      this.bytesLeftToRead -= BigInt(take);
+      this.bytesMoved += BigInt(take);
       try {
         await writeAll(conn, data.subarray(within, within + take));
       } catch (e) {
         if (e instanceof ConnectionGone) throw new Halted();
         throw e;
       }
-      this.seekPosition += BigInt(take);
-      this.bytesLeftToRead -= BigInt(take);
-      this.bytesMoved += BigInt(take);
     }
   }
 

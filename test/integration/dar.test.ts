@@ -1,0 +1,153 @@
+/**
+ * Direct access recovery: ndmjob restores a few files out of a large backup using the file
+ * history offsets, and our data server reads only those entries (plus record alignment) —
+ * in the local configuration (our virtual drive) and three-way (ndmjob's tape agent).
+ */
+import { execFileSync } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TarReader } from "../../formats/tar/reader.ts";
+import { createNetns, type Netns } from "../helpers/netns.ts";
+import { jobSucceeded, ndmjob, parseIndex, simtapeFile, startNdmjobDaemon, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import { havePeers } from "../helpers/peers.ts";
+import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
+
+const ready = havePeers("binary", "ndmjob", "unshare");
+const GiB = 1024 * 1024 * 1024;
+const R = 10240; // ndmjob's default record size (-b 20)
+const SMALL_FILES = 10_000;
+
+/** A tree with one 1 GiB file (real bytes, not a hole) and 10,000 small files in 100 directories. */
+function makeDarTree(root: string): void {
+  mkdirSync(root);
+  const big = openSync(join(root, "big.bin"), "w");
+  const block = Buffer.alloc(8 * 1024 * 1024);
+  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
+  for (let off = 0; off < GiB; off += block.length) {
+    block.writeUInt32LE(off / block.length, 0);
+    writeSync(big, block, 0, block.length, off);
+  }
+  closeSync(big);
+  for (let d = 0; d < 100; d++) {
+    const dir = join(root, `d${String(d).padStart(3, "0")}`);
+    mkdirSync(dir);
+    for (let f = 0; f < SMALL_FILES / 100; f++) {
+      writeFileSync(join(dir, `f${f}.txt`), `file ${d}/${f}\n`.repeat(1 + ((d * 31 + f) % 300)));
+    }
+  }
+}
+
+/** Bytes of an entry in the stream: from its first header to the next entry's first header. */
+function entrySpans(stream: Buffer): Map<string, { offset: number; length: number }> {
+  const offsets: Array<[string, number]> = [];
+  for (const ev of new TarReader().feed(stream)) if (ev.kind === "entry") offsets.push([ev.entry.path.toString("latin1"), ev.offset]);
+  const spans = new Map<string, { offset: number; length: number }>();
+  offsets.forEach(([p, off], i) => spans.set(p, { offset: off, length: (offsets[i + 1]?.[1] ?? stream.length) - off }));
+  return spans;
+}
+
+/** "recovery done: ... N bytes, M direct reads" from ndmjob's LOG_MESSAGE lines. */
+function bytesRead(stdout: string): { bytes: number; reads: number } {
+  const m = /recovery done: \d+ entries read, \d+ restored, (\d+) bytes, (\d+) direct reads/.exec(stdout);
+  if (!m) throw new Error(`no direct-access summary in:\n${stdout}`);
+  return { bytes: Number(m[1]), reads: Number(m[2]) };
+}
+
+describe.runIf(ready)("direct access recovery (DAR)", () => {
+  let ns: Netns;
+  let srv: RunningServer;
+  let daemon: NdmjobDaemon;
+  const W = mkdtempSync(join(tmpdir(), "ndmpd-dar-"));
+  const SRC = join(W, "src");
+  const D = `127.0.0.1:10000/4,${USER},${PASSWORD}`;
+  const T = "127.0.0.1:10001/4,ndmp,ndmp";
+  const picks = ["d007/f3.txt", "d042/f77.txt", "d099/f99.txt"];
+
+  beforeAll(async () => {
+    makeDarTree(SRC);
+    ns = await createNetns();
+    srv = await startServer({
+      netns: ns,
+      config: `[server]\nlisten = "127.0.0.1:10000"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\ncapacity = "4GiB"\n`,
+    });
+    daemon = await startNdmjobDaemon(ns, 10001);
+  }, 300_000);
+
+  afterAll(async () => {
+    await daemon?.stop();
+    await srv?.stop();
+    await ns?.stop();
+    rmSync(W, { recursive: true, force: true });
+  });
+
+  /** Restores `files` with the index; returns what the server read and checks the files. */
+  async function darRestore(agents: string[], idx: string, files: string[], dest: string) {
+    const r = await ndmjob(ns, ["-x", "-v", "-D", D, ...agents, "-B", "tar", "-C", dest, "-J", idx, ...files.map((f) => "/" + f)]);
+    expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
+    expect(r.stdout).toContain(`LOG_FILE messages: ${files.length} OK, 0 ERROR, total ${files.length} of ${files.length}`);
+    expect(r.stdout).toContain("(direct access)");
+    return r.stdout;
+  }
+
+  function checkRestored(dest: string, files: string[]): void {
+    for (const f of files) expect(readFileSync(join(dest, f)).equals(readFileSync(join(SRC, f))), f).toBe(true);
+  }
+
+  it("three-way: three small files out of a 1 GiB + 10,000-file backup, reading only their entries", async () => {
+    const tape = join(W, "tape");
+    writeFileSync(tape, "");
+    const idx = join(W, "3way.idx");
+    const b = await ndmjob(ns, ["-c", "-v", "-D", D, "-T", T, "-f", tape, "-B", "tar", "-C", SRC, "-I", idx], 600_000);
+    expect(jobSucceeded(b.stdout), b.stdout).toBe(true);
+    expect(parseIndex(readFileSync(idx, "latin1")).env.get("DIRECT")).toBe("y");
+    const spans = entrySpans(simtapeFile(readFileSync(tape), 0));
+
+    const dest = join(W, "dar-3way");
+    const out = await darRestore(["-T", T, "-f", tape], idx, picks, dest);
+    checkRestored(dest, picks);
+    const { bytes } = bytesRead(out);
+    const bound = picks.reduce((sum, p) => sum + spans.get(p)!.length + 2 * R, 0);
+    expect(bytes).toBeGreaterThan(0);
+    expect(bytes).toBeLessThanOrEqual(bound);
+
+    // A directory in the nlist: its whole subtree, read as one contiguous region.
+    const dirDest = join(W, "dar-dir");
+    const out2 = await darRestore(["-T", T, "-f", tape], idx, ["d050"], dirDest);
+    const names = execFileSync("sh", ["-c", `cd ${join(dirDest, "d050")} && ls | wc -l`]).toString().trim();
+    expect(Number(names)).toBe(SMALL_FILES / 100);
+    checkRestored(dirDest, ["d050/f0.txt", "d050/f99.txt"]);
+    const dirSpan = [...spans].filter(([p]) => p === "d050" || p.startsWith("d050/")).reduce((s, [, v]) => s + v.length, 0);
+    expect(bytesRead(out2).bytes).toBeLessThanOrEqual(dirSpan + 2 * R + 1024 * 1024);
+
+    // One entry without an offset (its DHf line removed from the index): found by a scan, the
+    // others by direct access, and the job succeeds.
+    const partial = join(W, "partial.idx");
+    const lines = readFileSync(idx, "latin1").split("\n").filter((l) => !l.startsWith(`DHf /${picks[0]} `));
+    writeFileSync(partial, lines.join("\n"), "latin1");
+    const mixed = join(W, "dar-mixed");
+    await darRestore(["-T", T, "-f", tape], partial, picks, mixed);
+    checkRestored(mixed, picks);
+  }, 600_000);
+
+  it("local configuration: the same restore through our own mover and virtual drive", async () => {
+    const idx = join(W, "local.idx");
+    const b = await ndmjob(ns, ["-c", "-v", "-D", D, "-f", "vt0", "-B", "tar", "-C", SRC, "-I", idx], 600_000);
+    expect(jobSucceeded(b.stdout), b.stdout).toBe(true);
+    const index = parseIndex(readFileSync(idx, "latin1"));
+    const dest = join(W, "dar-local");
+    const out = await darRestore(["-f", "vt0"], idx, picks, dest);
+    checkRestored(dest, picks);
+    // Offsets in the index are the entries' headers; the spans follow from consecutive offsets.
+    const offsets = [...index.files.values()].map((v) => v.fhInfo).sort((a, b) => a - b);
+    const bound = picks.reduce((sum, p) => {
+      const off = index.files.get("/" + p)!.fhInfo;
+      // The last entry has no successor: its headers (at most three blocks here) and data.
+      const size = readFileSync(join(SRC, p)).length;
+      const next = offsets[offsets.indexOf(off) + 1] ?? off + 3 * 512 + Math.ceil(size / 512) * 512;
+      return sum + (next - off) + 2 * 10240;
+    }, 0);
+    expect(bytesRead(out).bytes).toBeLessThanOrEqual(bound);
+  }, 600_000);
+});
