@@ -7,6 +7,9 @@
  *           in this process, timed from the first byte sent to NOTIFY_MOVER_HALTED; beside it
  *           `dd if=<the same bytes> of=<file> bs=256K conv=fsync`.
  *
+ *   dar     direct access recovery of one 4 KiB file out of a BENCH_MIB backup, beside a full
+ *           sequential restore of the same file: times and their ratio (goal <= 1/100).
+ *
  * Add a section by appending to SECTIONS (for example tar: our backup vs GNU tar; dar: DAR reads).
  * Environment: BENCH_MIB (stream size, default 1024), BENCH_DIR (scratch directory, default tmp).
  */
@@ -20,6 +23,7 @@ import { fileURLToPath } from "node:url";
 import { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
 import { u32ToIp } from "../../src/transport/tcp.ts";
+import { printDar, runDarBench } from "./dar.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BINARY = join(ROOT, "dist/ndmpd");
@@ -34,9 +38,11 @@ interface Measure {
 }
 
 interface SectionResult {
-  ours: Measure;
-  reference: Measure;
+  ours?: Measure;
+  reference?: Measure;
   extra?: Measure[];
+  /** Sections whose figures are not throughputs print their own lines. */
+  lines?: string[];
 }
 
 interface Context {
@@ -198,7 +204,18 @@ const moverSection: Section = {
   },
 };
 
-const SECTIONS: Section[] = [moverSection];
+const darSection: Section = {
+  name: "dar",
+  describe: "DAR restore of one 4 KiB file out of the backup vs a sequential restore of it (local configuration)",
+  async run(ctx) {
+    const r = await runDarBench(ctx.sizeMiB);
+    const lines: string[] = [];
+    printDar(r, (line) => lines.push(line));
+    return { lines };
+  },
+};
+
+const SECTIONS: Section[] = [moverSection, darSection];
 
 // ---- main ----
 
@@ -241,11 +258,13 @@ async function main(): Promise<void> {
       console.log(`\n== ${s.name}: ${s.describe} (${sizeMiB} MiB)`);
       try {
         const r = await s.run(ctx);
+        for (const line of r.lines ?? []) console.log(line);
+        if (!r.ours || !r.reference) continue;
         for (const m of [r.ours, ...(r.extra ?? []), r.reference]) {
           console.log(`  ${m.what.padEnd(56)} ${(m.bytes / MiB).toFixed(0).padStart(6)} MiB in ${m.seconds.toFixed(2).padStart(6)} s  ${rate(m).padStart(14)}`);
         }
         for (const m of [r.ours, ...(r.extra ?? [])]) {
-          console.log(`  ratio ours/reference (throughput), ${m.what}: ${(r.reference.seconds / m.seconds).toFixed(2)}`);
+          console.log(`  ratio ours/reference (throughput), ${m.what}: ${(r.reference!.seconds / m.seconds).toFixed(2)}`);
         }
       } catch (e) {
         failed = true;

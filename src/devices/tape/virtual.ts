@@ -310,6 +310,10 @@ export class VirtualTapeDrive extends TapeDriveBase {
   protected async doSpace(op: SpaceOp, count: number): Promise<number> {
     const medium = this.requireMedium();
     this.leomReported = false;
+    // Spacing over many records (a direct-access recovery positioning the tape) jumps when the
+    // records are the same size, instead of reading every header on the way.
+    if (count > 1 && op === "FSR" && this.jumpForward(medium, count)) return 0;
+    if (count > 1 && op === "BSR" && this.jumpBack(medium, count)) return 0;
     let resid = count;
     while (resid > 0) {
       const moved = op === "FSF" || op === "FSR" ? this.stepForward(medium, op) : this.stepBack(medium, op);
@@ -384,6 +388,41 @@ export class VirtualTapeDrive extends TapeDriveBase {
     }
     this.moveTo(entry.offset, entry.fileNum, entry.blockNo);
     return op === "BSR" ? "counted" : "moved";
+  }
+
+  /**
+   * FSR count in one step, if the entry `count` records ahead ends where records of the
+   * current size would put it. Its trailer proves the landing: the CRC covers its own offset,
+   * and the same file number with the block number `count - 1` further on means exactly
+   * `count` records and no filemark lie in between. Otherwise the caller steps one by one.
+   */
+  private jumpForward(medium: Medium, count: number): boolean {
+    const first = this.entryAtPosition(medium);
+    if (first === null || first.kind !== "record") return false;
+    const end = this.position + count * (ENTRY_OVERHEAD + first.length);
+    if (end > medium.eod) return false;
+    const tail = Buffer.allocUnsafe(ENTRY_HEADER_SIZE);
+    this.pread(medium, tail, end - ENTRY_HEADER_SIZE);
+    const last = decodeEntry(tail);
+    if (last === null || last.kind !== "record" || entryEnd(last) !== end) return false;
+    if (last.fileNum !== this.fileNum || last.blockNo !== this.blockNo + count - 1) return false;
+    this.moveTo(end, this.fileNum, this.blockNo + count);
+    return true;
+  }
+
+  /** BSR count in one step, proven the same way from the header it lands on. */
+  private jumpBack(medium: Medium, count: number): boolean {
+    const prev = this.entryBeforePosition(medium);
+    if (prev === null || prev.kind !== "record") return false;
+    const start = this.position - count * (ENTRY_OVERHEAD + prev.length);
+    if (start < DATA_START) return false;
+    const head = Buffer.allocUnsafe(ENTRY_HEADER_SIZE);
+    this.pread(medium, head, start);
+    const entry = decodeEntry(head);
+    if (entry === null || entry.kind !== "record" || entry.offset !== start) return false;
+    if (entry.fileNum !== this.fileNum || entry.blockNo !== this.blockNo - count) return false;
+    this.moveTo(start, entry.fileNum, entry.blockNo);
+    return true;
   }
 
   private entryAtPosition(medium: Medium): Entry | null {
