@@ -4,8 +4,6 @@
  */
 import { runTarBackup, type BackupOptions, type BackupResult } from "./backup.ts";
 import { runTarRecover, type RecoverOptions, type RecoverResult } from "./recover.ts";
-import { runDumpBackup } from "./dump-backup.ts";
-import { runDumpRecover } from "./dump-recover.ts";
 
 export interface FormatEngine {
   backup(opts: BackupOptions): Promise<BackupResult>;
