@@ -86,6 +86,46 @@ describe.runIf(havePeers("binary"))("ndmpd command line", () => {
   });
 });
 
+describe.runIf(havePeers("binary"))("IPv6", () => {
+  it("serves an IPv6 listen address and answers `ndmpd query` over it", async () => {
+    const { startServer, USER, PASSWORD } = await import("../helpers/server.ts");
+    const srv = await startServer({
+      config: `[server]\nlisten = "[::1]:0"\nstate_dir = "$DIR/s"\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n`,
+    });
+    try {
+      const q = await run(BINARY, ["query", `[::1]:${srv.port}`, "--user", USER, "--password", PASSWORD]);
+      expect(q.code, q.stderr).toBe(0);
+      expect(q.stdout).toContain(`Server ::1:${srv.port} NDMPv4`);
+    } finally {
+      expect(await srv.stop()).toBe(0);
+    }
+  });
+});
+
+describe.runIf(havePeers("bun", "unshare"))("the README's start command", () => {
+  it("`npm start` serves the embedded defaults on 127.0.0.1:10000", async () => {
+    const ns = await createNetns();
+    const [cmd, ...pre] = ns.prefix();
+    const srv = spawn(cmd!, [...pre, "npm", "start"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NDMPD_PASSWORD: "readme-pw" }, detached: true });
+    const exited = new Promise<void>((r) => srv.once("exit", () => r()));
+    try {
+      let q;
+      for (let i = 0; i < 100; i++) {
+        q = await run(cmd!, [...pre, BINARY, "query", "127.0.0.1", "--user", "ndmp", "--password", "readme-pw"]);
+        if (q.code === 0) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(q!.code, q!.stderr).toBe(0);
+      expect(q!.stdout).toContain("Server 127.0.0.1:10000 NDMPv4");
+    } finally {
+      // npm runs bun as a child: signal the whole process group.
+      process.kill(-srv.pid!, "SIGTERM");
+      await exited;
+      await ns.stop();
+    }
+  }, 60_000);
+});
+
 describe("runtime portability", () => {
   it.runIf(havePeers("bun"))("bun src/main.ts version", async () => {
     const r = await run(`${ROOT}node_modules/.bin/bun`, ["src/main.ts", "version"], { cwd: ROOT });
