@@ -5,6 +5,7 @@
 import { MessageType } from "./codes.ts";
 import { decode, encode, XdrError, type Codec } from "./xdr/codec.ts";
 import { v4ByCode, type MessageSchema } from "./xdr/v4.ts";
+import { wireV3 } from "./wire-v3.ts";
 
 export const HEADER_SIZE = 24;
 
@@ -86,8 +87,11 @@ export const wireV4: WireVersion = {
   },
 };
 
+/** The codec of a protocol version, or undefined for one we do not speak. */
 export function wireFor(version: number): WireVersion | undefined {
-  return version === 4 ? wireV4 : undefined;
+  if (version === 4) return wireV4;
+  if (version === 3) return wireV3;
+  return undefined;
 }
 
 /** Builds the record bytes (header + body) of one message. */
