@@ -21,8 +21,13 @@ export interface TapeConfig {
   /** What a DMA passes to TAPE_OPEN (ndmjob: -f NAME). */
   name: string;
   type: "virtual" | "st";
-  /** The cartridge file (virtual; created when missing) or the device node (st: /dev/nst0). */
-  path: string;
+  /**
+   * The cartridge file (virtual; created when missing) or the device node (st: /dev/nst0).
+   * Absent for a virtual drive bound to a virtual library: the library loads its cartridges.
+   */
+  path?: string;
+  /** The [[changer]] whose drive this is (set from the changer's `drives`). */
+  changer?: string;
   /** Virtual only: the capacity of a cartridge created here. */
   capacity?: number;
   /** Virtual only: keep the position across close/open, like /dev/nst (default: rewind at open). */
@@ -51,8 +56,28 @@ export interface Config {
   /** Delay before answering a failed login: slows password guessing. */
   authFailureDelayMs: number;
   tapes: TapeConfig[];
+  changers: ChangerConfig[];
   /** Set when the password was generated at start-up and must be shown once. */
   generatedPassword?: string;
+}
+
+export interface ChangerConfig {
+  /** What a DMA passes to SCSI_OPEN (ndmjob: -r NAME). */
+  name: string;
+  type: "virtual" | "sg";
+  /** virtual: the library directory (cartridges and state); sg: the device node (/dev/sg3). */
+  path: string;
+  /** Virtual only: storage slots, import/export elements, and the first address of each type. */
+  slots: number;
+  importExport: number;
+  addresses: { mte: number; se: number; ie: number; dte: number };
+  /** Bound [[tape]] drives, in element order (virtual only). */
+  drives: string[];
+  /** Virtual only: the capacity of the cartridges created at first start. */
+  capacity?: number;
+  /** Virtual only: volume tags are PREFIX + three digits + "L8". */
+  barcodePrefix: string;
+  serial: string;
 }
 
 export class ConfigError extends Error {
@@ -60,7 +85,8 @@ export class ConfigError extends Error {
 }
 
 export const DEFAULT_PORT = 10000;
-const SUPPORTED_VERSIONS = [4];
+/** Offered highest first: NOTIFY_CONNECTION_STATUS announces the first (digest §1.6). */
+const SUPPORTED_VERSIONS = [4, 3];
 
 export function defaultStateDir(): string {
   if (process.getuid?.() === 0) return "/var/lib/ndmpd";
@@ -86,6 +112,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logFormat: "human",
     authFailureDelayMs: 250,
     tapes: [],
+    changers: [],
     generatedPassword: generated,
   };
 }
@@ -130,7 +157,7 @@ export function parseConfig(source: string, file = "config", env: NodeJS.Process
 
   const cfg = defaultConfig({});
   delete cfg.generatedPassword;
-  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape"], at);
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer"], at);
 
   const server = table(doc, ["server"], at);
   checkKeys(server, ["server"], [
@@ -235,11 +262,24 @@ export function parseConfig(source: string, file = "config", env: NodeJS.Process
     if (typeof s.id !== "string" || s.id.length === 0) throw at(["server_auth", "id"], "must be a non-empty string");
     cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at) };
   }
-  if (doc.tape !== undefined) cfg.tapes = parseTapes(doc.tape, at);
+  // Changers first: a tape bound to a virtual library needs no path of its own.
+  const bound = new Map<string, string>();
+  if (doc.changer !== undefined) {
+    cfg.changers = parseChangers(doc.changer, at);
+    for (const c of cfg.changers) for (const d of c.drives) bound.set(d, c.name);
+  }
+  if (doc.tape !== undefined) cfg.tapes = parseTapes(doc.tape, at, bound);
+  for (const [i, c] of cfg.changers.entries()) {
+    for (const d of c.drives) {
+      const t = cfg.tapes.find((x) => x.name === d);
+      if (!t) throw at(["changer", i, "drives"], `no [[tape]] named ${d}`);
+      if (t.type !== "virtual") throw at(["changer", i, "drives"], `${d} is not a virtual tape: a virtual library drives virtual tapes only`);
+    }
+  }
   return cfg;
 }
 
-function parseTapes(list: unknown, at: At): TapeConfig[] {
+function parseTapes(list: unknown, at: At, bound: Map<string, string>): TapeConfig[] {
   if (!Array.isArray(list)) throw at(["tape"], "must be an array of tables: [[tape]]");
   const names = new Set<string>();
   return list.map((t: Table, i: number) => {
@@ -250,7 +290,11 @@ function parseTapes(list: unknown, at: At): TapeConfig[] {
     names.add(t.name);
     const type = t.type ?? "virtual";
     if (type !== "virtual" && type !== "st") throw at([...p, "type"], 'must be "virtual" or "st"');
-    if (typeof t.path !== "string" || !t.path.startsWith("/")) throw at([...p, "path"], "must be an absolute path");
+    const changer = bound.get(t.name);
+    if (changer !== undefined && t.path !== undefined) {
+      throw at([...p, "path"], `${t.name} is a drive of changer ${changer}, which loads its cartridges: remove path`);
+    }
+    if (changer === undefined && (typeof t.path !== "string" || !t.path.startsWith("/"))) throw at([...p, "path"], "must be an absolute path");
     let capacity: number | undefined;
     if (t.capacity !== undefined) {
       if (type !== "virtual") throw at([...p, "capacity"], "only a virtual tape has a configured capacity");
@@ -264,10 +308,74 @@ function parseTapes(list: unknown, at: At): TapeConfig[] {
     return {
       name: t.name,
       type,
-      path: t.path,
+      path: t.path as string | undefined,
+      ...(changer !== undefined ? { changer } : {}),
       capacity,
       noRewind: t.no_rewind === true,
       serial: (t.serial as string | undefined) ?? `NDMPD-${t.name}`.slice(0, 32),
+    };
+  });
+}
+
+function parseChangers(list: unknown, at: At): ChangerConfig[] {
+  if (!Array.isArray(list)) throw at(["changer"], "must be an array of tables: [[changer]]");
+  const names = new Set<string>();
+  const drivesSeen = new Set<string>();
+  return list.map((c: Table, i: number) => {
+    const p = ["changer", i];
+    checkKeys(c, p, ["name", "type", "path", "slots", "import_export", "drives", "capacity", "barcode_prefix", "serial", "mte_address", "se_address", "ie_address", "dte_address"], at);
+    if (typeof c.name !== "string" || !/^[\x21-\x7e]{1,128}$/.test(c.name)) throw at([...p, "name"], "must be 1-128 printable characters without spaces");
+    if (names.has(c.name)) throw at([...p, "name"], `changer ${c.name} is defined twice`);
+    names.add(c.name);
+    const type = c.type ?? "virtual";
+    if (type !== "virtual" && type !== "sg") throw at([...p, "type"], 'must be "virtual" or "sg"');
+    if (typeof c.path !== "string" || !c.path.startsWith("/")) throw at([...p, "path"], "must be an absolute path");
+    if (type === "sg") {
+      for (const k of ["slots", "import_export", "drives", "capacity", "barcode_prefix", "mte_address", "se_address", "ie_address", "dte_address"]) {
+        if (c[k] !== undefined) throw at([...p, k], "only a virtual library has this setting (a real one reports its own)");
+      }
+    }
+    const slots = c.slots === undefined ? 24 : intIn(c.slots, 1, 999, [...p, "slots"], at);
+    const importExport = c.import_export === undefined ? 1 : intIn(c.import_export, 0, 64, [...p, "import_export"], at);
+    const addr = (k: string, d: number) => (c[k] === undefined ? d : intIn(c[k], 0, 65535, [...p, k], at));
+    const addresses = { mte: addr("mte_address", 0), se: addr("se_address", 1000), ie: addr("ie_address", 10), dte: addr("dte_address", 500) };
+    let drives: string[] = [];
+    if (c.drives !== undefined) {
+      if (!Array.isArray(c.drives) || !c.drives.every((d) => typeof d === "string")) throw at([...p, "drives"], "must be a list of [[tape]] names");
+      drives = c.drives as string[];
+      for (const d of drives) {
+        if (drivesSeen.has(d)) throw at([...p, "drives"], `${d} is bound twice`);
+        drivesSeen.add(d);
+      }
+    }
+    const ranges: Array<[string, number, number]> = [["mte_address", addresses.mte, 1], ["se_address", addresses.se, slots], ["ie_address", addresses.ie, importExport], ["dte_address", addresses.dte, drives.length]];
+    for (const [k, first, n] of ranges) if (first + n - 1 > 65535) throw at([...p, k], "the addresses of these elements run past 65535");
+    for (const [k1, f1, n1] of ranges) {
+      for (const [k2, f2, n2] of ranges) {
+        if (k1 < k2 && n1 > 0 && n2 > 0 && f1 < f2 + n2 && f2 < f1 + n1) throw at([...p, k2], `element addresses overlap those of ${k1}`);
+      }
+    }
+    let capacity: number | undefined;
+    if (c.capacity !== undefined) {
+      capacity = parseSize(c.capacity);
+      if (capacity === undefined || capacity < 64 * 1024) throw at([...p, "capacity"], 'must be a size of at least "64KiB"');
+    }
+    const prefix = c.barcode_prefix ?? "NDMP";
+    if (typeof prefix !== "string" || !/^[A-Z0-9]{1,27}$/.test(prefix)) throw at([...p, "barcode_prefix"], "must be 1-27 characters A-Z, 0-9");
+    if (c.serial !== undefined && (typeof c.serial !== "string" || !/^[\x21-\x7e]{1,32}$/.test(c.serial))) {
+      throw at([...p, "serial"], "must be 1-32 printable characters");
+    }
+    return {
+      name: c.name,
+      type,
+      path: c.path,
+      slots,
+      importExport,
+      addresses,
+      drives,
+      capacity,
+      barcodePrefix: prefix,
+      serial: (c.serial as string | undefined) ?? `NDMPD-${c.name}`.slice(0, 32),
     };
   });
 }

@@ -4,12 +4,15 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { TapeConfig } from "../config.ts";
+import type { ChangerConfig, TapeConfig } from "../config.ts";
 import { TapeAttr } from "../protocol/codes.ts";
 import type { DeviceInfo } from "../protocol/xdr/v4.ts";
 import type { TapeDevice } from "./tape/device.ts";
 import { LinuxStTape } from "./tape/linux-st.ts";
 import { createCartridge, VirtualTapeDrive } from "./tape/virtual.ts";
+import type { ScsiDevice } from "./changer/device.ts";
+import { openLinuxSg } from "./changer/linux-sg.ts";
+import { VirtualLibrary } from "./changer/virtual.ts";
 
 export interface TapeDrive {
   config: TapeConfig;
@@ -18,13 +21,64 @@ export interface TapeDrive {
   owner: object | null;
 }
 
+/** A SCSI device (medium changer) a DMA can SCSI_OPEN. */
+export interface ScsiTarget {
+  config: ChangerConfig;
+  /** The virtual library, built once (its state lives as long as the server); absent for sg. */
+  library?: VirtualLibrary;
+  /** The session holding the device open, or null. */
+  owner: object | null;
+}
+
 export class DeviceRegistry {
   readonly tapes = new Map<string, TapeDrive>();
+  readonly changers = new Map<string, ScsiTarget>();
 
-  static async fromConfig(tapes: TapeConfig[]): Promise<DeviceRegistry> {
+  static async fromConfig(tapes: TapeConfig[], changers: ChangerConfig[] = []): Promise<DeviceRegistry> {
     const reg = new DeviceRegistry();
     for (const t of tapes) reg.tapes.set(t.name, { config: t, device: await makeTape(t), owner: null });
+    try {
+      await reg.addChangers(changers);
+    } catch (error) {
+      reg.shutdown();
+      throw error;
+    }
     return reg;
+  }
+
+  private async addChangers(changers: ChangerConfig[]): Promise<void> {
+    const reg = this;
+    for (const c of changers) {
+      const target: ScsiTarget = { config: c, owner: null };
+      if (c.type === "virtual") {
+        target.library = await VirtualLibrary.open({
+          name: c.name,
+          directory: c.path,
+          slots: c.slots,
+          importExport: c.importExport,
+          addresses: c.addresses,
+          capacity: c.capacity,
+          barcodePrefix: c.barcodePrefix,
+          serial: c.serial,
+          drives: c.drives.map((d) => {
+            const t = reg.tapes.get(d)!;
+            return { name: d, serial: t.config.serial, device: t.device as VirtualTapeDrive };
+          }),
+        });
+      }
+      reg.changers.set(c.name, target);
+    }
+  }
+
+  /** Releases what outlives sessions (the virtual libraries' directory locks). */
+  shutdown(): void {
+    for (const c of this.changers.values()) c.library?.shutdown();
+  }
+
+  /** Opens a changer for SCSI commands (no I/O: sg only opens the device node). */
+  async openScsi(target: ScsiTarget): Promise<ScsiDevice> {
+    if (target.library) return target.library;
+    return openLinuxSg(target.config.path, target.config.name);
   }
 
   /** A drive by its configured name, or by its path (what some DMAs pass). */
@@ -46,7 +100,8 @@ export class DeviceRegistry {
           capability: [
             { name: "EXECUTE_CDB", value: t.config.type === "st" ? "t" : "n" },
             { name: "SERIAL_NUMBER", value: t.config.serial },
-            { name: "PATH", value: t.config.path },
+            ...(t.config.path !== undefined ? [{ name: "PATH", value: t.config.path }] : []),
+            ...(t.config.changer !== undefined ? [{ name: "CHANGER", value: t.config.changer }] : []),
           ],
         },
       ],
@@ -54,12 +109,27 @@ export class DeviceRegistry {
   }
 
   scsiInfo(): DeviceInfo[] {
-    return [];
+    return [...this.changers.values()].map((c) => ({
+      model: c.config.type === "virtual" ? "ndmpd virtual library" : "Linux sg medium changer",
+      caplist: [
+        {
+          device: c.config.name,
+          attr: 0,
+          capability: [
+            { name: "SERIAL_NUMBER", value: c.config.serial },
+            { name: "PATH", value: c.config.path },
+            ...(c.config.drives.length > 0 ? [{ name: "DRIVES", value: c.config.drives.join(",") }] : []),
+          ],
+        },
+      ],
+    }));
   }
 }
 
 async function makeTape(t: TapeConfig): Promise<TapeDevice> {
-  if (t.type === "st") return new LinuxStTape({ path: t.path, name: t.name });
+  if (t.type === "st") return new LinuxStTape({ path: t.path!, name: t.name });
+  // A drive of a virtual library starts empty; the library loads what its state says.
+  if (t.path === undefined) return new VirtualTapeDrive({ name: t.name, noRewind: t.noRewind });
   if (!existsSync(t.path)) {
     mkdirSync(dirname(t.path), { recursive: true });
     await createCartridge(t.path, t.capacity !== undefined ? { capacity: t.capacity } : {});

@@ -29,6 +29,9 @@ declare module "bun:ffi" {
     symbols: Record<Names, FFIFunctionSpec>,
   ): Library<Names>;
 
+  /** The address of a typed array's bytes (valid while the array is alive); used for SG_IO. */
+  export function ptr(view: ArrayBufferView, byteOffset?: number): Pointer;
+
   /** Reads from native memory; used only to fetch errno through __errno_location(). */
   export const read: {
     i32(ptr: Pointer, byteOffset?: number): number;

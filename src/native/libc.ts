@@ -100,6 +100,9 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
         if (errno !== ERRNO.EINTR) throw new NativeError("ioctl", errno);
       }
     },
+    address(buf) {
+      return buf.length === 0 ? 0n : BigInt(ffi.ptr(buf));
+    },
   };
 
   const seek: SeekApi = {

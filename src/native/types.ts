@@ -5,6 +5,12 @@
 export interface IoctlApi {
   /** ioctl(fd, request, arg) with arg as an in/out struct buffer; returns the result (>= 0) or throws NativeError. */
   ioctl(fd: number, request: number, arg: Uint8Array): number;
+  /**
+   * The address of a buffer's first byte, for structs that carry pointers (sg_io_hdr). It stays
+   * valid while the buffer is referenced; empty buffers have no address (0n). Optional so that
+   * test doubles of ioctl-only users (st tapes) need not provide it.
+   */
+  address?(buf: Uint8Array): bigint;
 }
 
 export interface SeekApi {

@@ -21,6 +21,7 @@ import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } f
 import type { DeviceRegistry } from "../devices/registry.ts";
 import type { HandlerTable } from "../services/handler.ts";
 import type { MoverService } from "../mover/mover.ts";
+import type { OpenScsi } from "../services/scsi.ts";
 import type { OpenTape } from "../services/tape.ts";
 
 /** What services use to talk back to the DMA (NOTIFY, LOG, FH posts). */
@@ -48,6 +49,8 @@ export class Session implements Peer {
   extListSelected = false;
   /** The tape drive this session has open (TAPE interface), if any. */
   tape: OpenTape | undefined;
+  /** The SCSI device (changer) this session has open, if any: only one of tape and scsi is set. */
+  scsi: OpenScsi | undefined;
   /** The session's mover (MOVER interface), made on first use. */
   mover: MoverService | undefined;
   /** The session's data service, as far as the mover needs it (LOCAL connections). */

@@ -18,7 +18,9 @@ import {
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
 import type { Session } from "../server/session.ts";
+import { emulatedInquiry } from "../devices/changer/virtual.ts";
 import type { HandlerTable } from "./handler.ts";
+import { checkExecuteCdb, executeCdbReply, type ExecuteCdbRequest } from "./scsi.ts";
 
 const OK = ErrorCode.NO_ERR;
 /** The largest TAPE_READ we serve in one reply: far above any sane record, far below the message limit. */
@@ -59,6 +61,7 @@ async function open(s: Session, req: { device: Bytes; mode: number }) {
   const mode = modeNames[req.mode];
   if (!mode) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unknown open mode ${req.mode}`);
   if (s.tape) throw new NdmpError(ErrorCode.DEVICE_OPENED_ERR, `${s.tape.drive.config.name} is already open`);
+  if (s.scsi) throw new NdmpError(ErrorCode.DEVICE_OPENED_ERR, `SCSI device ${s.scsi.target.config.name} is open in this session`);
   const name = toBuffer(req.device).toString("utf8");
   const drive = s.devices.findTape(name);
   if (!drive) throw new NdmpError(ErrorCode.NO_DEVICE_ERR, `no tape drive named ${JSON.stringify(name)}`);
@@ -195,9 +198,19 @@ async function read(s: Session, req: { count: number }) {
   }
 }
 
-function executeCdb(s: Session) {
+/**
+ * The virtual drive answers INQUIRY (standard data, type 01h; VPD 00h, 80h serial, 83h) so a DMA
+ * can match it to a library's drive element by serial; it has no other SCSI commands.
+ */
+function executeCdb(s: Session, req: ExecuteCdbRequest) {
   const t = tapeForUse(s);
-  throw new NdmpError(ErrorCode.NOT_SUPPORTED_ERR, `${t.drive.config.name}: SCSI pass-through is not available for this drive`);
+  const { dataInLen } = checkExecuteCdb(req);
+  if (t.drive.config.type !== "virtual" || req.cdb[0] !== 0x12) {
+    throw new NdmpError(ErrorCode.NOT_SUPPORTED_ERR, `${t.drive.config.name}: SCSI pass-through is not available for this drive`);
+  }
+  const c = t.drive.config;
+  const r = emulatedInquiry(req.cdb, { deviceType: 0x01, vendor: "NDMPD", product: "VIRTUAL TAPE", revision: "0001", serial: c.serial, removable: true });
+  return executeCdbReply({ status: r.status, dataIn: r.data.subarray(0, dataInLen), sense: r.sense, dataOutLen: 0 });
 }
 
 export const tapeHandlers: HandlerTable = {
