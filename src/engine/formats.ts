@@ -4,6 +4,8 @@
  */
 import { runTarBackup, type BackupOptions, type BackupResult } from "./backup.ts";
 import { runTarRecover, type RecoverOptions, type RecoverResult } from "./recover.ts";
+import { runDumpBackup } from "./dump-backup.ts";
+import { runDumpRecover } from "./dump-recover.ts";
 
 export interface FormatEngine {
   backup(opts: BackupOptions): Promise<BackupResult>;
@@ -16,4 +18,6 @@ export interface FormatEngine {
 
 export const FORMAT_ENGINES: Record<string, FormatEngine> = {
   tar: { backup: runTarBackup, recover: runTarRecover, defaultHistory: "file", direct: true },
+  // Direct access for dump: fh_info is each inode's TS_INODE offset (dump-recover.ts).
+  dump: { backup: runDumpBackup, recover: runDumpRecover, defaultHistory: "dir", direct: true },
 };

@@ -1,0 +1,571 @@
+/**
+ * The dump backup: walk -> synthetic inode numbers -> DumpWriter -> data connection, with
+ * file history (digest shared/spec/dump-format.md §3, §4, §7.4, §10, §11).
+ *
+ * Dump is inode-ordered, not walk-ordered, so the backup makes two passes:
+ *
+ *  1. Walk the tree once. Every object gets its persistent dump inode number (root = 2; the
+ *     table lives in the state directory so a file keeps its number across the dumps of a
+ *     level chain). Kept per object: its first path and type; per directory also
+ *     its metadata and its entries (name + number), which go on tape as the directory.
+ *  2. Write: TS_TAPE/CLRI/BITS, every directory (ascending), then every other dumped inode in
+ *     ascending order, each lstat-ed again just before it is written (so what goes on tape is
+ *     what is there now), then TS_END.
+ *
+ * Incrementals (LEVEL 1-9) follow Linux dump's rule: a non-directory goes on tape when its
+ * mtime or ctime is at or after the date of the last dump of a lower level; every directory
+ * goes on tape at every level (the digest's "simplest correct rule"), so restore always has
+ * the whole name tree. The dump dates are kept per filesystem next to the inode table.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { Entry, EntryType } from "../../formats/entry.ts";
+import { DumpWriter, InodeMap, nameProblem, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
+import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
+import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
+import { show, type BackupOptions, type BackupResult } from "./backup.ts";
+import {
+  O_NOATIME,
+  O_NOFOLLOW,
+  asError,
+  deviceNumbers,
+  errorCode,
+  joinPath,
+  stripTrailingSlashes,
+  timespecFromNs,
+  typeFromMode,
+} from "./fsutil.ts";
+import { fileStat } from "./history.ts";
+import { walk } from "./walker.ts";
+
+const DOT = Buffer.from(".");
+const DOTDOT = Buffer.from("..");
+const ROOTINO = 2;
+/** Files up to this size are read whole, ahead of their turn (like the tar backup). */
+const SMALL_FILE = 256 * 1024;
+/** Inodes described (and small files read) ahead of the one being written. */
+const READ_AHEAD = 64;
+const PIECE = 1024 * 1024;
+/** Tape records per block when the mover's record size is not known to the engine (10 KiB). */
+const DEFAULT_NTREC = 10;
+
+type NonDirType = Exclude<EntryType, "hardlink" | "directory">;
+
+/** A directory from pass 1: written on tape from this (its entries are its content). */
+interface DirRecord {
+  ino: number;
+  rel: Buffer;
+  parent: number;
+  entry: Entry;
+  children: DirChild[];
+}
+
+/** A non-directory from pass 1: just enough to find it again. */
+interface ObjRecord {
+  rel: Buffer;
+  type: NonDirType;
+  /** Pass-1 data runs of a sparse file (used when SEEK_DATA is not available in pass 2). */
+  sparse?: DataRun[];
+  size: number;
+  /** Other names of a hard-linked file (file-style history needs every path). */
+  moreNames?: Buffer[];
+}
+
+/** What the state directory keeps per filesystem (stateDir/dump/<fsid>.json). */
+interface DumpState {
+  version: 1;
+  /** For people reading the file: which backup root (latin1) and st_dev it belongs to. */
+  root: string;
+  dev: string;
+  inodes: InodeMapJSON;
+  /** Like /var/lib/dumpdates: the date (Unix seconds) of the last recorded dump per level. */
+  dumpdates: Record<string, number>;
+}
+
+export async function runDumpBackup(opts: BackupOptions): Promise<BackupResult> {
+  let warnings = 0;
+  const warn = (m: string) => {
+    warnings++;
+    opts.warn(m);
+  };
+  // The dump's date is taken before the walk: anything changed while we walk is newer than it
+  // and goes into the next incremental.
+  const date = Math.floor(Date.now() / 1000);
+  const root = stripTrailingSlashes(opts.root);
+
+  // ---- state: inode numbers and dump dates of this filesystem ----
+  // Two dumps of one filesystem at once would each extend the inode table and the last save
+  // would drop the other's numbers: refuse the second one (checked before anything is awaited,
+  // so that of two jobs started together the first one wins).
+  const key = root.toString("latin1");
+  if (running.has(key)) throw new Error(`another dump of ${show(root)} is running; try again when it has finished`);
+  running.add(key);
+  try {
+    const rootStat = await fsp.stat(root, { bigint: true });
+    const statePath = stateFile(opts.stateDir, root, rootStat.dev);
+    return await dumpFilesystem(opts, root, rootStat.dev, statePath, date, warn, () => warnings);
+  } finally {
+    running.delete(key);
+  }
+}
+
+/** Backup roots being dumped in this process. */
+const running = new Set<string>();
+
+async function dumpFilesystem(
+  opts: BackupOptions,
+  root: Buffer,
+  rootDev: bigint,
+  statePath: string,
+  date: number,
+  warn: (m: string) => void,
+  warningCount: () => number,
+): Promise<BackupResult> {
+  const state = await loadState(statePath, opts.level, warn);
+  const inodes = state ? InodeMap.fromJSON(state.inodes) : new InodeMap();
+  const dumpdates: Record<string, number> = state?.dumpdates ?? {};
+  let ddate = 0;
+  if (opts.level > 0) {
+    for (const [lvl, d] of Object.entries(dumpdates)) if (Number(lvl) < opts.level && d > ddate) ddate = d;
+    if (ddate === 0) warn(`LEVEL=${opts.level}: no earlier dump of a lower level is recorded for ${show(root)}; everything is dumped (as a level 0 would)`);
+  }
+  const incremental = ddate > 0;
+
+  // ---- pass 1: walk, number, collect directories ----
+  const dirs: DirRecord[] = [];
+  const dirByRel = new Map<string, DirRecord>();
+  const objects = new Map<number, ObjRecord>();
+  const existing: number[] = [];
+  const dumpedFiles: number[] = [];
+  const seenKeys = new Set<string>();
+  for await (const { entry } of walk({
+    root,
+    native: opts.native,
+    filter: (rel, type) => {
+      // A name restore cannot take is left out here, before it gets a number, and said so.
+      const slash = rel.lastIndexOf(0x2f);
+      const base = slash < 0 ? rel : rel.subarray(slash + 1);
+      const problem = nameProblem(base);
+      if (problem) {
+        warn(`${show(rel)}: ${problem === "invalid" ? "invalid name" : `${base.length}-byte name (restore handles at most 254 bytes)`}; not backed up`);
+        return false;
+      }
+      return opts.filter ? opts.filter(rel, type === "directory") : true;
+    },
+    onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
+  })) {
+    if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    const isRoot = entry.path.equals(DOT);
+    const dev = entry.dev ?? 0;
+    const realIno = entry.ino ?? 0;
+    seenKeys.add(`${BigInt(dev)}:${BigInt(realIno)}`);
+    const ino = isRoot ? inodes.setRoot(dev, realIno) : inodes.assign(dev, realIno);
+    const slash = entry.path.lastIndexOf(0x2f);
+    const parentRel = slash < 0 ? "." : entry.path.subarray(0, slash).toString("latin1");
+    const name = slash < 0 ? entry.path : entry.path.subarray(slash + 1);
+    const parent = isRoot ? undefined : dirByRel.get(parentRel);
+    if (!isRoot && !parent) continue; // cannot happen: the walk is pre-order
+    if (entry.type === "hardlink") {
+      // Another name of an inode already numbered: one more directory entry, nothing else.
+      const obj = objects.get(ino);
+      if (obj) {
+        parent!.children.push({ name, ino, type: obj.type });
+        (obj.moreNames ??= []).push(entry.path);
+      }
+      continue;
+    }
+    existing.push(ino);
+    if (entry.type === "directory") {
+      const rec: DirRecord = { ino, rel: entry.path, parent: parent?.ino ?? ROOTINO, entry: { ...entry, path: DOT }, children: [] };
+      dirs.push(rec);
+      dirByRel.set(entry.path.toString("latin1"), rec);
+      parent?.children.push({ name, ino, type: "directory" });
+      continue;
+    }
+    if (isRoot) throw new Error(`${show(root)} is not a directory`);
+    const type = entry.type as NonDirType;
+    parent!.children.push({ name, ino, type });
+    objects.set(ino, { rel: entry.path, type, sparse: entry.sparse, size: entry.size });
+    const changed = !incremental || entry.mtime.sec >= ddate || (entry.ctime?.sec ?? entry.mtime.sec) >= ddate;
+    if (changed) dumpedFiles.push(ino);
+  }
+  if (dirs.length === 0 || dirs[0]!.ino !== ROOTINO) throw new Error(`${show(root)}: the backup root could not be read`);
+  dirByRel.clear();
+
+  // A new level 0 starts a new chain: identities gone since are dropped (their numbers are
+  // still never handed out again, see InodeMap). Then the table is saved before any byte is
+  // written, so every number that reaches a tape is remembered.
+  let map = inodes;
+  if (opts.level === 0) {
+    const json = inodes.toJSON();
+    json.entries = json.entries.filter(([key]) => seenKeys.has(key));
+    map = InodeMap.fromJSON(json);
+  }
+  seenKeys.clear();
+  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: map.toJSON(), dumpdates });
+
+  // ---- pass 2: the stream ----
+  const dirsInWalkOrder = [...dirs];
+  dirs.sort((a, b) => a.ino - b.ino);
+  dumpedFiles.sort((a, b) => a - b);
+  const dumped = incremental ? [...dirs.map((d) => d.ino), ...dumpedFiles] : undefined;
+  const writer = new DumpWriter({
+    date,
+    ddate,
+    level: opts.level,
+    filesys: cut(root, 63),
+    dev: cut(root, 63),
+    host: cut(Buffer.from(hostname()), 63),
+    // Records per tape block, in 1 KiB units: the mover's record size when we know it.
+    ntrec: opts.recordSize && opts.recordSize % 1024 === 0 ? Math.min(opts.recordSize / 1024, 1024) : DEFAULT_NTREC,
+    inodes: existing,
+    dumped,
+  });
+  existing.length = 0;
+  const out = new ChunkedWriter(opts.out);
+  const dirByIno = new Map(dirs.map((d) => [d.ino, d]));
+  const pathOf = (ino: number): Buffer | undefined => dirByIno.get(ino)?.rel ?? objects.get(ino)?.rel;
+  /** Inodes we already warned about (so the writer's "not written" does not repeat it). */
+  const skipped = new Set<number>();
+  let seen = 0;
+  const forward = () => {
+    for (; seen < writer.warnings.length; seen++) {
+      const w: DumpWarning = writer.warnings[seen]!;
+      if (w.code === "not-written" && w.ino !== undefined && skipped.has(w.ino)) continue;
+      const p = w.ino === undefined ? undefined : pathOf(w.ino);
+      warn(p ? `${show(p)}: ${w.message}` : w.message);
+    }
+  };
+  let entries = 0;
+
+  await out.push(writer.begin());
+  if (opts.history && opts.historyStyle === "dir") await postDirectories(opts, dirsInWalkOrder);
+
+  for (const d of dirs) {
+    if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    const { offset, bytes } = writer.directory(d.ino, d.entry, d.children, d.parent);
+    forward();
+    await out.push(bytes);
+    entries++;
+    if (opts.history) {
+      if (opts.historyStyle === "dir") await opts.history.addNode(fileStat(d.entry), BigInt(d.ino), BigInt(offset));
+      else await opts.history.addFile(d.rel, fileStat(d.entry), BigInt(d.ino), BigInt(offset));
+    }
+    d.children = []; // on tape now: let the names go
+    opts.progress?.(out.offset, entries);
+  }
+
+  // Non-directories, ascending, each described again just before it is written; the next
+  // READ_AHEAD are described (and small files read) while earlier ones stream.
+  const pending: Array<Promise<Prepared>> = [];
+  let next = 0;
+  const refill = () => {
+    while (next < dumpedFiles.length && pending.length < READ_AHEAD) {
+      const ino = dumpedFiles[next++]!;
+      pending.push(prepare(ino, objects.get(ino)!, root, opts.native));
+    }
+  };
+  refill();
+  while (pending.length > 0) {
+    if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    const p = await pending.shift()!;
+    refill();
+    if (!writer.isNamed(p.ino)) continue; // every name was left out: nothing would find it
+    if (p.entry instanceof Error) {
+      skipped.add(p.ino);
+      warn(`${show(p.rec.rel)}: ${p.entry.message}; not backed up`);
+      continue;
+    }
+    const entry = p.entry;
+    const { offset, steps } = writer.inode(p.ino, entry);
+    await writeSteps(out, steps, p, root, warn);
+    forward();
+    entries++;
+    if (opts.history) {
+      const stat = fileStat(entry);
+      if (opts.historyStyle === "dir") await opts.history.addNode(stat, BigInt(p.ino), BigInt(offset));
+      else {
+        for (const name of [p.rec.rel, ...(p.rec.moreNames ?? [])]) await opts.history.addFile(name, stat, BigInt(p.ino), BigInt(offset));
+      }
+    }
+    opts.progress?.(out.offset, entries);
+  }
+
+  await out.push(writer.end());
+  forward();
+  await out.flush();
+  await endAll(opts.out);
+
+  // UPDATE (default y): remember this dump's date for the next incremental's c_ddate.
+  if (yes(opts.env.get("UPDATE") ?? "y")) {
+    dumpdates[String(opts.level)] = date;
+    await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: map.toJSON(), dumpdates });
+  }
+  return {
+    bytes: out.offset,
+    entries,
+    warnings: warningCount(),
+    envOut: new Map([
+      ["DUMP_DATE", String(date)],
+      ["LEVEL", String(opts.level)],
+    ]),
+  };
+}
+
+/**
+ * FH_ADD_DIR for every directory entry, all before any FH_ADD_NODE (digest §10): the root's
+ * "." (node = parent = 2) first and its ".." second, as NDMJOB-derived DMAs require; then
+ * for each directory, in walk order (a directory is named by its parent before its own
+ * entries come), its "." and ".." and then its children.
+ */
+async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]): Promise<void> {
+  const history = opts.history!;
+  for (const d of dirsInWalkOrder) {
+    const up = d.ino === ROOTINO ? ROOTINO : d.parent;
+    await history.addDir(DOT, BigInt(d.ino), BigInt(d.ino));
+    await history.addDir(DOTDOT, BigInt(up), BigInt(d.ino));
+    for (const c of d.children) await history.addDir(c.name, BigInt(c.ino), BigInt(d.ino));
+  }
+}
+
+// ---- pass 2 helpers ---------------------------------------------------------------------------
+
+interface Prepared {
+  ino: number;
+  rec: ObjRecord;
+  /** The object as it is now, or why it cannot be backed up. */
+  entry: Entry | Error;
+  /** Whole content of a small dense file (one byte more than expected if it grew). */
+  content?: Buffer | Error;
+}
+
+async function prepare(ino: number, rec: ObjRecord, root: Buffer, native: NativeApi | undefined): Promise<Prepared> {
+  const abs = joinPath(root, rec.rel);
+  let entry: Entry;
+  try {
+    entry = await describe(abs, rec, native);
+  } catch (err) {
+    const e = asError(err);
+    return { ino, rec, entry: errorCode(e) === "ENOENT" ? new Error("vanished before it could be backed up") : e };
+  }
+  const p: Prepared = { ino, rec, entry };
+  if (entry.type === "file" && !entry.sparse && entry.size > 0 && entry.size <= SMALL_FILE) {
+    p.content = await readWhole(abs, entry.size).catch(asError);
+  }
+  return p;
+}
+
+/** The object at `abs` now (lstat, link target, device numbers, data runs, xattrs). */
+async function describe(abs: Buffer, rec: ObjRecord, native: NativeApi | undefined): Promise<Entry> {
+  const st = await fsp.lstat(abs, { bigint: true });
+  const type = typeFromMode(st.mode);
+  if (!type) throw new Error(`unknown file type (mode ${st.mode.toString(8)})`);
+  if (type === "directory") throw new Error("became a directory while being backed up");
+  const entry: Entry = {
+    path: rec.rel,
+    type,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: type === "file" ? Number(st.size) : 0,
+    mtime: timespecFromNs(st.mtimeNs),
+    atime: timespecFromNs(st.atimeNs),
+    ctime: timespecFromNs(st.ctimeNs),
+    dev: Number(st.dev),
+    ino: Number(st.ino),
+    nlink: Number(st.nlink),
+  };
+  if (type === "symlink") {
+    entry.linkTarget = await fsp.readlink(abs, { encoding: "buffer" });
+    entry.size = entry.linkTarget.length;
+  } else if (type === "chardev" || type === "blockdev") {
+    Object.assign(entry, deviceNumbersOf(st.rdev));
+  } else if (type === "file" && st.size > 0n && st.blocks * 512n < st.size) {
+    // Holes: SEEK_DATA when we have it; otherwise the walk's scan, if the size is unchanged.
+    if (native?.seek) {
+      const fh = await openForRead(abs);
+      try {
+        const runs = listDataRuns(native.seek, fh.fd, entry.size);
+        if (!(runs.length === 1 && runs[0]!.offset === 0 && runs[0]!.length === entry.size)) entry.sparse = runs;
+      } finally {
+        await fh.close();
+      }
+    } else if (rec.sparse && rec.size === entry.size) entry.sparse = rec.sparse;
+  }
+  if (native?.xattr) {
+    try {
+      const xattrs = readXattrs(native, abs);
+      if (xattrs.length > 0) entry.xattrs = xattrs;
+    } catch (err) {
+      if (errorCode(err) === "ENOENT") throw err;
+      // Without them the object is still worth having (EOPNOTSUPP: the filesystem has none).
+    }
+  }
+  return entry;
+}
+
+function deviceNumbersOf(rdev: bigint): { devMajor: number; devMinor: number } {
+  const { major, minor } = deviceNumbers(rdev);
+  return { devMajor: major, devMinor: minor };
+}
+
+/** The attributes restore can carry back: user/trusted/security and the POSIX ACLs (as the walker). */
+function readXattrs(native: NativeApi, abs: Buffer): Array<[Buffer, Buffer]> {
+  const api = native.xattr!;
+  const out: Array<[Buffer, Buffer]> = [];
+  for (const name of api.list(abs)) {
+    const s = name.toString("latin1");
+    const wanted = (["user.", "trusted.", "security."].some((p) => s.startsWith(p) && s.length > p.length)) ||
+      s === "system.posix_acl_access" || s === "system.posix_acl_default";
+    if (!wanted) continue;
+    const value = api.get(abs, name);
+    if (value !== null) out.push([name, value]);
+  }
+  out.sort((a, b) => Buffer.compare(a[0], b[0]));
+  return out;
+}
+
+/**
+ * Puts an inode's steps on the wire. Data steps read the file; a file that shrank is padded
+ * with zeros and one that grew is cut, because the headers already promised `length + pad`
+ * bytes (every later offset depends on it).
+ */
+async function writeSteps(
+  out: ChunkedWriter,
+  steps: Iterable<WriteStep>,
+  p: Prepared,
+  root: Buffer,
+  warn: (m: string) => void,
+): Promise<void> {
+  const entry = p.entry as Entry;
+  let fh: fsp.FileHandle | undefined;
+  let problem: string | undefined;
+  if (p.content instanceof Buffer && p.content.length !== entry.size) problem = "changed size while being backed up";
+  try {
+    for (const step of steps) {
+      if (step.kind === "bytes") {
+        await out.push(step.bytes);
+        continue;
+      }
+      let sent = 0;
+      if (p.content instanceof Buffer) {
+        const piece = p.content.subarray(step.fileOffset, Math.min(step.fileOffset + step.length, p.content.length));
+        await out.push(piece);
+        sent = piece.length;
+      } else if (p.content instanceof Error) {
+        problem ??= `${p.content.message}; stored as zeros`;
+      } else if (!problem || fh) {
+        try {
+          fh ??= await openForRead(joinPath(root, p.rec.rel));
+          let pos = step.fileOffset;
+          while (sent < step.length) {
+            const want = Math.min(PIECE, step.length - sent);
+            const buf = Buffer.allocUnsafe(want);
+            const { bytesRead } = await fh.read(buf, 0, want, pos);
+            if (bytesRead === 0) {
+              problem ??= "shrank while being backed up; the rest is stored as zeros";
+              break;
+            }
+            await out.push(buf.subarray(0, bytesRead));
+            sent += bytesRead;
+            pos += bytesRead;
+          }
+        } catch (err) {
+          problem ??= `${asError(err).message}; the rest is stored as zeros`;
+        }
+      }
+      for (let left = step.length - sent + step.pad; left > 0; ) {
+        const n = Math.min(left, PIECE);
+        await out.push(Buffer.alloc(n));
+        left -= n;
+      }
+    }
+  } finally {
+    await fh?.close();
+  }
+  if (problem) warn(`${show(p.rec.rel)}: ${problem}`);
+}
+
+async function openForRead(abs: Buffer): Promise<fsp.FileHandle> {
+  const flags = fs.constants.O_RDONLY | O_NOFOLLOW;
+  if (O_NOATIME) {
+    try {
+      return await fsp.open(abs, flags | O_NOATIME);
+    } catch (error) {
+      if (errorCode(error) !== "EPERM") throw error;
+    }
+  }
+  return fsp.open(abs, flags);
+}
+
+async function readWhole(abs: Buffer, size: number): Promise<Buffer> {
+  const fh = await openForRead(abs);
+  try {
+    const buf = Buffer.allocUnsafe(size + 1); // one byte more tells us the file grew
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---- persistent state -------------------------------------------------------------------------
+
+/** One file per filesystem: the backup root's path and st_dev, hashed into a safe file name. */
+function stateFile(stateDir: string, root: Buffer, dev: bigint): string {
+  const id = createHash("sha256").update(root).update(`\0${dev}`).digest("hex").slice(0, 32);
+  return join(stateDir, "dump", `${id}.json`);
+}
+
+async function loadState(path: string, level: number, warn: (m: string) => void): Promise<DumpState | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path, "utf8");
+  } catch (err) {
+    if (errorCode(err) === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const s = JSON.parse(text) as DumpState;
+    if (s?.version !== 1 || typeof s.dumpdates !== "object" || s.dumpdates === null) throw new Error("unknown format");
+    InodeMap.fromJSON(s.inodes); // validates
+    return s;
+  } catch (err) {
+    // Without the table, numbers would change under an incremental chain: only a level 0 may
+    // start over (it begins a new chain anyway).
+    const why = `dump state ${path} is damaged (${asError(err).message})`;
+    if (level > 0) throw new Error(`${why}; run a level 0 dump to start a new chain`);
+    warn(`${why}; starting a new inode table`);
+    return undefined;
+  }
+}
+
+/** Written whole to a temporary file, synced, then renamed over the old one. */
+async function saveState(path: string, state: DumpState): Promise<void> {
+  await fsp.mkdir(join(path, ".."), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  const fh = await fsp.open(tmp, "w", 0o600);
+  try {
+    await fh.writeFile(JSON.stringify(state));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, path);
+}
+
+function cut(b: Buffer, max: number): Buffer {
+  return b.length <= max ? b : b.subarray(0, max);
+}
+
+function yes(v: string): boolean {
+  return ["y", "yes", "t", "true", "1"].includes(v.trim().toLowerCase());
+}

@@ -1,0 +1,212 @@
+/**
+ * The dump backup engine on real directories, its stream parsed back by our DumpReader and
+ * (when python3 is here) checked by the digest's inspector: order, numbering, history,
+ * persisted inode numbers, incrementals.
+ */
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { inMap } from "../../../formats/dump/index.ts";
+import { backup, historyOf, makeSmallTree, parse } from "./dump-fixture.ts";
+
+const INSPECT = fileURLToPath(new URL("../../../../shared/spec/tools/dumpinspect.py", import.meta.url));
+const haveInspect = fs.existsSync(INSPECT) && spawnSync("python3", ["--version"]).status === 0;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ndmpd-dumpb-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function inspect(stream: Buffer): { code: number | null; out: string } {
+  const file = path.join(tmp, `inspect-${process.hrtime.bigint()}.dump`);
+  fs.writeFileSync(file, stream);
+  const r = spawnSync("python3", [INSPECT, "--strict", "--quiet", file], { encoding: "utf8" });
+  fs.rmSync(file);
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
+describe("dump backup engine", () => {
+  it("writes every object once, in dump order, with fh_info = each inode's TS_INODE offset", async () => {
+    const src = path.join(tmp, "t1");
+    makeSmallTree(src);
+    const state = path.join(tmp, "state1");
+    const r = await backup(src, state);
+    expect(r.warnings).toEqual([]);
+    const p = parse(r.stream);
+    expect(p.ended).toBe(true);
+    expect(p.tape.level).toBe(0);
+    expect(p.tape.ddate).toBe(0);
+    expect(p.tape.filesys.toString()).toBe(src);
+    expect(r.stream.length % 10240).toBe(0); // padded to whole 10-record blocks
+    expect([...p.inoOf.keys()].sort()).toEqual(
+      [".", "a.txt", "big.bin", "empty", "mode600", "sparse", "sub", "sub/a-link", "sub/b.bin", "sub/deeper", "sub/deeper/c.txt", "sym"].sort(),
+    );
+    expect(p.inoOf.get(".")).toBe(2);
+    expect(p.inoOf.get("sub/a-link")).toBe(p.inoOf.get("a.txt")); // one inode, two names
+    // Numbers are compact (3.. in walk order) and the maps say all of them exist and are here.
+    const numbers = [...p.offsets.keys()].sort((a, b) => a - b);
+    expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, i) => i + 2));
+    for (const n of numbers) expect(inMap(p.maps.clri!, n) && inMap(p.maps.bits!, n)).toBe(true);
+
+    // History: every ADD_DIR before any ADD_NODE; the root's "." then ".." first.
+    const h = historyOf(r.posts);
+    expect(h.order.indexOf("node")).toBeGreaterThan(h.order.lastIndexOf("dir"));
+    expect(h.dirs[0]).toMatchObject({ node: 2n, parent: 2n });
+    expect(h.dirs[0].names[0].unix_name.toString()).toBe(".");
+    expect(h.dirs[1]).toMatchObject({ node: 2n, parent: 2n });
+    expect(h.dirs[1].names[0].unix_name.toString()).toBe("..");
+    // Each directory's entries are contiguous, opened by its "." and "..".
+    const parents = h.dirs.map((d) => d.parent);
+    const runs = parents.filter((x, i) => i === 0 || parents[i - 1] !== x);
+    expect(new Set(runs).size).toBe(runs.length);
+    for (const d of h.dirs) {
+      const name = d.names[0].unix_name.toString();
+      if (name === "." || name === "..") continue;
+      const ino = p.inoOf.get(pathOf(h.dirs, d))!;
+      expect(BigInt(ino), name).toBe(d.node);
+    }
+    // One ADD_NODE per inode, fh_info = offset of its TS_INODE.
+    expect(h.nodes.length).toBe(p.offsets.size);
+    for (const n of h.nodes) expect(n.fh_info).toBe(BigInt(p.offsets.get(Number(n.node))!));
+    if (haveInspect) {
+      const ins = inspect(r.stream);
+      expect(ins.code, ins.out).toBe(0);
+    }
+  });
+
+  it("HIST=f style: one FH_ADD_FILE per path, the root as '/', hard links under both names", async () => {
+    const src = path.join(tmp, "t2");
+    makeSmallTree(src);
+    const r = await backup(src, path.join(tmp, "state2"), { style: "file" });
+    const p = parse(r.stream);
+    const h = historyOf(r.posts);
+    expect(h.dirs).toEqual([]);
+    expect(h.nodes).toEqual([]);
+    const byName = new Map(h.files.map((f) => [f.names[0].unix_name.toString(), f]));
+    expect(byName.size).toBe(p.inoOf.size);
+    for (const [rel, ino] of p.inoOf) {
+      const f = byName.get(rel === "." ? "/" : "/" + rel)!;
+      expect(f.fh_info, rel).toBe(BigInt(p.offsets.get(ino)!));
+      expect(f.node).toBe(BigInt(ino));
+    }
+  });
+
+  it("keeps inode numbers across level-0 dumps (persisted per filesystem), new objects at the end", async () => {
+    const src = path.join(tmp, "t3");
+    makeSmallTree(src);
+    const state = path.join(tmp, "state3");
+    const first = parse((await backup(src, state, { history: false })).stream);
+    const files = fs.readdirSync(path.join(state, "dump"));
+    expect(files.length).toBe(1);
+    expect(files[0]).toMatch(/^[0-9a-f]{32}\.json$/);
+    fs.writeFileSync(path.join(src, "0-new-first-in-walk-order"), "new\n");
+    fs.rmSync(path.join(src, "mode600"));
+    const second = parse((await backup(src, state, { history: false })).stream);
+    for (const [rel, ino] of first.inoOf) if (rel !== "mode600") expect(second.inoOf.get(rel), rel).toBe(ino);
+    const fresh = second.inoOf.get("0-new-first-in-walk-order")!;
+    expect(fresh).toBeGreaterThan(Math.max(...first.inoOf.values()));
+    // The deleted file's number is not in use any more, and not handed out again.
+    const gone = first.inoOf.get("mode600")!;
+    expect(inMap(second.maps.clri!, gone)).toBe(false);
+    expect([...second.inoOf.values()]).not.toContain(gone);
+    // Another root is another filesystem key: numbering starts over.
+    const other = path.join(tmp, "t3b");
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, "x"), "x");
+    expect(parse((await backup(other, state, { history: false })).stream).inoOf.get("x")).toBe(3);
+    expect(fs.readdirSync(path.join(state, "dump")).length).toBe(2);
+  });
+
+  it("level 1: c_ddate = the level 0's date; changed files and every directory on tape; CLRI lists all", async () => {
+    const src = path.join(tmp, "t4");
+    makeSmallTree(src);
+    const state = path.join(tmp, "state4");
+    // Dates are whole seconds: let the tree's ctimes fall strictly before the level 0's date.
+    await new Promise((r) => setTimeout(r, 1100 - (Date.now() % 1000)));
+    const l0 = await backup(src, state, { history: false });
+    const t0 = parse(l0.stream).tape.date;
+    expect(l0.result.envOut?.get("DUMP_DATE")).toBe(String(t0));
+    fs.appendFileSync(path.join(src, "sub/deeper/c.txt"), "more\n");
+    fs.writeFileSync(path.join(src, "sub/new.txt"), "new\n");
+    const l1 = await backup(src, state, { level: 1 });
+    const p = parse(l1.stream);
+    expect(p.tape.level).toBe(1);
+    expect(p.tape.ddate).toBe(t0);
+    const onTape = [...p.offsets.keys()];
+    const dirs = onTape.filter((n) => p.types.get(n) === "directory");
+    const files = onTape.filter((n) => p.types.get(n) !== "directory");
+    expect(dirs.length).toBe(4); // ".", sub, sub/deeper, empty: every directory, changed or not
+    const names = files.map((n) => p.index.paths(n)[0]!.toString()).sort();
+    expect(names).toEqual(["sub/deeper/c.txt", "sub/new.txt"]);
+    // Unchanged files exist (CLRI) but are not on this tape (BITS).
+    const a = parse(l0.stream).inoOf.get("a.txt")!;
+    expect(inMap(p.maps.clri!, a)).toBe(true);
+    expect(inMap(p.maps.bits!, a)).toBe(false);
+    // The level 1 gets ADD_NODE only for what it wrote, ADD_DIR for every name.
+    const h = historyOf(l1.posts);
+    expect(h.nodes.length).toBe(onTape.length);
+    expect(h.dirs.some((d) => d.names[0].unix_name.toString() === "a.txt")).toBe(true);
+    // A level 2 is relative to the level 1; a new level 1 again to the level 0.
+    expect(parse((await backup(src, state, { level: 2, history: false })).stream).tape.ddate).toBe(p.tape.date);
+    expect(parse((await backup(src, state, { level: 1, history: false })).stream).tape.ddate).toBe(t0);
+    if (haveInspect) {
+      const ins = inspect(l1.stream);
+      expect(ins.code, ins.out).toBe(0);
+    }
+  });
+
+  it("UPDATE=n does not record the date; LEVEL>0 without a lower level dumps everything and says so", async () => {
+    const src = path.join(tmp, "t5");
+    makeSmallTree(src);
+    const state = path.join(tmp, "state5");
+    const r = await backup(src, state, { level: 3, history: false, env: { UPDATE: "n" } });
+    expect(r.warnings.join("\n")).toMatch(/no earlier dump of a lower level/);
+    expect(parse(r.stream).tape.ddate).toBe(0);
+    expect(parse(r.stream).inoOf.size).toBe(12);
+    const again = await backup(src, state, { level: 4, history: false });
+    expect(again.warnings.join("\n")).toMatch(/no earlier dump/); // the level 3 was not recorded
+  });
+
+  it("refuses a second dump of the same filesystem while one runs (the inode table has one writer)", async () => {
+    const src = path.join(tmp, "t7");
+    makeSmallTree(src);
+    const state = path.join(tmp, "state7");
+    const first = backup(src, state, { history: false });
+    await expect(backup(src, state, { history: false })).rejects.toThrow(/another dump of .* is running/);
+    expect(parse((await first).stream).ended).toBe(true);
+    expect(parse((await backup(src, state, { history: false })).stream).ended).toBe(true);
+  });
+
+  it("leaves out, with a warning, names restore cannot take; reports times it cannot store", async () => {
+    const src = path.join(tmp, "t6");
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, "n".repeat(254)), "ok");
+    fs.writeFileSync(path.join(src, "m".repeat(255)), "too long");
+    fs.mkdirSync(path.join(src, "d".repeat(255)));
+    fs.writeFileSync(path.join(src, "d".repeat(255), "inside"), "lost with its directory");
+    fs.writeFileSync(path.join(src, "old"), "old");
+    spawnSync("touch", ["-h", "-d", "@-100", path.join(src, "old")]); // node:fs takes no negative times
+    const r = await backup(src, path.join(tmp, "state6"));
+    const p = parse(r.stream);
+    expect([...p.inoOf.keys()].sort()).toEqual([".", "n".repeat(254), "old"].sort());
+    expect(r.warnings.filter((w) => /255-byte name/.test(w)).length).toBe(2);
+    expect(r.warnings.some((w) => w.startsWith("/old: ") && /before 1970/.test(w))).toBe(true);
+    expect(r.result.warnings).toBe(r.warnings.length);
+    if (haveInspect) {
+      const ins = inspect(r.stream);
+      expect(ins.code, ins.out).toBe(0);
+    }
+  });
+});
+
+/** The path of a dir entry, from the ADD_DIR list itself. */
+function pathOf(dirs: any[], d: any): string {
+  const parts = [d.names[0].unix_name.toString()];
+  let parent = d.parent;
+  while (parent !== 2n) {
+    const up = dirs.find((x) => x.node === parent && ![".", ".."].includes(x.names[0].unix_name.toString()));
+    parts.unshift(up.names[0].unix_name.toString());
+    parent = up.parent;
+  }
+  return parts.join("/");
+}
