@@ -7,7 +7,9 @@ import { NdmpClient } from "./client/client.ts";
 import { runQuery } from "./client/query.ts";
 import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, parseListen, type Config } from "./config.ts";
 import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from "./log.ts";
+import { formatInventory, moveMedium, readInventory } from "./devices/changer/smc.ts";
 import { DeviceRegistry } from "./devices/registry.ts";
+import { JOB_HELP, runJobCommand } from "./dma/cli.ts";
 import { NdmpServer } from "./server/listener.ts";
 import { VERSION } from "./version.ts";
 
@@ -22,6 +24,12 @@ Usage: ndmpd [<command>] [options]       (no command: serve)
 Commands:
   serve     run the NDMP server (default port ${DEFAULT_PORT})
   query     ask an NDMP server what it offers (like ndmjob -q)
+  changer   show and move cartridges of a configured tape library (like mtx)
+  backup    back up a directory to a configured drive (a local job, no DMA needed)
+  recover   restore a backup, or paths from it, from a configured drive
+  list      list the backups on a cartridge, or the entries of one
+  catalog   'catalog rebuild': re-read a cartridge's labels and file history into the catalog
+  remote    'remote backup|recover': drive other NDMP servers (ndmpd as a small DMA)
   version   print the version
   help      print this help, or 'ndmpd help <command>'
 
@@ -48,6 +56,20 @@ The password may also come from $NDMPD_PASSWORD.
   -a, --auth M           md5 (default) or text
       --version N        protocol version to open (default: the server's offer)
       --json             print the raw replies as JSON
+`,
+  changer: `Usage: ndmpd changer [--config FILE] [--changer NAME] <command>
+
+Operates a [[changer]] of the configuration directly, in this process, with the same SCSI
+commands a DMA sends. A virtual library can only be used while no server holds it.
+
+Commands:
+  status | inventory       list drives, slots and import/export elements with volume tags
+  load SLOT [DRIVE]        slot (1-based, as mtx counts) -> drive (0-based, default 0)
+  unload [DRIVE] [SLOT]    drive -> SLOT, default the slot it came from (or the first empty one)
+  move FROM TO             any element -> any element, by element address (see 'status')
+
+  -c, --config FILE      TOML configuration file (default /etc/ndmpd/ndmpd.toml)
+  -n, --changer NAME     which [[changer]] (default: the first one)
 `,
   version: `Usage: ndmpd version\n\nPrints the version.\n`,
   help: `Usage: ndmpd help [command]\n`,
@@ -102,7 +124,7 @@ async function serve(args: string[]): Promise<number> {
   }
   let devices: DeviceRegistry;
   try {
-    devices = await DeviceRegistry.fromConfig(config.tapes);
+    devices = await DeviceRegistry.fromConfig(config.tapes, config.changers);
   } catch (e) {
     log.error("cannot set up the configured devices", { err: e });
     return 1;
@@ -121,10 +143,13 @@ async function serve(args: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info("signal received, shutting down", { signal: sig });
-      server.shutdown(`server shutting down (${sig})`).then(
-        () => resolve(0),
-        () => resolve(1),
-      );
+      server
+        .shutdown(`server shutting down (${sig})`)
+        .finally(() => devices.shutdown())
+        .then(
+          () => resolve(0),
+          () => resolve(1),
+        );
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
@@ -172,6 +197,84 @@ async function query(args: string[]): Promise<number> {
   }
 }
 
+async function changer(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { config: { type: "string", short: "c" }, changer: { type: "string", short: "n" } }, true);
+  if (values.help) return print(HELP.changer!);
+  const [cmd, ...params] = positionals;
+  if (!cmd) throw new UsageError("changer needs a command (see 'ndmpd changer --help')");
+  let config: Config;
+  try {
+    config = loadConfig(values.config ?? "/etc/ndmpd/ndmpd.toml");
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`ndmpd: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+  const cfg = values.changer ? config.changers.find((c) => c.name === values.changer) : config.changers[0];
+  if (!cfg) throw new UsageError(values.changer ? `no [[changer]] named ${values.changer}` : "the configuration has no [[changer]]");
+  // Only the changer and its drives: other devices may be in use by a running server.
+  const tapes = config.tapes.filter((t) => cfg.drives.includes(t.name));
+  const devices = await DeviceRegistry.fromConfig(tapes, [cfg]);
+  const target = devices.changers.get(cfg.name)!;
+  const dev = await devices.openScsi(target);
+  try {
+    const inv = await readInventory(dev);
+    const of = (t: string) => inv.elements.filter((e) => e.type === t);
+    const num = (s: string | undefined, what: string) => {
+      if (s === undefined || !/^\d+$/.test(s)) throw new UsageError(`${what} must be a number`);
+      return Number(s);
+    };
+    const slot = (s: string | undefined) => {
+      const e = of("SE")[num(s, "SLOT") - 1];
+      if (!e) throw new UsageError(`there is no slot ${s} (1..${of("SE").length})`);
+      return e;
+    };
+    const drive = (s: string | undefined) => {
+      if (s === undefined) return of("DTE")[0] ?? fail("the library has no drives");
+      const byName = cfg.drives.indexOf(s);
+      const e = of("DTE")[byName >= 0 ? byName : num(s, "DRIVE")];
+      if (!e) throw new UsageError(`there is no drive ${s}`);
+      return e;
+    };
+    const fail = (why: string): never => {
+      throw new UsageError(why);
+    };
+    const transport = of("MTE")[0]?.address ?? 0;
+    switch (cmd) {
+      case "status":
+      case "inventory":
+        process.stdout.write(formatInventory(cfg.name, inv, cfg.drives));
+        return 0;
+      case "load": {
+        const from = slot(params[0]);
+        const to = drive(params[1]);
+        await moveMedium(dev, transport, from.address, to.address);
+        break;
+      }
+      case "unload": {
+        const from = drive(params[0]);
+        if (!from.full) throw new UsageError(`drive @${from.address} is empty`);
+        const home = of("SE").find((e) => e.address === from.source && !e.full);
+        const to = params[1] !== undefined ? slot(params[1]) : (home ?? of("SE").find((e) => !e.full) ?? fail("no empty slot"));
+        await moveMedium(dev, transport, from.address, to.address);
+        break;
+      }
+      case "move":
+        await moveMedium(dev, transport, num(params[0], "FROM"), num(params[1], "TO"));
+        break;
+      default:
+        throw new UsageError(`unknown changer command '${cmd}' (see 'ndmpd changer --help')`);
+    }
+    process.stdout.write(formatInventory(cfg.name, await readInventory(dev), cfg.drives));
+    return 0;
+  } finally {
+    await dev.close();
+    devices.shutdown();
+  }
+}
+
 /** HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address. */
 function parseTarget(s: string) {
   if (/^\[.*\]:\d+$/.test(s) || /^[^:]+:\d+$/.test(s)) return parseListen(s);
@@ -194,6 +297,15 @@ export async function main(argv: string[]): Promise<number> {
         return await serve([]);
       case "query":
         return await query(rest);
+      case "changer":
+        return await changer(rest);
+      case "backup":
+      case "recover":
+      case "list":
+      case "catalog":
+      case "remote":
+        // Jobs from the CLI live in src/dma/cli.ts (their own options, help and exit codes).
+        return await runJobCommand(cmd, rest);
       case "version":
       case "--version":
         if (rest.includes("--help") || rest.includes("-h")) return print(HELP.version!);
@@ -201,7 +313,7 @@ export async function main(argv: string[]): Promise<number> {
       case "help":
       case "--help":
       case "-h":
-        return print(HELP[rest[0] ?? "main"] ?? HELP.main!);
+        return print(HELP[rest[0] ?? "main"] ?? JOB_HELP[rest[0] ?? ""] ?? HELP.main!);
       default:
         throw new UsageError(`unknown command '${cmd}' (see 'ndmpd help')`);
     }

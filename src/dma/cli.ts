@@ -1,0 +1,534 @@
+/**
+ * The CLI's job commands: backup, recover, list, catalog rebuild (local drives, through an
+ * in-process server) and remote backup|recover (ndmpd as a small DMA of other servers).
+ * Each returns the exit code: 0 ok, 1 the job failed, 2 bad usage or configuration.
+ */
+import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
+import { opendir, lstat } from "node:fs/promises";
+import { hostname } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { openCatalog, type Catalog, type FileRow } from "../catalog/catalog.ts";
+import { NdmpClient } from "../client/client.ts";
+import { ConfigError, DEFAULT_PORT, defaultStateDir, loadConfig, parseListen, type Config } from "../config.ts";
+import { moveMedium, readInventory } from "../devices/changer/smc.ts";
+import { DeviceRegistry } from "../devices/registry.ts";
+import { Logger } from "../log.ts";
+import { FileType, Message } from "../protocol/codes.ts";
+import { NdmpServer } from "../server/listener.ts";
+import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
+import { formatBytes, Progress, type ProgressMode } from "./progress.ts";
+
+const EXIT_USAGE = 2;
+const DEFAULT_CONFIG = "/etc/ndmpd/ndmpd.toml";
+
+export const JOB_HELP: Record<string, string> = {
+  backup: `Usage: ndmpd backup PATH --tape NAME [options]
+
+Backs up the directory PATH to the configured drive NAME, appending to the cartridge in it:
+a label record and the backup image, each its own tape file. The file history goes to the
+catalog (STATE_DIR/catalog.sqlite) so that restores of single paths can seek straight to them.
+
+  -t, --tape NAME        the [[tape]] drive to write to
+  -c, --config FILE      configuration (default ${DEFAULT_CONFIG}, or $NDMPD_CONFIG)
+  -f, --format F         tar (default) or dump
+  -x, --exclude PAT      leave out paths matching PAT (repeatable)
+  -L, --label L          a name for this backup (default: format and date)
+      --level N          dump level 0-9 (default 0; tar is always 0)
+      --slot N           first load slot N of the drive's [[changer]] into the drive
+      --record-size N    tape record size in bytes (default ${DEFAULT_RECORD_SIZE})
+      --json             one JSON object per line (start, progress, end)
+`,
+  list: `Usage: ndmpd list --tape NAME [--file N] [--config FILE] [--json]
+
+Lists the backups on the cartridge in drive NAME (from the catalog, or from the tape's labels
+when the catalog does not know it); with --file N, the entries of backup N.
+`,
+  recover: `Usage: ndmpd recover --tape NAME --to DIR [--file N] [PATH...] [options]
+
+Restores backup N (default: the last one on the cartridge) into DIR: everything, or the PATHs
+given (paths inside the backup, relative to its root; a leading / is accepted). With the
+catalog's offsets the selected paths are read by direct access; without, sequentially.
+
+  -t, --tape NAME        the [[tape]] drive
+  -n, --file N           the backup number on the cartridge (see 'ndmpd list')
+  -C, --to DIR           where to restore (created if missing)
+  -c, --config FILE      configuration (default ${DEFAULT_CONFIG}, or $NDMPD_CONFIG)
+      --slot N           first load slot N of the drive's [[changer]] into the drive
+      --json             one JSON object per line
+`,
+  catalog: `Usage: ndmpd catalog rebuild --tape NAME [--config FILE] [--json]
+
+Rebuilds the catalog's record of the cartridge in drive NAME from the tape alone: every label,
+and every backup's file history with its offsets (read back from the images).
+`,
+  remote: `Usage: ndmpd remote backup PATH --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME [options]
+       ndmpd remote recover --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME --to DIR [PATH...] [options]
+
+Runs a job on other NDMP servers, ndmpd acting as the DMA: the data agent (--data) backs up or
+restores its own files, the tape agent (--tape; default: the data agent itself) writes or reads
+drive NAME there, with a TCP data connection between them (LOCAL when they are one server).
+The tape layout and the catalog are those of 'ndmpd backup'.
+
+  -D, --data HOST[:PORT]     the data agent (default port ${DEFAULT_PORT})
+  -T, --tape HOST[:PORT]     the tape agent
+  -d, --device NAME          the drive at the tape agent
+      --data-user U          (default ndmp)  --data-password P  (default $NDMPD_DATA_PASSWORD or $NDMPD_PASSWORD)
+      --tape-user U          (default ndmp)  --tape-password P  (default $NDMPD_TAPE_PASSWORD or $NDMPD_PASSWORD)
+      --auth md5|text        how to log in (default md5)
+      --state-dir DIR        where the catalog is (default: ndmpd's state directory)
+  backup:  -f/--format, -x/--exclude, -L/--label, --level, --record-size, --json as for 'ndmpd backup'
+  recover: -n/--file N, -C/--to DIR, --json; or, for an image another DMA wrote with no ndmpd
+           label: --tape-file N (its tape file number), --format F, --record-size N (default 10240)
+`,
+};
+
+class UsageError extends Error {}
+
+function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function int(v: string | undefined, what: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${what} must be a number from ${min} to ${max}`);
+  return Number(v);
+}
+
+function progressMode(json: boolean | undefined): ProgressMode {
+  return json ? "json" : process.stdout.isTTY ? "tty" : "plain";
+}
+
+const out = { write: (s: string) => process.stdout.write(s) };
+
+/** Runs one command, turning usage and job errors into messages and exit codes. */
+export async function runJobCommand(cmd: string, args: string[]): Promise<number> {
+  try {
+    switch (cmd) {
+      case "backup":
+        return await backupCmd(args);
+      case "recover":
+        return await recoverCmd(args);
+      case "list":
+        return await listCmd(args);
+      case "catalog":
+        return await catalogCmd(args);
+      case "remote":
+        return await remoteCmd(args);
+      default:
+        throw new UsageError(`unknown command ${cmd}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ConfigError) {
+      process.stderr.write(`ndmpd: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`ndmpd ${cmd}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local jobs: an in-process server with the configured drive, reached over loopback
+
+interface Session {
+  target: JobTarget;
+  config: Config;
+  close(): Promise<void>;
+}
+
+function loadJobConfig(file: string | undefined): Config {
+  return loadConfig(file ?? process.env.NDMPD_CONFIG ?? DEFAULT_CONFIG);
+}
+
+async function localSession(config: Config, tape: string, slot: number | undefined): Promise<Session> {
+  const tapeCfg = config.tapes.find((t) => t.name === tape);
+  if (!tapeCfg) {
+    const names = config.tapes.map((t) => t.name).join(", ");
+    throw new UsageError(`no [[tape]] named ${tape} in the configuration${names ? ` (there are: ${names})` : ""}`);
+  }
+  const changer = config.changers?.find((c) => c.drives.includes(tape));
+  if (slot !== undefined && !changer) throw new UsageError(`--slot: drive ${tape} belongs to no [[changer]] in the configuration`);
+  // Only this drive (and its library): the other devices may be in use by a running server.
+  const devices = await DeviceRegistry.fromConfig([tapeCfg], changer ? [{ ...changer, drives: [tape] }] : []);
+  try {
+    const barcode = slot !== undefined ? await loadSlot(devices, changer!.name, slot) : "";
+    // A one-time user that exists only in this process, on a loopback port nobody else knows.
+    const user = "dma";
+    const password = randomBytes(18).toString("base64url");
+    const cfg: Config = {
+      ...config,
+      listen: [{ host: "127.0.0.1", port: 0 }],
+      users: new Map([[user, Buffer.from(password)]]),
+      authMethods: ["md5"],
+      authFailureDelayMs: 0,
+    };
+    const server = new NdmpServer(cfg, devices, new Logger("warn", "human"));
+    const [addr] = await server.listen();
+    const client = await NdmpClient.connect("127.0.0.1", addr!.port);
+    await client.open(4);
+    await client.authMd5(user, password);
+    return {
+      config,
+      target: { data: client, tape: client, device: tape, driveId: tape, barcode, host: hostname() },
+      async close() {
+        await client.close();
+        await server.shutdown("job done");
+        devices.shutdown();
+      },
+    };
+  } catch (e) {
+    devices.shutdown();
+    throw e;
+  }
+}
+
+/**
+ * Moves the cartridge of storage slot N (1-based) into the drive, first emptying the drive.
+ * Returns the cartridge's volume tag ("" when the library has none).
+ */
+async function loadSlot(devices: DeviceRegistry, changerName: string, slot: number): Promise<string> {
+  const target = devices.changers.get(changerName)!;
+  const dev = await devices.openScsi(target);
+  try {
+    const inv = await readInventory(dev);
+    const of = (t: string) => inv.elements.filter((e) => e.type === t);
+    const se = of("SE")[slot - 1];
+    if (!se) throw new UsageError(`--slot: ${changerName} has slots 1-${of("SE").length}`);
+    const drive = of("DTE")[0];
+    if (!drive) throw new JobError(`${changerName} reports no drive`);
+    const transport = of("MTE")[0]?.address ?? 0;
+    if (drive.full && drive.source === se.address) return drive.tag ?? ""; // already there
+    if (!se.full) throw new JobError(`slot ${slot} of ${changerName} is empty`);
+    if (drive.full) {
+      const home = of("SE").find((e) => e.address === drive.source && !e.full) ?? of("SE").find((e) => !e.full);
+      if (!home) throw new JobError(`${changerName}: the drive is full and there is no empty slot to unload it to`);
+      await moveMedium(dev, transport, drive.address, home.address);
+    }
+    await moveMedium(dev, transport, se.address, drive.address);
+    return se.tag ?? "";
+  } finally {
+    await dev.close();
+  }
+}
+
+/** A rough size of the tree (regular files' sizes), for the ETA; computed beside the backup. */
+function estimate(root: string): { get(): number | undefined } {
+  let total: number | undefined;
+  (async () => {
+    let sum = 0;
+    const stack = [root];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      let d;
+      try {
+        d = await opendir(dir);
+      } catch {
+        continue;
+      }
+      for await (const e of d) {
+        const p = join(dir, e.name);
+        sum += 1024; // headers (pax + ustar) per entry
+        if (e.isDirectory()) stack.push(p);
+        else if (e.isFile()) sum += await lstat(p).then((s) => Math.ceil(s.size / 512) * 512, () => 0);
+      }
+    }
+    total = sum;
+  })().catch(() => {});
+  return { get: () => total };
+}
+
+/**
+ * Runs a job with the catalog open. SIGINT/SIGTERM abort the job the NDMP way (DATA_ABORT,
+ * MOVER_ABORT), so that it winds down like any failed job (a failed backup is cut off the tape);
+ * a second signal exits at once.
+ */
+async function withCatalog<T>(stateDir: string, body: (c: Catalog) => Promise<T>, target?: JobTarget): Promise<T> {
+  const catalog = await openCatalog(stateDir);
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signalled || !target) process.exit(130);
+    signalled = true;
+    process.stderr.write(`ndmpd: ${sig}: aborting the job (again to quit at once)\n`);
+    void target.data.request(Message.DATA_ABORT, {}, { allowBodyError: true }).catch(() => {});
+    void target.tape.request(Message.MOVER_ABORT, {}, { allowBodyError: true }).catch(() => {});
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await body(catalog);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    catalog.close();
+  }
+}
+
+const backupOptions = {
+  tape: { type: "string", short: "t" },
+  config: { type: "string", short: "c" },
+  format: { type: "string", short: "f" },
+  exclude: { type: "string", short: "x", multiple: true },
+  label: { type: "string", short: "L" },
+  level: { type: "string" },
+  slot: { type: "string" },
+  "record-size": { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+function backupSettings(values: { format?: string; level?: string; "record-size"?: string; exclude?: string[]; label?: string }, positionals: string[]) {
+  if (positionals.length !== 1) throw new UsageError("backup needs exactly one PATH");
+  const path = resolve(positionals[0]!);
+  const format = values.format ?? "tar";
+  if (format !== "tar" && format !== "dump") throw new UsageError("--format must be tar or dump");
+  const level = int(values.level, "--level", 0, 9) ?? 0;
+  if (format === "tar" && level !== 0) throw new UsageError("tar backups are full backups: use --format dump for levels 1-9");
+  const recordSize = int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? DEFAULT_RECORD_SIZE;
+  if (recordSize % 512 !== 0) throw new UsageError("--record-size must be a multiple of 512");
+  return { path, format, level, recordSize, excludes: values.exclude ?? [], label: values.label };
+}
+
+async function backupCmd(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, backupOptions);
+  if (values.help) return print(JOB_HELP.backup!);
+  if (!values.tape) throw new UsageError("backup needs --tape NAME");
+  const s = backupSettings(values, positionals);
+  // Checked here for a clear message: NDMP's ILLEGAL_ARGS_ERR would not say what is wrong.
+  if (!statSync(s.path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${s.path} is not a directory`);
+  const config = loadJobConfig(values.config);
+  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  try {
+    const est = estimate(s.path);
+    const r = await withCatalog(config.stateDir, (catalog) =>
+      backupJob(session.target, { ...s, catalog, progress: new Progress(out, progressMode(values.json), "backup"), total: est.get }),
+      session.target,
+    );
+    return r.ok ? 0 : 1;
+  } finally {
+    await session.close();
+  }
+}
+
+async function recoverCmd(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    tape: { type: "string", short: "t" },
+    file: { type: "string", short: "n" },
+    to: { type: "string", short: "C" },
+    config: { type: "string", short: "c" },
+    slot: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (values.help) return print(JOB_HELP.recover!);
+  if (!values.tape) throw new UsageError("recover needs --tape NAME");
+  if (!values.to) throw new UsageError("recover needs --to DIR");
+  const config = loadJobConfig(values.config);
+  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  try {
+    const r = await withCatalog(config.stateDir, (catalog) =>
+      recoverJob(session.target, {
+        seq: int(values.file, "--file", 1, 1_000_000),
+        to: resolve(values.to!),
+        paths: positionals,
+        catalog,
+        progress: new Progress(out, progressMode(values.json), "recover"),
+      }),
+      session.target,
+    );
+    return r.ok ? 0 : 1;
+  } finally {
+    await session.close();
+  }
+}
+
+async function listCmd(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    tape: { type: "string", short: "t" },
+    file: { type: "string", short: "n" },
+    config: { type: "string", short: "c" },
+    slot: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (values.help) return print(JOB_HELP.list!);
+  if (!values.tape) throw new UsageError("list needs --tape NAME");
+  const config = loadJobConfig(values.config);
+  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  try {
+    const seq = int(values.file, "--file", 1, 1_000_000);
+    const listing = await withCatalog(config.stateDir, (catalog) => listJob(session.target, { seq, catalog }));
+    printListing(listing, values.tape, !!values.json);
+    return 0;
+  } finally {
+    await session.close();
+  }
+}
+
+async function catalogCmd(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    tape: { type: "string", short: "t" },
+    config: { type: "string", short: "c" },
+    slot: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (values.help) return print(JOB_HELP.catalog!);
+  if (positionals[0] !== "rebuild" || positionals.length !== 1) throw new UsageError("usage: ndmpd catalog rebuild --tape NAME");
+  if (!values.tape) throw new UsageError("catalog rebuild needs --tape NAME");
+  const config = loadJobConfig(values.config);
+  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  try {
+    await withCatalog(config.stateDir, (catalog) =>
+      rebuildJob(session.target, { catalog, progress: new Progress(out, progressMode(values.json), "catalog rebuild") }),
+      session.target,
+    );
+    return 0;
+  } finally {
+    await session.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remote jobs
+
+function parseHost(s: string): { host: string; port: number } {
+  if (/^\[.*\]:\d+$/.test(s) || /^[^:]+:\d+$/.test(s)) return parseListen(s);
+  return { host: s.replace(/^\[(.*)\]$/, "$1"), port: DEFAULT_PORT };
+}
+
+async function login(where: string, user: string, password: string | undefined, auth: string): Promise<NdmpClient> {
+  if (password === undefined) throw new UsageError(`no password for ${where}: give it as an option or in the environment`);
+  const a = parseHost(where);
+  const c = await NdmpClient.connect(a.host, a.port);
+  try {
+    await c.open(Math.min(c.offeredVersion, 4));
+    if (auth === "text") await c.authText(user, password);
+    else await c.authMd5(user, password);
+    return c;
+  } catch (e) {
+    await c.close();
+    throw new JobError(`${where}: ${(e as Error).message}`);
+  }
+}
+
+async function remoteCmd(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "--help" || sub === "-h") return print(JOB_HELP.remote!);
+  if (sub !== "backup" && sub !== "recover") throw new UsageError("usage: ndmpd remote backup|recover ... (see 'ndmpd remote --help')");
+  const { values, positionals } = parse(rest, {
+    ...backupOptions,
+    data: { type: "string", short: "D" },
+    tape: { type: "string", short: "T" },
+    device: { type: "string", short: "d" },
+    "data-user": { type: "string" },
+    "data-password": { type: "string" },
+    "tape-user": { type: "string" },
+    "tape-password": { type: "string" },
+    auth: { type: "string" },
+    "state-dir": { type: "string" },
+    file: { type: "string", short: "n" },
+    to: { type: "string", short: "C" },
+    "tape-file": { type: "string" },
+  });
+  if (values.help) return print(JOB_HELP.remote!);
+  if (!values.data) throw new UsageError(`remote ${sub} needs --data HOST[:PORT]`);
+  if (!values.device) throw new UsageError(`remote ${sub} needs --device NAME (the drive at the tape agent)`);
+  const auth = values.auth ?? "md5";
+  if (auth !== "md5" && auth !== "text") throw new UsageError("--auth must be md5 or text");
+  const stateDir = values["state-dir"] ?? defaultStateDir();
+  if (!isAbsolute(stateDir)) throw new UsageError("--state-dir must be an absolute path");
+  const env = process.env;
+  const data = await login(values.data, values["data-user"] ?? "ndmp", values["data-password"] ?? env.NDMPD_DATA_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+  let tape = data;
+  try {
+    if (values.tape) tape = await login(values.tape, values["tape-user"] ?? "ndmp", values["tape-password"] ?? env.NDMPD_TAPE_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    const target: JobTarget = {
+      data,
+      tape,
+      device: values.device,
+      driveId: `${values.tape ?? values.data}/${values.device}`,
+      barcode: "",
+      host: parseHost(values.data).host,
+    };
+    const mode = progressMode(values.json);
+    if (sub === "backup") {
+      const s = backupSettings(values, positionals);
+      if (!isAbsolute(positionals[0]!)) throw new UsageError("remote backup needs PATH as an absolute path on the data agent");
+      const r = await withCatalog(stateDir, (catalog) => backupJob(target, { ...s, catalog, progress: new Progress(out, mode, "backup") }), target);
+      return r.ok ? 0 : 1;
+    }
+    if (!values.to || !values.to.startsWith("/")) throw new UsageError("remote recover needs --to DIR, an absolute path on the data agent");
+    const tapeFile = int(values["tape-file"], "--tape-file", 0, 1_000_000);
+    const raw =
+      tapeFile === undefined
+        ? undefined
+        : {
+            file: tapeFile,
+            format: values.format ?? "tar",
+            recordSize: int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? 10240,
+          };
+    const r = await withCatalog(stateDir, (catalog) =>
+      recoverJob(target, { seq: int(values.file, "--file", 1, 1_000_000), raw, to: values.to!, paths: positionals, catalog, progress: new Progress(out, mode, "recover") }),
+      target,
+    );
+    return r.ok ? 0 : 1;
+  } finally {
+    if (tape !== data) await tape.close();
+    await data.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function print(s: string): number {
+  process.stdout.write(s);
+  return 0;
+}
+
+/** A path for display: UTF-8 when it is, else with \xNN escapes for the bytes that are not. */
+export function showPath(p: Buffer): string {
+  const s = p.toString("utf8");
+  if (Buffer.from(s, "utf8").equals(p)) return s;
+  return [...p].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`)).join("");
+}
+
+const TYPE_CHAR: Record<number, string> = {
+  [FileType.DIR]: "d",
+  [FileType.FIFO]: "p",
+  [FileType.CSPEC]: "c",
+  [FileType.BSPEC]: "b",
+  [FileType.REG]: "-",
+  [FileType.SLINK]: "l",
+  [FileType.SOCK]: "s",
+};
+
+function printListing(l: Listing, tape: string, json: boolean): void {
+  if (json) {
+    const entry = (f: FileRow) => ({ ...f, path: showPath(f.path) });
+    process.stdout.write(JSON.stringify({ source: l.source, mediaId: l.mediaId ?? null, backups: l.backups, entries: l.entries?.map(entry) }) + "\n");
+    return;
+  }
+  if (l.backups.length === 0) {
+    process.stdout.write(`the cartridge in ${tape} holds no ndmpd backup\n`);
+    return;
+  }
+  if (!l.entries) {
+    process.stdout.write(`cartridge ${l.mediaId} in ${tape} (${l.source === "catalog" ? "from the catalog" : "read from the tape; run 'ndmpd catalog rebuild' to index it"})\n`);
+    process.stdout.write(" #  date                  format level  size        label / host:path\n");
+    for (const b of l.backups) {
+      const size = b.bytes !== undefined ? formatBytes(b.bytes) : "-";
+      process.stdout.write(
+        `${String(b.seq).padStart(2)}  ${b.date.slice(0, 19).replace("T", " ")}   ${b.format.padEnd(6)} ${String(b.level).padStart(5)}  ${size.padEnd(10)}  ${b.label}  ${b.host}:${b.root}\n`,
+      );
+    }
+    return;
+  }
+  for (const f of l.entries) {
+    const mtime = new Date(f.mtime * 1000).toISOString().slice(0, 16).replace("T", " ");
+    process.stdout.write(
+      `${TYPE_CHAR[f.ftype] ?? "?"}${(f.mode & 0o7777).toString(8).padStart(4, "0")} ${String(f.uid).padStart(6)} ${String(f.gid).padStart(6)} ${String(f.size).padStart(12)} ${mtime} ${showPath(f.path)}${f.fhInfo !== null ? ` @${f.fhInfo}` : ""}\n`,
+    );
+  }
+}

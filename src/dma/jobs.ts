@@ -1,0 +1,747 @@
+/**
+ * ndmpd as a small DMA: backup, recovery, listing and catalog rebuild, driven over NDMP with our
+ * client. The same code runs the CLI's local jobs (an in-process server reached over loopback,
+ * LOCAL data connection: exactly the path a DMA takes) and remote jobs (a data agent and a tape
+ * agent elsewhere, joined by a TCP data connection: MOVER_LISTEN on the tape side, DATA_CONNECT
+ * on the data side).
+ *
+ * Tape layout: see label.ts (label file, then image file, per backup).
+ */
+import { randomUUID } from "node:crypto";
+import type { Catalog, FileRow, JobRow } from "../catalog/catalog.ts";
+import { NdmpClientError, type NdmpClient, type Post } from "../client/client.ts";
+import {
+  AddrType,
+  ALL1,
+  DataHaltReason,
+  ErrorCode,
+  LogType,
+  Message,
+  MoverMode,
+  MoverPauseReason,
+  MoverState,
+  RecoveryStatus,
+  TapeMtioOp,
+  TapeOpenMode,
+} from "../protocol/codes.ts";
+import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
+import { VERSION } from "../version.ts";
+import { decodeLabel, encodeLabel, imageFile, labelFile, MAX_LABEL, type TapeLabel } from "./label.ts";
+import type { Progress } from "./progress.ts";
+
+/** The agents of one job. `data === tape` is the local configuration (LOCAL data connection). */
+export interface JobTarget {
+  data: NdmpClient;
+  tape: NdmpClient;
+  /** The drive's name at the tape agent (TAPE_OPEN). */
+  device: string;
+  /** How the catalog names the drive: "vt0", or "host:port/device" for a remote one. */
+  driveId: string;
+  /** The cartridge's volume tag, when a library loaded it; else "". */
+  barcode: string;
+  /** The data agent's host, for the label. */
+  host: string;
+}
+
+export class JobError extends Error {
+  override name = "JobError";
+}
+
+/** Default tape record size: 256 KiB streams well on real drives and on the virtual one. */
+export const DEFAULT_RECORD_SIZE = 256 * 1024;
+
+const isLocal = (t: JobTarget) => t.data === t.tape;
+
+// ---------------------------------------------------------------------------------------------
+// Tape handling over NDMP
+
+async function mtio(c: NdmpClient, op: number, count = 1): Promise<number> {
+  const r = await c.request(Message.TAPE_MTIO, { tape_op: op, count });
+  return r.body.resid_count as number;
+}
+
+/** Reads one record; undefined at a filemark or the end of data (the position stays there). */
+async function readRecord(c: NdmpClient, max = MAX_LABEL): Promise<Buffer | undefined> {
+  const r = await c.request(Message.TAPE_READ, { count: max }, { allowBodyError: true });
+  const err = r.body.error as number;
+  if (err === ErrorCode.EOF_ERR || err === ErrorCode.EOM_ERR) return undefined;
+  if (err !== ErrorCode.NO_ERR) throw new NdmpClientError(Message.TAPE_READ, err, "body");
+  return toBuffer(r.body.data_in as Bytes);
+}
+
+/** Puts the tape at the start of tape file `n`. */
+async function toFile(c: NdmpClient, n: number): Promise<void> {
+  await mtio(c, TapeMtioOp.REW);
+  if (n === 0) return;
+  const resid = await mtio(c, TapeMtioOp.FSF, n);
+  if (resid !== 0) throw new JobError(`the tape has no file ${n} (it ends ${resid} filemark(s) short)`);
+}
+
+export interface TapeScan {
+  labels: TapeLabel[];
+  /** The tape file where the next backup goes (the label of backup labels.length + 1). */
+  appendAt: number;
+  /** Set when a tape file holds something that is not an ndmpd label (another program's tape). */
+  foreign?: number;
+}
+
+/**
+ * Reads the labels forward from the start: label, skip the label's and the image's filemarks,
+ * next label... An empty tape file or the end of data ends the list. A label whose image has no
+ * closing filemark (a backup cut short) is not counted: the next backup overwrites it.
+ */
+export async function scanTape(c: NdmpClient, opts: { firstOnly?: boolean } = {}): Promise<TapeScan> {
+  await mtio(c, TapeMtioOp.REW);
+  const labels: TapeLabel[] = [];
+  for (let file = 0; ; file += 2) {
+    const rec = await readRecord(c);
+    if (rec === undefined) return { labels, appendAt: file };
+    const label = decodeLabel(rec);
+    if (!label) return { labels, appendAt: file, foreign: file };
+    if (labels.length > 0 && label.mediaId !== labels[0]!.mediaId) throw new JobError(`tape file ${file} has the label of another cartridge`);
+    if (opts.firstOnly) return { labels: [label], appendAt: -1 };
+    const resid = await mtio(c, TapeMtioOp.FSF, 2);
+    if (resid !== 0) return { labels, appendAt: file };
+    labels.push({ ...label, seq: labels.length + 1 });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// File history: FH posts -> catalog rows
+
+/** Collects FH_ADD_FILE (path style) and FH_ADD_DIR/FH_ADD_NODE (dir/node style) into rows. */
+export class HistoryCollector {
+  private readonly files: FileRow[] = [];
+  private readonly dirs: Array<{ name: Buffer; node: bigint; parent: bigint }> = [];
+  private readonly nodes = new Map<bigint, { stat: any; fhInfo: bigint }>();
+  count = 0;
+
+  add(p: Post): void {
+    if (p.code === Message.FH_ADD_FILE) {
+      for (const f of p.body?.files ?? []) {
+        const name = f.names.find((n: any) => n.fs_type === 0) ?? f.names[0];
+        this.files.push(row(toBuffer(name.unix_name), f.stats[0], f.node, f.fh_info));
+        this.count++;
+      }
+    } else if (p.code === Message.FH_ADD_DIR) {
+      for (const d of p.body?.dirs ?? []) {
+        const name = d.names.find((n: any) => n.fs_type === 0) ?? d.names[0];
+        this.dirs.push({ name: toBuffer(name.unix_name), node: d.node, parent: d.parent });
+      }
+    } else if (p.code === Message.FH_ADD_NODE) {
+      for (const n of p.body?.nodes ?? []) {
+        this.nodes.set(n.node, { stat: n.stats[0], fhInfo: n.fh_info });
+        this.count++;
+      }
+    }
+  }
+
+  /** Every entry with its full path ("/" = the root). Dir/node history is resolved here. */
+  rows(): FileRow[] {
+    if (this.dirs.length === 0) return this.files;
+    // Each directory names itself "." and its parent ".."; every other entry links a child to
+    // its directory. The root is the directory whose ".." is itself.
+    const up = new Map<bigint, { parent: bigint; name: Buffer }[]>();
+    let root: bigint | undefined;
+    for (const d of this.dirs) {
+      const n = d.name.toString("latin1");
+      if (n === "..") {
+        if (d.node === d.parent) root = d.node;
+        continue;
+      }
+      if (n === ".") continue;
+      let list = up.get(d.node);
+      if (!list) up.set(d.node, (list = []));
+      list.push({ parent: d.parent, name: d.name });
+    }
+    const pathOf = new Map<bigint, Buffer>();
+    if (root !== undefined) pathOf.set(root, Buffer.from("/"));
+    const resolve = (node: bigint, depth = 0): Buffer | undefined => {
+      const known = pathOf.get(node);
+      if (known) return known;
+      const link = up.get(node)?.[0];
+      if (!link || depth > 4096) return undefined;
+      const parent = resolve(link.parent, depth + 1);
+      if (!parent) return undefined;
+      const p = parent.length === 1 ? Buffer.concat([parent, link.name]) : Buffer.concat([parent, Buffer.from("/"), link.name]);
+      pathOf.set(node, p);
+      return p;
+    };
+    const out = [...this.files];
+    if (root !== undefined && this.nodes.has(root)) {
+      const n = this.nodes.get(root)!;
+      out.push(row(Buffer.from("/"), n.stat, root, n.fhInfo));
+    }
+    for (const [node, links] of up) {
+      const n = this.nodes.get(node);
+      if (!n) continue;
+      // Hard links: one row per name, all with the node's offset.
+      for (const link of links) {
+        const parent = resolve(link.parent);
+        if (!parent) continue;
+        const p = parent.length === 1 ? Buffer.concat([parent, link.name]) : Buffer.concat([parent, Buffer.from("/"), link.name]);
+        out.push(row(p, n.stat, node, n.fhInfo));
+      }
+    }
+    return out;
+  }
+}
+
+function row(path: Buffer, stat: any, node: bigint, fhInfo: bigint): FileRow {
+  const n = (v: bigint) => (v === ALL1 ? null : Number(v));
+  return {
+    path,
+    node: n(node),
+    fhInfo: n(fhInfo),
+    ftype: stat?.ftype ?? 8,
+    mode: stat?.fattr ?? 0,
+    uid: stat?.owner ?? 0,
+    gid: stat?.group ?? 0,
+    size: stat ? Number(stat.size === ALL1 ? 0n : stat.size) : 0,
+    mtime: stat?.mtime ?? 0,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One data transfer between the data service and the mover
+
+interface TransferOptions {
+  mode: "backup" | "recover" | "filehist";
+  recordSize: number;
+  /** Sends DATA_START_*: called once both sides are connected. */
+  start: () => Promise<void>;
+  progress?: Progress;
+  /** Expected total bytes (ETA), possibly known only later. */
+  total?: () => number | undefined;
+  history?: HistoryCollector;
+}
+
+export interface TransferResult {
+  ok: boolean;
+  haltReason: number;
+  bytes: number;
+  /** Text of every LOG_MESSAGE, in order. */
+  logs: string[];
+  errors: string[];
+  /** LOG_FILE reports: name -> recovery status. */
+  files: Map<string, number>;
+  /** DATA_GET_ENV after a backup. */
+  env: Array<[string, string]>;
+  /** The data service's "recovery done: …" report, parsed. */
+  recovery?: { entries: number; restored: number; bytes: number; directReads: number };
+}
+
+const POLL_MS = 250;
+
+async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResult> {
+  const { data, tape } = t;
+  const moverMode = o.mode === "backup" ? MoverMode.READ : MoverMode.WRITE;
+  const result: TransferResult = { ok: false, haltReason: 0, bytes: 0, logs: [], errors: [], files: new Map(), env: [] };
+
+  // Posts from both agents go into one queue, handled in order by this loop.
+  const queue: Post[] = [];
+  let wake: (() => void) | undefined;
+  let lost: Error | undefined;
+  const onPost = (p: Post) => {
+    queue.push(p);
+    wake?.();
+  };
+  const onClosed = (e: Error) => {
+    lost = e;
+    wake?.();
+  };
+  const agents = isLocal(t) ? [data] : [data, tape];
+  for (const a of agents) {
+    a.on("post", onPost);
+    a.on("closed", onClosed);
+  }
+  try {
+    await tape.request(Message.MOVER_SET_RECORD_SIZE, { len: o.recordSize });
+    await tape.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+    if (isLocal(t)) {
+      await tape.request(Message.MOVER_LISTEN, { mode: moverMode, addr_type: AddrType.LOCAL });
+      await data.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.LOCAL } });
+    } else {
+      const l = await tape.request(Message.MOVER_LISTEN, { mode: moverMode, addr_type: AddrType.TCP });
+      await data.request(Message.DATA_CONNECT, { addr: l.body.connect_addr });
+    }
+    await o.start();
+
+    let halted: Post | undefined;
+    let lastPoll = 0;
+    while (!halted) {
+      if (queue.length === 0) {
+        if (lost) throw new JobError(`lost the connection to an agent: ${lost.message}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, POLL_MS);
+        });
+        wake = undefined;
+      }
+      // The clients keep every post for waitForPost(); a job handles its own, so let them go.
+      for (const a of agents) a.posts.length = 0;
+      const now = Date.now();
+      if (o.progress && now - lastPoll >= POLL_MS) {
+        lastPoll = now;
+        // The data service may count whole files only; the mover counts every record: show
+        // whichever is further along.
+        const st = (await data.request(Message.DATA_GET_STATE)).body;
+        const mv = (await tape.request(Message.MOVER_GET_STATE)).body;
+        result.bytes = Math.max(Number(st.bytes_processed), Number(mv.bytes_moved ?? 0));
+        o.progress.update(result.bytes, o.history?.count ?? 0, o.total?.());
+      }
+      while (queue.length > 0 && !halted) {
+        const p = queue.shift()!;
+        switch (p.code) {
+          case Message.FH_ADD_FILE:
+          case Message.FH_ADD_DIR:
+          case Message.FH_ADD_NODE:
+            o.history?.add(p);
+            break;
+          case Message.LOG_MESSAGE: {
+            const text = toBuffer(p.body.entry).toString("utf8");
+            result.logs.push(text);
+            if (p.body.log_type === LogType.ERROR) result.errors.push(text);
+            if (p.body.log_type === LogType.ERROR || p.body.log_type === LogType.WARNING) {
+              o.progress?.note(`${p.body.log_type === LogType.ERROR ? "error" : "warning"}: ${text}`);
+            }
+            const m = /^recovery done: (\d+) entries read, (\d+) restored, (\d+) bytes(?:, (\d+) direct reads)?/.exec(text);
+            if (m) result.recovery = { entries: +m[1]!, restored: +m[2]!, bytes: +m[3]!, directReads: Number(m[4] ?? 0) };
+            break;
+          }
+          case Message.LOG_FILE:
+            result.files.set(toBuffer(p.body.name).toString("utf8"), p.body.recovery_status);
+            break;
+          case Message.NOTIFY_DATA_READ:
+            // Only with a TCP data connection: our data service reads LOCAL from its own mover.
+            await tape.request(Message.MOVER_READ, { offset: p.body.offset, length: p.body.length });
+            break;
+          case Message.NOTIFY_MOVER_PAUSED: {
+            const reason = p.body.reason as number;
+            if (o.mode !== "backup" && reason === MoverPauseReason.EOF) {
+              // The end of the image: closing tells the data service its stream is over. The mover
+              // may have halted meanwhile (the data service finished and closed): no matter.
+              await tape.request(Message.MOVER_CLOSE, {}, { allowBodyError: true });
+            } else {
+              const why = reason === MoverPauseReason.EOM || reason === MoverPauseReason.EOW ? "the cartridge is full (a backup must fit on one cartridge)" : `the mover paused (reason ${reason})`;
+              result.errors.push(why);
+              o.progress?.note(`error: ${why}`);
+              await data.request(Message.DATA_ABORT, {}, { allowBodyError: true });
+              await tape.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
+            }
+            break;
+          }
+          case Message.NOTIFY_MOVER_HALTED:
+            break; // the data side's halt ends the job; the mover is stopped below
+          case Message.NOTIFY_DATA_HALTED:
+            halted = p;
+            break;
+        }
+      }
+    }
+    result.haltReason = halted.body.reason;
+    result.ok = result.haltReason === DataHaltReason.SUCCESSFUL && result.errors.length === 0;
+    // What was posted before the halt is all there is (the data service flushes FH first).
+    const st = (await data.request(Message.DATA_GET_STATE)).body;
+    result.bytes = Number(st.bytes_processed);
+    if (o.mode === "backup") {
+      const env = (await data.request(Message.DATA_GET_ENV, {}, { allowBodyError: true })).body.env ?? [];
+      result.env = env.map((p: any) => [toBuffer(p.name).toString("utf8"), toBuffer(p.value).toString("utf8")]);
+    }
+    await data.request(Message.DATA_STOP);
+    await stopMover(tape, o.mode);
+    o.progress?.update(result.bytes, o.history?.count ?? 0, o.total?.());
+    return result;
+  } catch (e) {
+    // Leave both agents idle for the next job (best effort: the connection may be gone).
+    await data.request(Message.DATA_ABORT, {}, { allowBodyError: true }).catch(() => {});
+    await data.request(Message.DATA_STOP, {}, { allowBodyError: true }).catch(() => {});
+    await tape.request(Message.MOVER_ABORT, {}, { allowBodyError: true }).catch(() => {});
+    await stopMover(tape, o.mode).catch(() => {});
+    throw e;
+  } finally {
+    for (const a of agents) {
+      a.off("post", onPost);
+      a.off("closed", onClosed);
+    }
+  }
+}
+
+/**
+ * Closes a paused mover, waits for it to halt, and stops it. After a backup the mover halts by
+ * itself once it has written the last record; after a recovery it has nothing left to do, but a
+ * mover that only notices the closed data connection on its next write (ndmjob's) stays ACTIVE:
+ * it is aborted after a short grace period.
+ */
+async function stopMover(c: NdmpClient, mode: "backup" | "recover" | "filehist"): Promise<void> {
+  const t0 = Date.now();
+  const grace = mode === "backup" ? 60_000 : 1000;
+  let aborted = false;
+  for (;;) {
+    const st = (await c.request(Message.MOVER_GET_STATE)).body.state as number;
+    if (st === MoverState.IDLE) return;
+    if (st === MoverState.HALTED) {
+      await c.request(Message.MOVER_STOP);
+      return;
+    }
+    if (st === MoverState.PAUSED) await c.request(Message.MOVER_CLOSE, {}, { allowBodyError: true });
+    else if (Date.now() - t0 > grace && !aborted) {
+      aborted = true;
+      await c.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
+    }
+    if (Date.now() - t0 > grace + 10_000) throw new JobError("the mover did not halt");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function withTape<T>(t: JobTarget, mode: number, body: () => Promise<T>): Promise<T> {
+  await t.tape.request(Message.TAPE_OPEN, { device: t.device, mode });
+  try {
+    return await body();
+  } finally {
+    await t.tape.request(Message.TAPE_CLOSE, {}, { allowBodyError: true }).catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+export interface BackupOptions {
+  path: string;
+  format: string;
+  excludes: string[];
+  label?: string;
+  level: number;
+  recordSize: number;
+  catalog: Catalog;
+  progress: Progress;
+  /** Expected total bytes, when an estimate is (or becomes) available. */
+  total?: () => number | undefined;
+}
+
+export interface BackupResult {
+  ok: boolean;
+  seq: number;
+  mediaId: string;
+  jobId?: number;
+  bytes: number;
+  entries: number;
+  errors: string[];
+}
+
+export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupResult> {
+  return withTape(t, TapeOpenMode.RDWR, async () => {
+    const scan = await scanTape(t.tape);
+    if (scan.foreign !== undefined) {
+      throw new JobError(`tape file ${scan.foreign} of the cartridge in ${t.device} is not an ndmpd label: it holds another program's data; use a blank cartridge`);
+    }
+    const seq = scan.labels.length + 1;
+    const mediaId = scan.labels[0]?.mediaId ?? randomUUID();
+    const date = new Date().toISOString();
+    const env: Array<[string, string]> = [
+      ["FILESYSTEM", o.path],
+      ["TYPE", o.format],
+      ["HIST", "y"],
+      ["LEVEL", String(o.level)],
+      ...o.excludes.map((p): [string, string] => ["EXCLUDE", p]),
+    ];
+    // Incremental dumps need the dumpdates record of this one.
+    if (o.format === "dump") env.push(["UPDATE", "y"]);
+    const label: TapeLabel = {
+      mediaId,
+      seq,
+      label: o.label ?? `${o.format}-${date.slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`,
+      date,
+      format: o.format,
+      host: t.host,
+      root: o.path,
+      level: o.level,
+      recordSize: o.recordSize,
+      env: [...env, ["RECORD_SIZE", String(o.recordSize)]],
+      writer: `ndmpd ${VERSION}`,
+    };
+    await toFile(t.tape, scan.appendAt);
+    await t.tape.request(Message.TAPE_WRITE, { data_out: encodeLabel(label) });
+    await mtio(t.tape, TapeMtioOp.EOF);
+
+    o.progress.start({ path: o.path, tape: t.driveId, backup: seq, label: label.label, format: o.format });
+    const history = new HistoryCollector();
+    let r: TransferResult;
+    try {
+      r = await transfer(t, {
+        mode: "backup",
+        recordSize: o.recordSize,
+        history,
+        progress: o.progress,
+        total: o.total,
+        start: async () => {
+          await t.data.request(Message.DATA_START_BACKUP, { butype_name: o.format, env: env.map(([name, value]) => ({ name, value })) });
+        },
+      });
+    } catch (e) {
+      await eraseFrom(t, scan.appendAt);
+      throw e;
+    }
+    // Anything the catalog knew from this position on is gone from the tape now.
+    o.catalog.dropJobsFrom(mediaId, seq);
+    if (!r.ok) {
+      await eraseFrom(t, scan.appendAt);
+      o.progress.end(false, { backup: seq, errors: r.errors.length });
+      return { ok: false, seq, mediaId, bytes: r.bytes, entries: history.count, errors: r.errors };
+    }
+    await mtio(t.tape, TapeMtioOp.EOF);
+    const rows = history.rows();
+    o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: t.barcode, created: scan.labels[0]?.date ?? date });
+    const jobId = o.catalog.addJob(
+      {
+        mediaId,
+        seq,
+        labelFile: labelFile(seq),
+        imageFile: imageFile(seq),
+        label: label.label,
+        date,
+        format: o.format,
+        host: t.host,
+        root: o.path,
+        level: o.level,
+        recordSize: o.recordSize,
+        env: r.env.length ? r.env : label.env,
+        bytes: r.bytes,
+        entries: rows.length,
+      },
+      rows,
+    );
+    o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId });
+    return { ok: true, seq, mediaId, jobId, bytes: r.bytes, entries: rows.length, errors: [] };
+  });
+}
+
+/** A failed backup is cut off the tape: a filemark at its label makes that the end. */
+async function eraseFrom(t: JobTarget, file: number): Promise<void> {
+  try {
+    await toFile(t.tape, file);
+    await mtio(t.tape, TapeMtioOp.EOF);
+  } catch {
+    // the next backup's scan stops at a label without a complete image anyway
+  }
+}
+
+/** An image with no ndmpd label (written by another DMA): where it is and how to read it. */
+export interface RawImage {
+  file: number;
+  format: string;
+  recordSize: number;
+}
+
+export interface RecoverOptions {
+  /** Backup number on the tape (default: the last one). */
+  seq?: number;
+  raw?: RawImage;
+  to: string;
+  /** Paths inside the backup (relative to its root; a leading / is accepted). Empty: everything. */
+  paths: string[];
+  catalog?: Catalog;
+  progress: Progress;
+}
+
+export interface RecoverResult {
+  ok: boolean;
+  seq?: number;
+  direct: boolean;
+  bytesRead?: number;
+  directReads?: number;
+  restored?: number;
+  failed: string[];
+  errors: string[];
+}
+
+/** "/a/b", "a/b/", "./a" -> "/a/b" (the form the file history uses); "" and "/" -> "/". */
+export function backupPath(p: string): string {
+  const parts = p.split("/").filter((x) => x !== "" && x !== ".");
+  if (parts.includes("..")) throw new JobError(`${p}: '..' is not a path inside a backup`);
+  return "/" + parts.join("/");
+}
+
+export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<RecoverResult> {
+  return withTape(t, TapeOpenMode.READ, async () => {
+    let format: string;
+    let recordSize: number;
+    let image: number;
+    let job: JobRow | undefined;
+    let seq: number | undefined;
+    let total: number | undefined;
+    if (o.raw) {
+      ({ format, recordSize, file: image } = o.raw);
+    } else {
+      const scan = await scanTape(t.tape);
+      if (scan.labels.length === 0) throw new JobError(`the cartridge in ${t.device} holds no ndmpd backup`);
+      seq = o.seq ?? scan.labels.length;
+      const label = scan.labels[seq - 1];
+      if (!label) throw new JobError(`the cartridge in ${t.device} holds backups 1-${scan.labels.length}; there is no backup ${seq}`);
+      ({ format, recordSize } = label);
+      image = imageFile(seq);
+      job = o.catalog?.job(label.mediaId, seq);
+      if (job && o.paths.length === 0) total = job.bytes;
+    }
+
+    // Direct access needs each path's offset, which only the catalog has.
+    const nlist = o.paths.map((p) => {
+      const path = backupPath(p);
+      const entry = job ? o.catalog!.lookup(job.jobId, Buffer.from(path)) : undefined;
+      if (job && !entry) throw new JobError(`${path} is not in backup ${seq} (see 'ndmpd list --file ${seq}')`);
+      return {
+        original_path: path,
+        destination_path: path === "/" ? o.to : o.to.replace(/\/$/, "") + path,
+        name: "",
+        other_name: "",
+        node: entry?.node != null ? BigInt(entry.node) : ALL1,
+        fh_info: entry?.fhInfo != null ? BigInt(entry.fhInfo) : ALL1,
+      };
+    });
+    const direct = nlist.length > 0 && nlist.every((n) => n.fh_info !== ALL1);
+    const env = [
+      { name: "FILESYSTEM", value: o.to },
+      { name: "TYPE", value: format },
+      { name: "HIST", value: "n" },
+      { name: "DIRECT", value: direct ? "y" : "n" },
+      { name: "RECORD_SIZE", value: String(recordSize) },
+    ];
+    await toFile(t.tape, image);
+    o.progress.start({ tape: t.driveId, backup: seq ?? `tape file ${image}`, to: o.to, paths: nlist.length || "all", direct: direct ? "yes" : "no" });
+    const r = await transfer(t, {
+      mode: "recover",
+      recordSize,
+      progress: o.progress,
+      total: () => total,
+      start: async () => {
+        await t.data.request(Message.DATA_START_RECOVER, { env, nlist, butype_name: format });
+      },
+    });
+    if (r.recovery) o.progress.update(r.bytes, r.recovery.restored, total);
+    const failed = [...r.files].filter(([, s]) => s !== RecoveryStatus.SUCCESSFUL).map(([n, s]) => `${n} (${statusName(s)})`);
+    const ok = r.ok && failed.length === 0;
+    const res: RecoverResult = {
+      ok,
+      seq,
+      direct,
+      bytesRead: r.recovery?.bytes,
+      directReads: r.recovery?.directReads,
+      restored: r.recovery?.restored,
+      failed,
+      errors: r.errors,
+    };
+    o.progress.end(ok, {
+      restored: res.restored ?? "?",
+      bytesRead: res.bytesRead ?? "?",
+      directReads: res.directReads ?? 0,
+      direct,
+      ...(failed.length ? { failed: failed.join("; ") } : {}),
+    });
+    return res;
+  });
+}
+
+function statusName(s: number): string {
+  return Object.entries(RecoveryStatus).find(([, v]) => v === s)?.[0] ?? String(s);
+}
+
+/** Reads one backup's file history back from the tape (DATA_START_RECOVER_FILEHIST). */
+async function readHistory(t: JobTarget, label: TapeLabel, seq: number, progress?: Progress): Promise<{ rows: FileRow[]; bytes: number }> {
+  await toFile(t.tape, imageFile(seq));
+  const history = new HistoryCollector();
+  const r = await transfer(t, {
+    mode: "filehist",
+    recordSize: label.recordSize,
+    history,
+    progress,
+    start: async () => {
+      await t.data.request(Message.DATA_START_RECOVER_FILEHIST, {
+        env: [
+          { name: "FILESYSTEM", value: label.root },
+          { name: "TYPE", value: label.format },
+          { name: "HIST", value: "y" },
+        ],
+        nlist: [],
+        butype_name: label.format,
+      });
+    },
+  });
+  if (!r.ok) throw new JobError(`reading the file history of backup ${seq} failed: ${r.errors.join("; ") || `halt reason ${r.haltReason}`}`);
+  return { rows: history.rows(), bytes: r.recovery?.bytes ?? r.bytes };
+}
+
+export interface Listing {
+  source: "catalog" | "tape";
+  mediaId?: string;
+  backups: Array<{ seq: number; label: string; date: string; format: string; host: string; root: string; level: number; bytes?: number; entries?: number }>;
+  /** With a backup number: its entries. */
+  entries?: FileRow[];
+}
+
+export async function listJob(t: JobTarget, o: { seq?: number; catalog: Catalog }): Promise<Listing> {
+  return withTape(t, TapeOpenMode.READ, async () => {
+    // The first label says which cartridge this is; the catalog may know the rest.
+    const first = await scanTape(t.tape, { firstOnly: true });
+    const mediaId = first.labels[0]?.mediaId;
+    if (!mediaId) {
+      if (first.foreign !== undefined) throw new JobError(`the cartridge in ${t.device} was not written by ndmpd`);
+      return { source: "tape", backups: [] };
+    }
+    const known = o.catalog.jobs(mediaId);
+    if (known.length > 0 && (o.seq === undefined || known.some((j) => j.seq === o.seq))) {
+      const listing: Listing = { source: "catalog", mediaId, backups: known.map((j) => ({ ...j })) };
+      if (o.seq !== undefined) listing.entries = o.catalog.files(known.find((j) => j.seq === o.seq)!.jobId);
+      return listing;
+    }
+    const scan = await scanTape(t.tape);
+    const listing: Listing = { source: "tape", mediaId, backups: scan.labels.map((l) => ({ ...l })) };
+    if (o.seq !== undefined) {
+      const label = scan.labels[o.seq - 1];
+      if (!label) throw new JobError(`the cartridge holds backups 1-${scan.labels.length}; there is no backup ${o.seq}`);
+      listing.entries = (await readHistory(t, label, o.seq)).rows.sort((a, b) => Buffer.compare(a.path, b.path));
+    }
+    return listing;
+  });
+}
+
+/** Reads every label and every backup's file history from the tape into the catalog. */
+export async function rebuildJob(t: JobTarget, o: { catalog: Catalog; progress: Progress }): Promise<{ mediaId?: string; backups: number; entries: number }> {
+  return withTape(t, TapeOpenMode.READ, async () => {
+    const scan = await scanTape(t.tape);
+    if (scan.labels.length === 0) {
+      if (scan.foreign !== undefined) throw new JobError(`the cartridge in ${t.device} was not written by ndmpd`);
+      return { backups: 0, entries: 0 };
+    }
+    const mediaId = scan.labels[0]!.mediaId;
+    o.progress.start({ tape: t.driveId, backups: scan.labels.length, mediaId });
+    o.catalog.dropJobsFrom(mediaId, 1);
+    o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: t.barcode, created: scan.labels[0]!.date });
+    let entries = 0;
+    for (const label of scan.labels) {
+      const { rows, bytes } = await readHistory(t, label, label.seq);
+      entries += rows.length;
+      o.catalog.addJob(
+        {
+          mediaId,
+          seq: label.seq,
+          labelFile: labelFile(label.seq),
+          imageFile: imageFile(label.seq),
+          label: label.label,
+          date: label.date,
+          format: label.format,
+          host: label.host,
+          root: label.root,
+          level: label.level,
+          recordSize: label.recordSize,
+          env: label.env,
+          bytes,
+          entries: rows.length,
+        },
+        rows,
+      );
+      o.progress.update(0, entries);
+    }
+    o.progress.end(true, { backups: scan.labels.length, entries });
+    return { mediaId, backups: scan.labels.length, entries };
+  });
+}
