@@ -93,7 +93,12 @@ export function parseDecimal(value: Buffer): number | undefined {
  * {sec: -1000000001, nsec: 500000000} is "-1000000000.5".
  */
 export function formatTime(t: Timespec): Buffer {
-  if (t.nsec === 0) return decimal(t.sec);
+  return Buffer.from(formatTimeText(t), "latin1");
+}
+
+/** formatTime as a string (ASCII). */
+export function formatTimeText(t: Timespec): string {
+  if (t.nsec === 0) return String(t.sec);
   let sec = t.sec;
   let nsec = t.nsec;
   let sign = "";
@@ -102,8 +107,22 @@ export function formatTime(t: Timespec): Buffer {
     sec = -(sec + 1);
     nsec = 1_000_000_000 - nsec;
   }
-  const frac = String(nsec).padStart(9, "0").replace(/0+$/, "");
-  return Buffer.from(`${sign}${sec}.${frac}`, "latin1");
+  // Nine digits, trailing zeros dropped (nsec > 0, so at least one digit stays).
+  let digits = 9;
+  while (nsec % 10 === 0) {
+    nsec /= 10;
+    digits--;
+  }
+  const frac = String(nsec);
+  return `${sign}${sec}.${frac.length < digits ? "0".repeat(digits - frac.length) + frac : frac}`;
+}
+
+/** encodeRecord for an ASCII key and value, in one allocation (times, sizes, ids). */
+export function encodeTextRecord(key: string, value: string): Buffer {
+  const rest = key.length + value.length + 3;
+  let digits = String(rest).length;
+  while (String(rest + digits).length !== digits) digits++;
+  return Buffer.from(`${rest + digits} ${key}=${value}\n`, "latin1");
 }
 
 /** Inverse of formatTime; accepts any number of fraction digits (extra ones are dropped). */

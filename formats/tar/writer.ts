@@ -31,7 +31,7 @@ import {
   writeOctal,
 } from "./header.ts";
 import { ACL_XATTRS, aclXattrToText } from "./acl.ts";
-import { decimal, encodeRecord, formatTime, isUtf8, xattrKeyword } from "./pax.ts";
+import { decimal, encodeRecord, encodeTextRecord, formatTimeText, isUtf8, xattrKeyword } from "./pax.ts";
 
 const TYPEFLAG: Record<Exclude<EntryType, "socket">, number> = {
   file: 0x30, // "0"
@@ -74,7 +74,7 @@ export function encodeHeader(entry: Entry): Buffer {
     records.push(encodeRecord(key, value));
   };
 
-  const block = Buffer.alloc(BLOCK);
+  const block = scratchBlock();
   const tarPath = entry.type === "directory" ? withTrailingSlash(entry.path) : entry.path;
 
   // Sparse files follow GNU tar's sparse 1.0: the real name and size go into GNU.sparse.*
@@ -116,10 +116,10 @@ export function encodeHeader(entry: Entry): Buffer {
   const { mtime } = entry;
   writeOctal(block, F.mtime, clampTime(mtime.sec));
   if (mtime.nsec !== 0 || mtime.sec !== clampTime(mtime.sec)) {
-    records.push(encodeRecord("mtime", formatTime(mtime)));
+    records.push(encodeTextRecord("mtime", formatTimeText(mtime)));
   }
-  if (entry.atime) records.push(encodeRecord("atime", formatTime(entry.atime)));
-  if (entry.ctime) records.push(encodeRecord("ctime", formatTime(entry.ctime)));
+  if (entry.atime) records.push(encodeTextRecord("atime", formatTimeText(entry.atime)));
+  if (entry.ctime) records.push(encodeTextRecord("ctime", formatTimeText(entry.ctime)));
 
   block[F.typeflag[0]] = TYPEFLAG[entry.type as Exclude<EntryType, "socket">];
   writeMagic(block);
@@ -148,18 +148,31 @@ export function encodeHeader(entry: Entry): Buffer {
 
   writeChecksum(block);
 
-  const parts: Buffer[] = [];
+  // Everything goes into one buffer: [pax block, pax body, padding], ustar block, [sparse map].
+  // POSIX: hdrcharset=BINARY says the names below are raw bytes, not UTF-8. libarchive
+  // needs it to accept such names; GNU tar 1.34 ignores it (with a warning) and uses the
+  // raw bytes anyway, which is what we want.
+  if (binaryNames) records.unshift(encodeRecord("hdrcharset", Buffer.from("BINARY", "latin1")));
+  let bodyLength = 0;
+  for (const r of records) bodyLength += r.length;
+  const paxLength = records.length > 0 ? BLOCK + bodyLength + paddingSize(bodyLength) : 0;
+  const out = Buffer.alloc(paxLength + BLOCK + (sparseMap ? sparseMap.length : 0));
   if (records.length > 0) {
-    // POSIX: hdrcharset=BINARY says the names below are raw bytes, not UTF-8. libarchive
-    // needs it to accept such names; GNU tar 1.34 ignores it (with a warning) and uses the
-    // raw bytes anyway, which is what we want.
-    if (binaryNames) records.unshift(encodeRecord("hdrcharset", Buffer.from("BINARY", "latin1")));
-    const body = Buffer.concat(records);
-    parts.push(paxHeaderBlock(tarPath, mtime.sec, body.length), body, padding(body.length));
+    writePaxHeaderBlock(out.subarray(0, BLOCK), tarPath, mtime.sec, bodyLength);
+    let p = BLOCK;
+    for (const r of records) p += r.copy(out, p);
   }
-  parts.push(block);
-  if (sparseMap) parts.push(sparseMap);
-  return parts.length === 1 ? block : Buffer.concat(parts);
+  block.copy(out, paxLength);
+  if (sparseMap) sparseMap.copy(out, paxLength + BLOCK);
+  return out;
+}
+
+/** The ustar block is built here and copied out: one reused buffer instead of one per entry. */
+let scratch: Buffer | undefined;
+function scratchBlock(): Buffer {
+  scratch ??= Buffer.alloc(BLOCK);
+  scratch.fill(0);
+  return scratch;
 }
 
 /** Convenience object with the same operations, for code that swaps format codecs. */
@@ -267,10 +280,14 @@ function sparseStandIn(path: Buffer): Buffer {
   return Buffer.concat([Buffer.from("GNUSparseFile.0/"), base]).subarray(0, F.name[1]);
 }
 
-function paxHeaderBlock(path: Buffer, mtimeSec: number, bodyLength: number): Buffer {
-  const block = Buffer.alloc(BLOCK);
-  const name = Buffer.concat([Buffer.from("PaxHeaders/"), baseName(path).base]);
-  writeBytes(block, F.name, name.subarray(0, F.name[1]));
+const PAX_DIR = Buffer.from("PaxHeaders/");
+
+/** Fills `block` (zeros) with the "x" header of a pax body of `bodyLength` bytes. */
+function writePaxHeaderBlock(block: Buffer, path: Buffer, mtimeSec: number, bodyLength: number): void {
+  // name = "PaxHeaders/" + the base name, cut at the field's 100 bytes.
+  const { base } = baseName(path);
+  PAX_DIR.copy(block, F.name[0]);
+  base.copy(block, F.name[0] + PAX_DIR.length, 0, Math.max(0, F.name[1] - PAX_DIR.length));
   writeOctal(block, F.mode, 0o644);
   writeOctal(block, F.uid, 0);
   writeOctal(block, F.gid, 0);
@@ -279,7 +296,6 @@ function paxHeaderBlock(path: Buffer, mtimeSec: number, bodyLength: number): Buf
   block[F.typeflag[0]] = 0x78; // "x"
   writeMagic(block); // uname, gname, devmajor, devminor stay NUL, as GNU tar leaves them
   writeChecksum(block);
-  return block;
 }
 
 /**

@@ -98,6 +98,8 @@ export class DataService {
   private listener: DataListener | undefined;
   private localListen = false;
   private job: AbortController | undefined;
+  /** The running job's file history: closed (flushed) at the halt, before NOTIFY_DATA_HALTED. */
+  private history: FileHistory | undefined;
   private running: Promise<void> | undefined;
   private messageId = 0;
 
@@ -232,12 +234,15 @@ export class DataService {
         level,
         stateDir: this.host.config.stateDir,
         env: env.map(),
+        recordSize: rs,
         native,
         signal,
         filter: (rel, dir) => !exclude(rel) && (include ? include(rel, dir) : true),
-        warn: (m) => this.log(LogType.WARNING, m),
+        warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
         progress,
       });
+      // The format's own additions to DATA_GET_ENV (dump: DUMP_DATE, LEVEL).
+      for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
       this.log(
         LogType.NORMAL,
         `backup done: ${result.entries} entries, ${result.bytes} bytes` + (result.warnings ? `, ${result.warnings} warnings` : ""),
@@ -273,7 +278,7 @@ export class DataService {
           history,
           native,
           signal,
-          warn: (m) => this.log(LogType.WARNING, m),
+          warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
         });
         const reads = source ? `, ${source.requests} direct reads` : "";
@@ -347,6 +352,11 @@ export class DataService {
     return b.name;
   }
 
+  /** Adds or updates one pair of the saved env (what DATA_GET_ENV returns). */
+  private setEnv(name: string, value: string): void {
+    this.env = [...this.env.filter((p) => toBuffer(p.name).toString() !== name), { name, value }];
+  }
+
   /** Enters ACTIVE with the saved env: the DMA's pairs, with ours added or updated. */
   private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>): void {
     const names = new Set(ours.map(([n]) => n));
@@ -363,8 +373,10 @@ export class DataService {
   ): void {
     const job = new AbortController();
     this.job = job;
+    this.history = history;
     let last = Date.now();
     const progress = (bytes: number, entries: number) => {
+      if (job.signal.aborted) return; // halted: the job is only winding down
       this.bytesProcessed = BigInt(bytes);
       const now = Date.now();
       if (now - last >= PROGRESS_EVERY_MS) {
@@ -380,8 +392,8 @@ export class DataService {
       (e: Error) => {
         history?.flush();
         if (this.state !== State.ACTIVE) return; // aborted: already halted
-        if (e instanceof ConnectionGone || (e as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE") {
-          this.log(LogType.ERROR, `${what} failed: the data connection was lost`);
+        if (e instanceof ConnectionGone || CONNECTION_ERRORS.has((e as NodeJS.ErrnoException).code ?? "")) {
+          this.log(LogType.ERROR, `${what} failed: ${e instanceof ConnectionGone ? e.message : `the data connection was lost (${e.message})`}`);
           this.halt(Halt.CONNECT_ERROR);
         } else {
           this.log(LogType.ERROR, `${what} failed: ${e.message}`);
@@ -452,6 +464,10 @@ export class DataService {
     this.conn?.destroy();
     this.conn = undefined;
     if (why) this.log(LogType.ERROR, why);
+    // From here the job only winds down: it posts nothing more (FH, warnings) after the notify.
+    this.job?.abort(new Error("the data service halted"));
+    this.history?.close();
+    this.history = undefined;
     this.host.log.info("data halted", { reason: Object.entries(Halt).find(([, v]) => v === reason)?.[0], bytes: this.bytesProcessed });
     this.host.post(Message.NOTIFY_DATA_HALTED, { reason });
   }
@@ -473,6 +489,9 @@ export class DataService {
     }
   }
 }
+
+/** Errors of a data connection that failed (as opposed to a job that did). */
+const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);
 
 /** FILES values: one path per pair (ndmjob), or several separated by spaces (illumos). */
 function splitFiles(v: Buffer): Buffer[] {

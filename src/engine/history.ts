@@ -56,11 +56,14 @@ export class FileHistory {
   private bytes = 0;
   /** Entries posted so far, by kind (for the job's report). */
   posted = 0;
+  /** Set by close(): the job has halted, and nothing more may be posted. */
+  private closed = false;
 
   constructor(private readonly peer: HistoryPeer) {}
 
   /** FH_ADD_FILE: `path` is relative to the backup root ("." = the root, sent as "/"). */
   async addFile(path: Buffer, stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> {
+    if (this.closed) return;
     const name = path.length === 1 && path[0] === 0x2e ? Buffer.from("/") : Buffer.concat([SLASH, path]);
     this.files.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], stats: [stat], node, fh_info: fhInfo });
     await this.grew(name.length + 96);
@@ -68,18 +71,21 @@ export class FileHistory {
 
   /** FH_ADD_DIR: one directory entry (name = base name only). */
   async addDir(name: Buffer, node: bigint, parent: bigint): Promise<void> {
+    if (this.closed) return;
     this.dirs.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], node, parent });
     await this.grew(name.length + 32);
   }
 
   /** FH_ADD_NODE: attributes and position of one inode. */
   async addNode(stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> {
+    if (this.closed) return;
     this.nodes.push({ stats: [stat], node, fh_info: fhInfo });
     await this.grew(96);
   }
 
   /** Sends everything collected (call before NOTIFY_DATA_HALTED). */
   flush(): void {
+    if (this.closed) return;
     // Dirs before nodes: an ADD_DIR naming a node must precede its ADD_NODE (digest §5.2).
     if (this.files.length > 0) this.peer.post(Message.FH_ADD_FILE, { files: this.files });
     if (this.dirs.length > 0) this.peer.post(Message.FH_ADD_DIR, { dirs: this.dirs });
@@ -89,6 +95,15 @@ export class FileHistory {
     this.dirs = [];
     this.nodes = [];
     this.bytes = 0;
+  }
+
+  /**
+   * Sends what was collected and drops anything added later: the data service calls this when the
+   * job halts, just before NOTIFY_DATA_HALTED, while the job itself may still be winding down.
+   */
+  close(): void {
+    this.flush();
+    this.closed = true;
   }
 
   private async grew(bytes: number): Promise<void> {

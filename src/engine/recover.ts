@@ -16,6 +16,7 @@ import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
 import { TarReader, type TarEvent } from "../../formats/tar/reader.ts";
 import { hostIdOf } from "../host/accounts.ts";
+import { ConnectionGone } from "../transport/backpressure.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ALL1 } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
@@ -104,7 +105,8 @@ class TarRecovery {
       this.opts.progress?.(this.bytes, this.entries);
       if (ended) break;
     }
-    if (!ended) throw new RecoverFailed("the backup stream ended before the end of the archive");
+    // The peer closed the data connection before the archive's end: a data connection failure (CONNECT_ERROR).
+    if (!ended) throw new ConnectionGone(`the data connection closed after ${this.bytes} bytes, before the end of the archive`);
   }
 
   async direct(source: StreamSource): Promise<void> {

@@ -12,6 +12,10 @@
  * tape by records inside the window and sends exactly [offset, offset + length). Outside the
  * window the mover pauses SEEK; a filemark under a maximum window pauses EOF, blank tape EOM.
  *
+ * Version 3 differs in a few rules (digest §6.1), each marked "v3" below: the record size has a
+ * default (10240, as NDMJOB), the window defaults to infinite and SET_RECORD_SIZE leaves it
+ * alone, SET_WINDOW is also legal in LISTEN, and a tape error pauses MEDIA_ERROR (v4 halts).
+ *
  * The mover streams: it holds one record (and the last record read, for DAR reads that start
  * where the previous one ended), and reads from the data connection only as fast as the tape
  * takes the records, so a slow tape or a slow peer applies back-pressure.
@@ -39,11 +43,16 @@ import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
 
+/** v3: the record size before SET_RECORD_SIZE, an implementation default (NDMJOB's 20 x 512). */
+export const V3_DEFAULT_RECORD_SIZE = 10240;
+
 /** What the mover needs from its session. */
 export interface MoverHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** The session's NDMP version (fixed before the mover is made); 3 changes a few rules. */
+  readonly version: number;
   post(code: number, body: unknown): void;
   /** The tape the session has open right now (it may change while the mover is paused). */
   tape(): { device: TapeDevice; writable: boolean } | undefined;
@@ -81,7 +90,20 @@ export class MoverService {
   private readWaiter: (() => void) | undefined;
   private pump: Promise<void> | undefined;
 
-  constructor(private readonly host: MoverHost) {}
+  /** v3 rules apply (digest §6.1): the session speaks version 3. */
+  private readonly v3: boolean;
+
+  constructor(private readonly host: MoverHost) {
+    this.v3 = host.version === 3;
+    // v3: a record size exists before SET_RECORD_SIZE, and the window starts infinite.
+    if (this.v3) this.recordSize = V3_DEFAULT_RECORD_SIZE;
+    this.windowLength = this.defaultWindowLength();
+  }
+
+  /** v4 has no default window (0, 0: nothing may move); v3's default is the infinite window. */
+  private defaultWindowLength(): bigint {
+    return this.v3 ? ALL1 : 0n;
+  }
 
   // ---- requests (preconditions per the digest's table; the handlers call these) ----
 
@@ -91,13 +113,19 @@ export class MoverService {
       throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `record size must be 1..${MAX_RECORD_SIZE}`);
     }
     this.recordSize = len;
-    this.windowOffset = 0n;
-    this.windowLength = 0n;
+    // v4: a successful SET_RECORD_SIZE resets the window. v3 has no such rule, and its window
+    // (infinite by default) would otherwise be lost by the DMA's routine SET_RECORD_SIZE.
+    if (!this.v3) {
+      this.windowOffset = 0n;
+      this.windowLength = 0n;
+    }
   }
 
   setWindow(offset: bigint, length: bigint): void {
-    this.requireState([State.IDLE, State.PAUSED], "MOVER_SET_WINDOW");
-    // (0, 0) is the "no window" state that SET_RECORD_SIZE and STOP leave. Setting it needs no
+    // v3 also allows LISTEN: v3 DMAs (NDMJOB) send MOVER_LISTEN first, then SET_WINDOW, and
+    // ndmjob's v3 test-mover requires it. IDLE is allowed at every version (digest §3.2).
+    this.requireState(this.v3 ? [State.IDLE, State.LISTEN, State.PAUSED] : [State.IDLE, State.PAUSED], "MOVER_SET_WINDOW");
+    // (0, 0) is v4's "no window" state that SET_RECORD_SIZE and STOP leave. Setting it needs no
     // record size (ndmjob's conformance test does so first thing in IDLE); as a window it is
     // empty, so any transfer pauses at once until the DMA sets a real one.
     if (offset === 0n && length === 0n) {
@@ -298,7 +326,7 @@ export class MoverService {
     this.seekPosition = 0n;
     this.bytesLeftToRead = 0n;
     this.windowOffset = 0n;
-    this.windowLength = 0n;
+    this.windowLength = this.defaultWindowLength();
     this.connAddr = { addr_type: AddrType.LOCAL };
     this.lastRecord = undefined;
     this.tapeRecord = 0;
@@ -423,6 +451,12 @@ export class MoverService {
         }
         if (e instanceof NdmpError || isTapeError(e)) {
           this.host.log.error("tape write failed", { err: e });
+          if (this.v3) {
+            // v3: a media error pauses; the DMA may change the tape, set a window and continue,
+            // and the record is written again.
+            await this.pause(Pause.MEDIA_ERROR, BigInt(this.recordNum) * rs);
+            continue;
+          }
           this.halt(Halt.MEDIA_ERROR);
           throw new Halted();
         }
@@ -528,6 +562,11 @@ export class MoverService {
       }
       if (e instanceof NdmpError || isTapeError(e)) {
         this.host.log.error("tape read failed", { err: e });
+        if (this.v3) {
+          // v3: pause MEDIA_ERROR; after CONTINUE the record is looked for again.
+          await this.pause(Pause.MEDIA_ERROR, this.seekPosition);
+          return undefined;
+        }
         this.halt(Halt.MEDIA_ERROR);
         throw new Halted();
       }

@@ -19,6 +19,8 @@ export function moverOf(s: Session): MoverService {
     get localAddress() {
       return s.localAddress;
     },
+    // Fixed before any MOVER request runs: the first request after CONNECT_OPEN fixes it.
+    version: s.version ?? s.config.versions[0]!,
     post: (code, body) => s.post(code, body),
     tape: () => (s.tape ? { device: s.tape.drive.device, writable: s.tape.mode !== "READ" } : undefined),
     connectLocalData: (mode) => s.data?.acceptLocalFromMover(mode),

@@ -29,17 +29,25 @@ export function writeAll(conn: Duplex, chunk: Buffer): Promise<void> {
   });
 }
 
-/** Ends the write side and waits until everything written has been handed to the peer. */
+/**
+ * Ends the write side and waits until everything written has been handed to the peer; rejects
+ * (ConnectionGone) if the connection closes first, since then the end of the stream was lost.
+ */
 export function endAll(conn: Duplex): Promise<void> {
-  if (conn.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      conn.off("finish", done);
-      conn.off("close", done);
+  if (conn.writableFinished) return Promise.resolve();
+  if (conn.destroyed) return Promise.reject(new ConnectionGone("the data connection closed before the end of the stream"));
+  return new Promise((resolve, reject) => {
+    const finished = () => {
+      conn.off("close", closed);
       resolve();
     };
-    conn.once("finish", done);
-    conn.once("close", done);
+    const closed = () => {
+      conn.off("finish", finished);
+      if (conn.writableFinished) resolve();
+      else reject(new ConnectionGone("the data connection closed before the end of the stream"));
+    };
+    conn.once("finish", finished);
+    conn.once("close", closed);
     conn.end();
   });
 }

@@ -14,6 +14,7 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env
     let stderr = "";
     p.stdout.on("data", (c) => (stdout += c));
     p.stderr.on("data", (c) => (stderr += c));
+    p.stdin.on("error", () => {}); // EPIPE when the command exits without reading its input
     p.stdin.end(opts.input ?? "");
     const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
     p.once("error", (e) => {

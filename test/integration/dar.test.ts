@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TarReader } from "../../formats/tar/reader.ts";
 import { createNetns, type Netns } from "../helpers/netns.ts";
-import { jobSucceeded, ndmjob, parseIndex, simtapeFile, startNdmjobDaemon, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, startNdmjobDaemon, type NdmjobDaemon } from "../helpers/ndmjob.ts";
 import { havePeers } from "../helpers/peers.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 
@@ -55,6 +55,29 @@ function bytesRead(stdout: string): { bytes: number; reads: number } {
   return { bytes: Number(m[1]), reads: Number(m[2]) };
 }
 
+/** The DHd/DHn/DHr lines of an ndmjob index (dump's dir/node history), and paths through them. */
+function parseDirIndex(text: string) {
+  const children = new Map<number, Map<string, number>>();
+  const nodes = new Map<number, number>();
+  let root: number | undefined;
+  for (const line of text.split("\n")) {
+    let m;
+    if ((m = /^DHd (\d+) (\S+) UNIX (\d+)$/.exec(line))) {
+      const parent = Number(m[1]);
+      if (!children.has(parent)) children.set(parent, new Map());
+      children.get(parent)!.set(decodeName(m[2]!), Number(m[3]));
+    } else if ((m = /^DHn (\d+) UNIX .* @(\d+)$/.exec(line))) nodes.set(Number(m[1]), Number(m[2]));
+    else if ((m = /^DHr (\d+)$/.exec(line))) root = Number(m[1]);
+  }
+  const resolve = (rel: string): number => {
+    let node = root;
+    for (const part of rel.split("/")) node = node === undefined ? undefined : children.get(node)?.get(part);
+    if (node === undefined) throw new Error(`${rel} is not in the index`);
+    return node;
+  };
+  return { nodes, resolve };
+}
+
 describe.runIf(ready)("direct access recovery (DAR)", () => {
   let ns: Netns;
   let srv: RunningServer;
@@ -83,8 +106,8 @@ describe.runIf(ready)("direct access recovery (DAR)", () => {
   });
 
   /** Restores `files` with the index; returns what the server read and checks the files. */
-  async function darRestore(agents: string[], idx: string, files: string[], dest: string) {
-    const r = await ndmjob(ns, ["-x", "-v", "-D", D, ...agents, "-B", "tar", "-C", dest, "-J", idx, ...files.map((f) => "/" + f)]);
+  async function darRestore(agents: string[], idx: string, files: string[], dest: string, format = "tar") {
+    const r = await ndmjob(ns, ["-x", "-v", "-D", D, ...agents, "-B", format, "-C", dest, "-J", idx, ...files.map((f) => "/" + f)], 600_000);
     expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
     expect(r.stdout).toContain(`LOG_FILE messages: ${files.length} OK, 0 ERROR, total ${files.length} of ${files.length}`);
     expect(r.stdout).toContain("(direct access)");
@@ -150,4 +173,43 @@ describe.runIf(ready)("direct access recovery (DAR)", () => {
     }, 0);
     expect(bytesRead(out).bytes).toBeLessThanOrEqual(bound);
   }, 600_000);
+
+  it("dump, local configuration: files by jumping to their inodes, one without an offset, a directory", async () => {
+    const idx = join(W, "dump.idx");
+    const b = await ndmjob(ns, ["-c", "-v", "-D", D, "-f", "vt0", "-B", "dump", "-C", SRC, "-I", idx], 600_000);
+    expect(jobSucceeded(b.stdout), b.stdout).toBe(true);
+    const text = readFileSync(idx, "latin1");
+    const index = parseDirIndex(text);
+    // DHn offsets are the inodes' TS_INODE headers: an inode's span runs to the next one's.
+    const offsets = [...index.nodes.values()].sort((a, b) => a - b);
+    const bound = picks.reduce((sum, p) => {
+      const off = index.nodes.get(index.resolve(p))!;
+      // The last inode has no successor: its header, its data and the TS_END after it.
+      const size = readFileSync(join(SRC, p)).length;
+      const next = offsets[offsets.indexOf(off) + 1] ?? off + (2 + Math.ceil(size / 1024)) * 1024;
+      return sum + (next - off) + 2 * R;
+    }, 0);
+
+    const dest = join(W, "dump-dar");
+    const out = await darRestore(["-f", "vt0"], idx, picks, dest, "dump");
+    checkRestored(dest, picks);
+    const { bytes, reads } = bytesRead(out);
+    expect(bytes).toBeGreaterThan(0);
+    expect(bytes, `${bytes} bytes in ${reads} reads, bound ${bound}`).toBeLessThanOrEqual(bound);
+
+    // One file whose DHn line is gone (fh_info = ALL1): a scan from the start finds it.
+    const ino = index.resolve(picks[0]!);
+    const partial = join(W, "dump-partial.idx");
+    writeFileSync(partial, text.split("\n").filter((l) => !l.startsWith(`DHn ${ino} `)).join("\n"), "latin1");
+    const mixed = join(W, "dump-dar-mixed");
+    await darRestore(["-f", "vt0"], partial, picks, mixed, "dump");
+    checkRestored(mixed, picks);
+
+    // A directory: its whole subtree (the directory phase from it on, then its files).
+    const dirDest = join(W, "dump-dar-dir");
+    await darRestore(["-f", "vt0"], idx, ["d050"], dirDest, "dump");
+    const names = execFileSync("sh", ["-c", `cd ${join(dirDest, "d050")} && ls | wc -l`]).toString().trim();
+    expect(Number(names)).toBe(SMALL_FILES / 100);
+    checkRestored(dirDest, ["d050/f0.txt", "d050/f50.txt", "d050/f99.txt"]);
+  }, 900_000);
 });

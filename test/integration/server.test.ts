@@ -158,10 +158,11 @@ describe.runIf(ready)("ndmpd binary: control connection", () => {
     await c.close();
   });
 
-  it("negotiates versions: CONNECT_OPEN 3 refused, twice refused, implicit open works", async () => {
+  it("negotiates versions: 4 offered, CONNECT_OPEN 2 refused, twice refused, implicit open works", async () => {
     const c = await client(srv.port);
     expect(c.offeredVersion).toBe(4);
-    await expect(c.request(Message.CONNECT_OPEN, { protocol_version: 3 })).rejects.toMatchObject({ error: ErrorCode.ILLEGAL_ARGS_ERR });
+    await expect(c.request(Message.CONNECT_OPEN, { protocol_version: 2 })).rejects.toMatchObject({ error: ErrorCode.ILLEGAL_ARGS_ERR });
+    await expect(c.request(Message.CONNECT_OPEN, { protocol_version: 5 })).rejects.toMatchObject({ error: ErrorCode.ILLEGAL_ARGS_ERR });
     await c.request(Message.CONNECT_OPEN, { protocol_version: 4 });
     await expect(c.request(Message.CONNECT_OPEN, { protocol_version: 4 })).rejects.toMatchObject({ error: ErrorCode.ILLEGAL_STATE_ERR });
     await c.close();

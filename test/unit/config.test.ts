@@ -96,6 +96,14 @@ password_env = "MY_PW"
     expect(() => loadConfig(q)).toThrow(ConfigError);
   });
 
+  it("versions: both 4 and 3 by default, offered highest first; a subset; nothing else", () => {
+    expect(defaultConfig({ NDMPD_PASSWORD: "s3" }).versions).toEqual([4, 3]);
+    expect(parseConfig(`[server]\nversions = [3, 4, 3]\n`, "v.toml", { NDMPD_PASSWORD: "x" }).versions).toEqual([4, 3]);
+    expect(parseConfig(`[server]\nversions = [3]\n`, "v.toml", { NDMPD_PASSWORD: "x" }).versions).toEqual([3]);
+    expect(() => parseConfig(`[server]\nversions = [2, 4]\n`, "v.toml", { NDMPD_PASSWORD: "x" })).toThrow(/v.toml:2: server.versions: must be a non-empty list of 4, 3/);
+    expect(() => parseConfig(`[server]\nversions = []\n`, "v.toml", { NDMPD_PASSWORD: "x" })).toThrow(/server.versions/);
+  });
+
   it("helpers: listen addresses, sizes, locate", () => {
     expect(parseListen("[::]:10000")).toEqual({ host: "::", port: 10000 });
     expect(() => parseListen("1.2.3.4:70000")).toThrow();

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultConfig } from "../../../src/config.ts";
 import { createCartridge, VirtualTapeDrive } from "../../../src/devices/tape/virtual.ts";
 import { Logger } from "../../../src/log.ts";
-import { MAX_RECORD_SIZE, MoverService } from "../../../src/mover/mover.ts";
+import { MAX_RECORD_SIZE, MoverService, V3_DEFAULT_RECORD_SIZE } from "../../../src/mover/mover.ts";
 import {
   AddrType,
   ALL1,
@@ -35,11 +35,12 @@ class Harness {
   current: { device: VirtualTapeDrive; writable: boolean } | undefined;
   readonly mover: MoverService;
 
-  constructor() {
+  constructor(version = 4) {
     this.mover = new MoverService({
       config: defaultConfig({ NDMPD_PASSWORD: "x" }),
       log: new Logger("error"),
       localAddress: "127.0.0.1",
+      version,
       post: (code, body) => {
         this.posts.push({ code, body });
         for (const w of this.waiters.splice(0)) w();
@@ -355,5 +356,98 @@ describe("MoverService with a LOCAL data connection and a virtual drive", () => 
     expect(h.posts.slice(since)).toEqual([{ code: Message.NOTIFY_MOVER_HALTED, body: { reason: Halt.ABORTED } }]);
     await closed2;
     expect(m.getState().bytes_moved).toBe(0n); // an abort writes no partial record
+  });
+});
+
+describe("MoverService at version 3 (digest §6.1)", () => {
+  let tmp: ReturnType<typeof makeTempDir>;
+  let h: Harness;
+  const drives: VirtualTapeDrive[] = [];
+
+  async function drive(name: string, mode: "READ" | "RDWR" = "RDWR"): Promise<VirtualTapeDrive> {
+    const file = `${tmp.dir}/${name}.tape`;
+    await createCartridge(file);
+    const d = new VirtualTapeDrive({ name, cartridge: file });
+    await d.open(mode);
+    drives.push(d);
+    return d;
+  }
+
+  beforeEach(() => {
+    tmp = makeTempDir("ndmpd-mover3-");
+    h = new Harness(3);
+  });
+  afterEach(async () => {
+    await h.mover.teardown();
+    for (const d of drives.splice(0)) if (d.openMode) await d.close();
+    tmp.cleanup();
+  });
+
+  it("has a default record size and an infinite default window; SET_RECORD_SIZE keeps the window; STOP restores the default", async () => {
+    const m = h.mover;
+    expect(m.getState()).toMatchObject({ state: State.IDLE, record_size: V3_DEFAULT_RECORD_SIZE, window_offset: 0n, window_length: ALL1 });
+    m.setWindow(0n, 40960n);
+    m.setRecordSize(4096); // v4 would reset the window to (0, 0) here
+    expect(m.getState()).toMatchObject({ record_size: 4096, window_offset: 0n, window_length: 40960n });
+    const d = await drive("v3a");
+    h.current = { device: d, writable: true };
+    await m.listen(Mode.READ, AddrType.LOCAL);
+    m.abort();
+    m.stop();
+    expect(m.getState()).toMatchObject({ state: State.IDLE, record_size: 4096, window_offset: 0n, window_length: ALL1 });
+  });
+
+  it("the v3 DMA order works: SET_RECORD_SIZE, MOVER_LISTEN, then SET_WINDOW in LISTEN; no window at all also works", async () => {
+    const d = await drive("v3b");
+    h.current = { device: d, writable: true };
+    const m = h.mover;
+    m.setRecordSize(8 * KiB);
+    await m.listen(Mode.READ, AddrType.LOCAL);
+    m.setWindow(0n, ALL1); // ILLEGAL_STATE_ERR at v4
+    expect(m.getState()).toMatchObject({ state: State.LISTEN, window_length: ALL1 });
+    m.setWindow(0n, 0n); // ndmjob's v3 test-mover listen series
+    m.setWindow(0n, ALL1);
+    const end = m.acceptLocal();
+    expect(ndmpError(() => m.setWindow(0n, ALL1))).toBe(ErrorCode.ILLEGAL_STATE_ERR); // ACTIVE: still refused
+    const data = pattern(5 * 8 * KiB + 100, 3);
+    await write(end, data);
+    expect((await h.post(Message.NOTIFY_MOVER_HALTED)).body).toEqual({ reason: Halt.CONNECT_CLOSED });
+    m.stop();
+
+    // No SET_RECORD_SIZE and no SET_WINDOW: the defaults carry a whole backup.
+    const h2 = new Harness(3);
+    const d2 = await drive("v3c");
+    h2.current = { device: d2, writable: true };
+    await h2.mover.listen(Mode.READ, AddrType.LOCAL);
+    await write(h2.mover.acceptLocal(), data);
+    expect((await h2.post(Message.NOTIFY_MOVER_HALTED)).body).toEqual({ reason: Halt.CONNECT_CLOSED });
+    expect(h2.mover.getState()).toMatchObject({ record_num: 5, bytes_moved: BigInt(data.length) });
+    await d2.rewind();
+    expect((await d2.read(V3_DEFAULT_RECORD_SIZE)).equals(data.subarray(0, V3_DEFAULT_RECORD_SIZE))).toBe(true);
+  });
+
+  it("a tape error pauses MEDIA_ERROR (v4 halts); after a new window and CONTINUE on another drive the record is written", async () => {
+    const rs = 4 * KiB;
+    const ro = await drive("v3ro", "READ");
+    const rw = await drive("v3rw");
+    h.current = { device: ro, writable: true }; // the host claims it is writable; the drive says no
+    const m = h.mover;
+    m.setRecordSize(rs);
+    await m.listen(Mode.READ, AddrType.LOCAL);
+    const end = m.acceptLocal();
+    const data = pattern(3 * rs, 9);
+    const sending = write(end, data);
+    const p = await h.post(Message.NOTIFY_MOVER_PAUSED);
+    expect(p.body).toEqual({ reason: Pause.MEDIA_ERROR, seek_position: 0n });
+    expect(m.getState()).toMatchObject({ state: State.PAUSED, pause_reason: Pause.MEDIA_ERROR, halt_reason: Halt.NA });
+    expect(h.posts.some((x) => x.code === Message.NOTIFY_MOVER_HALTED)).toBe(false);
+    h.current = { device: rw, writable: true };
+    m.setWindow(0n, ALL1);
+    m.continue();
+    await sending;
+    expect((await h.post(Message.NOTIFY_MOVER_HALTED)).body).toEqual({ reason: Halt.CONNECT_CLOSED });
+    await rw.rewind();
+    const back = Buffer.concat([await rw.read(rs), await rw.read(rs), await rw.read(rs)]);
+    expect(back.equals(data)).toBe(true);
   });
 });
