@@ -255,6 +255,17 @@ describe.runIf(ready)("dump data service with ndmjob and restore", () => {
     });
     expect(diffs).toEqual([]);
   });
+
+  // Last on purpose: it changes SRC, which the tests above back up.
+  it("ndmjob -x restores selected entries to their original place", async () => {
+    const picks = ["files/b513", "hard"];
+    for (const p of picks) rmSync(join(SRC, p), { recursive: true, force: true });
+    const r = await ndmjob(ns, ["-x", "-v", "-D", D, "-T", T, "-f", TAPE, "-B", "dump", "-C", SRC, ...picks.map((p) => "/" + p)]);
+    expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
+    expect(r.stdout).toContain(`LOG_FILE messages: ${picks.length} OK, 0 ERROR, total ${picks.length} of ${picks.length}`);
+    // What came back in place equals what the whole-tree restore made of the same tape.
+    for (const p of picks) expect(await samePick(join(W, "x-all", p), join(SRC, p)), p).toEqual([]);
+  });
 });
 
 /** A restored file or directory equals the original (a file: type, mode, owner, mtime to the µs, content). */
