@@ -25,6 +25,7 @@
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
 import { DumpFormatError, DumpReader, type DecodedDirEntry, type DumpEvent } from "../../formats/dump/index.ts";
+import { DR_EXTATTRIBUTES, TS_ADDR, TS_INODE, decodeHeader } from "../../formats/dump/header.ts";
 import { ALL1 } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
 import { fileStat } from "./history.ts";
@@ -48,6 +49,8 @@ const TRAILER_LIMIT = 1024 * 1024;
 const DAR_PIECE = 4 * 1024 * 1024;
 /** Scans (from 0, or through a directory's subtree) read this much per request. */
 const SCAN_PIECE = 1024 * 1024;
+/** A scan steps over an unwanted file this big by its headers instead of reading its data. */
+const SKIP_SIZE = SCAN_PIECE;
 
 /** A directory read in the directory phase. */
 interface DirInfo {
@@ -85,6 +88,10 @@ interface Pass {
   wanted: Set<Target>;
   /** That inode number, once the names are known (Infinity: read to the end). */
   maxNeeded: number;
+  /** Inodes any target would take (names known): the others need not be read. */
+  needed: Set<number>;
+  /** Set by onInode: a large unneeded inode starts here; step over it. */
+  skipFrom?: number;
   /** Reads ahead in large pieces (a scan from 0, or through a directory's subtree). */
   scan: boolean;
   /** A jump: the first inode must be this target's. */
@@ -197,7 +204,7 @@ class DumpRecovery {
 
   /** Reads one pass from `start` until it has what it wants; returns the offset to resume at. */
   private async readFrom(source: StreamSource, start: number, pass: Pass): Promise<number> {
-    const reader = new DumpReader({ startOffset: start });
+    let reader = new DumpReader({ startOffset: start });
     let pos = start;
     for (;;) {
       this.checkAbort();
@@ -216,8 +223,43 @@ class DumpRecovery {
           await this.endPass(pass);
           return stop;
         }
+        if (pass.skipFrom !== undefined) break;
+      }
+      if (pass.skipFrom !== undefined) {
+        // The rest of this batch is that inode's data (or, for a sparse one, inodes after it,
+        // which the new reader reads again from the records kept).
+        pos = await this.skipInode(source, pass.skipFrom);
+        pass.skipFrom = undefined;
+        reader = new DumpReader({ startOffset: pos });
       }
       this.opts.progress?.(this.bytes, this.entries);
+    }
+  }
+
+  /**
+   * Steps over the inode whose TS_INODE is at `offset` by reading only its headers: each says
+   * which of its (up to 512) slots are on the tape, so where the next header is. Returns the
+   * offset of the next inode's header (or of TS_END).
+   */
+  private async skipInode(source: StreamSource, offset: number): Promise<number> {
+    const first = decodeHeader(Buffer.from(await source.fetch(offset, offset + TP_BSIZE)), offset);
+    if (first.type !== TS_INODE) throw new DumpFormatError("no TS_INODE where an inode was read", offset);
+    const ino = first.inumber;
+    let h = first;
+    let at = offset;
+    for (;;) {
+      this.checkAbort();
+      let next = at + TP_BSIZE;
+      if (h.type === TS_INODE && h.flags & DR_EXTATTRIBUTES) next += h.count * TP_BSIZE;
+      else for (let i = 0; i < h.count; i++) if (h.addr[i] !== 0) next += TP_BSIZE;
+      const rec = await source.fetch(next, next + TP_BSIZE);
+      this.bytes = source.received;
+      if (rec.length < TP_BSIZE) throw new DumpFormatError("stream ends inside an inode", next);
+      const n = decodeHeader(Buffer.from(rec), next);
+      const same = n.inumber === ino && (n.type === TS_ADDR || (n.type === TS_INODE && n.flags & DR_EXTATTRIBUTES));
+      if (!same) return next;
+      h = n;
+      at = next;
     }
   }
 
@@ -315,6 +357,13 @@ class DumpRecovery {
     await this.directoriesDone(pass);
     // Inodes come in ascending order: past the last one wanted, nothing more is.
     if (ino > pass.maxNeeded) return offset;
+    if (pass.scan && pass.maxNeeded !== Infinity && !pass.needed.has(ino) && entry.type === "file" && entry.size >= SKIP_SIZE) {
+      // A big file nobody asked for (a 1 GiB file before the wanted ones, say): its data is
+      // not read.
+      this.entries++;
+      pass.skipFrom = offset;
+      return undefined;
+    }
     this.entries++;
     if (entry.type === "directory") {
       this.opts.warn(`directory inode ${ino} after the directory phase; ignored`);
@@ -402,16 +451,18 @@ class DumpRecovery {
     if (pass.maxNeeded !== Infinity) pass.maxNeeded = this.maxNeeded(pass);
   }
 
-  /** The largest inode number that a target this pass reads for needs. */
+  /** The largest inode number that a target this pass reads for needs; fills `pass.needed`. */
   private maxNeeded(pass: Pass): number {
     let max = 0;
     if (pass.wanted.size === 0) return max;
     const inos = new Set<number>([...this.parents.keys(), ...this.anchors.keys()]);
     for (const ino of inos) {
-      if (ino <= max || this.dirInos.has(ino)) continue;
+      if (this.dirInos.has(ino)) continue;
       for (const path of this.pathsOf(ino)) {
         const place = placeFor(path, this.opts.targets, this.opts.recursive);
-        if (place && pass.wanted.has(place.target)) max = ino;
+        if (!place) continue;
+        pass.needed.add(ino);
+        if (pass.wanted.has(place.target) && ino > max) max = ino;
       }
     }
     // A directory of the subtree that was dumped before the pass began (a jump to a directory
@@ -531,7 +582,7 @@ class DumpRecovery {
 }
 
 function newPass(fromStart: boolean, wanted: Set<Target>, expect: Target | undefined): Pass {
-  return { fromStart, namesKnown: false, dirs: [], wanted, maxNeeded: 0, scan: expect === undefined, expect, started: false };
+  return { fromStart, namesKnown: false, dirs: [], wanted, maxNeeded: 0, needed: new Set(), scan: expect === undefined, expect, started: false };
 }
 
 /** A path as selection compares it ("." is the root, ""). */

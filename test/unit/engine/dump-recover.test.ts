@@ -191,4 +191,31 @@ describe("dump recovery engine, direct access", () => {
     expect(await compareTrees(path.join(SRC, "sub"), path.join(alone, "sub"), { timePrecisionNs: 1000, xattrs: false })).toEqual([]);
     expect(r2.asked[0]![0]).toBe(Number(d2.fhInfo));
   });
+
+  it("a scan steps over a big file nobody asked for by its headers, without reading its data", async () => {
+    const src = path.join(tmp, "skip-src");
+    fs.mkdirSync(path.join(src, "z"), { recursive: true });
+    const big = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
+    fs.writeFileSync(path.join(src, "a-big"), big); // walked (and numbered) before z/
+    fs.writeFileSync(path.join(src, "z/small.txt"), "small\n");
+    const s2 = (await backup(src, path.join(tmp, "skip-state"), { history: false })).stream;
+    const p = parse(s2);
+    expect(p.inoOf.get("a-big")!).toBeLessThan(p.inoOf.get("z/small.txt")!);
+    const out = path.join(tmp, "skip-out");
+    const t = target("z/small.txt", path.join(out, "small.txt")); // no offset: a scan from 0
+    const r = await darRecover(s2, [t], R);
+    expect(r.warnings).toEqual([]);
+    expect([t.found, t.error]).toEqual([true, undefined]);
+    expect(fs.readFileSync(path.join(out, "small.txt"), "utf8")).toBe("small\n");
+    // The scan's first 1 MiB piece, then one record per further header of a-big (3 MiB = 6
+    // headers), not the rest of its 3 MiB.
+    expect(r.received).toBeLessThanOrEqual(1024 * 1024 + 6 * R);
+    // And the big file itself, jumped to, comes whole across its TS_ADDR headers.
+    const whole = { ...target("a-big", path.join(out, "a-big")), node: BigInt(p.inoOf.get("a-big")!), fhInfo: BigInt(p.offsets.get(p.inoOf.get("a-big")!)!) };
+    const r2 = await darRecover(s2, [whole], R);
+    expect(r2.warnings).toEqual([]);
+    expect(fs.readFileSync(path.join(out, "a-big")).equals(big)).toBe(true);
+    expect(r2.received).toBeLessThanOrEqual(big.length + 8 * 1024 + 2 * R);
+  });
 });
