@@ -94,7 +94,10 @@ async function startServer(dir: string): Promise<{ port: number; pid: number; st
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   let err = "";
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`ndmpd did not start: ${err}`)), 15_000);
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`ndmpd did not start: ${err}`));
+    }, 15_000);
     proc.stderr!.on("data", (c: Buffer) => {
       err += c.toString();
       const m = /"msg":"listening"[^\n]*"port":(\d+)/.exec(err);
@@ -217,7 +220,10 @@ export async function runTarBench(): Promise<TarBenchReport> {
   const gib = Number(process.env.BENCH_TAR_GIB ?? 1);
   const files = Number(process.env.BENCH_TAR_FILES ?? 20_000);
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "ndmpd-bench-tar-"));
-  const srv = await startServer(dir);
+  const srv = await startServer(dir).catch((e: Error) => {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  });
   const results: TarBenchResult[] = [];
   try {
     const treeA = join(dir, "a");
