@@ -7,6 +7,8 @@
  *           in this process, timed from the first byte sent to NOTIFY_MOVER_HALTED; beside it
  *           `dd if=<the same bytes> of=<file> bs=256K conv=fsync`.
  *
+ *   tar     our tar and dump backups of (a) one big file and (b) 20,000 files of 4 KiB, to a TCP
+ *           sink, beside `tar -cf -` into the same kind of sink; FH entries/s and the HIST=y cost.
  *   dar     direct access recovery of one 4 KiB file out of a BENCH_MIB backup, beside a full
  *           sequential restore of the same file: times and their ratio (goal <= 1/100).
  *
@@ -24,6 +26,7 @@ import { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
 import { u32ToIp } from "../../src/transport/tcp.ts";
 import { printDar, runDarBench } from "./dar.ts";
+import { runTarBench } from "./tar.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BINARY = join(ROOT, "dist/ndmpd");
@@ -215,7 +218,17 @@ const darSection: Section = {
   },
 };
 
-const SECTIONS: Section[] = [moverSection, darSection];
+const tarSection: Section = {
+  name: "tar",
+  describe: "tar and dump backups of (a) one big file and (b) 20,000 files of 4 KiB, against GNU tar on the same trees",
+  async run() {
+    // runTarBench prints its own rows (it has several per tree).
+    await runTarBench();
+    return {};
+  },
+};
+
+const SECTIONS: Section[] = [moverSection, tarSection, darSection];
 
 // ---- main ----
 

@@ -37,6 +37,8 @@ const PASSWORD = "bench-secret";
 
 export interface TarBenchResult {
   tree: string;
+  /** The butype of our backup: "tar" or "dump". */
+  format: string;
   oursSeconds: number;
   tarSeconds: number;
   oursBytes: number;
@@ -147,7 +149,7 @@ function sink(): Promise<{ port: number; done: Promise<number> }> {
   });
 }
 
-async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: boolean): Promise<{ seconds: number; cpu: number; bytes: number; fhEntries: number }> {
+async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: boolean, butype = "tar"): Promise<{ seconds: number; cpu: number; bytes: number; fhEntries: number }> {
   const c = await dma(srv.port);
   try {
     const s = await sink();
@@ -157,7 +159,7 @@ async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: b
     const t0 = performance.now();
     const cpu0 = cpuOf(srv.pid);
     await c.request(Message.DATA_START_BACKUP, {
-      butype_name: "tar",
+      butype_name: butype,
       env: [
         { name: "FILESYSTEM", value: dir },
         { name: "HIST", value: hist ? "y" : "n" },
@@ -243,17 +245,21 @@ export async function runTarBench(): Promise<TarBenchReport> {
     ] as const) {
       console.log(`\n== tar backup: ${name}`);
       const ours = await twice(() => oursOnce(srv, tree, false));
+      const dump = await twice(() => oursOnce(srv, tree, false, "dump"));
       const ref = await twice(() => tarOnce(tree));
       line("ndmpd DATA_START_BACKUP(tar, HIST=n)", ours);
+      line("ndmpd DATA_START_BACKUP(dump, HIST=n)", dump);
       line("GNU tar -cf - | socket", ref);
-      const ratio = ours.seconds / ref.seconds;
-      console.log(`  ratio ours/tar (time): ${ratio.toFixed(2)}   (cpu: ${(ours.cpu / Math.max(ref.cpu, 0.01)).toFixed(2)})`);
-      results.push({ tree: name, oursSeconds: ours.seconds, tarSeconds: ref.seconds, oursBytes: ours.bytes, tarBytes: ref.bytes, ratio });
+      for (const [format, m] of [["tar", ours], ["dump", dump]] as const) {
+        const ratio = m.seconds / ref.seconds;
+        console.log(`  ratio ours(${format})/GNU tar (time): ${ratio.toFixed(2)}   (cpu: ${(m.cpu / Math.max(ref.cpu, 0.01)).toFixed(2)})`);
+        results.push({ tree: name, format, oursSeconds: m.seconds, tarSeconds: ref.seconds, oursBytes: m.bytes, tarBytes: ref.bytes, ratio });
+      }
     }
 
     console.log(`\n== tar backup: file history on (b)`);
     const withHist = await twice(() => oursOnce(srv, treeB, true));
-    const without = results[1]!.oursSeconds;
+    const without = results.find((r) => r.format === "tar" && r.tree.startsWith("(b)"))!.oursSeconds;
     line("ndmpd DATA_START_BACKUP(tar, HIST=y)", withHist);
     const fhEntriesPerSecond = withHist.fhEntries / withHist.seconds;
     const histCost = withHist.seconds / without;
