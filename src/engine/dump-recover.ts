@@ -30,7 +30,8 @@ import { ALL1 } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
 import { fileStat } from "./history.ts";
 import { RecoverFailed, type RecoverOptions, type RecoverResult } from "./recover.ts";
-import { RestoreRefused, RestoreWriter } from "./restore-writer.ts";
+import type { RestoreWriter } from "./restore-writer.ts";
+import { RestoreSet } from "./restore-set.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { placeFor, type Target } from "./selection.ts";
 import type { StreamSource } from "./stream-source.ts";
@@ -118,7 +119,7 @@ class DumpRecovery {
   entries = 0;
   restored = 0;
   complete = false;
-  private readonly writers = new Map<string, RestoreWriter>();
+  private readonly restores: RestoreSet;
   /** child ino -> [(parent directory ino, name)], from every directory read. */
   private readonly parents = new Map<number, Array<[parent: number, name: Buffer]>>();
   /** Inodes whose path is known without their parents: the root, and targets found at their offset. */
@@ -132,6 +133,7 @@ class DumpRecovery {
   private readonly byOffset = new Map<number, Target[]>();
 
   constructor(private readonly opts: RecoverOptions) {
+    this.restores = new RestoreSet(opts.native, opts.warn);
     for (const t of opts.targets) {
       if (t.fhInfo === ALL1) continue;
       const off = Number(t.fhInfo);
@@ -550,19 +552,11 @@ class DumpRecovery {
   }
 
   private writerFor(root: Buffer): RestoreWriter {
-    const key = root.toString("latin1");
-    let w = this.writers.get(key);
-    if (!w) {
-      w = new RestoreWriter({ destination: root, native: this.opts.native });
-      this.writers.set(key, w);
-    }
-    return w;
+    return this.restores.writerFor(root);
   }
 
   private fail(target: Target, path: Buffer, err: Error): void {
-    const why = err instanceof RestoreRefused ? `refused: ${err.message}` : err.message;
-    target.error ??= why;
-    this.opts.warn(`${show(path)}: ${why}`);
+    this.restores.fail(target, path, err);
   }
 
   private checkAbort(): void {
@@ -571,13 +565,7 @@ class DumpRecovery {
 
   /** Finishes every writer: directory modes and times are applied last. */
   async close(): Promise<void> {
-    for (const w of this.writers.values()) {
-      try {
-        await w.finish();
-      } catch (err) {
-        this.opts.warn(`finishing ${w.destination.toString()}: ${(err as Error).message}`);
-      }
-    }
+    await this.restores.finish();
   }
 }
 

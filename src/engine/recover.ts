@@ -21,7 +21,8 @@ import type { NativeApi } from "../native/index.ts";
 import { ALL1 } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
 import { fileStat, type FileHistory } from "./history.ts";
-import { RestoreRefused, RestoreWriter } from "./restore-writer.ts";
+import type { RestoreWriter } from "./restore-writer.ts";
+import { RestoreSet } from "./restore-set.ts";
 import { placeFor, type Target } from "./selection.ts";
 import type { StreamSource } from "./stream-source.ts";
 
@@ -82,7 +83,7 @@ class TarRecovery {
   bytes = 0;
   entries = 0;
   restored = 0;
-  private readonly writers = new Map<string, RestoreWriter>();
+  private readonly restores: RestoreSet;
   /** The object being written, while its data arrives. */
   private current: { writer: RestoreWriter; target: Target; path: Buffer } | undefined;
   private readonly progress = new Map<Target, Progress>();
@@ -92,6 +93,7 @@ class TarRecovery {
   private isDirectory = false;
 
   constructor(private readonly opts: RecoverOptions) {
+    this.restores = new RestoreSet(opts.native, opts.warn);
     for (const t of opts.targets) this.progress.set(t, { seen: false, done: false });
   }
 
@@ -268,19 +270,11 @@ class TarRecovery {
   }
 
   private writerFor(root: Buffer): RestoreWriter {
-    const key = root.toString("latin1");
-    let w = this.writers.get(key);
-    if (!w) {
-      w = new RestoreWriter({ destination: root, native: this.opts.native });
-      this.writers.set(key, w);
-    }
-    return w;
+    return this.restores.writerFor(root);
   }
 
   private fail(target: Target, path: Buffer, err: Error): void {
-    const why = err instanceof RestoreRefused ? `refused: ${err.message}` : err.message;
-    target.error ??= why;
-    this.opts.warn(`${show(path)}: ${why}`);
+    this.restores.fail(target, path, err);
   }
 
   private checkAbort(): void {
@@ -289,13 +283,7 @@ class TarRecovery {
 
   /** Finishes every writer: directory modes and times are applied last. */
   async close(): Promise<void> {
-    for (const w of this.writers.values()) {
-      try {
-        await w.finish();
-      } catch (err) {
-        this.opts.warn(`finishing ${w.destination.toString()}: ${(err as Error).message}`);
-      }
-    }
+    await this.restores.finish();
   }
 }
 
