@@ -9,7 +9,7 @@ import { statSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import { findButype } from "../engine/butypes.ts";
-import { FORMAT_ENGINES, type FormatEngine } from "../engine/formats.ts";
+import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
 import { excludeMatcher, includeMatcher, normalizeRel, splitPatterns, type Target } from "../engine/selection.ts";

@@ -6,19 +6,14 @@
  *   bun test/bench/dar.ts          (also a section of test/bench/run.ts)
  * Environment: BENCH_DIR (scratch directory), BENCH_MIB (size of the big file, default 1024).
  */
-import { spawn } from "node:child_process";
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { NdmpClient } from "../../src/client/client.ts";
+import type { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason, Message, MoverMode, TapeMtioOp, TapeOpenMode } from "../../src/protocol/codes.ts";
+import { benchClient, startBenchServer } from "./server.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BINARY = join(ROOT, "dist/ndmpd");
 const MiB = 1024 * 1024;
-const USER = "ndmp";
-const PASSWORD = "bench-secret";
 const RECORD = 256 * 1024;
 
 export interface DarBenchResult {
@@ -30,33 +25,6 @@ export interface DarBenchResult {
   /** Stream bytes each restore read from the tape (the server's "recovery done" report). */
   darBytes: number;
   sequentialBytes: number;
-}
-
-async function startServer(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
-  const cfg = join(dir, "ndmpd.toml");
-  writeFileSync(
-    cfg,
-    `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "${dir}/state"\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n[[tape]]\nname = "vt0"\npath = "${dir}/vt0.tape"\ncapacity = "64GiB"\n`,
-  );
-  chmodSync(cfg, 0o600);
-  const proc = spawn(BINARY, ["serve", "--config", cfg, "--log-format", "json"], { stdio: ["ignore", "ignore", "pipe"] });
-  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-  let err = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stderr!.on("data", (c: Buffer) => {
-      err += c;
-      const m = /"msg":"listening"[^\n]*"port":(\d+)/.exec(err);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.once("exit", () => reject(new Error(`ndmpd exited: ${err}`)));
-  });
-  return {
-    port,
-    async stop() {
-      proc.kill("SIGTERM");
-      await exited;
-    },
-  };
 }
 
 /** One job in the local configuration: tape open, LOCAL mover + data connection. */
@@ -105,11 +73,9 @@ export async function runDarBench(sizeMiB = Number(process.env.BENCH_MIB ?? 1024
   const small = Buffer.alloc(4096, 0x5a);
   writeFileSync(join(src, "z-small.txt"), small);
 
-  const srv = await startServer(dir);
+  const srv = await startBenchServer(dir, `[[tape]]\nname = "vt0"\npath = "${dir}/vt0.tape"\ncapacity = "64GiB"\n`);
   try {
-    const c = await NdmpClient.connect("127.0.0.1", srv.port);
-    await c.open(4);
-    await c.authMd5(USER, PASSWORD);
+    const c = await benchClient(srv.port);
     const env = [
       { name: "FILESYSTEM", value: src },
       { name: "HIST", value: "y" },

@@ -15,24 +15,19 @@
  * Add a section by appending to SECTIONS (for example tar: our backup vs GNU tar; dar: DAR reads).
  * Environment: BENCH_MIB (stream size, default 1024), BENCH_DIR (scratch directory, default tmp).
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createCipheriv, createHash } from "node:crypto";
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
 import { u32ToIp } from "../../src/transport/tcp.ts";
 import { printDar, runDarBench } from "./dar.ts";
+import { benchClient, BINARY, startBenchServer } from "./server.ts";
 import { runTarBench } from "./tar.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BINARY = join(ROOT, "dist/ndmpd");
 const MiB = 1024 * 1024;
-const USER = "ndmp";
-const PASSWORD = "bench-secret";
 
 interface Measure {
   what: string;
@@ -73,58 +68,6 @@ function seededBytes(length: number, seed: number): Buffer {
     c.update(zero.subarray(0, n)).copy(out, off);
   }
   return out;
-}
-
-interface Server {
-  port: number;
-  dir: string;
-  stop(): Promise<number | null>;
-}
-
-/** The compiled server with a config of ours; resolves once it listens. */
-async function startServer(dir: string, tapes: string): Promise<Server> {
-  const cfg = join(dir, "ndmpd.toml");
-  writeFileSync(
-    cfg,
-    `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "${dir}/state"\nauth_failure_delay_ms = 0\n\n[auth]\nmethods = ["md5"]\n\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n\n${tapes}`,
-  );
-  chmodSync(cfg, 0o600);
-  const proc: ChildProcess = spawn(BINARY, ["serve", "--config", cfg, "--log-format", "json", "--log-level", "info"], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
-  let err = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`ndmpd did not start: ${err}`)), 15_000);
-    proc.stderr!.on("data", (c: Buffer) => {
-      err += c.toString();
-      const m = /"msg":"listening"[^\n]*"port":(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    proc.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`ndmpd exited with ${code}: ${err}`));
-    });
-  });
-  return {
-    port,
-    dir,
-    async stop() {
-      proc.kill("SIGTERM");
-      return exited;
-    },
-  };
-}
-
-async function dma(port: number): Promise<NdmpClient> {
-  const c = await NdmpClient.connect("127.0.0.1", port);
-  (c as unknown as { socket: Socket }).socket.setNoDelay(true);
-  await c.open(4);
-  await c.authMd5(USER, PASSWORD);
-  return c;
 }
 
 function connectTo(addr: { tcp_addr?: Array<{ ip_addr: number; port: number }> }): Promise<Socket> {
@@ -172,11 +115,11 @@ const moverSection: Section = {
   async run(ctx) {
     const { data, file } = ctx.stream();
     const rs = 256 * 1024;
-    const srv = await startServer(ctx.dir, `[[tape]]\nname = "bench0"\npath = "${ctx.dir}/bench0.tape"\n`);
+    const srv = await startBenchServer(ctx.dir, `[[tape]]\nname = "bench0"\npath = "${ctx.dir}/bench0.tape"\n`);
     let ours: Measure;
     let closeTime: Measure;
     try {
-      const c = await dma(srv.port);
+      const c = await benchClient(srv.port);
       await c.request(Message.TAPE_OPEN, { device: "bench0", mode: TapeOpenMode.RDWR });
       await c.request(Message.MOVER_SET_RECORD_SIZE, { len: rs });
       await c.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });

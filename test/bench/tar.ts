@@ -18,22 +18,18 @@
  * Besides wall time it prints the CPU time of the server process and of GNU tar (user + sys): on
  * a shared machine the CPU figures move much less than the wall times.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createCipheriv, createHash } from "node:crypto";
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, DataHaltReason, Message } from "../../src/protocol/codes.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
+import { benchClient, BINARY, startBenchServer } from "./server.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BINARY = process.env.BENCH_BINARY ?? join(ROOT, "dist/ndmpd");
 const MiB = 1024 * 1024;
-const USER = "ndmp";
-const PASSWORD = "bench-secret";
 
 export interface TarBenchResult {
   tree: string;
@@ -85,52 +81,6 @@ function makeManyFiles(dir: string, count: number): void {
 
 // ---- server, DMA, sink ----
 
-async function startServer(dir: string): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const cfg = join(dir, "ndmpd.toml");
-  writeFileSync(
-    cfg,
-    `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "${dir}/state"\nauth_failure_delay_ms = 0\n\n[auth]\nmethods = ["md5"]\n\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n`,
-  );
-  chmodSync(cfg, 0o600);
-  const proc: ChildProcess = spawn(BINARY, ["serve", "--config", cfg, "--log-format", "json", "--log-level", "info"], { stdio: ["ignore", "ignore", "pipe"] });
-  const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-  let err = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
-      reject(new Error(`ndmpd did not start: ${err}`));
-    }, 15_000);
-    proc.stderr!.on("data", (c: Buffer) => {
-      err += c.toString();
-      const m = /"msg":"listening"[^\n]*"port":(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    proc.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`ndmpd exited with ${code}: ${err}`));
-    });
-  });
-  return {
-    port,
-    pid: proc.pid!,
-    async stop() {
-      proc.kill("SIGTERM");
-      await exited;
-    },
-  };
-}
-
-async function dma(port: number): Promise<NdmpClient> {
-  const c = await NdmpClient.connect("127.0.0.1", port);
-  (c as unknown as { socket: Socket }).socket.setNoDelay(true);
-  await c.open(4);
-  await c.authMd5(USER, PASSWORD);
-  return c;
-}
-
 /** A TCP sink that takes one connection and discards it; `done` resolves with the byte count at its end. */
 function sink(): Promise<{ port: number; done: Promise<number> }> {
   return new Promise((resolve, reject) => {
@@ -150,7 +100,7 @@ function sink(): Promise<{ port: number; done: Promise<number> }> {
 }
 
 async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: boolean, butype = "tar"): Promise<{ seconds: number; cpu: number; bytes: number; fhEntries: number }> {
-  const c = await dma(srv.port);
+  const c = await benchClient(srv.port);
   try {
     const s = await sink();
     await c.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", s.port)] } });
@@ -222,7 +172,7 @@ export async function runTarBench(): Promise<TarBenchReport> {
   const gib = Number(process.env.BENCH_TAR_GIB ?? 1);
   const files = Number(process.env.BENCH_TAR_FILES ?? 20_000);
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "ndmpd-bench-tar-"));
-  const srv = await startServer(dir).catch((e: Error) => {
+  const srv = await startBenchServer(dir).catch((e: Error) => {
     rmSync(dir, { recursive: true, force: true });
     throw e;
   });
