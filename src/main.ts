@@ -129,6 +129,10 @@ async function serve(args: string[]): Promise<number> {
     log.error("cannot set up the configured devices", { err: e });
     return 1;
   }
+  // A bug in one session's asynchronous work must not take every other session down with it:
+  // log it loudly and keep serving (each session's own error paths halt its services).
+  process.on("unhandledRejection", (reason) => log.error("unhandled rejection (a bug)", { err: reason, stack: (reason as Error)?.stack }));
+  process.on("uncaughtException", (err) => log.error("uncaught exception (a bug)", { err, stack: err.stack }));
   const server = new NdmpServer(config, devices, log);
   try {
     await server.listen();
