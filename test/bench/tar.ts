@@ -10,7 +10,7 @@
  * socket to the same kind of sink, timed from spawn to the stream's end. Each runs twice; the
  * second run counts. Also: FH entries/s with HIST=y, and what HIST=y costs against HIST=n on (b).
  *
- * Environment: BENCH_DIR (scratch directory, default tmp), BENCH_TAR_GIB (size of (a), default 1),
+ * Environment: BENCH_COLD=1 (root: drop the page cache before every measure), BENCH_DIR (scratch directory, default tmp), BENCH_TAR_GIB (size of (a), default 1),
  * BENCH_TAR_FILES (file count of (b), default 20000), BENCH_TAR_RUNS (runs of each measure, the
  * first is a warm-up and the best of the others counts; default 2), BENCH_BINARY (another build
  * of ndmpd, for before/after comparisons).
@@ -18,7 +18,7 @@
  * Besides wall time it prints the CPU time of the server process and of GNU tar (user + sys): on
  * a shared machine the CPU figures move much less than the wall times.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createCipheriv, createHash } from "node:crypto";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
@@ -102,6 +102,7 @@ function sink(): Promise<{ port: number; done: Promise<number> }> {
 async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: boolean, butype = "tar"): Promise<{ seconds: number; cpu: number; bytes: number; fhEntries: number }> {
   const c = await benchClient(srv.port);
   try {
+    coldIfAsked();
     const s = await sink();
     await c.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", s.port)] } });
     const since = c.posts.length;
@@ -129,6 +130,7 @@ async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: b
 }
 
 async function tarOnce(dir: string): Promise<{ seconds: number; cpu: number; bytes: number }> {
+  coldIfAsked();
   const s = await sink();
   const t0 = performance.now();
   const sock = await new Promise<Socket>((resolve, reject) => {
@@ -150,6 +152,16 @@ async function tarOnce(dir: string): Promise<{ seconds: number; cpu: number; byt
 }
 
 /** Runs BENCH_TAR_RUNS times (default 2), the first a warm-up (cache, JIT); keeps the fastest of the rest. */
+/**
+ * BENCH_COLD=1 (root): drop the page cache before each measure, so both read the trees from
+ * the disk as a backup of data nobody touched lately does (warm runs measure CPU only).
+ */
+function coldIfAsked(): void {
+  if (process.env.BENCH_COLD !== "1") return;
+  spawnSync("sync");
+  writeFileSync("/proc/sys/vm/drop_caches", "3\n");
+}
+
 async function twice<T extends { seconds: number }>(f: () => Promise<T>): Promise<T> {
   const runs = Math.max(2, Number(process.env.BENCH_TAR_RUNS ?? 2));
   await f();
