@@ -134,9 +134,15 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     }
   };
 
+  const listScratch = Buffer.allocUnsafe(64 * 1024);
   const xattr: XattrApi = {
     list(path) {
       const cPath = cString(path);
+      // One call into a scratch buffer serves nearly every file (a backup lists every file's
+      // attributes, so the size probe would double the calls); a bigger list falls back.
+      const got = Number(sym.llistxattr(cPath, listScratch, listScratch.length) as bigint);
+      if (got >= 0) return splitNameList(listScratch.subarray(0, got));
+      if (lastErrno() !== ERRNO.ERANGE) fail("llistxattr");
       const raw = fetchSized("llistxattr", (buf, size) =>
         Number(sym.llistxattr(cPath, buf, size) as bigint),
       );
