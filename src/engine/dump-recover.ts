@@ -304,7 +304,7 @@ class DumpRecovery {
           try {
             await p.writer.write(ev.chunk, ev.fileOffset);
           } catch (err) {
-            this.fail(p.target, p.path, err as Error);
+            this.restores.fail(p.target, p.path, err as Error);
             cur.primaries = cur.primaries.filter((x) => x !== p);
           }
         }
@@ -382,10 +382,10 @@ class DumpRecovery {
       if (!place) continue;
       place.target.found = true;
       if (metaOnly) {
-        this.fail(place.target, path, new Error("metadata-only record (dump -m) is not applied; restore the previous level's copy"));
+        this.restores.fail(place.target, path, new Error("metadata-only record (dump -m) is not applied; restore the previous level's copy"));
         continue;
       }
-      const writer = this.writerFor(place.root);
+      const writer = this.restores.writerFor(place.root);
       const primary = cur.primaries.find((p) => p.writer === writer);
       if (primary) cur.links.push({ primary, target: place.target, path, rel: place.rel });
       else {
@@ -394,7 +394,7 @@ class DumpRecovery {
           await writer.begin(entry, place.rel);
           cur.primaries.push({ writer, target: place.target, path, rel: place.rel });
         } catch (err) {
-          this.fail(place.target, path, err as Error);
+          this.restores.fail(place.target, path, err as Error);
         }
       }
     }
@@ -439,13 +439,13 @@ class DumpRecovery {
         place.target.found = true;
         // A directory target: its subtree's inodes follow; this pass reads until past them.
         if (opts.source && relOf(path) === place.target.original.toString("latin1")) pass.wanted.add(place.target);
-        const writer = this.writerFor(place.root);
+        const writer = this.restores.writerFor(place.root);
         try {
           await writer.begin(d.entry, place.rel);
           await writer.end();
           this.restored++;
         } catch (err) {
-          this.fail(place.target, path, err as Error);
+          this.restores.fail(place.target, path, err as Error);
         }
       }
     }
@@ -505,12 +505,12 @@ class DumpRecovery {
         this.restored++;
         ok.add(p);
       } catch (err) {
-        this.fail(p.target, p.path, err as Error);
+        this.restores.fail(p.target, p.path, err as Error);
       }
     }
     for (const l of cur.links) {
       if (!ok.has(l.primary)) {
-        this.fail(l.target, l.path, new Error(`its hard-link partner ${show(l.primary.path)} could not be restored`));
+        this.restores.fail(l.target, l.path, new Error(`its hard-link partner ${show(l.primary.path)} could not be restored`));
         continue;
       }
       const link: Entry = { path: l.path, type: "hardlink", linkTarget: l.primary.rel, mode: 0, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } };
@@ -519,7 +519,7 @@ class DumpRecovery {
         await l.primary.writer.end();
         this.restored++;
       } catch (err) {
-        this.fail(l.target, l.path, err as Error);
+        this.restores.fail(l.target, l.path, err as Error);
       }
     }
   }
@@ -549,14 +549,6 @@ class DumpRecovery {
     const up = this.dirPath(first[0], depth + 1);
     if (up === undefined) return undefined;
     return up.length === 0 ? first[1] : Buffer.concat([up, SLASH, first[1]]);
-  }
-
-  private writerFor(root: Buffer): RestoreWriter {
-    return this.restores.writerFor(root);
-  }
-
-  private fail(target: Target, path: Buffer, err: Error): void {
-    this.restores.fail(target, path, err);
   }
 
   private checkAbort(): void {

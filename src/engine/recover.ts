@@ -199,7 +199,7 @@ class TarRecovery {
         try {
           await this.current.writer.write(ev.chunk, ev.fileOffset);
         } catch (err) {
-          this.fail(this.current.target, this.current.path, err as Error);
+          this.restores.fail(this.current.target, this.current.path, err as Error);
           this.current = undefined;
         }
         return;
@@ -210,7 +210,7 @@ class TarRecovery {
           await this.current.writer.end();
           this.restored++;
         } catch (err) {
-          this.fail(this.current.target, this.current.path, err as Error);
+          this.restores.fail(this.current.target, this.current.path, err as Error);
         }
         this.current = undefined;
         return;
@@ -255,26 +255,18 @@ class TarRecovery {
       // The first name of the inode must have been restored under the same destination.
       const first = placeFor(entry.linkTarget, opts.targets, opts.recursive);
       if (!first || first.root.compare(place.root) !== 0) {
-        this.fail(place.target, entry.path, new Error("its hard-link partner is not part of this restore"));
+        this.restores.fail(place.target, entry.path, new Error("its hard-link partner is not part of this restore"));
         return;
       }
       e = { ...entry, linkTarget: first.rel };
     }
-    const writer = this.writerFor(place.root);
+    const writer = this.restores.writerFor(place.root);
     try {
       await writer.begin(e, place.rel);
       this.current = { writer, target: place.target, path: entry.path };
     } catch (err) {
-      this.fail(place.target, entry.path, err as Error);
+      this.restores.fail(place.target, entry.path, err as Error);
     }
-  }
-
-  private writerFor(root: Buffer): RestoreWriter {
-    return this.restores.writerFor(root);
-  }
-
-  private fail(target: Target, path: Buffer, err: Error): void {
-    this.restores.fail(target, path, err);
   }
 
   private checkAbort(): void {
