@@ -44,8 +44,6 @@ const SLASH = Buffer.from("/");
 const TP_BSIZE = 1024;
 /** Data slots one TS_INODE / TS_ADDR header describes. */
 const TP_NINDIR = 512;
-/** How much is read after TS_END, waiting for the end of the stream (a few tape records). */
-const TRAILER_LIMIT = 1024 * 1024;
 /** Largest single direct-access read: big files arrive in pieces of this size. */
 const DAR_PIECE = 4 * 1024 * 1024;
 /** Scans (from 0, or through a directory's subtree) read this much per request. */
@@ -148,19 +146,16 @@ class DumpRecovery {
     pass.maxNeeded = Infinity;
     const reader = new DumpReader();
     try {
-      let trailer = 0;
-      for await (const chunk of input as AsyncIterable<Buffer>) {
+      // Not `for await`: leaving that loop at TS_END would destroy the connection, and the
+      // mover would halt (CONNECT_CLOSED) while this service is still finishing — a state DMAs
+      // such as ndmjob take for a failed job. The service closes the connection when it halts.
+      const chunks = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      while (!this.complete) {
+        const next = await chunks.next();
+        if (next.done) break;
         this.checkAbort();
-        this.bytes += chunk.length;
-        if (this.complete) {
-          // After TS_END: the padding TS_ENDs of the last tape record. Read them rather than
-          // hang up on a mover still sending them (it would halt before we do, which DMAs
-          // such as ndmjob take for a failed job); give up after a bounded amount.
-          trailer += chunk.length;
-          if (trailer > TRAILER_LIMIT) break;
-          continue;
-        }
-        for (const ev of reader.feed(chunk)) await this.onEvent(ev, pass);
+        this.bytes += next.value.length;
+        for (const ev of reader.feed(next.value)) await this.onEvent(ev, pass);
         this.opts.progress?.(this.bytes, this.entries);
       }
       if (!this.complete) {

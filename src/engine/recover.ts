@@ -100,12 +100,17 @@ class TarRecovery {
   async sequential(input: Duplex): Promise<void> {
     const reader = this.reader(0);
     let ended = false;
-    for await (const chunk of input as AsyncIterable<Buffer>) {
+    // Not `for await`: leaving that loop early destroys the connection, and the mover would
+    // halt (CONNECT_CLOSED) while this service is still finishing — a state DMAs such as
+    // ndmjob take for a failed job. The service closes the connection when it halts.
+    const chunks = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    while (!ended) {
+      const next = await chunks.next();
+      if (next.done) break;
       this.checkAbort();
-      this.bytes += chunk.length;
-      ended = await this.feed(reader, chunk, () => false);
+      this.bytes += next.value.length;
+      ended = await this.feed(reader, next.value, () => false);
       this.opts.progress?.(this.bytes, this.entries);
-      if (ended) break;
     }
     // The peer closed the data connection before the archive's end: a data connection failure (CONNECT_ERROR).
     if (!ended) throw new ConnectionGone(`the data connection closed after ${this.bytes} bytes, before the end of the archive`);

@@ -100,3 +100,28 @@ export function simtapeFile(tape: Buffer, fileNo = 0): Buffer {
   }
   return Buffer.concat(parts);
 }
+
+/** Accepts one connection on 127.0.0.1:PORT, sends FILE, closes (like tcpcat.py send). */
+const TCP_SEND = `
+const net = require("net"), fs = require("fs");
+const [port, file] = process.argv.slice(1);
+const srv = net.createServer((c) => { c.end(fs.readFileSync(file)); c.on("close", () => srv.close()); c.resume(); });
+srv.listen(Number(port), "127.0.0.1", () => console.log("listening"));
+setTimeout(() => process.exit(2), 120000).unref();
+`;
+
+/**
+ * Serves `file` to the first connection on 127.0.0.1:`port` inside `ns` (the other end of
+ * `ndmjob -o tape-tcp=...`). Resolves once it listens; `sent` resolves when it has exited.
+ */
+export async function serveFileOnce(ns: Netns, port: number, file: string): Promise<{ sent: Promise<void> }> {
+  const [cmd, ...pre] = ns.prefix();
+  const p = spawn(cmd!, [...pre, process.execPath, "-e", TCP_SEND, String(port), file], { stdio: ["ignore", "pipe", "inherit"] });
+  const sent = new Promise<void>((r) => p.once("exit", () => r()));
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.once("data", () => resolve());
+    p.once("exit", (code) => reject(new Error(`file server exited (${code}) before listening`)));
+  });
+  p.stdout!.resume();
+  return { sent };
+}

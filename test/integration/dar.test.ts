@@ -8,11 +8,12 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { D, startLab, stopLab, T } from "../helpers/lab.ts";
 import { TarReader } from "../../formats/tar/reader.ts";
-import { createNetns, type Netns } from "../helpers/netns.ts";
-import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, startNdmjobDaemon, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import type { Netns } from "../helpers/netns.ts";
+import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
 import { havePeers } from "../helpers/peers.ts";
-import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
 
 const ready = havePeers("binary", "ndmjob", "unshare");
 const GiB = 1024 * 1024 * 1024;
@@ -84,24 +85,15 @@ describe.runIf(ready)("direct access recovery (DAR)", () => {
   let daemon: NdmjobDaemon;
   const W = mkdtempSync(join(tmpdir(), "ndmpd-dar-"));
   const SRC = join(W, "src");
-  const D = `127.0.0.1:10000/4,${USER},${PASSWORD}`;
-  const T = "127.0.0.1:10001/4,ndmp,ndmp";
   const picks = ["d007/f3.txt", "d042/f77.txt", "d099/f99.txt"];
 
   beforeAll(async () => {
     makeDarTree(SRC);
-    ns = await createNetns();
-    srv = await startServer({
-      netns: ns,
-      config: `[server]\nlisten = "127.0.0.1:10000"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\ncapacity = "4GiB"\n`,
-    });
-    daemon = await startNdmjobDaemon(ns, 10001);
+    ({ ns, srv, daemon } = await startLab({ capacity: "4GiB" }));
   }, 300_000);
 
   afterAll(async () => {
-    await daemon?.stop();
-    await srv?.stop();
-    await ns?.stop();
+    await stopLab({ ns, srv, daemon });
     rmSync(W, { recursive: true, force: true });
   });
 

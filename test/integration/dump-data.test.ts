@@ -4,18 +4,19 @@
  * digest's inspector as independent readers of our stream, and a stream written by the real
  * Linux `dump -0` as input to our recovery. All inside a private network namespace.
  */
-import { spawn } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { D, startLab, stopLab, T } from "../helpers/lab.ts";
 import { DirectoryIndex, DumpReader } from "../../formats/dump/index.ts";
-import { createNetns, type Netns } from "../helpers/netns.ts";
-import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, startNdmjobDaemon, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import type { Netns } from "../helpers/netns.ts";
+import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import { serveFileOnce } from "../helpers/ndmjob.ts";
 import { havePeers, IN_CI } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
-import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
 import { compareTrees, listTree, makeEdgeTree, show } from "../helpers/tree.ts";
 
 const ready = havePeers("binary", "ndmjob", "restore", "unshare");
@@ -32,28 +33,19 @@ describe.runIf(ready)("dump data service with ndmjob and restore", () => {
   const SRC = join(W, "src");
   const SMALL = join(W, "small");
   const TAPE = join(W, "tape");
-  const D = `127.0.0.1:10000/4,${USER},${PASSWORD}`;
-  const T = "127.0.0.1:10001/4,ndmp,ndmp";
   let stream: Buffer;
 
   beforeAll(async () => {
-    ns = await createNetns();
     mkdirSync(SRC);
     await makeEdgeTree(SRC);
     mkdirSync(join(SMALL, "d/e"), { recursive: true });
     writeFileSync(join(SMALL, "a"), "a\n");
     writeFileSync(join(SMALL, "d/e/f"), "f\n");
-    srv = await startServer({
-      netns: ns,
-      config: `[server]\nlisten = "127.0.0.1:10000"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\ncapacity = "8GiB"\n`,
-    });
-    daemon = await startNdmjobDaemon(ns, 10001);
+    ({ ns, srv, daemon } = await startLab({ capacity: "8GiB" }));
   }, 120_000);
 
   afterAll(async () => {
-    await daemon?.stop();
-    await srv?.stop();
-    await ns?.stop();
+    await stopLab({ ns, srv, daemon });
     rmSync(W, { recursive: true, force: true });
   });
 
@@ -240,10 +232,7 @@ describe.runIf(ready)("dump data service with ndmjob and restore", () => {
     }
     const dest = join(W, "x-linux");
     const port = 10301;
-    const [cmd, ...pre] = ns.prefix();
-    const sender = spawn(cmd!, [...pre, process.execPath, "-e", TCP_SEND, String(port), lx.image], { stdio: "inherit" });
-    const sent = new Promise((r) => sender.once("exit", r));
-    await new Promise((r) => setTimeout(r, 300));
+    const { sent } = await serveFileOnce(ns, port, lx.image);
     const r = await ndmjob(ns, ["-x", "-v", "-D", D, "-o", `tape-tcp=127.0.0.1:${port}`, "-f", "unused", "-B", "dump", "-C", dest]);
     await sent;
     expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
@@ -349,11 +338,3 @@ async function linuxDump(W: string): Promise<{ src: string; image: string } | st
   return { src, image };
 }
 
-/** Accepts one connection on 127.0.0.1:PORT, sends FILE, closes (like tcpcat.py send). */
-const TCP_SEND = `
-const net = require("net"), fs = require("fs");
-const [port, file] = process.argv.slice(1);
-const srv = net.createServer((c) => { c.end(fs.readFileSync(file)); c.on("close", () => srv.close()); c.resume(); });
-srv.listen(Number(port), "127.0.0.1");
-setTimeout(() => process.exit(2), 60000).unref();
-`;

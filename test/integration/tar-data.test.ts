@@ -3,19 +3,20 @@
  * (three-way), our own virtual drive (local configuration), GNU tar as an independent reader
  * of our stream, all inside a private network namespace.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { D, startLab, stopLab, T } from "../helpers/lab.ts";
 import { TarReader } from "../../formats/tar/reader.ts";
 import { encodeHeader, endOfArchive, padding } from "../../formats/tar/writer.ts";
 import type { Entry } from "../../formats/entry.ts";
-import { createNetns, type Netns } from "../helpers/netns.ts";
-import { jobSucceeded, ndmjob, parseIndex, simtapeFile, startNdmjobDaemon, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import type { Netns } from "../helpers/netns.ts";
+import { jobSucceeded, ndmjob, parseIndex, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import { serveFileOnce } from "../helpers/ndmjob.ts";
 import { havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
-import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
+import type { RunningServer } from "../helpers/server.ts";
 import { compareTrees, makeEdgeTree } from "../helpers/tree.ts";
 
 const ready = havePeers("binary", "ndmjob", "tar", "unshare");
@@ -27,24 +28,15 @@ describe.runIf(ready)("tar data service with ndmjob", () => {
   const W = mkdtempSync(join(tmpdir(), "ndmpd-tar-"));
   const SRC = join(W, "src");
   const TAPE = join(W, "tape");
-  const D = `127.0.0.1:10000/4,${USER},${PASSWORD}`;
-  const T = "127.0.0.1:10001/4,ndmp,ndmp";
 
   beforeAll(async () => {
-    ns = await createNetns();
     mkdirSync(SRC);
     await makeEdgeTree(SRC);
-    srv = await startServer({
-      netns: ns,
-      config: `[server]\nlisten = "127.0.0.1:10000"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\ncapacity = "8GiB"\n`,
-    });
-    daemon = await startNdmjobDaemon(ns, 10001);
+    ({ ns, srv, daemon } = await startLab({ capacity: "8GiB" }));
   }, 120_000);
 
   afterAll(async () => {
-    await daemon?.stop();
-    await srv?.stop();
-    await ns?.stop();
+    await stopLab({ ns, srv, daemon });
     rmSync(W, { recursive: true, force: true });
   });
 
@@ -104,10 +96,7 @@ describe.runIf(ready)("tar data service with ndmjob", () => {
     const outside = join(W, "evil-dest");
     mkdirSync(join(W, "evil-target")); // where the symlinked parent points: must stay empty
     const port = 10300;
-    const [cmd, ...pre] = ns.prefix();
-    const sender = spawn(cmd!, [...pre, process.execPath, "-e", TCP_SEND, String(port), evil], { stdio: "inherit" });
-    const sent = new Promise((r) => sender.once("exit", r));
-    await new Promise((r) => setTimeout(r, 300));
+    const { sent } = await serveFileOnce(ns, port, evil);
     const r = await ndmjob(ns, ["-x", "-v", "-D", D, "-o", `tape-tcp=127.0.0.1:${port}`, "-f", "unused", "-B", "tar", "-C", dest]);
     await sent;
     expect(r.stdout).toMatch(/DLM[we] .*refused/);
@@ -169,11 +158,3 @@ function craftedArchive(): Buffer {
   ]);
 }
 
-/** Accepts one connection on 127.0.0.1:PORT, sends FILE, closes (like tcpcat.py send). */
-const TCP_SEND = `
-const net = require("net"), fs = require("fs");
-const [port, file] = process.argv.slice(1);
-const srv = net.createServer((c) => { c.end(fs.readFileSync(file)); c.on("close", () => srv.close()); c.resume(); });
-srv.listen(Number(port), "127.0.0.1");
-setTimeout(() => process.exit(2), 60000).unref();
-`;
