@@ -125,3 +125,28 @@ export async function serveFileOnce(ns: Netns, port: number, file: string): Prom
   p.stdout!.resume();
   return { sent };
 }
+
+/** The DHd/DHn/DHr lines of an ndmjob index (dump's dir/node history), and paths through them. */
+export function parseDirIndex(text: string) {
+  const children = new Map<number, Map<string, number>>();
+  const nodes = new Map<number, number>();
+  let root: number | undefined;
+  for (const line of text.split("\n")) {
+    let m;
+    if ((m = /^DHd (\d+) (\S+) UNIX (\d+)$/.exec(line))) {
+      const parent = Number(m[1]);
+      if (!children.has(parent)) children.set(parent, new Map());
+      children.get(parent)!.set(decodeName(m[2]!), Number(m[3]));
+    } else if ((m = /^DHn (\d+) UNIX .* @(\d+)$/.exec(line))) nodes.set(Number(m[1]), Number(m[2]));
+    else if ((m = /^DHr (\d+)$/.exec(line))) root = Number(m[1]);
+  }
+  const resolve = (rel: string): number | undefined => {
+    let node = root;
+    for (const part of rel.split("/")) {
+      if (node === undefined) return undefined;
+      node = children.get(node)?.get(part);
+    }
+    return node;
+  };
+  return { root, nodes, resolve };
+}

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { D, startLab, stopLab, T } from "../helpers/lab.ts";
 import { TarReader } from "../../formats/tar/reader.ts";
 import type { Netns } from "../helpers/netns.ts";
-import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import { jobSucceeded, ndmjob, parseDirIndex, parseIndex, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
 import { havePeers } from "../helpers/peers.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -54,29 +54,6 @@ function bytesRead(stdout: string): { bytes: number; reads: number } {
   const m = /recovery done: \d+ entries read, \d+ restored, (\d+) bytes, (\d+) direct reads/.exec(stdout);
   if (!m) throw new Error(`no direct-access summary in:\n${stdout}`);
   return { bytes: Number(m[1]), reads: Number(m[2]) };
-}
-
-/** The DHd/DHn/DHr lines of an ndmjob index (dump's dir/node history), and paths through them. */
-function parseDirIndex(text: string) {
-  const children = new Map<number, Map<string, number>>();
-  const nodes = new Map<number, number>();
-  let root: number | undefined;
-  for (const line of text.split("\n")) {
-    let m;
-    if ((m = /^DHd (\d+) (\S+) UNIX (\d+)$/.exec(line))) {
-      const parent = Number(m[1]);
-      if (!children.has(parent)) children.set(parent, new Map());
-      children.get(parent)!.set(decodeName(m[2]!), Number(m[3]));
-    } else if ((m = /^DHn (\d+) UNIX .* @(\d+)$/.exec(line))) nodes.set(Number(m[1]), Number(m[2]));
-    else if ((m = /^DHr (\d+)$/.exec(line))) root = Number(m[1]);
-  }
-  const resolve = (rel: string): number => {
-    let node = root;
-    for (const part of rel.split("/")) node = node === undefined ? undefined : children.get(node)?.get(part);
-    if (node === undefined) throw new Error(`${rel} is not in the index`);
-    return node;
-  };
-  return { nodes, resolve };
 }
 
 describe.runIf(ready)("direct access recovery (DAR)", () => {
@@ -179,7 +156,7 @@ describe.runIf(ready)("direct access recovery (DAR)", () => {
     // DHn offsets are the inodes' TS_INODE headers: an inode's span runs to the next one's.
     const offsets = [...index.nodes.values()].sort((a, b) => a - b);
     const bound = picks.reduce((sum, p) => {
-      const off = index.nodes.get(index.resolve(p))!;
+      const off = index.nodes.get(index.resolve(p)!)!;
       // The last inode has no successor: its header, its data and the TS_END after it.
       const size = readFileSync(join(SRC, p)).length;
       const next = offsets[offsets.indexOf(off) + 1] ?? off + (2 + Math.ceil(size / 1024)) * 1024;
@@ -195,7 +172,7 @@ describe.runIf(ready)("direct access recovery (DAR)", () => {
 
     // One file whose DHn line is gone (fh_info = ALL1): a scan from the start finds it. The
     // scan steps over big.bin (numbered before the small files) by its headers.
-    const ino = index.resolve(picks[0]!);
+    const ino = index.resolve(picks[0]!)!;
     const partial = join(W, `${name}-partial.idx`);
     writeFileSync(partial, text.split("\n").filter((l) => !l.startsWith(`DHn ${ino} `)).join("\n"), "latin1");
     const mixed = join(W, `${name}-dar-mixed`);

@@ -12,8 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { D, startLab, stopLab, T } from "../helpers/lab.ts";
 import { DirectoryIndex, DumpReader } from "../../formats/dump/index.ts";
 import type { Netns } from "../helpers/netns.ts";
-import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
-import { serveFileOnce } from "../helpers/ndmjob.ts";
+import { jobSucceeded, ndmjob, parseDirIndex, parseIndex, serveFileOnce, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
 import { havePeers, IN_CI } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import type { RunningServer } from "../helpers/server.ts";
@@ -267,31 +266,6 @@ async function samePick(a: string, b: string): Promise<string[]> {
   if (sa.mtimeNs / 1000n !== sb.mtimeNs / 1000n) diffs.push(`${b}: mtime ${sa.mtimeNs} != ${sb.mtimeNs}`);
   if (sa.isFile() && !readFileSync(a).equals(readFileSync(b))) diffs.push(`${b}: content`);
   return diffs;
-}
-
-/** The DHd/DHn/DHr lines of an ndmjob index, and path resolution through them. */
-function parseDirIndex(text: string) {
-  const children = new Map<number, Map<string, number>>();
-  const nodes = new Map<number, number>();
-  let root: number | undefined;
-  for (const line of text.split("\n")) {
-    let m;
-    if ((m = /^DHd (\d+) (\S+) UNIX (\d+)$/.exec(line))) {
-      const parent = Number(m[1]);
-      if (!children.has(parent)) children.set(parent, new Map());
-      children.get(parent)!.set(decodeName(m[2]!), Number(m[3]));
-    } else if ((m = /^DHn (\d+) UNIX .* @(\d+)$/.exec(line))) nodes.set(Number(m[1]), Number(m[2]));
-    else if ((m = /^DHr (\d+)$/.exec(line))) root = Number(m[1]);
-  }
-  const resolve = (rel: string): number | undefined => {
-    let node = root;
-    for (const part of rel.split("/")) {
-      if (node === undefined) return undefined;
-      node = children.get(node)?.get(part);
-    }
-    return node;
-  };
-  return { root, nodes, resolve };
 }
 
 /** Inode offsets and paths of a dump stream, read by our own reader. */
