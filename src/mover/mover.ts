@@ -82,6 +82,8 @@ export class MoverService {
   private localListen = false;
   private conn: Duplex | undefined;
   private windowSetSincePause = false;
+  /** Recovery: the data service closed the connection (seen while paused; see fromTape). */
+  private peerClosed = false;
   private resume: (() => void) | undefined;
   /** Recovery: the record index (from the window start) the tape reads next. */
   private tapeRecord = 0;
@@ -238,6 +240,11 @@ export class MoverService {
     this.requireState([State.PAUSED], "MOVER_CONTINUE");
     if (!this.windowSetSincePause) throw new NdmpError(ErrorCode.PRECONDITION_ERR, "set a new window before continuing");
     if (!this.host.tape()) throw new NdmpError(ErrorCode.DEV_NOT_OPEN_ERR, "no tape is open");
+    if (this.peerClosed) {
+      // The data service closed the connection while we were paused: nothing to continue.
+      this.halt(Halt.CONNECT_CLOSED);
+      return;
+    }
     this.state = State.ACTIVE;
     this.pauseReason = Pause.NA;
     const r = this.resume;
@@ -316,6 +323,7 @@ export class MoverService {
     this.listener?.close();
     this.listener = undefined;
     this.localListen = false;
+    this.peerClosed = false;
     this.conn = undefined;
     this.state = State.IDLE;
     this.mode = Mode.NOACTION;
@@ -368,6 +376,7 @@ export class MoverService {
 
   private attach(conn: Duplex): void {
     this.conn = conn;
+    this.peerClosed = false;
     this.state = State.ACTIVE;
     conn.on("error", (e) => this.host.log.debug("data connection error", { err: e }));
     this.host.log.info("mover active", { mode: this.mode === Mode.READ ? "READ" : "WRITE" });
@@ -474,7 +483,12 @@ export class MoverService {
     let peerGone = false;
     conn.once("close", () => {
       peerGone = true;
-      if (this.state === State.ACTIVE || this.state === State.PAUSED) this.halt(Halt.CONNECT_CLOSED);
+      this.peerClosed = true;
+      // ACTIVE: the data service is done with the stream (digest §3.2: ACTIVE -> HALTED on
+      // close). PAUSED: the tape side is the DMA's for now; it ends the job with MOVER_CLOSE.
+      // Halting here as well would race the data service's own halt, and a DMA that polls
+      // the two services one after the other (ndmjob) could see "mover halted, data active".
+      if (this.state === State.ACTIVE) this.halt(Halt.CONNECT_CLOSED);
       this.readWaiter?.();
     });
     conn.resume(); // nothing is expected from the data service on a recovery: drain and ignore

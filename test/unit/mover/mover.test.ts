@@ -208,6 +208,40 @@ describe("MoverService with a LOCAL data connection and a virtual drive", () => 
     expect((await h.post(Message.NOTIFY_MOVER_HALTED, 1)).body).toEqual({ reason: Halt.CONNECT_CLOSED });
   });
 
+  it("paused at the end of a tape file, the mover outlives the data service's close until MOVER_CLOSE (or CONTINUE)", async () => {
+    const rs = 16 * KiB;
+    const d = await drive("t3");
+    h.current = { device: d, writable: true };
+    for (let i = 0; i < 3; i++) await d.write(pattern(rs, i));
+    await d.writeFilemarks(1);
+    await d.rewind();
+    const m = h.mover;
+    m.setRecordSize(rs);
+    for (const finish of ["close", "continue"] as const) {
+      const since = h.posts.length;
+      m.setWindow(0n, ALL1);
+      await m.listen(Mode.WRITE, AddrType.LOCAL);
+      const end = m.acceptLocal();
+      const sink = new Sink(end);
+      m.read(0n, ALL1);
+      expect((await h.post(Message.NOTIFY_MOVER_PAUSED, since)).body.reason).toBe(Pause.EOF);
+      await sink.waitFor(3 * rs);
+      end.destroy(); // the data service has what it needs and halts
+      await new Promise((r) => setTimeout(r, 50));
+      // Still paused: halting now could be seen as "mover halted, data active" by a DMA.
+      expect(m.getState()).toMatchObject({ state: State.PAUSED, pause_reason: Pause.EOF });
+      if (finish === "close") m.close();
+      else {
+        m.setWindow(0n, ALL1);
+        m.continue();
+      }
+      expect(m.getState()).toMatchObject({ state: State.HALTED, halt_reason: Halt.CONNECT_CLOSED });
+      expect((await h.post(Message.NOTIFY_MOVER_HALTED, since)).body).toEqual({ reason: Halt.CONNECT_CLOSED });
+      m.stop();
+      await d.rewind();
+    }
+  });
+
   it("answers every request per the state table (ILLEGAL_STATE_ERR elsewhere)", async () => {
     const rs = 16 * KiB;
     const d = await drive("t1");
