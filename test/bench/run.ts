@@ -16,14 +16,12 @@
  * Environment: BENCH_MIB (stream size, default 1024), BENCH_DIR (scratch directory, default tmp).
  */
 import { spawnSync } from "node:child_process";
-import { createCipheriv, createHash } from "node:crypto";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AddrType, ALL1, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
-import { u32ToIp } from "../../src/transport/tcp.ts";
 import { printDar, runDarBench } from "./dar.ts";
+import { connectTo, sendAll, seededBytes } from "../helpers/dma.ts";
 import { benchClient, BINARY, startBenchServer } from "./server.ts";
 import { runTarBench } from "./tar.ts";
 
@@ -58,46 +56,8 @@ interface Section {
 
 // ---- helpers ----
 
-function seededBytes(length: number, seed: number): Buffer {
-  const key = createHash("sha256").update(`ndmpd-bench-${seed}`).digest();
-  const c = createCipheriv("aes-128-ctr", key.subarray(0, 16), key.subarray(16, 32));
-  const out = Buffer.allocUnsafe(length);
-  const zero = Buffer.alloc(16 * MiB);
-  for (let off = 0; off < length; off += zero.length) {
-    const n = Math.min(zero.length, length - off);
-    c.update(zero.subarray(0, n)).copy(out, off);
-  }
-  return out;
-}
 
-function connectTo(addr: { tcp_addr?: Array<{ ip_addr: number; port: number }> }): Promise<Socket> {
-  const a = addr.tcp_addr![0]!;
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: u32ToIp(a.ip_addr), port: a.port });
-    s.once("connect", () => resolve(s));
-    s.once("error", reject);
-  });
-}
 
-async function sendAll(sock: Socket, data: Buffer, chunk = MiB): Promise<void> {
-  for (let off = 0; off < data.length; off += chunk) {
-    if (!sock.write(data.subarray(off, Math.min(off + chunk, data.length)))) {
-      await new Promise<void>((resolve, reject) => {
-        const done = () => {
-          sock.off("close", gone);
-          resolve();
-        };
-        const gone = () => {
-          sock.off("drain", done);
-          reject(new Error("data connection closed"));
-        };
-        sock.once("drain", done);
-        sock.once("close", gone);
-      });
-    }
-  }
-  sock.end();
-}
 
 function dd(input: string, output: string, bs: string): Measure {
   const t0 = performance.now();
@@ -127,7 +87,7 @@ const moverSection: Section = {
       const sock = await connectTo(r.body.connect_addr);
       const halted = c.waitForPost(Message.NOTIFY_MOVER_HALTED, 600_000);
       const t0 = performance.now();
-      await sendAll(sock, data);
+      await sendAll(sock, data, { chunk: MiB });
       const h = await halted;
       const t1 = performance.now();
       if (h.body.reason !== MoverHaltReason.CONNECT_CLOSED) throw new Error(`mover halted with reason ${h.body.reason}`);
