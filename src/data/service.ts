@@ -12,7 +12,7 @@ import { findButype } from "../engine/butypes.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
-import { excludeMatcher, includeMatcher, normalizeRel, splitPatterns, type Target } from "../engine/selection.ts";
+import { normalizeRel, selectionFilter, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
 import { loadNative } from "../native/index.ts";
@@ -207,9 +207,11 @@ export class DataService {
     const wantHistory = ["y", "yes", "t", "true", "f", "d", "1"].includes(hist);
     // HIST=f asks for path-style history, HIST=d for dir/node style; y lets the format choose.
     const historyStyle = hist === "f" ? "file" : hist === "d" ? "dir" : engine.defaultHistory;
-    const exclude = excludeMatcher(env.all("EXCLUDE").flatMap((v) => splitPatterns(v.toString("latin1"))));
-    const files = env.all("FILES").flatMap((v) => splitFiles(v));
-    const include = includeMatcher(files);
+    const selection: Selection = {
+      exclude: env.all("EXCLUDE").flatMap((v) => splitPatterns(v.toString("latin1"))),
+      files: env.all("FILES").flatMap((v) => splitFiles(v)),
+    };
+    selectionFilter(selection); // a pattern picomatch refuses fails the request, before the job starts
 
     const ours: Array<[string, string]> = [
       ["TYPE", butype],
@@ -237,7 +239,7 @@ export class DataService {
         recordSize: rs,
         native,
         signal,
-        filter: (rel, dir) => !exclude(rel) && (include ? include(rel, dir) : true),
+        selection,
         warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
         progress,
       });

@@ -1,12 +1,10 @@
 /**
- * The tar backup: walk -> pax writer -> data connection, with file history.
+ * The tar backup: scan -> pax writer -> data connection, with file history.
  *
- * Small files are read ahead with bounded concurrency (their contents wait in a short queue
- * while earlier entries are written), so a tree of many small files does not pay one
- * open/read/close round trip per file in series. Large files stream in 1 MiB pieces.
+ * Small files come from the scan (scan.ts) with their contents already read; large files
+ * stream in 1 MiB pieces.
  * Each entry's `fh_info` is the stream offset of its first header block.
  */
-import fs, { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import type { Duplex } from "node:stream";
@@ -14,9 +12,10 @@ import type { Entry } from "../../formats/entry.ts";
 import { contentSize, encodeHeader, endOfArchive, padding } from "../../formats/tar/writer.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ChunkedWriter, ConnectionGone, endAll } from "../transport/backpressure.ts";
-import { O_NOATIME, O_NOFOLLOW, O_NONBLOCK } from "./fsutil.ts";
+import { O_NOATIME } from "./fsutil.ts";
 import { fileStat, type FileHistory } from "./history.ts";
-import { walk, type WalkItem } from "./walker.ts";
+import { NotRegular, READ_FLAGS, scan, type ScanItem } from "./scan.ts";
+import type { Selection } from "./selection.ts";
 
 export interface BackupOptions {
   root: Buffer;
@@ -33,7 +32,8 @@ export interface BackupOptions {
   recordSize?: number;
   /** The job's environment as the DMA sent it (format-specific variables). */
   env: ReadonlyMap<string, string>;
-  filter?: (rel: Buffer, isDir: boolean) => boolean;
+  /** FILES / EXCLUDE; absent = everything. */
+  selection?: Selection;
   native?: NativeApi;
   signal: AbortSignal;
   /** Problems that don't stop the backup (unreadable files, files that changed). */
@@ -52,15 +52,7 @@ export interface BackupResult {
 
 /** Files up to this size are read ahead whole. */
 const SMALL_FILE = 256 * 1024;
-/** How many entries may wait, read ahead, for their turn. */
-const READ_AHEAD = 64;
 const PIECE = 1024 * 1024;
-
-interface Queued {
-  item: WalkItem;
-  /** Whole content of a small regular file, being read. */
-  content?: Promise<Buffer | Error>;
-}
 
 export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
   const out = new ChunkedWriter(opts.out);
@@ -70,39 +62,19 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     warnings++;
     opts.warn(m);
   };
-  const items = walk({
+  const items = scan({
     root: opts.root,
     native: opts.native,
-    filter: opts.filter ? (rel, type) => opts.filter!(rel, type === "directory") : undefined,
+    selection: opts.selection,
+    readAhead: SMALL_FILE,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
-  })[Symbol.asyncIterator]();
-
-  const queue: Queued[] = [];
-  let walked = false;
-  const refill = async () => {
-    while (!walked && queue.length < READ_AHEAD) {
-      const next = await items.next();
-      if (next.done) {
-        walked = true;
-        break;
-      }
-      const q: Queued = { item: next.value };
-      const e = next.value.entry;
-      if (e.type === "file" && !e.sparse && e.size > 0 && e.size <= SMALL_FILE) {
-        q.content = readWhole(next.value.absPath, e.size).catch((err: Error) => err);
-      }
-      queue.push(q);
-    }
-  };
+  });
   /** First names (keys: latin1 paths) that were not archived, and the name that took over, if any. */
   const dropped = new Map<string, Buffer | undefined>();
 
-  for (;;) {
+  for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-    if (queue.length === 0) await refill();
-    const q = queue.shift();
-    if (!q) break;
-    let entry = q.item.entry;
+    let entry = q.entry;
     let heirOf: string | undefined;
     if (entry.type === "hardlink" && entry.linkTarget && dropped.has(entry.linkTarget.toString("latin1"))) {
       // The name this one links to was not archived: link to the name that took its place, or
@@ -114,7 +86,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
         heirOf = undefined;
       } else {
         entry = { ...entry, type: "file", linkTarget: undefined };
-        q.item = { ...q.item, entry };
+        q.entry = entry;
         q.content = undefined;
       }
     }
@@ -125,7 +97,6 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
       source = await openSource(q, warn);
       if (source === undefined) {
         dropped.set(entry.path.toString("latin1"), undefined);
-        if (queue.length < READ_AHEAD / 2) await refill();
         continue;
       }
     }
@@ -140,7 +111,6 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     entries++;
     if (opts.history) await opts.history.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
     opts.progress?.(out.offset, entries);
-    if (queue.length < READ_AHEAD / 2) await refill();
   }
   await out.push(endOfArchive());
   await out.flush();
@@ -149,17 +119,16 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
 }
 
 /** The read-ahead content of a small file, or an open handle on a large one; undefined (warned) to leave it out. */
-async function openSource(q: Queued, warn: (m: string) => void): Promise<Buffer | FileHandle | undefined> {
-  const entry = q.item.entry;
+async function openSource(q: ScanItem, warn: (m: string) => void): Promise<Buffer | FileHandle | undefined> {
+  const entry = q.entry;
   if (q.content) {
-    const got = await q.content;
-    if (!(got instanceof Error)) return got;
-    warn(`${show(entry.path)}: ${why(got)}; not backed up`);
+    if (!(q.content instanceof Error)) return q.content;
+    warn(`${show(entry.path)}: ${why(q.content)}; not backed up`);
     return undefined;
   }
   let fh: FileHandle | undefined;
   try {
-    fh = await openForRead(q.item.absPath);
+    fh = await openForRead(q.absPath);
     const st = await fh.stat();
     if (!st.isFile()) throw new NotRegular();
     return fh;
@@ -167,12 +136,6 @@ async function openSource(q: Queued, warn: (m: string) => void): Promise<Buffer 
     await fh?.close().catch(() => {});
     warn(`${show(entry.path)}: ${why(e as Error)}; not backed up`);
     return undefined;
-  }
-}
-
-class NotRegular extends Error {
-  constructor() {
-    super("it is no longer a regular file");
   }
 }
 
@@ -192,7 +155,7 @@ function why(e: Error): string {
 
 /** O_NOFOLLOW: a name replaced by a symlink is not followed. O_NONBLOCK: one replaced by a FIFO does not hang the open. */
 async function openForRead(path: Buffer): Promise<FileHandle> {
-  const flags = constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+  const flags = READ_FLAGS;
   if (O_NOATIME && noatime) {
     try {
       return await open(path, flags | O_NOATIME);
@@ -256,50 +219,6 @@ async function writeContent(out: ChunkedWriter, entry: Entry, source: Buffer | F
     left -= n;
   }
   await out.push(padding(size));
-}
-
-/**
- * The whole content of a small file. The callback API: it is measurably cheaper per call than
- * fs/promises' FileHandle, and a tree of small files makes three calls per file.
- */
-async function readWhole(path: Buffer, size: number): Promise<Buffer> {
-  const fd = await openFd(path);
-  try {
-    // One byte more than expected tells us the file grew. A regular file reads short only at
-    // its end, so a first read of exactly `size` bytes is the whole file.
-    const buf = Buffer.allocUnsafe(size + 1);
-    let got = await readFd(fd, buf, 0, buf.length, 0);
-    if (got < size) {
-      for (let n = got; n > 0 && got < buf.length; got += n) n = await readFd(fd, buf, got, buf.length - got, got);
-      // Short: shrunk, or no longer a file at all (a FIFO reads as empty): only then is a stat worth it.
-      if (got < size && !(await fstatFd(fd)).isFile()) throw new NotRegular();
-    }
-    return buf.subarray(0, got);
-  } finally {
-    fs.close(fd, () => {});
-  }
-}
-
-function openFd(path: Buffer): Promise<number> {
-  const flags = constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
-  return new Promise((resolve, reject) => {
-    const plain = () => fs.open(path, flags, (e, fd) => (e ? reject(e) : resolve(fd)));
-    if (!(O_NOATIME && noatime)) return plain();
-    fs.open(path, flags | O_NOATIME, (e, fd) => {
-      if (!e) return resolve(fd);
-      if (e.code !== "EPERM") return reject(e);
-      noatime = false;
-      plain();
-    });
-  });
-}
-
-function readFd(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
-}
-
-function fstatFd(fd: number): Promise<fs.Stats> {
-  return new Promise((resolve, reject) => fs.fstat(fd, (e, st) => (e ? reject(e) : resolve(st))));
 }
 
 /** A path for messages: the bytes shown as UTF-8 where possible. */

@@ -23,7 +23,7 @@ import fsp from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Entry, EntryType } from "../../formats/entry.ts";
-import { DumpWriter, InodeMap, nameProblem, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
+import { DumpWriter, InodeMap, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
 import { show, type BackupOptions, type BackupResult } from "./backup.ts";
@@ -39,7 +39,7 @@ import {
   typeFromMode,
 } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
-import { walk } from "./walker.ts";
+import { scan } from "./scan.ts";
 
 const DOT = Buffer.from(".");
 const DOTDOT = Buffer.from("..");
@@ -141,20 +141,12 @@ async function dumpFilesystem(
   const existing: number[] = [];
   const dumpedFiles: number[] = [];
   const seenKeys = new Set<string>();
-  for await (const { entry } of walk({
+  for await (const { entry } of scan({
     root,
     native: opts.native,
-    filter: (rel, type) => {
-      // A name restore cannot take is left out here, before it gets a number, and said so.
-      const slash = rel.lastIndexOf(0x2f);
-      const base = slash < 0 ? rel : rel.subarray(slash + 1);
-      const problem = nameProblem(base);
-      if (problem) {
-        warn(`${show(rel)}: ${problem === "invalid" ? "invalid name" : `${base.length}-byte name (restore handles at most 254 bytes)`}; not backed up`);
-        return false;
-      }
-      return opts.filter ? opts.filter(rel, type === "directory") : true;
-    },
+    selection: opts.selection,
+    dumpNames: true,
+    readAhead: 0,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");

@@ -75,6 +75,23 @@ export function includeMatcher(files: Buffer[]): ((rel: Buffer, isDir: boolean) 
   };
 }
 
+/**
+ * What a backup takes, as plain data (it crosses to the scan worker, where a function cannot
+ * go): EXCLUDE patterns and FILES paths.
+ */
+export interface Selection {
+  exclude: string[];
+  files: Buffer[];
+}
+
+/** The walk filter of a Selection; undefined when it takes everything. */
+export function selectionFilter(sel: Selection | undefined): ((rel: Buffer, isDir: boolean) => boolean) | undefined {
+  if (!sel || (sel.exclude.length === 0 && sel.files.length === 0)) return undefined;
+  const exclude = excludeMatcher(sel.exclude);
+  const include = includeMatcher(sel.files);
+  return (rel, isDir) => !exclude(rel) && (include ? include(rel, isDir) : true);
+}
+
 /** One nlist entry reduced to what recovery needs. */
 export interface Target {
   /** Archived path, relative ("" = the whole image). */

@@ -7,17 +7,8 @@ import fsp from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
 import { listDataRuns, type NativeApi } from "../native/index.ts";
-import {
-  O_NOATIME,
-  O_NOFOLLOW,
-  asError,
-  deviceNumbers,
-  errorCode,
-  joinPath,
-  stripTrailingSlashes,
-  timespecFromNs,
-  typeFromMode,
-} from "./fsutil.ts";
+import { O_NOATIME, O_NOFOLLOW, asError, errorCode, joinPath, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
+import { DOT, entryFromStat, LinkTracker, mayBeSparse, readXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
 
 export interface WalkOptions {
   /** Absolute path of the backup root (bytes: Linux names need not be UTF-8). */
@@ -45,16 +36,6 @@ export interface WalkItem {
  * call would then freeze the whole server (every session, the control connections included).
  */
 const STAT_WINDOW = 64;
-/** Zero-block scan (no SEEK_DATA): read size and the granularity of the runs it reports. */
-const SCAN_READ = 1024 * 1024;
-const SCAN_BLOCK = 4096;
-const ZERO_BLOCK = Buffer.alloc(SCAN_BLOCK);
-const ZERO_READ = Buffer.alloc(SCAN_READ);
-
-const DOT = Buffer.from(".");
-/** Extended attributes a restore can meaningfully carry back (system.* other than ACLs are kernel state). */
-const XATTR_PREFIXES = ["user.", "trusted.", "security."].map((p) => Buffer.from(p));
-const XATTR_ACLS = ["system.posix_acl_access", "system.posix_acl_default"].map((p) => Buffer.from(p));
 
 type StatResult = BigIntStats | Error;
 
@@ -69,12 +50,6 @@ interface Frame {
   launched: number;
 }
 
-interface LinkSeen {
-  path: Buffer;
-  /** Names of this inode not met yet; at 0 the record is dropped, keeping the map small. */
-  remaining: bigint;
-}
-
 export function walk(opts: WalkOptions): AsyncIterable<WalkItem> {
   return new Walker(opts).run();
 }
@@ -82,7 +57,7 @@ export function walk(opts: WalkOptions): AsyncIterable<WalkItem> {
 class Walker {
   private readonly oneFilesystem: boolean;
   private readonly wantXattrs: boolean;
-  private readonly links = new Map<string, LinkSeen>();
+  private readonly links = new LinkTracker();
   private rootDev = 0n;
 
   constructor(private readonly opts: WalkOptions) {
@@ -178,45 +153,15 @@ class Walker {
 
   /** The Entry for one object, or undefined (reported) when it cannot be read. */
   private async describe(abs: Buffer, rel: Buffer, st: BigIntStats, type: EntryType): Promise<Entry | undefined> {
-    const entry: Entry = {
-      path: rel,
-      type,
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      size: type === "file" || type === "symlink" ? Number(st.size) : 0,
-      mtime: timespecFromNs(st.mtimeNs),
-      atime: timespecFromNs(st.atimeNs),
-      ctime: timespecFromNs(st.ctimeNs),
-      dev: Number(st.dev),
-      ino: Number(st.ino),
-      nlink: Number(st.nlink),
-    };
-
-    // Hard links key on the exact bigint dev:ino (st_ino can exceed 2^53 on some filesystems).
-    let linkKey: string | undefined;
-    if (type !== "directory" && st.nlink > 1n) {
-      linkKey = `${st.dev}:${st.ino}`;
-      const seen = this.links.get(linkKey);
-      if (seen) {
-        if (--seen.remaining <= 0n) this.links.delete(linkKey);
-        entry.type = "hardlink";
-        entry.linkTarget = seen.path;
-        // size stays the inode's size for information; storedSize() of a hardlink is 0.
-        entry.size = Number(st.size);
-        return entry;
-      }
-    }
+    const entry = entryFromStat(rel, st, type);
+    const linkKey = this.links.keyOf(type, st);
+    if (linkKey && this.links.linkToFirst(linkKey, entry)) return entry;
 
     try {
       if (type === "symlink") {
         entry.linkTarget = await fsp.readlink(abs, { encoding: "buffer" });
         entry.size = entry.linkTarget.length;
-      } else if (type === "chardev" || type === "blockdev") {
-        const { major, minor } = deviceNumbers(st.rdev);
-        entry.devMajor = major;
-        entry.devMinor = minor;
-      } else if (type === "file" && st.size > 0n && st.blocks * 512n < st.size) {
+      } else if (mayBeSparse(type, st)) {
         const runs = await this.dataRuns(abs, entry.size);
         if (runs) entry.sparse = runs;
       }
@@ -227,7 +172,7 @@ class Walker {
 
     if (this.wantXattrs && this.opts.native?.xattr) {
       try {
-        const xattrs = this.readXattrs(abs);
+        const xattrs = readXattrs(this.opts.native.xattr, abs);
         if (xattrs.length > 0) entry.xattrs = xattrs;
       } catch (error) {
         const code = errorCode(error);
@@ -240,22 +185,8 @@ class Walker {
       }
     }
 
-    if (linkKey) this.links.set(linkKey, { path: rel, remaining: st.nlink - 1n });
+    if (linkKey) this.links.remember(linkKey, rel, st);
     return entry;
-  }
-
-  private readXattrs(abs: Buffer): Array<[Buffer, Buffer]> {
-    const api = this.opts.native!.xattr!;
-    const out: Array<[Buffer, Buffer]> = [];
-    for (const name of api.list(abs)) {
-      const wanted = XATTR_PREFIXES.some((p) => name.length > p.length && name.subarray(0, p.length).equals(p)) ||
-        XATTR_ACLS.some((n) => name.equals(n));
-      if (!wanted) continue;
-      const value = api.get(abs, name);
-      if (value !== null) out.push([name, value]);
-    }
-    out.sort((a, b) => Buffer.compare(a[0], b[0]));
-    return out;
   }
 
   /** Data runs of a sparse candidate; undefined when it turns out to be dense. */
@@ -264,8 +195,7 @@ class Walker {
     try {
       const seek = this.opts.native?.seek;
       const runs = seek ? listDataRuns(seek, handle.fd, size) : await scanForData(handle, size);
-      if (runs.length === 1 && runs[0]!.offset === 0 && runs[0]!.length === size) return undefined;
-      return runs;
+      return sparseOrUndefined(runs, size);
     } finally {
       await handle.close();
     }
@@ -293,15 +223,10 @@ async function openForRead(abs: Buffer): Promise<fsp.FileHandle> {
   return fsp.open(abs, flags);
 }
 
-/**
- * Without SEEK_DATA: read the file and call every 4 KiB block that is not all zeros data. Holes and
- * allocated zeros both read as zeros, so the result restores the same bytes (and leaves zeros as
- * holes, which is what a sparse-aware copy should do anyway).
- */
+/** The zero-block scan (see ZeroScan) over an open file. */
 async function scanForData(handle: fsp.FileHandle, size: number): Promise<DataRun[]> {
-  const runs: DataRun[] = [];
+  const scan = new ZeroScan();
   const buf = Buffer.allocUnsafe(SCAN_READ);
-  let runStart = -1;
   let pos = 0;
   while (pos < size) {
     const want = Math.min(SCAN_READ, size - pos);
@@ -312,23 +237,9 @@ async function scanForData(handle: fsp.FileHandle, size: number): Promise<DataRu
       got += bytesRead;
     }
     if (got === 0) break;
-    if (got === SCAN_READ && buf.equals(ZERO_READ)) {
-      if (runStart >= 0) runs.push({ offset: runStart, length: pos - runStart });
-      runStart = -1;
-    } else {
-      for (let off = 0; off < got; off += SCAN_BLOCK) {
-        const end = Math.min(off + SCAN_BLOCK, got);
-        const zero = buf.compare(ZERO_BLOCK, 0, end - off, off, end) === 0;
-        if (!zero && runStart < 0) runStart = pos + off;
-        else if (zero && runStart >= 0) {
-          runs.push({ offset: runStart, length: pos + off - runStart });
-          runStart = -1;
-        }
-      }
-    }
+    scan.feed(buf, got, pos);
     pos += got;
     if (got < want) break;
   }
-  if (runStart >= 0) runs.push({ offset: runStart, length: pos - runStart });
-  return runs;
+  return scan.finish(pos);
 }

@@ -328,8 +328,9 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
     mkdirSync(join(chg, "e"));
     writeFileSync(join(chg, "c", "0big"), seededBytes(128 * MiB, 7));
     for (const n of ["1grow", "2gone", "3link", "4fifo", "5dir", "6ok"]) writeFileSync(join(chg, "c", n), seededBytes(MiB, n.charCodeAt(0)));
-    // More entries than the backup reads ahead (64), so that d/ is not walked yet when it goes.
-    for (let i = 0; i < 100; i++) writeFileSync(join(chg, "c", `7pad-${i}`), `${i}\n`);
+    // More entries than the backup scans ahead (the scan workers run at most a few batches of
+    // up to 512 entries ahead of the stream), so that d/ is not walked yet when it goes.
+    for (let i = 0; i < 5000; i++) writeFileSync(join(chg, "c", `7pad-${i}`), `${i}\n`);
     for (let i = 0; i < 10; i++) writeFileSync(join(chg, "d", `x${i}`), `d${i}\n`);
     writeFileSync(join(chg, "e", "after"), "still here\n");
     const c = await dma(srv.port);

@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { PassThrough } from "node:stream";
+import type { Selection } from "../../../src/engine/selection.ts";
 import { runDumpBackup } from "../../../src/engine/dump-backup.ts";
 import { runDumpRecover } from "../../../src/engine/dump-recover.ts";
 import { FileHistory } from "../../../src/engine/history.ts";
@@ -32,7 +33,7 @@ function collector(): { history: FileHistory; posts: Post[] } {
 export async function backup(
   root: string,
   stateDir: string,
-  o: { level?: number; style?: "file" | "dir"; env?: Record<string, string>; history?: boolean; filter?: (rel: Buffer, isDir: boolean) => boolean } = {},
+  o: { level?: number; style?: "file" | "dir"; env?: Record<string, string>; history?: boolean; selection?: Selection } = {},
 ): Promise<BackupRun> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
@@ -47,7 +48,7 @@ export async function backup(
     level: o.level ?? 0,
     stateDir,
     env: new Map(Object.entries(o.env ?? {})),
-    filter: o.filter,
+    selection: o.selection,
     signal: new AbortController().signal,
     warn: (m) => warnings.push(m),
   });

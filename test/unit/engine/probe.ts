@@ -2,7 +2,12 @@
 // or copies a tree with the native layer (SEEK_DATA/SEEK_HOLE, l*xattr) and prints one JSON line.
 //   probe walk <root>          entries: path/linkTarget/xattrs as hex, sparse runs
 //   probe copy <root> <dest>   walk + RestoreWriter; stats and walk errors
+//   probe scan <root> <auto|inline> [EXCLUDE]
+//                              scan.ts (auto = the worker pair when the build has them): entries,
+//                              sha256 of read-ahead contents (or the error code), reports
 import { loadNative } from "../../../src/native/index.ts";
+import { createHash } from "node:crypto";
+import { scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
 import { walk } from "../../../src/engine/walker.ts";
 import { copyTree } from "./copy-tree.ts";
 
@@ -34,7 +39,28 @@ if (mode === "walk" && root) {
     errors: writer.stats.errors.map((e) => `${hex(e.path)}: ${e.reason}`),
     walkErrors: walkErrors.map((e) => `${hex(e.path)}: ${e.message}`),
   }));
+} else if (mode === "scan" && root && (dest === "auto" || dest === "inline")) {
+  const exclude = process.argv[5] ? [process.argv[5]] : [];
+  const entries: unknown[] = [];
+  const reports: string[] = [];
+  for await (const { entry, content } of scan({
+    root: Buffer.from(root),
+    native,
+    readAhead: 256 * 1024,
+    selection: { exclude, files: [] },
+    mode: dest,
+    onError: (p, e) => reports.push(`${hex(p)}: ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`),
+  })) {
+    entries.push({
+      ...entry,
+      path: hex(entry.path),
+      linkTarget: hex(entry.linkTarget),
+      xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]),
+      content: content === undefined ? undefined : content instanceof Error ? `error ${(content as NodeJS.ErrnoException).code ?? content.message}` : createHash("sha256").update(content).digest("hex"),
+    });
+  }
+  console.log(JSON.stringify({ runtime: native.runtime, worker: dest === "auto" && scanWorkerUrl() !== undefined, entries, reports }));
 } else {
-  console.error("usage: probe walk <root> | probe copy <root> <dest>");
+  console.error("usage: probe walk <root> | probe copy <root> <dest> | probe scan <root> <auto|inline> [EXCLUDE]");
   process.exit(2);
 }

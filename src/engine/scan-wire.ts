@@ -1,0 +1,209 @@
+/**
+ * How the scan workers hand entries over: a batch is one flat byte buffer, moved (transferred)
+ * between threads, not an array of objects. Structured clone costs ~15 µs per Entry under Bun
+ * (nested objects, many small Uint8Arrays), more than the walk itself; writing and reading the
+ * fields here costs about a tenth of that.
+ *
+ * Layout, little-endian, one record after another:
+ *   u8 kind = ITEM:   u8 type, u8 flags, u32 mode, f64 uid gid size dev ino nlink,
+ *                     f64 mtime.sec, u32 mtime.nsec, [f64 u32 atime], [f64 u32 ctime],
+ *                     bytes path, bytes absPath, [u32 major, u32 minor], [bytes linkTarget],
+ *                     [bytes uname], [bytes gname], [u32 n, n x (bytes name, bytes value)] xattrs,
+ *                     [u32 n, n x (f64 offset, f64 length)] sparse runs
+ *   u8 kind = REPORT: bytes relPath, bytes message (UTF-8), bytes code (ASCII, empty = none)
+ * where bytes = u32 length + the bytes, and [..] is present when its flag is set.
+ *
+ * Contents of small files travel beside a batch (the reader fills them in): one buffer with the
+ * bytes of every file, and per item a [start, length] pair (start -1: no content).
+ */
+import type { Entry, EntryType } from "../../formats/entry.ts";
+
+const ITEM = 1;
+const REPORT = 2;
+
+const F_ATIME = 1;
+const F_CTIME = 2;
+const F_DEVICE = 4;
+const F_LINK = 8;
+const F_XATTRS = 16;
+const F_SPARSE = 32;
+const F_UNAME = 64;
+const F_GNAME = 128;
+
+const TYPES: EntryType[] = ["file", "directory", "symlink", "hardlink", "fifo", "chardev", "blockdev", "socket"];
+const TYPE_CODE = new Map(TYPES.map((t, i) => [t, i]));
+
+export interface WireError {
+  message: string;
+  code?: string;
+}
+
+export type DecodedItem = { entry: Entry; absPath: Buffer } | { report: { rel: Buffer; error: WireError } };
+
+/** Appends records to a growing buffer. */
+export class BatchWriter {
+  private buf = Buffer.allocUnsafe(64 * 1024);
+  private pos = 0;
+  /** Records written (items and reports). */
+  count = 0;
+
+  addItem(entry: Entry, absPath: Buffer): void {
+    let flags = 0;
+    if (entry.atime) flags |= F_ATIME;
+    if (entry.ctime) flags |= F_CTIME;
+    if (entry.devMajor !== undefined || entry.devMinor !== undefined) flags |= F_DEVICE;
+    if (entry.linkTarget) flags |= F_LINK;
+    if (entry.uname) flags |= F_UNAME;
+    if (entry.gname) flags |= F_GNAME;
+    if (entry.xattrs) flags |= F_XATTRS;
+    if (entry.sparse) flags |= F_SPARSE;
+    this.room(128);
+    this.u8(ITEM);
+    this.u8(TYPE_CODE.get(entry.type)!);
+    this.u8(flags);
+    this.u32(entry.mode);
+    for (const v of [entry.uid, entry.gid, entry.size, entry.dev ?? -1, entry.ino ?? -1, entry.nlink ?? -1]) this.f64(v);
+    this.f64(entry.mtime.sec);
+    this.u32(entry.mtime.nsec);
+    if (entry.atime) (this.f64(entry.atime.sec), this.u32(entry.atime.nsec));
+    if (entry.ctime) (this.f64(entry.ctime.sec), this.u32(entry.ctime.nsec));
+    this.bytes(entry.path);
+    this.bytes(absPath);
+    if (flags & F_DEVICE) {
+      this.room(8);
+      this.u32(entry.devMajor ?? 0);
+      this.u32(entry.devMinor ?? 0);
+    }
+    if (entry.linkTarget) this.bytes(entry.linkTarget);
+    if (entry.uname) this.bytes(entry.uname);
+    if (entry.gname) this.bytes(entry.gname);
+    if (entry.xattrs) {
+      this.room(4);
+      this.u32(entry.xattrs.length);
+      for (const [name, value] of entry.xattrs) (this.bytes(name), this.bytes(value));
+    }
+    if (entry.sparse) {
+      this.room(4 + 16 * entry.sparse.length);
+      this.u32(entry.sparse.length);
+      for (const run of entry.sparse) (this.f64(run.offset), this.f64(run.length));
+    }
+    this.count++;
+  }
+
+  addReport(rel: Buffer, error: WireError): void {
+    this.room(1);
+    this.u8(REPORT);
+    this.bytes(rel);
+    this.bytes(Buffer.from(error.message, "utf8"));
+    this.bytes(Buffer.from(error.code ?? "", "latin1"));
+    this.count++;
+  }
+
+  get size(): number {
+    return this.pos;
+  }
+
+  /** The records as a buffer of its own (safe to transfer), and a fresh start. */
+  take(): ArrayBuffer {
+    const out = new ArrayBuffer(this.pos);
+    new Uint8Array(out).set(this.buf.subarray(0, this.pos));
+    this.pos = 0;
+    this.count = 0;
+    return out;
+  }
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(bigger, 0, 0, this.pos);
+    this.buf = bigger;
+  }
+  private u8(v: number): void {
+    this.buf[this.pos++] = v;
+  }
+  private u32(v: number): void {
+    this.buf.writeUInt32LE(v >>> 0, this.pos);
+    this.pos += 4;
+  }
+  private f64(v: number): void {
+    this.buf.writeDoubleLE(v, this.pos);
+    this.pos += 8;
+  }
+  private bytes(b: Uint8Array): void {
+    this.room(4 + b.length);
+    this.u32(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+}
+
+/** The records of a batch; Buffers in them are views of `data`. */
+export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
+  const buf = Buffer.from(data);
+  const out: DecodedItem[] = [];
+  let pos = 0;
+  const u8 = () => buf[pos++]!;
+  const u32 = () => {
+    const v = buf.readUInt32LE(pos);
+    pos += 4;
+    return v;
+  };
+  const f64 = () => {
+    const v = buf.readDoubleLE(pos);
+    pos += 8;
+    return v;
+  };
+  const bytes = () => {
+    const n = u32();
+    const b = buf.subarray(pos, pos + n);
+    pos += n;
+    return b;
+  };
+  while (pos < buf.length) {
+    const kind = u8();
+    if (kind === REPORT) {
+      const rel = bytes();
+      const message = bytes().toString("utf8");
+      const code = bytes().toString("latin1");
+      out.push({ report: { rel, error: code ? { message, code } : { message } } });
+      continue;
+    }
+    if (kind !== ITEM) throw new Error(`scan batch: bad record kind ${kind} at ${pos - 1}`);
+    const type = TYPES[u8()]!;
+    const flags = u8();
+    const mode = u32();
+    const uid = f64();
+    const gid = f64();
+    const size = f64();
+    const dev = f64();
+    const ino = f64();
+    const nlink = f64();
+    const entry: Entry = { path: Buffer.alloc(0), type, mode, uid, gid, size, mtime: { sec: f64(), nsec: u32() } };
+    if (flags & F_ATIME) entry.atime = { sec: f64(), nsec: u32() };
+    if (flags & F_CTIME) entry.ctime = { sec: f64(), nsec: u32() };
+    if (dev >= 0) entry.dev = dev;
+    if (ino >= 0) entry.ino = ino;
+    if (nlink >= 0) entry.nlink = nlink;
+    entry.path = bytes();
+    const absPath = bytes();
+    if (flags & F_DEVICE) {
+      entry.devMajor = u32();
+      entry.devMinor = u32();
+    }
+    if (flags & F_LINK) entry.linkTarget = bytes();
+    if (flags & F_UNAME) entry.uname = bytes();
+    if (flags & F_GNAME) entry.gname = bytes();
+    if (flags & F_XATTRS) {
+      const n = u32();
+      entry.xattrs = [];
+      for (let i = 0; i < n; i++) entry.xattrs.push([bytes(), bytes()]);
+    }
+    if (flags & F_SPARSE) {
+      const n = u32();
+      entry.sparse = [];
+      for (let i = 0; i < n; i++) entry.sparse.push({ offset: f64(), length: f64() });
+    }
+    out.push({ entry, absPath });
+  }
+  return out;
+}

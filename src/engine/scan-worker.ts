@@ -1,0 +1,146 @@
+/**
+ * The scan workers (see scan.ts). One code, two roles, set by the first message:
+ *  - "start": the walker. Walks with walker-sync.ts and posts the entries in batches
+ *    (scan-wire.ts), to the reader when there is one, else to the backup. It never runs more than WORKER_CREDIT
+ *    batches ahead of the backup: the backup writes at the pace of the tape, and memory must not
+ *    grow with the tree.
+ *  - "read": the reader. Reads the small files of each batch whole, with plain syscalls, and
+ *    passes the batch on to the backup.
+ *
+ * It is a separate entry point of the compiled binary (package.json: build).
+ */
+import fs from "node:fs";
+import { parentPort, type MessagePort } from "node:worker_threads";
+import { loadNative } from "../native/index.ts";
+import {
+  NotRegular,
+  READ_FLAGS,
+  readsAhead,
+  scanFilter,
+  toWire,
+  WORKER_CREDIT,
+  type BatchMessage,
+  type ReadMessage,
+  type StartMessage,
+  type WorkerMessage,
+} from "./scan.ts";
+import { BatchWriter, decodeBatch, type WireError } from "./scan-wire.ts";
+import { openReadSync, walkSync } from "./walker-sync.ts";
+
+/** A batch goes out at this many records or this many bytes (with the contents to read); the first ones are small so the backup starts at once. */
+const BATCH_ITEMS = 512;
+const FIRST_BATCH_ITEMS = 16;
+const BATCH_BYTES = 4 * 1024 * 1024;
+
+const port = parentPort!;
+let credit = WORKER_CREDIT;
+let waiting: (() => void) | undefined;
+
+port.on("message", (m: { type: string }) => {
+  if (m.type === "start") void walkRole(m as StartMessage).catch((e: unknown) => fatal(e, (m as StartMessage).to ?? port));
+  else if (m.type === "read") readRole(m as ReadMessage);
+  else if (m.type === "more") {
+    credit++;
+    waiting?.();
+  }
+});
+
+function fatal(e: unknown, to: MessagePort | typeof port): void {
+  to.postMessage({ type: "fatal", message: String((e as Error)?.message ?? e) } satisfies WorkerMessage);
+}
+
+async function walkRole(start: StartMessage): Promise<void> {
+  const native = await loadNative();
+  const out = start.to ?? port;
+  const batch = new BatchWriter();
+  let limit = FIRST_BATCH_ITEMS;
+  const send = async () => {
+    while (credit <= 0) await new Promise<void>((resolve) => (waiting = resolve));
+    waiting = undefined;
+    credit--;
+    const data = batch.take();
+    out.postMessage({ type: "batch", data } satisfies WorkerMessage, [data]);
+    limit = Math.min(limit * 4, BATCH_ITEMS);
+  };
+  const report = (rel: Buffer, error: Error) => batch.addReport(rel, toWire(error));
+  const selection = start.selection && { exclude: start.selection.exclude, files: start.selection.files.map((f) => Buffer.from(f)) };
+  const walker = walkSync({
+    root: Buffer.from(start.root),
+    native,
+    filter: scanFilter({ selection, dumpNames: start.dumpNames }, report),
+    onError: report,
+  });
+  // Contents to read ahead (a reader's work) count toward the batch size, so a batch's
+  // contents stay about BATCH_BYTES.
+  let planned = 0;
+  for (const { entry, absPath } of walker) {
+    batch.addItem(entry, absPath);
+    if (readsAhead(entry, start.readAhead)) planned += entry.size;
+    if (batch.count >= limit || planned + batch.size >= BATCH_BYTES) {
+      await send();
+      planned = 0;
+    }
+  }
+  if (batch.count > 0) await send();
+  out.postMessage({ type: "end" } satisfies WorkerMessage);
+}
+
+function readRole(m: ReadMessage): void {
+  m.from.on("message", (msg: WorkerMessage) => {
+    try {
+      if (msg.type === "batch") {
+        const filled = readContents(msg.data, m.readAhead);
+        port.postMessage(filled, [filled.data, filled.contents!, filled.slots!.buffer as ArrayBuffer]);
+      } else port.postMessage(msg);
+    } catch (e) {
+      fatal(e, port);
+    }
+  });
+}
+
+/** Reads the small files of a batch, all into one buffer. */
+function readContents(data: ArrayBuffer, limit: number): BatchMessage {
+  const records = decodeBatch(data);
+  const slots = new Int32Array(2 * records.length).fill(-1);
+  let total = 0;
+  for (const r of records) if ("entry" in r && readsAhead(r.entry, limit)) total += r.entry.size + 1;
+  const contents = Buffer.allocUnsafeSlow(total);
+  const errors: Array<[number, WireError]> = [];
+  let pos = 0;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    if (!("entry" in r) || !readsAhead(r.entry, limit)) continue;
+    try {
+      const got = readWholeSync(r.absPath, r.entry.size, contents, pos);
+      slots[2 * i] = pos;
+      slots[2 * i + 1] = got;
+    } catch (error) {
+      errors.push([i, toWire(error as Error)]);
+    }
+    pos += r.entry.size + 1;
+  }
+  const msg: BatchMessage = { type: "batch", data, slots, contents: contents.buffer as ArrayBuffer };
+  if (errors.length > 0) msg.errors = errors;
+  return msg;
+}
+
+/**
+ * As scan.ts readWhole, with plain syscalls, into buf[at, at + size + 1): one byte more than
+ * expected tells us the file grew; a first read of `size` bytes is the whole file. Returns the
+ * bytes read (at most size + 1).
+ */
+function readWholeSync(path: Buffer, size: number, buf: Buffer, at: number): number {
+  const fd = openReadSync(path, READ_FLAGS);
+  try {
+    const end = at + size + 1;
+    let got = fs.readSync(fd, buf, at, size + 1, 0);
+    if (got < size) {
+      for (let n = got; n > 0 && at + got < end; got += n) n = fs.readSync(fd, buf, at + got, size + 1 - got, got);
+      // Short: shrunk, or no longer a file at all (a FIFO reads as empty).
+      if (got < size && !fs.fstatSync(fd).isFile()) throw new NotRegular();
+    }
+    return got;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

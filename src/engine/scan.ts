@@ -1,0 +1,302 @@
+/**
+ * The source side of every backup: the walk, the selection (FILES/EXCLUDE), and the contents of
+ * small files read ahead of their turn. Backup engines iterate ScanItems and never touch the
+ * walk themselves.
+ *
+ * Two ways to get them, one contract:
+ *  - Under Bun (the compiled binary, `npm start`): a worker thread (scan-worker.ts) runs the
+ *    synchronous walk of walker-sync.ts and reads small files with plain syscalls, and hands
+ *    them over in batches. A tree of small files costs a handful of syscalls per file on
+ *    another core instead of a promise and a thread-pool round trip per call on the thread that
+ *    also encodes the stream and serves every session. A call that hangs (a dead NFS server)
+ *    blocks only that worker, and the backup's abort terminates it.
+ *  - Elsewhere (Node under vitest, Deno): the asynchronous walk of walker.ts, with the reads of
+ *    small files started READ_AHEAD entries ahead, in this thread.
+ */
+import fs, { constants } from "node:fs";
+import type { MessagePort } from "node:worker_threads";
+import type { Entry, EntryType } from "../../formats/entry.ts";
+import { nameProblem } from "../../formats/dump/index.ts";
+import { isBun, type NativeApi } from "../native/index.ts";
+import { O_NOATIME, O_NOFOLLOW, O_NONBLOCK } from "./fsutil.ts";
+import { selectionFilter, type Selection } from "./selection.ts";
+import { decodeBatch, type WireError } from "./scan-wire.ts";
+import { walk } from "./walker.ts";
+
+export interface ScanOptions {
+  root: Buffer;
+  native?: NativeApi;
+  /** FILES / EXCLUDE; absent = everything. */
+  selection?: Selection;
+  /** Leave out (with a report) names the dump format cannot carry. */
+  dumpNames?: boolean;
+  /** Regular files up to this size come with their content; 0 = none do. */
+  readAhead: number;
+  /** Objects the walk could not read, names left out: reported here, the scan goes on. */
+  onError(rel: Buffer, error: Error): void;
+  /** "inline" forces the in-thread scan (tests compare the two). */
+  mode?: "auto" | "inline";
+}
+
+export interface ScanItem {
+  entry: Entry;
+  absPath: Buffer;
+  /** For a small regular file (opts.readAhead): its content, or why it could not be read. */
+  content?: Buffer | Error;
+}
+
+/** Read-ahead depth of the in-thread scan: file reads in flight while earlier entries are written. */
+const READ_AHEAD = 64;
+
+export function scan(opts: ScanOptions): AsyncGenerator<ScanItem> {
+  const url = (opts.mode ?? "auto") === "auto" && isBun() ? scanWorkerUrl() : undefined;
+  return url ? scanInWorker(opts, url) : scanInThread(opts);
+}
+
+/** The walk filter for a scan: the selection, and for dump the names restore cannot take. */
+export function scanFilter(
+  opts: Pick<ScanOptions, "selection" | "dumpNames">,
+  report: (rel: Buffer, error: Error) => void,
+): ((rel: Buffer, type: EntryType) => boolean) | undefined {
+  const selected = selectionFilter(opts.selection);
+  if (!opts.dumpNames) return selected ? (rel, type) => selected(rel, type === "directory") : undefined;
+  return (rel, type) => {
+    // A name restore cannot take is left out before it gets a number, and said so.
+    const slash = rel.lastIndexOf(0x2f);
+    const base = slash < 0 ? rel : rel.subarray(slash + 1);
+    const problem = nameProblem(base);
+    if (problem) {
+      const why = problem === "invalid" ? "invalid name" : `${base.length}-byte name (restore handles at most 254 bytes)`;
+      report(rel, new Error(`${why}; not backed up`));
+      return false;
+    }
+    return selected ? selected(rel, type === "directory") : true;
+  };
+}
+
+/** Whether a scan reads this entry's content ahead. */
+export function readsAhead(entry: Entry, limit: number): boolean {
+  return entry.type === "file" && !entry.sparse && entry.size > 0 && entry.size <= limit;
+}
+
+/** A regular file that turned into something else between the walk and the read. */
+export class NotRegular extends Error {
+  constructor() {
+    super("it is no longer a regular file");
+  }
+}
+
+// ---- in this thread ----
+
+async function* scanInThread(opts: ScanOptions): AsyncGenerator<ScanItem> {
+  const items = walk({
+    root: opts.root,
+    native: opts.native,
+    filter: scanFilter(opts, opts.onError),
+    onError: opts.onError,
+  })[Symbol.asyncIterator]();
+  const queue: Array<{ item: ScanItem; content?: Promise<Buffer | Error> }> = [];
+  let walked = false;
+  try {
+    for (;;) {
+      while (!walked && queue.length < READ_AHEAD) {
+        const next = await items.next();
+        if (next.done) {
+          walked = true;
+          break;
+        }
+        const { entry, absPath } = next.value;
+        const content = readsAhead(entry, opts.readAhead) ? readWhole(absPath, entry.size).catch((e: Error) => e) : undefined;
+        queue.push({ item: { entry, absPath }, content });
+      }
+      const head = queue.shift();
+      if (!head) return;
+      if (head.content) head.item.content = await head.content;
+      yield head.item;
+    }
+  } finally {
+    await items.return?.();
+  }
+}
+
+/**
+ * The whole content of a small file. The callback API: it is measurably cheaper per call than
+ * fs/promises' FileHandle, and a tree of small files makes three calls per file.
+ */
+async function readWhole(path: Buffer, size: number): Promise<Buffer> {
+  const fd = await openFd(path);
+  try {
+    // One byte more than expected tells us the file grew. A regular file reads short only at
+    // its end, so a first read of exactly `size` bytes is the whole file.
+    const buf = Buffer.allocUnsafe(size + 1);
+    let got = await readFd(fd, buf, 0, buf.length, 0);
+    if (got < size) {
+      for (let n = got; n > 0 && got < buf.length; got += n) n = await readFd(fd, buf, got, buf.length - got, got);
+      // Short: shrunk, or no longer a file at all (a FIFO reads as empty): only then is a stat worth it.
+      if (got < size && !(await fstatFd(fd)).isFile()) throw new NotRegular();
+    }
+    return buf.subarray(0, got);
+  } finally {
+    fs.close(fd, () => {});
+  }
+}
+
+/** O_NOFOLLOW: a name replaced by a symlink is not followed. O_NONBLOCK: one replaced by a FIFO does not hang the open. */
+export const READ_FLAGS = constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+let noatime = true;
+
+function openFd(path: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const plain = () => fs.open(path, READ_FLAGS, (e, fd) => (e ? reject(e) : resolve(fd)));
+    if (!(O_NOATIME && noatime)) return plain();
+    fs.open(path, READ_FLAGS | O_NOATIME, (e, fd) => {
+      if (!e) return resolve(fd);
+      if (e.code !== "EPERM") return reject(e);
+      noatime = false; // not the owner and not root: atimes will move, nothing to do about it
+      plain();
+    });
+  });
+}
+
+function readFd(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function fstatFd(fd: number): Promise<fs.Stats> {
+  return new Promise((resolve, reject) => fs.fstat(fd, (e, st) => (e ? reject(e) : resolve(st))));
+}
+
+// ---- in a worker ----
+
+/** What crosses between the threads (structured clone turns Buffers into Uint8Arrays). */
+/** To the walker. With `to`, batches go there (the reader), which reads the contents. */
+export interface StartMessage {
+  type: "start";
+  root: Uint8Array;
+  selection?: { exclude: string[]; files: Uint8Array[] };
+  dumpNames: boolean;
+  readAhead: number;
+  to?: MessagePort;
+}
+/** To the reader: the walker's batches arrive on `from`. */
+export interface ReadMessage {
+  type: "read";
+  from: MessagePort;
+  readAhead: number;
+}
+/** A batch of scan-wire.ts records, with the contents the reader filled in. */
+export interface BatchMessage {
+  type: "batch";
+  data: ArrayBuffer;
+  /** Per record [start, length] in `contents`; start -1 = no content. */
+  slots?: Int32Array;
+  contents?: ArrayBuffer;
+  /** Records whose file could not be read: index and why. */
+  errors?: Array<[number, WireError]>;
+}
+export type WorkerMessage = BatchMessage | { type: "end" } | { type: "fatal"; message: string };
+
+/** Batches a worker may have sent ahead of the one being consumed. */
+export const WORKER_CREDIT = 2;
+
+/**
+ * Where the worker's code is. Run from source, beside this file. Inside a `bun build --compile`
+ * binary everything is one bundle at /$bunfs/root/<name>, and the worker, a second entry point of
+ * the build, sits at its path relative to the entry points' common directory: engine/ for the
+ * server (src/main.ts + src/engine/scan-worker.ts), src/engine/ for a test probe built from test/.
+ * Undefined (scan in this thread) when a binary was built without it.
+ */
+export function scanWorkerUrl(): URL | undefined {
+  const here = new URL(import.meta.url);
+  if (!here.pathname.startsWith("/$bunfs/")) return new URL("./scan-worker.ts", here);
+  for (const rel of ["./engine/scan-worker.js", "./src/engine/scan-worker.js"]) {
+    const url = new URL(rel, here);
+    if (fs.existsSync(url.pathname)) return url;
+  }
+  return undefined;
+}
+
+/**
+ * Two workers when contents are wanted: the walker (lstat, readdir, xattrs) passes each batch to
+ * the reader (open, read, close of the small files), which hands it to this thread. Both make
+ * syscalls at once, on two cores, and this thread only encodes and sends.
+ */
+async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanItem> {
+  const { MessageChannel, Worker } = await import("node:worker_threads");
+  const walker = new Worker(url);
+  const reader = opts.readAhead > 0 ? new Worker(url) : undefined;
+  const last = reader ?? walker; // the stage whose batches come here
+  const batches: BatchMessage[] = [];
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  last.on("message", (m: WorkerMessage) => {
+    if (m.type === "batch") batches.push(m);
+    else if (m.type === "end") ended = true;
+    else failure = new Error(m.message);
+    wake?.();
+  });
+  for (const w of reader ? [walker, reader] : [walker]) {
+    w.on("error", (e: Error) => {
+      failure ??= e;
+      wake?.();
+    });
+    w.on("exit", (code: number) => {
+      if (!ended) failure ??= new Error(`a scan worker stopped early (exit code ${code})`);
+      wake?.();
+    });
+  }
+  const start: StartMessage = {
+    type: "start",
+    root: opts.root,
+    selection: opts.selection,
+    dumpNames: opts.dumpNames ?? false,
+    readAhead: opts.readAhead,
+  };
+  if (reader) {
+    const { port1, port2 } = new MessageChannel();
+    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead } satisfies ReadMessage, [port2]);
+    walker.postMessage({ ...start, to: port1 }, [port1]);
+  } else walker.postMessage(start);
+  try {
+    for (;;) {
+      const batch = batches.shift();
+      if (!batch) {
+        if (failure) throw failure;
+        if (ended) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        continue;
+      }
+      walker.postMessage({ type: "more" });
+      const records = decodeBatch(batch.data);
+      const contents = batch.contents ? Buffer.from(batch.contents) : undefined;
+      const errors = new Map(batch.errors ?? []);
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        if ("report" in r) {
+          opts.onError(r.report.rel, fromWire(r.report.error));
+          continue;
+        }
+        const item: ScanItem = r;
+        const start = batch.slots?.[2 * i] ?? -1;
+        if (contents && start >= 0) item.content = contents.subarray(start, start + batch.slots![2 * i + 1]!);
+        else if (errors.has(i)) item.content = fromWire(errors.get(i)!);
+        yield item;
+      }
+    }
+  } finally {
+    await Promise.all([walker.terminate(), reader?.terminate()]);
+  }
+}
+
+export function toWire(error: Error): WireError {
+  const code = (error as NodeJS.ErrnoException).code;
+  return typeof code === "string" ? { message: error.message, code } : { message: error.message };
+}
+
+function fromWire(w: WireError): Error {
+  const e = new Error(w.message) as NodeJS.ErrnoException;
+  if (w.code) e.code = w.code;
+  return e;
+}

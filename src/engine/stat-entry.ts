@@ -1,0 +1,138 @@
+// What both walkers (the asynchronous one in walker.ts and the synchronous one in walker-sync.ts,
+// which runs in a worker thread) share: turning an lstat result into an Entry, hard-link
+// bookkeeping, which extended attributes a backup carries, and the zero-block scan that stands in
+// for SEEK_DATA. Only the system calls differ between the two walkers; these rules must not.
+import type { BigIntStats } from "node:fs";
+import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
+import type { XattrApi } from "../native/index.ts";
+import { deviceNumbers, timespecFromNs } from "./fsutil.ts";
+
+export const DOT = Buffer.from(".");
+
+/** Extended attributes a restore can meaningfully carry back (system.* other than ACLs are kernel state). */
+const XATTR_PREFIXES = ["user.", "trusted.", "security."].map((p) => Buffer.from(p));
+const XATTR_ACLS = ["system.posix_acl_access", "system.posix_acl_default"].map((p) => Buffer.from(p));
+
+/** The Entry fields that come straight from lstat. */
+export function entryFromStat(rel: Buffer, st: BigIntStats, type: EntryType): Entry {
+  const entry: Entry = {
+    path: rel,
+    type,
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: type === "file" || type === "symlink" ? Number(st.size) : 0,
+    mtime: timespecFromNs(st.mtimeNs),
+    atime: timespecFromNs(st.atimeNs),
+    ctime: timespecFromNs(st.ctimeNs),
+    dev: Number(st.dev),
+    ino: Number(st.ino),
+    nlink: Number(st.nlink),
+  };
+  if (type === "chardev" || type === "blockdev") {
+    const { major, minor } = deviceNumbers(st.rdev);
+    entry.devMajor = major;
+    entry.devMinor = minor;
+  }
+  return entry;
+}
+
+/** A regular file whose allocated blocks do not cover its size may have holes worth finding. */
+export function mayBeSparse(type: EntryType, st: BigIntStats): boolean {
+  return type === "file" && st.size > 0n && st.blocks * 512n < st.size;
+}
+
+interface LinkSeen {
+  path: Buffer;
+  /** Names of this inode not met yet; at 0 the record is dropped, keeping the map small. */
+  remaining: bigint;
+}
+
+/** Second and later names of a multiply-linked inode become "hardlink" entries to the first name. */
+export class LinkTracker {
+  private readonly links = new Map<string, LinkSeen>();
+
+  /** Its key when this object has other names (to remember() once it is described), else undefined. */
+  keyOf(type: EntryType, st: BigIntStats): string | undefined {
+    // Keyed on the exact bigint dev:ino (st_ino can exceed 2^53 on some filesystems).
+    return type !== "directory" && st.nlink > 1n ? `${st.dev}:${st.ino}` : undefined;
+  }
+
+  /** Turns `entry` into a link to the first name if that name was already met; true if so. */
+  linkToFirst(key: string, entry: Entry): boolean {
+    const seen = this.links.get(key);
+    if (!seen) return false;
+    if (--seen.remaining <= 0n) this.links.delete(key);
+    entry.type = "hardlink";
+    entry.linkTarget = seen.path;
+    delete entry.devMajor;
+    delete entry.devMinor;
+    // size stays the inode's size for information; storedSize() of a hardlink is 0.
+    return true;
+  }
+
+  remember(key: string, rel: Buffer, st: BigIntStats): void {
+    this.links.set(key, { path: rel, remaining: st.nlink - 1n });
+  }
+}
+
+/** The attributes a backup carries, sorted by name; throws what llistxattr/lgetxattr throw. */
+export function readXattrs(api: XattrApi, abs: Buffer): Array<[Buffer, Buffer]> {
+  const out: Array<[Buffer, Buffer]> = [];
+  for (const name of api.list(abs)) {
+    const wanted = XATTR_PREFIXES.some((p) => name.length > p.length && name.subarray(0, p.length).equals(p)) ||
+      XATTR_ACLS.some((n) => name.equals(n));
+    if (!wanted) continue;
+    const value = api.get(abs, name);
+    if (value !== null) out.push([name, value]);
+  }
+  out.sort((a, b) => Buffer.compare(a[0], b[0]));
+  return out;
+}
+
+/** Zero-block scan (no SEEK_DATA): the read size and the granularity of the runs it reports. */
+export const SCAN_READ = 1024 * 1024;
+const SCAN_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(SCAN_BLOCK);
+const ZERO_READ = Buffer.alloc(SCAN_READ);
+
+/**
+ * Without SEEK_DATA: the caller reads the file in SCAN_READ pieces and feeds them here; every
+ * 4 KiB block that is not all zeros is data. Holes and allocated zeros both read as zeros, so the
+ * result restores the same bytes (and leaves zeros as holes, which a sparse-aware copy should do).
+ */
+export class ZeroScan {
+  readonly runs: DataRun[] = [];
+  private runStart = -1;
+
+  /** `got` bytes of `buf` read at file offset `pos`. */
+  feed(buf: Buffer, got: number, pos: number): void {
+    if (got === SCAN_READ && buf.equals(ZERO_READ)) {
+      this.close(pos);
+      return;
+    }
+    for (let off = 0; off < got; off += SCAN_BLOCK) {
+      const end = Math.min(off + SCAN_BLOCK, got);
+      const zero = buf.compare(ZERO_BLOCK, 0, end - off, off, end) === 0;
+      if (!zero && this.runStart < 0) this.runStart = pos + off;
+      else if (zero) this.close(pos + off);
+    }
+  }
+
+  /** The runs, given where the reading stopped. */
+  finish(pos: number): DataRun[] {
+    this.close(pos);
+    return this.runs;
+  }
+
+  private close(at: number): void {
+    if (this.runStart < 0) return;
+    this.runs.push({ offset: this.runStart, length: at - this.runStart });
+    this.runStart = -1;
+  }
+}
+
+/** Runs that cover the whole file mean it is not sparse after all. */
+export function sparseOrUndefined(runs: DataRun[], size: number): DataRun[] | undefined {
+  return runs.length === 1 && runs[0]!.offset === 0 && runs[0]!.length === size ? undefined : runs;
+}

@@ -1,0 +1,193 @@
+// The walk of walker.ts with synchronous system calls, for the scan worker (scan-worker.ts): the
+// same entries in the same order with the same reports, but one thread making plain syscalls
+// back to back instead of a promise and a thread-pool round trip per call. It must only run off
+// the main thread: a call that hangs (a dead NFS server) blocks whatever thread makes it.
+import fs, { type BigIntStats } from "node:fs";
+import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
+import { listDataRuns } from "../native/index.ts";
+import { O_NOATIME, O_NOFOLLOW, asError, errorCode, joinPath, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
+import { DOT, entryFromStat, LinkTracker, mayBeSparse, readXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
+import type { WalkItem, WalkOptions } from "./walker.ts";
+
+interface Frame {
+  abs: Buffer;
+  /** null for the root, whose children have bare names as relative paths. */
+  rel: Buffer | null;
+  names: Buffer[];
+  next: number;
+}
+
+export function walkSync(opts: WalkOptions): Generator<WalkItem> {
+  return new SyncWalker(opts).run();
+}
+
+class SyncWalker {
+  private readonly oneFilesystem: boolean;
+  private readonly wantXattrs: boolean;
+  private readonly links = new LinkTracker();
+  private rootDev = 0n;
+
+  constructor(private readonly opts: WalkOptions) {
+    this.oneFilesystem = opts.oneFilesystem ?? true;
+    this.wantXattrs = opts.xattrs ?? true;
+  }
+
+  private report(relPath: Buffer, error: unknown): void {
+    this.opts.onError?.(relPath, asError(error));
+  }
+
+  *run(): Generator<WalkItem> {
+    const root = stripTrailingSlashes(this.opts.root);
+    let st: BigIntStats;
+    try {
+      st = fs.lstatSync(root, { bigint: true });
+      // The operator named the root: if it is a symlink to a directory, walk the directory.
+      if (st.isSymbolicLink()) {
+        const target = fs.statSync(root, { bigint: true });
+        if (target.isDirectory()) st = target;
+      }
+    } catch (error) {
+      this.report(DOT, error);
+      return;
+    }
+    this.rootDev = st.dev;
+    const type = typeFromMode(st.mode);
+    if (!type) return;
+    const rootEntry = this.describe(root, DOT, st, type);
+    if (!rootEntry) return;
+    yield { entry: rootEntry, absPath: root };
+    if (type !== "directory") return;
+
+    const stack: Frame[] = [];
+    const rootFrame = this.openDir(root, null, DOT);
+    if (rootFrame) stack.push(rootFrame);
+
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1]!;
+      if (frame.next >= frame.names.length) {
+        stack.pop();
+        continue;
+      }
+      const name = frame.names[frame.next++]!;
+      const rel = frame.rel ? joinPath(frame.rel, name) : name;
+      const abs = joinPath(frame.abs, name);
+      let stat: BigIntStats;
+      try {
+        stat = fs.lstatSync(abs, { bigint: true });
+      } catch (error) {
+        this.report(rel, error);
+        continue;
+      }
+      const childType = typeFromMode(stat.mode);
+      if (!childType) {
+        this.report(rel, new Error(`unknown file type (mode ${stat.mode.toString(8)})`));
+        continue;
+      }
+      if (this.opts.filter && !this.opts.filter(rel, childType)) continue;
+      const entry = this.describe(abs, rel, stat, childType);
+      if (!entry) continue;
+      yield { entry, absPath: abs };
+      if (childType !== "directory") continue;
+      if (this.oneFilesystem && stat.dev !== this.rootDev) continue;
+      const child = this.openDir(abs, rel, rel);
+      if (child) stack.push(child);
+    }
+  }
+
+  private openDir(abs: Buffer, rel: Buffer | null, reportAs: Buffer): Frame | undefined {
+    let names: Buffer[];
+    try {
+      names = fs.readdirSync(abs, { encoding: "buffer" });
+    } catch (error) {
+      this.report(reportAs, error);
+      return undefined;
+    }
+    names.sort(Buffer.compare);
+    return { abs, rel, names, next: 0 };
+  }
+
+  /** The Entry for one object, or undefined (reported) when it cannot be read. */
+  private describe(abs: Buffer, rel: Buffer, st: BigIntStats, type: EntryType): Entry | undefined {
+    const entry = entryFromStat(rel, st, type);
+    const linkKey = this.links.keyOf(type, st);
+    if (linkKey && this.links.linkToFirst(linkKey, entry)) return entry;
+
+    try {
+      if (type === "symlink") {
+        entry.linkTarget = fs.readlinkSync(abs, { encoding: "buffer" });
+        entry.size = entry.linkTarget.length;
+      } else if (mayBeSparse(type, st)) {
+        const runs = this.dataRuns(abs, entry.size);
+        if (runs) entry.sparse = runs;
+      }
+    } catch (error) {
+      this.report(rel, error);
+      return undefined;
+    }
+
+    if (this.wantXattrs && this.opts.native?.xattr) {
+      try {
+        const xattrs = readXattrs(this.opts.native.xattr, abs);
+        if (xattrs.length > 0) entry.xattrs = xattrs;
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === "ENOENT") {
+          this.report(rel, error);
+          return undefined;
+        }
+        // The object itself is fine: back it up without the attributes, and say so.
+        if (code !== "EOPNOTSUPP") this.report(rel, error);
+      }
+    }
+
+    if (linkKey) this.links.remember(linkKey, rel, st);
+    return entry;
+  }
+
+  /** Data runs of a sparse candidate; undefined when it turns out to be dense. */
+  private dataRuns(abs: Buffer, size: number): DataRun[] | undefined {
+    const fd = openReadSync(abs);
+    try {
+      const seek = this.opts.native?.seek;
+      const runs = seek ? listDataRuns(seek, fd, size) : scanForDataSync(fd, size);
+      return sparseOrUndefined(runs, size);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+/** O_NOATIME keeps a backup from touching atimes; only the owner (or root) may ask for it. */
+export function openReadSync(abs: Buffer, extraFlags = 0): number {
+  const flags = fs.constants.O_RDONLY | O_NOFOLLOW | extraFlags;
+  if (O_NOATIME && noatime) {
+    try {
+      return fs.openSync(abs, flags | O_NOATIME);
+    } catch (error) {
+      if (errorCode(error) !== "EPERM") throw error;
+      noatime = false; // not the owner and not root: atimes will move, nothing to do about it
+    }
+  }
+  return fs.openSync(abs, flags);
+}
+let noatime = true;
+
+function scanForDataSync(fd: number, size: number): DataRun[] {
+  const scan = new ZeroScan();
+  const buf = Buffer.allocUnsafe(SCAN_READ);
+  let pos = 0;
+  while (pos < size) {
+    const want = Math.min(SCAN_READ, size - pos);
+    let got = 0;
+    while (got < want) {
+      const n = fs.readSync(fd, buf, got, want - got, pos + got);
+      if (n === 0) break; // shrank under us: the rest reads as nothing
+      got += n;
+    }
+    if (got === 0) break;
+    scan.feed(buf, got, pos);
+    pos += got;
+    if (got < want) break;
+  }
+  return scan.finish(pos);
+}

@@ -1,0 +1,58 @@
+import { describe, expect, it } from "vitest";
+import type { Entry } from "../../../formats/entry.ts";
+import { BatchWriter, decodeBatch } from "../../../src/engine/scan-wire.ts";
+
+const b = (s: string | number[]) => (typeof s === "string" ? Buffer.from(s) : Buffer.from(s));
+
+const entries: Array<[Entry, Buffer]> = [
+  [{ path: b("."), type: "directory", mode: 0o755, uid: 0, gid: 0, size: 0, mtime: { sec: 1, nsec: 2 }, atime: { sec: 3, nsec: 4 }, ctime: { sec: 5, nsec: 6 }, dev: 2049, ino: 2, nlink: 3 }, b("/srv")],
+  // Non-UTF-8 bytes, a time before 1970 and one past 2038, ids past 2^21, a size past 8 GiB.
+  [{ path: b([0x66, 0xff, 0xfe, 0x2f, 0x80]), type: "file", mode: 0o4755, uid: 4_000_000_000, gid: 2 ** 31, size: 9 * 2 ** 30, mtime: { sec: -86_401, nsec: 999_999_999 }, atime: { sec: 2 ** 33, nsec: 0 }, dev: 2049, ino: 2 ** 40, nlink: 1, sparse: [{ offset: 0, length: 4096 }, { offset: 8 * 2 ** 30, length: 1 }], xattrs: [[b("user.bin"), b([0, 255, 1])], [b("system.posix_acl_access"), Buffer.alloc(0)]] }, b([0x2f, 0x66, 0xff, 0xfe, 0x2f, 0x80])],
+  [{ path: b("l"), type: "symlink", mode: 0o777, uid: 1, gid: 1, size: 3, mtime: { sec: 0, nsec: 0 }, linkTarget: b("../x") }, b("/srv/l")],
+  [{ path: b("h"), type: "hardlink", mode: 0o644, uid: 1, gid: 1, size: 10, mtime: { sec: 0, nsec: 0 }, linkTarget: b("f") }, b("/srv/h")],
+  [{ path: b("dev/null"), type: "chardev", mode: 0o666, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 }, devMajor: 1, devMinor: 3, uname: b("root"), gname: b("wheel") }, b("/srv/dev/null")],
+  [{ path: b("p"), type: "fifo", mode: 0o600, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } }, b("/srv/p")],
+];
+
+describe("scan batches (worker -> backup)", () => {
+  it("carry every Entry field and the absolute path exactly, names as bytes", () => {
+    const w = new BatchWriter();
+    for (const [e, abs] of entries) w.addItem(e, abs);
+    expect(w.count).toBe(entries.length);
+    const got = decodeBatch(w.take());
+    expect(got).toEqual(entries.map(([entry, absPath]) => ({ entry, absPath })));
+    expect(w.count).toBe(0);
+    expect(w.size).toBe(0);
+  });
+
+  it("keep reports in their place among the items", () => {
+    const w = new BatchWriter();
+    w.addItem(entries[0]![0], entries[0]![1]);
+    w.addReport(b([0x61, 0xff]), { message: "permission denied — x", code: "EACCES" });
+    w.addReport(b("z"), { message: "invalid name; not backed up" });
+    w.addItem(entries[2]![0], entries[2]![1]);
+    const got = decodeBatch(w.take());
+    expect(got.map((r) => ("report" in r ? r.report : r.entry.path.toString()))).toEqual([
+      ".",
+      { rel: b([0x61, 0xff]), error: { message: "permission denied — x", code: "EACCES" } },
+      { rel: b("z"), error: { message: "invalid name; not backed up" } },
+      "l",
+    ]);
+  });
+
+  it("grow past their first buffer (long names, many items)", () => {
+    const w = new BatchWriter();
+    const long = Buffer.alloc(200_000, 0x61);
+    const e: Entry = { ...entries[5]![0], path: long, xattrs: [[b("user.big"), Buffer.alloc(70_000, 7)]] };
+    for (let i = 0; i < 300; i++) w.addItem(entries[i % 2]![0], entries[i % 2]![1]);
+    w.addItem(e, long);
+    const got = decodeBatch(w.take());
+    expect(got).toHaveLength(301);
+    expect(got[300]).toEqual({ entry: e, absPath: long });
+  });
+
+  it("refuse a corrupt batch with an error, not a wrong entry", () => {
+    const data = new Uint8Array([9, 0, 0]);
+    expect(() => decodeBatch(data.buffer)).toThrow(/bad record kind 9/);
+  });
+});

@@ -1,0 +1,137 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scan, type ScanItem, type ScanOptions } from "../../../src/engine/scan.ts";
+import { makeEdgeTree, show, type TreeSpec } from "../../helpers/tree.ts";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../../..");
+const bun = path.join(repo, "node_modules/.bin/bun");
+
+let tmp: string;
+let spec: TreeSpec;
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ndmpd-scan-"));
+  spec = await makeEdgeTree(path.join(tmp, "tree"));
+});
+
+afterAll(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function collect(opts: Partial<ScanOptions> & { root: Buffer }): Promise<{ items: ScanItem[]; reports: string[] }> {
+  const items: ScanItem[] = [];
+  const reports: string[] = [];
+  for await (const item of scan({ readAhead: 256 * 1024, mode: "inline", onError: (p, e) => reports.push(`${show(p)}: ${e.message}`), ...opts })) {
+    items.push(item);
+  }
+  return { items, reports };
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("scan in this thread (Node)", () => {
+  it("gives the contents of small regular files, and none for large, sparse or other entries", async () => {
+    const { items, reports } = await collect({ root: Buffer.from(spec.root) });
+    expect(reports).toEqual([]);
+    let small = 0;
+    for (const { entry, absPath, content } of items) {
+      const isSmall = entry.type === "file" && !entry.sparse && entry.size > 0 && entry.size <= 256 * 1024;
+      if (!isSmall) {
+        expect(content, show(entry.path)).toBeUndefined();
+        continue;
+      }
+      small++;
+      expect(Buffer.isBuffer(content), show(entry.path)).toBe(true);
+      expect(sha(content as Buffer), show(entry.path)).toBe(sha(fs.readFileSync(absPath)));
+    }
+    expect(small).toBeGreaterThan(5);
+  });
+
+  it("applies EXCLUDE and FILES, and leaves out names dump cannot carry, saying so", async () => {
+    const { items } = await collect({ root: Buffer.from(spec.root), selection: { exclude: ["deep", "*.txt"], files: [] } });
+    const names = items.map((i) => show(i.entry.path));
+    expect(names.some((n) => n === "deep" || n.startsWith("deep/") || n.endsWith(".txt"))).toBe(false);
+
+    const only = await collect({ root: Buffer.from(spec.root), selection: { exclude: [], files: [spec.paths.xattrFile] } });
+    expect(only.items.map((i) => show(i.entry.path))).toEqual([".", ...parents(spec.paths.xattrFile), show(spec.paths.xattrFile)]);
+
+    // 255 bytes: Linux takes it, restore does not.
+    const dir = path.join(tmp, "names");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "n".repeat(255)), "x");
+    fs.writeFileSync(path.join(dir, "n".repeat(254)), "x");
+    const dump = await collect({ root: Buffer.from(dir), dumpNames: true });
+    expect(dump.items.map((i) => show(i.entry.path))).toEqual([".", "n".repeat(254)]);
+    expect(dump.reports).toEqual([`${"n".repeat(255)}: 255-byte name (restore handles at most 254 bytes); not backed up`]);
+  });
+});
+
+function parents(rel: Buffer): string[] {
+  const parts = rel.toString("latin1").split("/");
+  return parts.slice(1).map((_, i) => Buffer.from(parts.slice(0, i + 1).join("/"), "latin1")).map(show);
+}
+
+describe("scan in the worker pair, inside a `bun build --compile` binary", () => {
+  let probe: string;
+  beforeAll(async () => {
+    probe = path.join(tmp, "scan-probe");
+    // The worker is a second entry point, as in the server's build.
+    const r = await run(bun, ["build", "--compile", path.join(here, "probe.ts"), path.join(repo, "src/engine/scan-worker.ts"), "--outfile", probe]);
+    if (r.code !== 0) throw new Error(`bun build --compile failed: ${r.stderr}`);
+  });
+
+  it("yields exactly what the in-thread scan yields: entries, contents, reports, order", async () => {
+    for (const exclude of ["", "sparse"]) {
+      const [worker, inline] = await Promise.all([run(probe, ["scan", spec.root, "auto", exclude]), run(probe, ["scan", spec.root, "inline", exclude])]);
+      expect(worker.code, worker.stderr).toBe(0);
+      expect(inline.code, inline.stderr).toBe(0);
+      const w = JSON.parse(worker.stdout) as { worker: boolean; entries: Array<{ path: string; content?: string }>; reports: string[] };
+      const i = JSON.parse(inline.stdout) as typeof w;
+      expect(w.worker).toBe(true);
+      expect(i.worker).toBe(false);
+      expect(w.entries.length).toBeGreaterThan(30);
+      expect(w.entries).toEqual(i.entries);
+      expect(w.reports).toEqual(i.reports);
+      const withContent = w.entries.filter((e) => e.content !== undefined);
+      expect(withContent.length).toBeGreaterThan(5);
+      for (const e of withContent) {
+        expect(e.content).toBe(sha(fs.readFileSync(Buffer.concat([Buffer.from(spec.root + "/"), Buffer.from(e.path, "hex")]))));
+      }
+    }
+  });
+
+  it("reports an unreadable directory and goes on, as the in-thread scan does", async () => {
+    const dir = path.join(tmp, "locked-tree");
+    fs.mkdirSync(path.join(dir, "locked"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "locked/x"), "x");
+    fs.writeFileSync(path.join(dir, "z"), "z");
+    fs.chmodSync(path.join(dir, "locked"), 0o000);
+    try {
+      // As root nothing is unreadable: run the probe as nobody where we can.
+      const asNobody = process.getuid?.() === 0;
+      const opts = asNobody ? { uid: 65534, gid: 65534 } : {};
+      if (asNobody) fs.chmodSync(tmp, 0o755);
+      const w = JSON.parse((await run(probe, ["scan", dir, "auto"], opts)).stdout) as { entries: Array<{ path: string; content?: string }>; reports: string[] };
+      expect(w.reports).toHaveLength(1);
+      expect(w.reports[0]).toMatch(/^6c6f636b6564: EACCES /);
+      expect(w.entries.map((e) => Buffer.from(e.path, "hex").toString())).toEqual([".", "locked", "z"]);
+    } finally {
+      fs.chmodSync(path.join(dir, "locked"), 0o755);
+    }
+  });
+});
+
+function run(file: string, args: string[], extra: { uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { cwd: repo, encoding: "utf8", timeout: 90_000, maxBuffer: 64 * 1024 * 1024, ...extra }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
