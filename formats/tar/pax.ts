@@ -117,12 +117,17 @@ export function formatTimeText(t: Timespec): string {
   return `${sign}${sec}.${frac.length < digits ? "0".repeat(digits - frac.length) + frac : frac}`;
 }
 
-/** encodeRecord for an ASCII key and value, in one allocation (times, sizes, ids). */
-export function encodeTextRecord(key: string, value: string): Buffer {
+/**
+ * encodeRecord for an ASCII key and value (times, sizes, ids), as a string: the writer puts it
+ * straight into the header buffer, with no Buffer of its own (one per record was a measurable
+ * part of a small file's cost).
+ */
+export function encodeTextRecord(key: string, value: string): string {
   const rest = key.length + value.length + 3;
-  let digits = String(rest).length;
+  // The length counts its own digits: 8 + 1 = "9", 97 + 2 = "99", 996 + 3 = "999".
+  let digits = rest <= 8 ? 1 : rest <= 97 ? 2 : rest <= 996 ? 3 : 4;
   while (String(rest + digits).length !== digits) digits++;
-  return Buffer.from(`${rest + digits} ${key}=${value}\n`, "latin1");
+  return `${rest + digits} ${key}=${value}\n`;
 }
 
 /** Inverse of formatTime; accepts any number of fraction digits (extra ones are dropped). */

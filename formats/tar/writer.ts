@@ -67,7 +67,8 @@ export function endOfArchive(): Buffer {
  */
 export function encodeHeader(entry: Entry): Buffer {
   validate(entry);
-  const records: Buffer[] = [];
+  // Records are Buffers, or strings for all-ASCII text ones (written as latin1).
+  const records: Array<Buffer | string> = [];
   let binaryNames = false;
   const addName = (key: string, value: Buffer): void => {
     if (!isUtf8(value)) binaryNames = true;
@@ -154,13 +155,13 @@ export function encodeHeader(entry: Entry): Buffer {
   // raw bytes anyway, which is what we want.
   if (binaryNames) records.unshift(encodeRecord("hdrcharset", Buffer.from("BINARY", "latin1")));
   let bodyLength = 0;
-  for (const r of records) bodyLength += r.length;
+  for (const r of records) bodyLength += r.length; // strings are ASCII: one byte per char
   const paxLength = records.length > 0 ? BLOCK + bodyLength + paddingSize(bodyLength) : 0;
   const out = Buffer.alloc(paxLength + BLOCK + (sparseMap ? sparseMap.length : 0));
   if (records.length > 0) {
     writePaxHeaderBlock(out.subarray(0, BLOCK), tarPath, mtime.sec, bodyLength);
     let p = BLOCK;
-    for (const r of records) p += r.copy(out, p);
+    for (const r of records) p += typeof r === "string" ? out.write(r, p, "latin1") : r.copy(out, p);
   }
   block.copy(out, paxLength);
   if (sparseMap) sparseMap.copy(out, paxLength + BLOCK);

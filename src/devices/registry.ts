@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ChangerConfig, TapeConfig } from "../config.ts";
+import { loadNative } from "../native/index.ts";
 import { TapeAttr } from "../protocol/codes.ts";
 import type { DeviceInfo } from "../protocol/xdr/v4.ts";
 import type { TapeDevice } from "./tape/device.ts";
@@ -128,11 +129,13 @@ export class DeviceRegistry {
 
 async function makeTape(t: TapeConfig): Promise<TapeDevice> {
   if (t.type === "st") return new LinuxStTape({ path: t.path!, name: t.name });
+  const fsApi = (await loadNative()).fs;
+  const lock = fsApi ? (fd: number) => fsApi.tryLockExclusive(fd) : undefined;
   // A drive of a virtual library starts empty; the library loads what its state says.
-  if (t.path === undefined) return new VirtualTapeDrive({ name: t.name, noRewind: t.noRewind });
+  if (t.path === undefined) return new VirtualTapeDrive({ name: t.name, noRewind: t.noRewind, lock });
   if (!existsSync(t.path)) {
     mkdirSync(dirname(t.path), { recursive: true });
     await createCartridge(t.path, t.capacity !== undefined ? { capacity: t.capacity } : {});
   }
-  return new VirtualTapeDrive({ name: t.name, cartridge: t.path, noRewind: t.noRewind });
+  return new VirtualTapeDrive({ name: t.name, cartridge: t.path, noRewind: t.noRewind, lock });
 }

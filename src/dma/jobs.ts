@@ -395,7 +395,15 @@ async function stopMover(c: NdmpClient, mode: "backup" | "recover" | "filehist")
 }
 
 async function withTape<T>(t: JobTarget, mode: number, body: () => Promise<T>): Promise<T> {
-  await t.tape.request(Message.TAPE_OPEN, { device: t.device, mode });
+  try {
+    await t.tape.request(Message.TAPE_OPEN, { device: t.device, mode });
+  } catch (e) {
+    // The reply carries only the code: say what it means for someone at the command line.
+    if (e instanceof NdmpClientError && e.error === ErrorCode.DEVICE_BUSY_ERR) {
+      throw new JobError(`tape ${t.device} is busy: it is in use by another drive or process (an ndmpd server serving a DMA, or another job); try again when it is free`);
+    }
+    throw e;
+  }
   try {
     return await body();
   } finally {

@@ -103,7 +103,8 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     if (heirOf !== undefined) dropped.set(heirOf, entry.path);
     const offset = out.offset;
     try {
-      await out.push(encodeHeader(entry));
+      const header = encodeHeader(entry);
+      if (!out.tryPush(header)) await out.push(header);
       if (source) await writeContent(out, entry, source, warn);
     } finally {
       if (source && !Buffer.isBuffer(source)) await source.close().catch(() => {});
@@ -175,7 +176,7 @@ async function writeContent(out: ChunkedWriter, entry: Entry, source: Buffer | F
   if (Buffer.isBuffer(source)) {
     const data = source.length > size ? source.subarray(0, size) : source;
     if (source.length !== size) warn(`${show(entry.path)}: it changed size while being backed up (${size} bytes expected)`);
-    await out.push(data);
+    if (!out.tryPush(data)) await out.push(data);
     sent = data.length;
   } else {
     let shrank = false;
@@ -218,7 +219,8 @@ async function writeContent(out: ChunkedWriter, entry: Entry, source: Buffer | F
     await out.push(Buffer.alloc(n));
     left -= n;
   }
-  await out.push(padding(size));
+  const pad = padding(size);
+  if (!out.tryPush(pad)) await out.push(pad);
 }
 
 /** A path for messages: the bytes shown as UTF-8 where possible. */

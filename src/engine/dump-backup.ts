@@ -31,15 +31,14 @@ import {
   O_NOATIME,
   O_NOFOLLOW,
   asError,
-  deviceNumbers,
   errorCode,
   joinPath,
   stripTrailingSlashes,
-  timespecFromNs,
   typeFromMode,
 } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { scan } from "./scan.ts";
+import { entryFromStat, mayBeSparse, readXattrs, sparseOrUndefined } from "./stat-entry.ts";
 
 const DOT = Buffer.from(".");
 const DOTDOT = Buffer.from("..");
@@ -350,46 +349,31 @@ async function prepare(ino: number, rec: ObjRecord, root: Buffer, native: Native
   return p;
 }
 
-/** The object at `abs` now (lstat, link target, device numbers, data runs, xattrs). */
+/** The object at `abs` now (lstat, link target, device numbers, data runs, xattrs), by the walk's rules. */
 async function describe(abs: Buffer, rec: ObjRecord, native: NativeApi | undefined): Promise<Entry> {
   const st = await fsp.lstat(abs, { bigint: true });
   const type = typeFromMode(st.mode);
   if (!type) throw new Error(`unknown file type (mode ${st.mode.toString(8)})`);
   if (type === "directory") throw new Error("became a directory while being backed up");
-  const entry: Entry = {
-    path: rec.rel,
-    type,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: type === "file" ? Number(st.size) : 0,
-    mtime: timespecFromNs(st.mtimeNs),
-    atime: timespecFromNs(st.atimeNs),
-    ctime: timespecFromNs(st.ctimeNs),
-    dev: Number(st.dev),
-    ino: Number(st.ino),
-    nlink: Number(st.nlink),
-  };
+  const entry = entryFromStat(rec.rel, st, type);
   if (type === "symlink") {
     entry.linkTarget = await fsp.readlink(abs, { encoding: "buffer" });
     entry.size = entry.linkTarget.length;
-  } else if (type === "chardev" || type === "blockdev") {
-    Object.assign(entry, deviceNumbersOf(st.rdev));
-  } else if (type === "file" && st.size > 0n && st.blocks * 512n < st.size) {
+  } else if (mayBeSparse(type, st)) {
     // Holes: SEEK_DATA when we have it; otherwise the walk's scan, if the size is unchanged.
     if (native?.seek) {
       const fh = await openForRead(abs);
       try {
-        const runs = listDataRuns(native.seek, fh.fd, entry.size);
-        if (!(runs.length === 1 && runs[0]!.offset === 0 && runs[0]!.length === entry.size)) entry.sparse = runs;
+        entry.sparse = sparseOrUndefined(listDataRuns(native.seek, fh.fd, entry.size), entry.size);
       } finally {
         await fh.close();
       }
     } else if (rec.sparse && rec.size === entry.size) entry.sparse = rec.sparse;
+    if (!entry.sparse) delete entry.sparse;
   }
   if (native?.xattr) {
     try {
-      const xattrs = readXattrs(native, abs);
+      const xattrs = readXattrs(native.xattr, abs);
       if (xattrs.length > 0) entry.xattrs = xattrs;
     } catch (err) {
       if (errorCode(err) === "ENOENT") throw err;
@@ -397,27 +381,6 @@ async function describe(abs: Buffer, rec: ObjRecord, native: NativeApi | undefin
     }
   }
   return entry;
-}
-
-function deviceNumbersOf(rdev: bigint): { devMajor: number; devMinor: number } {
-  const { major, minor } = deviceNumbers(rdev);
-  return { devMajor: major, devMinor: minor };
-}
-
-/** The attributes restore can carry back: user/trusted/security and the POSIX ACLs (as the walker). */
-function readXattrs(native: NativeApi, abs: Buffer): Array<[Buffer, Buffer]> {
-  const api = native.xattr!;
-  const out: Array<[Buffer, Buffer]> = [];
-  for (const name of api.list(abs)) {
-    const s = name.toString("latin1");
-    const wanted = (["user.", "trusted.", "security."].some((p) => s.startsWith(p) && s.length > p.length)) ||
-      s === "system.posix_acl_access" || s === "system.posix_acl_default";
-    if (!wanted) continue;
-    const value = api.get(abs, name);
-    if (value !== null) out.push([name, value]);
-  }
-  out.sort((a, b) => Buffer.compare(a[0], b[0]));
-  return out;
 }
 
 /**

@@ -13,6 +13,8 @@ export const SEEK_DATA = 3;
 export const SEEK_HOLE = 4;
 const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
+const LOCK_EX = 2;
+const LOCK_NB = 4;
 
 /** glibc's makedev: 12+20 bits of major, 8+24 bits of minor, interleaved. */
 export function makedev(major: number, minor: number): bigint {
@@ -29,6 +31,7 @@ type LibcSymbol =
   | "lsetxattr"
   | "utimensat"
   | "mknod"
+  | "flock"
   | "__errno_location";
 
 function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
@@ -41,6 +44,7 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     lsetxattr: { args: ["ptr", "ptr", "ptr", "usize", "i32"], returns: "i32" },
     utimensat: { args: ["i32", "ptr", "ptr", "i32"], returns: "i32" },
     mknod: { args: ["ptr", "u32", "u64"], returns: "i32" },
+    flock: { args: ["i32", "i32"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
   } as const;
   let lastError: unknown;
@@ -179,6 +183,14 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     mknod(path, mode, major, minor) {
       const rc = sym.mknod(cString(path), mode >>> 0, makedev(major, minor)) as number;
       if (rc === -1) fail("mknod");
+    },
+    tryLockExclusive(fd) {
+      for (;;) {
+        if ((sym.flock(fd, LOCK_EX | LOCK_NB) as number) === 0) return true;
+        const errno = lastErrno();
+        if (errno === ERRNO.EAGAIN) return false; // EWOULDBLOCK is EAGAIN on Linux
+        if (errno !== ERRNO.EINTR) throw new NativeError("flock", errno);
+      }
     },
   };
 

@@ -38,6 +38,11 @@ export interface FsApi {
   utimens(path: Uint8Array, atime: { sec: number; nsec: number }, mtime: { sec: number; nsec: number }, nofollow: boolean): void;
   /** mknod(path, mode, makedev(major, minor)): device nodes and fifos. */
   mknod(path: Uint8Array, mode: number, major: number, minor: number): void;
+  /**
+   * flock(fd, LOCK_EX | LOCK_NB): an exclusive lock on an open file, released by the kernel when
+   * the file is closed or the process dies. False when another open file holds it.
+   */
+  tryLockExclusive(fd: number): boolean;
 }
 
 export interface NativeApi {

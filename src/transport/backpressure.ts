@@ -81,6 +81,18 @@ export class ChunkedWriter {
     this.fill += data.length;
   }
 
+  /**
+   * push() without a promise when the bytes fit in the current chunk: true if taken. A tree of
+   * small files makes three pushes per file, and most of them never need to wait.
+   */
+  tryPush(data: Buffer): boolean {
+    if (this.fill + data.length >= this.chunkSize) return false;
+    this.offset += data.length;
+    data.copy(this.buf, this.fill);
+    this.fill += data.length;
+    return true;
+  }
+
   async flush(): Promise<void> {
     if (this.fill === 0) return;
     const out = this.buf.subarray(0, this.fill);

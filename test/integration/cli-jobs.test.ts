@@ -11,8 +11,11 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Message, TapeOpenMode } from "../../src/protocol/codes.ts";
+import { dma, tapeServerConfig } from "../helpers/dma.ts";
 import { BINARY, havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
+import { startServer } from "../helpers/server.ts";
 import { compareTrees, makeEdgeTree, pattern } from "../helpers/tree.ts";
 
 const ready = havePeers("binary");
@@ -204,4 +207,34 @@ describe.runIf(ready)("ndmpd backup / list / recover / catalog rebuild", () => {
     expect(notThere.stderr).toMatch(/not in backup 1/);
     expect((await run(BINARY, ["backup", "--help"])).stdout).toMatch(/^Usage: ndmpd backup PATH --tape NAME/);
   });
+});
+
+describe.runIf(ready)("a cartridge in use is not shared between the server and a CLI job", () => {
+  it("a CLI backup to a cartridge the server has open for a DMA is refused, and goes ahead once it is closed", async () => {
+    const srv = await startServer({ config: tapeServerConfig([{ name: "vt0", capacity: "1GiB" }]) });
+    const W = mkdtempSync(join(tmpdir(), "ndmpd-cli-lock-"));
+    const cfg = join(W, "cli.toml");
+    // The job's own config names the same cartridge file, with a state directory of its own.
+    writeFileSync(cfg, `[server]\nstate_dir = "${W}/state"\n\n[[tape]]\nname = "vt0"\npath = "${srv.dir}/vt0.tape"\n`);
+    chmodSync(cfg, 0o600);
+    mkdirSync(join(W, "src"));
+    writeFileSync(join(W, "src", "f.txt"), "locked out\n");
+    const c = await dma(srv.port);
+    try {
+      await c.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
+      const refused = await run(BINARY, ["backup", join(W, "src"), "--tape", "vt0", "--config", cfg], { timeoutMs: 60_000 });
+      expect(refused.code, refused.stdout + refused.stderr).not.toBe(0);
+      expect(refused.stdout + refused.stderr).toMatch(/in use by another drive or process/);
+      await c.request(Message.TAPE_CLOSE);
+      const ok = await run(BINARY, ["backup", join(W, "src"), "--tape", "vt0", "--config", cfg], { timeoutMs: 60_000 });
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      // And the reverse: the session's open still works after the job let the cartridge go.
+      await c.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.READ });
+      await c.request(Message.TAPE_CLOSE);
+    } finally {
+      await c.close();
+      await srv.stop();
+      rmSync(W, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -164,6 +164,12 @@ export interface VirtualTapeDriveOptions {
   cartridge?: string;
   /** Keep the position across close and open (a /dev/nst-like device); default rewinds at open. */
   noRewind?: boolean;
+  /**
+   * Takes an exclusive lock on a cartridge file while it is mounted (flock, from the native
+   * layer): false when someone else holds it. Without it (Node, Deno) nothing stops another
+   * process from mounting the same cartridge at the same time.
+   */
+  lock?: (fd: number) => boolean;
 }
 
 /** A cartridge file while it is mounted in the drive. */
@@ -182,6 +188,7 @@ interface Medium {
 export class VirtualTapeDrive extends TapeDriveBase {
   readonly name: string;
   readonly noRewind: boolean;
+  private readonly lock?: (fd: number) => boolean;
   private cartridge: string | null = null;
   /** False after MTIO OFF: the cartridge is ejected but still in the drive, for the changer. */
   private ready = false;
@@ -196,6 +203,7 @@ export class VirtualTapeDrive extends TapeDriveBase {
     super();
     this.name = options.name ?? options.cartridge ?? "virtual-tape";
     this.noRewind = options.noRewind ?? false;
+    this.lock = options.lock;
     if (options.cartridge !== undefined) {
       this.cartridge = options.cartridge;
       this.ready = true;
@@ -549,6 +557,11 @@ export class VirtualTapeDrive extends TapeDriveBase {
     }
     const { fd, writable } = openForMount(file);
     try {
+      // One writer per cartridge across processes: a `ndmpd backup` from the command line must
+      // not write into a tape the server has open for a DMA (or the reverse).
+      if (this.lock && !this.lock(fd)) {
+        throw new TapeError("BUSY", `${this.name}: cartridge ${file} is in use by another drive or process (an ndmpd server or job)`);
+      }
       const header = readHeader(fd, file);
       const writeProtected = !writable || (header.flags & FLAG_WRITE_PROTECT) !== 0;
       const fileSize = fs.fstatSync(fd).size;

@@ -113,6 +113,7 @@ describe("native layer under Bun (compiled binary and bun)", () => {
     expect(result.mtimeNs).toBe("4102444800987654321");
     expect(result.atimeNs).toBe("1000000000123456789");
     expect(result.fifo).toEqual({ isFifo: true, mode: 0o640 });
+    expect(result.flock).toEqual([true, false, true]);
     // major 300 and minor 70000, in hex as stat(1) prints them.
     if (process.getuid?.() === 0) expect(result.chardev).toEqual({ isChar: true, numbers: "12c:11170" });
   }

@@ -55,6 +55,15 @@ if (native.fs) {
   const f = fs.lstatSync(fifo);
   result.fifo = { isFifo: f.isFIFO(), mode: f.mode & 0o7777 };
   fs.unlinkSync(fifo);
+  // flock: a second open of the file is refused while the first holds the lock, and gets it
+  // once the first is closed.
+  const a = fs.openSync(setPath, "r");
+  const b = fs.openSync(setPath, "r");
+  const first = native.fs.tryLockExclusive(a);
+  const whileHeld = native.fs.tryLockExclusive(b);
+  fs.closeSync(a);
+  result.flock = [first, whileHeld, native.fs.tryLockExclusive(b)];
+  fs.closeSync(b);
   if (process.getuid?.() === 0) {
     const dev = setPath + ".dev";
     native.fs.mknod(Buffer.from(dev), 0o020600, 300, 70000);

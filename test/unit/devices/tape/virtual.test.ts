@@ -473,3 +473,29 @@ describe("throughput", () => {
     expect(mbps(readMs)).toBeGreaterThan(100);
   });
 });
+
+describe("a cartridge is mounted by one drive at a time (lock)", () => {
+  it("asks the lock for the open cartridge file; refused, the open fails BUSY and leaves the drive closed", async () => {
+    // The real lock is flock(2) from the native layer (checked in the compiled binary by the
+    // native and CLI-job tests); here one that says who holds the file.
+    let holder: number | undefined;
+    const calls: number[] = [];
+    const lock = (fd: number) => {
+      calls.push(fd);
+      if (holder !== undefined && holder !== fd && fs.existsSync(`/proc/self/fd/${holder}`)) return false; // a reused number means it was closed
+      holder = fd;
+      return true;
+    };
+    const first = new VirtualTapeDrive({ name: "a", cartridge, lock });
+    const second = new VirtualTapeDrive({ name: "b", cartridge, lock });
+    await first.open("RDWR");
+    expect(fs.realpathSync(`/proc/self/fd/${calls[0]}`)).toBe(fs.realpathSync(cartridge));
+    const fdsBefore = fs.readdirSync("/proc/self/fd").length;
+    await expectTapeError(second.open("READ"), "BUSY");
+    expect(second.openMode).toBeNull();
+    expect(fs.readdirSync("/proc/self/fd").length).toBe(fdsBefore); // the refused open closed its file
+    await first.close();
+    await second.open("READ"); // the first close let it go
+    await second.close();
+  });
+});
