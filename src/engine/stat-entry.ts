@@ -5,7 +5,7 @@
 import type { BigIntStats } from "node:fs";
 import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
 import type { XattrApi } from "../native/index.ts";
-import { deviceNumbers, timespecFromNs } from "./fsutil.ts";
+import { deviceNumbers, errorCode, timespecFromNs } from "./fsutil.ts";
 
 export const DOT = Buffer.from(".");
 
@@ -88,6 +88,26 @@ export function readXattrs(api: XattrApi, abs: Buffer): Array<[Buffer, Buffer]> 
   }
   out.sort((a, b) => Buffer.compare(a[0], b[0]));
   return out;
+}
+
+/**
+ * Reads the attributes onto the entry. False when the object is gone (ENOENT, reported): leave it
+ * out. Any other failure is reported and the object kept without them (EOPNOTSUPP, a filesystem
+ * without xattrs, silently).
+ */
+export function attachXattrs(entry: Entry, api: XattrApi, abs: Buffer, report: (error: unknown) => void): boolean {
+  try {
+    const xattrs = readXattrs(api, abs);
+    if (xattrs.length > 0) entry.xattrs = xattrs;
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === "ENOENT") {
+      report(error);
+      return false;
+    }
+    if (code !== "EOPNOTSUPP") report(error);
+  }
+  return true;
 }
 
 /** Zero-block scan (no SEEK_DATA): the read size and the granularity of the runs it reports. */

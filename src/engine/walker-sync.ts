@@ -6,7 +6,7 @@ import fs, { type BigIntStats } from "node:fs";
 import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
 import { listDataRuns } from "../native/index.ts";
 import { O_NOATIME, O_NOFOLLOW, asError, errorCode, joinPath, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
-import { DOT, entryFromStat, LinkTracker, mayBeSparse, readXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
+import { DOT, entryFromStat, LinkTracker, mayBeSparse, attachXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
 import type { WalkItem, WalkOptions } from "./walker.ts";
 
 interface Frame {
@@ -126,18 +126,7 @@ class SyncWalker {
     }
 
     if (this.wantXattrs && this.opts.native?.xattr) {
-      try {
-        const xattrs = readXattrs(this.opts.native.xattr, abs);
-        if (xattrs.length > 0) entry.xattrs = xattrs;
-      } catch (error) {
-        const code = errorCode(error);
-        if (code === "ENOENT") {
-          this.report(rel, error);
-          return undefined;
-        }
-        // The object itself is fine: back it up without the attributes, and say so.
-        if (code !== "EOPNOTSUPP") this.report(rel, error);
-      }
+      if (!attachXattrs(entry, this.opts.native.xattr, abs, (e) => this.report(rel, e))) return undefined;
     }
 
     if (linkKey) this.links.remember(linkKey, rel, st);
