@@ -285,7 +285,8 @@ export function show(p: Buffer): string {
   return out;
 }
 
-function typeOf(st: fs.BigIntStats): string {
+/** The type of an lstat result, in the Entry vocabulary ("unknown" for none of them). */
+export function typeOf(st: fs.BigIntStats): string {
   if (st.isFile()) return "file";
   if (st.isDirectory()) return "directory";
   if (st.isSymbolicLink()) return "symlink";

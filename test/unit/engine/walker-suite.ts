@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Entry, EntryType } from "../../../formats/entry.ts";
 import type { WalkItem, WalkOptions } from "../../../src/engine/walker.ts";
-import { have, listTree, makeEdgeTree, show, type TreeObject, type TreeSpec } from "../../helpers/tree.ts";
+import { have, listTree, makeEdgeTree, show, typeOf, type TreeObject, type TreeSpec } from "../../helpers/tree.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../../..");
@@ -16,15 +16,6 @@ const isRoot = process.getuid?.() === 0;
 const key = (p: Buffer) => p.toString("latin1");
 
 
-function typeOf(st: fs.BigIntStats): EntryType {
-  if (st.isFile()) return "file";
-  if (st.isDirectory()) return "directory";
-  if (st.isSymbolicLink()) return "symlink";
-  if (st.isFIFO()) return "fifo";
-  if (st.isCharacterDevice()) return "chardev";
-  if (st.isBlockDevice()) return "blockdev";
-  return "socket";
-}
 
 /** seconds + ns as one bigint, to compare with lstat's *Ns fields. */
 const ns = (t: { sec: number; nsec: number }) => BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec);
@@ -90,7 +81,7 @@ export function walkerSuite(variant: WalkerVariant): void {
         const e = byPath.get(key(obj.rel))!;
         const where = show(obj.rel);
         const st = obj.st;
-        const type = typeOf(st);
+        const type = typeOf(st) as EntryType;
         expect(e.type === "hardlink" ? "file" : e.type, where).toBe(type);
         expect(e.mode, where).toBe(Number(st.mode & 0o7777n));
         expect([e.uid, e.gid], where).toEqual([Number(st.uid), Number(st.gid)]);
