@@ -6,13 +6,12 @@
  * Each entry's `fh_info` is the stream offset of its first header block.
  */
 import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
 import { contentSize, encodeHeader, endOfArchive, padding } from "../../formats/tar/writer.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ChunkedWriter, ConnectionGone, endAll } from "../transport/backpressure.ts";
-import { O_NOATIME } from "./fsutil.ts";
+import { openForBackup } from "./fsutil.ts";
 import { fileStat, type FileHistory } from "./history.ts";
 import { NotRegular, READ_FLAGS, scan, type ScanItem } from "./scan.ts";
 import type { Selection } from "./selection.ts";
@@ -129,7 +128,7 @@ async function openSource(q: ScanItem, warn: (m: string) => void): Promise<Buffe
   }
   let fh: FileHandle | undefined;
   try {
-    fh = await openForRead(q.absPath);
+    fh = await openForBackup(q.absPath, READ_FLAGS);
     const st = await fh.stat();
     if (!st.isFile()) throw new NotRegular();
     return fh;
@@ -153,21 +152,6 @@ function why(e: Error): string {
       return e.message;
   }
 }
-
-/** O_NOFOLLOW: a name replaced by a symlink is not followed. O_NONBLOCK: one replaced by a FIFO does not hang the open. */
-async function openForRead(path: Buffer): Promise<FileHandle> {
-  const flags = READ_FLAGS;
-  if (O_NOATIME && noatime) {
-    try {
-      return await open(path, flags | O_NOATIME);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EPERM") throw e;
-      noatime = false; // not the owner and not root: atimes will move, nothing to do about it
-    }
-  }
-  return open(path, flags);
-}
-let noatime = true;
 
 /** Streams exactly contentSize(entry) bytes: a file that shrank is padded, one that grew is cut. */
 async function writeContent(out: ChunkedWriter, entry: Entry, source: Buffer | FileHandle, warn: (m: string) => void): Promise<void> {

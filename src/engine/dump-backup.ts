@@ -27,15 +27,7 @@ import { DumpWriter, InodeMap, type DirChild, type DumpWarning, type InodeMapJSO
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
 import { show, type BackupOptions, type BackupResult } from "./backup.ts";
-import {
-  O_NOATIME,
-  O_NOFOLLOW,
-  asError,
-  errorCode,
-  joinPath,
-  stripTrailingSlashes,
-  typeFromMode,
-} from "./fsutil.ts";
+import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { scan } from "./scan.ts";
 import { entryFromStat, mayBeSparse, readXattrs, sparseOrUndefined } from "./stat-entry.ts";
@@ -50,6 +42,8 @@ const READ_AHEAD = 64;
 const PIECE = 1024 * 1024;
 /** Tape records per block when the mover's record size is not known to the engine (10 KiB). */
 const DEFAULT_NTREC = 10;
+/** How pass 2 opens what it reads (O_NOFOLLOW: a name replaced by a symlink is not followed). */
+const OPEN_FLAGS = fs.constants.O_RDONLY | O_NOFOLLOW;
 
 type NonDirType = Exclude<EntryType, "hardlink" | "directory">;
 
@@ -362,14 +356,14 @@ async function describe(abs: Buffer, rec: ObjRecord, native: NativeApi | undefin
   } else if (mayBeSparse(type, st)) {
     // Holes: SEEK_DATA when we have it; otherwise the walk's scan, if the size is unchanged.
     if (native?.seek) {
-      const fh = await openForRead(abs);
+      const fh = await openForBackup(abs, OPEN_FLAGS);
       try {
-        entry.sparse = sparseOrUndefined(listDataRuns(native.seek, fh.fd, entry.size), entry.size);
+        const runs = sparseOrUndefined(listDataRuns(native.seek, fh.fd, entry.size), entry.size);
+        if (runs) entry.sparse = runs;
       } finally {
         await fh.close();
       }
     } else if (rec.sparse && rec.size === entry.size) entry.sparse = rec.sparse;
-    if (!entry.sparse) delete entry.sparse;
   }
   if (native?.xattr) {
     try {
@@ -414,7 +408,7 @@ async function writeSteps(
         problem ??= `${p.content.message}; stored as zeros`;
       } else if (!problem || fh) {
         try {
-          fh ??= await openForRead(joinPath(root, p.rec.rel));
+          fh ??= await openForBackup(joinPath(root, p.rec.rel), OPEN_FLAGS);
           let pos = step.fileOffset;
           while (sent < step.length) {
             const want = Math.min(PIECE, step.length - sent);
@@ -444,20 +438,8 @@ async function writeSteps(
   if (problem) warn(`${show(p.rec.rel)}: ${problem}`);
 }
 
-async function openForRead(abs: Buffer): Promise<fsp.FileHandle> {
-  const flags = fs.constants.O_RDONLY | O_NOFOLLOW;
-  if (O_NOATIME) {
-    try {
-      return await fsp.open(abs, flags | O_NOATIME);
-    } catch (error) {
-      if (errorCode(error) !== "EPERM") throw error;
-    }
-  }
-  return fsp.open(abs, flags);
-}
-
 async function readWhole(abs: Buffer, size: number): Promise<Buffer> {
-  const fh = await openForRead(abs);
+  const fh = await openForBackup(abs, OPEN_FLAGS);
   try {
     const buf = Buffer.allocUnsafe(size + 1); // one byte more tells us the file grew
     let got = 0;

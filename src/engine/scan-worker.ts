@@ -25,7 +25,8 @@ import {
   type WorkerMessage,
 } from "./scan.ts";
 import { BatchWriter, decodeBatch, type WireError } from "./scan-wire.ts";
-import { openReadSync, walkSync } from "./walker-sync.ts";
+import { openSyncForBackup } from "./fsutil.ts";
+import { walkSync } from "./walker-sync.ts";
 
 /** A batch goes out at this many records or this many bytes (with the contents to read); the first ones are small so the backup starts at once. */
 const BATCH_ITEMS = 512;
@@ -130,7 +131,7 @@ function readContents(data: ArrayBuffer, limit: number): BatchMessage {
  * bytes read (at most size + 1).
  */
 function readWholeSync(path: Buffer, size: number, buf: Buffer, at: number): number {
-  const fd = openReadSync(path, READ_FLAGS);
+  const fd = openSyncForBackup(path, READ_FLAGS);
   try {
     const end = at + size + 1;
     let got = fs.readSync(fd, buf, at, size + 1, 0);

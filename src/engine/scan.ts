@@ -18,7 +18,7 @@ import type { MessagePort } from "node:worker_threads";
 import type { Entry, EntryType } from "../../formats/entry.ts";
 import { nameProblem } from "../../formats/dump/index.ts";
 import { isBun, type NativeApi } from "../native/index.ts";
-import { O_NOATIME, O_NOFOLLOW, O_NONBLOCK } from "./fsutil.ts";
+import { O_NOFOLLOW, O_NONBLOCK, openFdForBackup } from "./fsutil.ts";
 import { selectionFilter, type Selection } from "./selection.ts";
 import { decodeBatch, type WireError } from "./scan-wire.ts";
 import { walk } from "./walker.ts";
@@ -124,7 +124,7 @@ async function* scanInThread(opts: ScanOptions): AsyncGenerator<ScanItem> {
  * fs/promises' FileHandle, and a tree of small files makes three calls per file.
  */
 async function readWhole(path: Buffer, size: number): Promise<Buffer> {
-  const fd = await openFd(path);
+  const fd = await openFdForBackup(path, READ_FLAGS);
   try {
     // One byte more than expected tells us the file grew. A regular file reads short only at
     // its end, so a first read of exactly `size` bytes is the whole file.
@@ -143,21 +143,6 @@ async function readWhole(path: Buffer, size: number): Promise<Buffer> {
 
 /** O_NOFOLLOW: a name replaced by a symlink is not followed. O_NONBLOCK: one replaced by a FIFO does not hang the open. */
 export const READ_FLAGS = constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
-let noatime = true;
-
-function openFd(path: Buffer): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const plain = () => fs.open(path, READ_FLAGS, (e, fd) => (e ? reject(e) : resolve(fd)));
-    if (!(O_NOATIME && noatime)) return plain();
-    fs.open(path, READ_FLAGS | O_NOATIME, (e, fd) => {
-      if (!e) return resolve(fd);
-      if (e.code !== "EPERM") return reject(e);
-      noatime = false; // not the owner and not root: atimes will move, nothing to do about it
-      plain();
-    });
-  });
-}
-
 function readFd(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));
 }
@@ -207,6 +192,12 @@ export const WORKER_CREDIT = 2;
  * Undefined (scan in this thread) when a binary was built without it.
  */
 export function scanWorkerUrl(): URL | undefined {
+  if (workerUrl === null) workerUrl = findWorker();
+  return workerUrl;
+}
+let workerUrl: URL | undefined | null = null;
+
+function findWorker(): URL | undefined {
   const here = new URL(import.meta.url);
   if (!here.pathname.startsWith("/$bunfs/")) return new URL("./scan-worker.ts", here);
   for (const rel of ["./engine/scan-worker.js", "./src/engine/scan-worker.js"]) {

@@ -5,7 +5,7 @@
 import fs, { type BigIntStats } from "node:fs";
 import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
 import { listDataRuns } from "../native/index.ts";
-import { O_NOATIME, O_NOFOLLOW, asError, errorCode, joinPath, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
+import { O_NOFOLLOW, asError, joinPath, openSyncForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { DOT, entryFromStat, LinkTracker, mayBeSparse, attachXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
 import type { WalkItem, WalkOptions } from "./walker.ts";
 
@@ -135,7 +135,7 @@ class SyncWalker {
 
   /** Data runs of a sparse candidate; undefined when it turns out to be dense. */
   private dataRuns(abs: Buffer, size: number): DataRun[] | undefined {
-    const fd = openReadSync(abs);
+    const fd = openSyncForBackup(abs, fs.constants.O_RDONLY | O_NOFOLLOW);
     try {
       const seek = this.opts.native?.seek;
       const runs = seek ? listDataRuns(seek, fd, size) : scanForDataSync(fd, size);
@@ -145,21 +145,6 @@ class SyncWalker {
     }
   }
 }
-
-/** O_NOATIME keeps a backup from touching atimes; only the owner (or root) may ask for it. */
-export function openReadSync(abs: Buffer, extraFlags = 0): number {
-  const flags = fs.constants.O_RDONLY | O_NOFOLLOW | extraFlags;
-  if (O_NOATIME && noatime) {
-    try {
-      return fs.openSync(abs, flags | O_NOATIME);
-    } catch (error) {
-      if (errorCode(error) !== "EPERM") throw error;
-      noatime = false; // not the owner and not root: atimes will move, nothing to do about it
-    }
-  }
-  return fs.openSync(abs, flags);
-}
-let noatime = true;
 
 function scanForDataSync(fd: number, size: number): DataRun[] {
   const scan = new ZeroScan();

@@ -7,7 +7,7 @@ import fsp from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
 import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
 import { listDataRuns, type NativeApi } from "../native/index.ts";
-import { O_NOATIME, O_NOFOLLOW, asError, errorCode, joinPath, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
+import { O_NOFOLLOW, asError, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { DOT, entryFromStat, LinkTracker, mayBeSparse, attachXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
 
 export interface WalkOptions {
@@ -180,7 +180,7 @@ class Walker {
 
   /** Data runs of a sparse candidate; undefined when it turns out to be dense. */
   private async dataRuns(abs: Buffer, size: number): Promise<DataRun[] | undefined> {
-    const handle = await openForRead(abs);
+    const handle = await openForBackup(abs, fs.constants.O_RDONLY | O_NOFOLLOW);
     try {
       const seek = this.opts.native?.seek;
       const runs = seek ? listDataRuns(seek, handle.fd, size) : await scanForData(handle, size);
@@ -197,19 +197,6 @@ function lstatSettled(path: Buffer): Promise<StatResult> {
   return new Promise((resolve) => {
     fs.lstat(path, { bigint: true }, (error, st) => resolve(error ? asError(error) : st));
   });
-}
-
-/** O_NOATIME keeps a backup from touching atimes; only the owner (or root) may ask for it. */
-async function openForRead(abs: Buffer): Promise<fsp.FileHandle> {
-  const flags = fs.constants.O_RDONLY | O_NOFOLLOW;
-  if (O_NOATIME) {
-    try {
-      return await fsp.open(abs, flags | O_NOATIME);
-    } catch (error) {
-      if (errorCode(error) !== "EPERM") throw error;
-    }
-  }
-  return fsp.open(abs, flags);
 }
 
 /** The zero-block scan (see ZeroScan) over an open file. */
