@@ -7,8 +7,8 @@
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DUMPINSPECT } from "../helpers/dumpinspect.ts";
 import { D, startLab, stopLab, T } from "../helpers/lab.ts";
 import { DirectoryIndex, DumpReader } from "../../formats/dump/index.ts";
 import type { Netns } from "../helpers/netns.ts";
@@ -19,7 +19,7 @@ import type { RunningServer } from "../helpers/server.ts";
 import { compareTrees, listTree, makeEdgeTree, show } from "../helpers/tree.ts";
 
 const ready = havePeers("binary", "ndmjob", "restore", "unshare");
-const INSPECT = fileURLToPath(new URL("../../../shared/spec/tools/dumpinspect.py", import.meta.url));
+const INSPECT = DUMPINSPECT;
 /** Dump keeps microseconds; times before 1970 are stored as 0 (and reported by the backup). */
 const US = { timePrecisionNs: 1000 };
 const PRE_1970 = /^(times\/pre-1970|empty): mtime /;

@@ -7,12 +7,12 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { DUMPINSPECT } from "../../helpers/dumpinspect.ts";
 import { inMap } from "../../../formats/dump/index.ts";
 import { backup, historyOf, makeSmallTree, parse } from "./dump-fixture.ts";
 
-const INSPECT = fileURLToPath(new URL("../../../../shared/spec/tools/dumpinspect.py", import.meta.url));
+const INSPECT = DUMPINSPECT;
 const haveInspect = fs.existsSync(INSPECT) && spawnSync("python3", ["--version"]).status === 0;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ndmpd-dumpb-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -229,7 +229,7 @@ export function needTools(names: string[]): { ok: boolean; missing: string[] } {
   return { ok: missing.length === 0, missing };
 }
 
-export const DUMPINSPECT = "/work/shared/spec/tools/dumpinspect.py";
+export { DUMPINSPECT } from "../../../helpers/dumpinspect.ts";
 
 // ---- reading back -------------------------------------------------------------------
 
