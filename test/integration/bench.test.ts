@@ -1,0 +1,41 @@
+/**
+ * The benchmarks run in CI too, at a small size, so that `npm run bench` keeps working and its
+ * figures appear in every CI log. Nothing here judges speed (a shared CI machine cannot): it checks
+ * that each section measured ours and its reference in the same run and printed the ratio, and
+ * that the direct access restore read only a few records where the sequential one read the lot.
+ */
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { havePeers } from "../helpers/peers.ts";
+import { run } from "../helpers/run.ts";
+
+const ROOT = join(import.meta.dirname, "../..");
+const ready = havePeers("binary", "bun", "tar");
+
+describe.runIf(ready)("npm run bench, small (BENCH_MIB=128, 3,000 small files)", () => {
+  it("prints mover, tar/dump and DAR figures, each as a ratio against its reference measured in the same run", async () => {
+    const r = await run(join(ROOT, "node_modules/.bin/bun"), [join(ROOT, "test/bench/run.ts")], {
+      timeoutMs: 300_000,
+      env: { ...process.env, BENCH_MIB: "128", BENCH_TAR_GIB: "0.125", BENCH_TAR_FILES: "3000" },
+    });
+    console.log(r.stdout);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const ratio = (re: RegExp) => {
+      const m = re.exec(r.stdout);
+      expect(m, `${re} in the output`).not.toBeNull();
+      const v = Number(m![1]);
+      expect(Number.isFinite(v) && v > 0, `${re}: ${m![1]}`).toBe(true);
+      return v;
+    };
+    ratio(/ratio ours\/reference \(throughput\), ndmpd mover -> virtual tape[^:]*: ([\d.]+)/);
+    // Both trees, tar and dump, against GNU tar with the same metadata.
+    expect(r.stdout.match(/ratio ours\(tar\)\/GNU tar same metadata \(time\): [\d.]+/g)).toHaveLength(2);
+    expect(r.stdout.match(/ratio ours\(dump\)\/GNU tar same metadata \(time\): [\d.]+/g)).toHaveLength(2);
+    ratio(/HIST=y \/ HIST=n \(time\): ([\d.]+)/);
+    expect(Number(/FH entries: (\d+)/.exec(r.stdout)?.[1])).toBe(3016); // the files, their directories and the root
+    ratio(/ratio DAR\/sequential: ([\d.]+)/);
+    const [, dar, seq] = /bytes read from tape: DAR (\d+), sequential (\d+)/.exec(r.stdout) ?? [];
+    expect(Number(dar)).toBeLessThanOrEqual(1024 * 1024);
+    expect(Number(seq)).toBeGreaterThanOrEqual(128 * 1024 * 1024);
+  }, 320_000);
+});
