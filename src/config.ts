@@ -3,9 +3,9 @@
  * when there is no file. Every complaint names the key and the line it is on.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { VERSION } from "./version.ts";
@@ -78,6 +78,8 @@ export interface ChangerConfig {
   /** Virtual only: volume tags are PREFIX + three digits + "L8". */
   barcodePrefix: string;
   serial: string;
+  /** Virtual only: at the library's first start, load the first cartridge into each drive. */
+  autoload?: boolean;
 }
 
 export class ConfigError extends Error {
@@ -88,16 +90,64 @@ export const DEFAULT_PORT = 10000;
 /** Offered highest first: NOTIFY_CONNECTION_STATUS announces the first (digest §1.6). */
 const SUPPORTED_VERSIONS = [4, 3];
 
-export function defaultStateDir(): string {
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  // For a trial run or a test: the state directory without writing a configuration file.
+  if (env.NDMPD_STATE_DIR && env.NDMPD_STATE_DIR.startsWith("/")) return env.NDMPD_STATE_DIR;
   if (process.getuid?.() === 0) return "/var/lib/ndmpd";
   const xdg = process.env.XDG_STATE_HOME;
   return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".local", "state"), "ndmpd");
 }
 
-/** The embedded defaults: loopback only, one user `ndmp`. */
+/** The embedded library's names: what `ndmpd backup` and a DMA use with no configuration. */
+export const EMBEDDED_DRIVE = "vt0";
+export const EMBEDDED_LIBRARY = "lib0";
+const EMBEDDED_SLOTS = 4;
+
+/**
+ * The embedded virtual library: one drive and a few cartridges under STATE_DIR/lib0, created on
+ * first use. Each cartridge may fill 90% of the space free where the state directory is (when
+ * the configuration is made), between 64 MiB and 1 TiB: a backup meets end of medium, not a
+ * full disk. A cartridge file grows as it is written, so this reserves nothing.
+ */
+export function embeddedDevices(stateDir: string): { tapes: TapeConfig[]; changers: ChangerConfig[] } {
+  return {
+    tapes: [{ name: EMBEDDED_DRIVE, type: "virtual", changer: EMBEDDED_LIBRARY, noRewind: false, serial: `NDMPD-${EMBEDDED_DRIVE}` }],
+    changers: [
+      {
+        name: EMBEDDED_LIBRARY,
+        type: "virtual",
+        path: join(stateDir, EMBEDDED_LIBRARY),
+        slots: EMBEDDED_SLOTS,
+        importExport: 1,
+        addresses: { mte: 0, se: 1000, ie: 10, dte: 500 },
+        drives: [EMBEDDED_DRIVE],
+        capacity: fittingCapacity(stateDir),
+        barcodePrefix: "NDMP",
+        serial: `NDMPD-${EMBEDDED_LIBRARY}`,
+        autoload: true,
+      },
+    ],
+  };
+}
+
+function fittingCapacity(dir: string): number {
+  let d = dir;
+  while (!existsSync(d) && dirname(d) !== d) d = dirname(d);
+  let free = 64 * 2 ** 30;
+  try {
+    const s = statfsSync(d);
+    free = Number(s.bavail) * Number(s.bsize);
+  } catch {
+    // no statfs here: the tape format's default
+  }
+  return Math.max(64 * 2 ** 20, Math.min(2 ** 40, Math.floor((free * 0.9) / 2 ** 20) * 2 ** 20));
+}
+
+/** The embedded defaults: loopback only, one user `ndmp`, the embedded library. */
 export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const fromEnv = env.NDMPD_PASSWORD || undefined; // an empty variable is no password
   const generated = fromEnv ? undefined : randomBytes(12).toString("base64url");
+  const stateDir = defaultStateDir(env);
   return {
     listen: [{ host: "127.0.0.1", port: DEFAULT_PORT }],
     versions: [...SUPPORTED_VERSIONS],
@@ -105,16 +155,29 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     users: new Map([["ndmp", Buffer.from(fromEnv ?? generated!, "utf8")]]),
     identity: { vendor: "ndmpd", product: "ndmpd", revision: VERSION },
     dataPorts: null,
-    stateDir: defaultStateDir(),
+    stateDir,
     maxSessions: 64,
     maxMessageSize: 32 * 1024 * 1024,
     logLevel: "info",
     logFormat: "human",
     authFailureDelayMs: 250,
-    tapes: [],
-    changers: [],
+    ...embeddedDevices(stateDir),
     generatedPassword: generated,
   };
+}
+
+/** Where the CLI finds its configuration when none is named. */
+export const DEFAULT_CONFIG_FILE = "/etc/ndmpd/ndmpd.toml";
+
+/**
+ * The CLI's configuration: FILE, else $NDMPD_CONFIG, else /etc/ndmpd/ndmpd.toml when it exists,
+ * else the embedded defaults (`embedded` is then true, so the caller can say so).
+ */
+export function loadConfigOrDefault(file?: string, env: NodeJS.ProcessEnv = process.env): { config: Config; embedded: boolean } {
+  const named = file ?? env.NDMPD_CONFIG;
+  if (named) return { config: loadConfig(named, env), embedded: false };
+  if (existsSync(DEFAULT_CONFIG_FILE)) return { config: loadConfig(DEFAULT_CONFIG_FILE, env), embedded: false };
+  return { config: defaultConfig(env), embedded: true };
 }
 
 /** Reads and validates a config file. Throws ConfigError with "file:line: key: problem". */
@@ -155,8 +218,11 @@ export function parseConfig(source: string, file = "config", env: NodeJS.Process
   const at = (path: (string | number)[], problem: string): ConfigError =>
     new ConfigError(`${file}:${locate(source, path)}: ${formatKey(path)}: ${problem}`);
 
-  const cfg = defaultConfig({});
+  const cfg = defaultConfig({ NDMPD_STATE_DIR: env.NDMPD_STATE_DIR });
   delete cfg.generatedPassword;
+  // A configuration file names its own devices: the embedded library is for running without one.
+  cfg.tapes = [];
+  cfg.changers = [];
   checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer"], at);
 
   const server = table(doc, ["server"], at);

@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { NdmpClient } from "./client/client.ts";
 import { runQuery } from "./client/query.ts";
-import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, parseListen, type Config } from "./config.ts";
+import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, loadConfigOrDefault, parseListen, type Config } from "./config.ts";
 import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from "./log.ts";
 import { formatInventory, moveMedium, readInventory } from "./devices/changer/smc.ts";
 import { DeviceRegistry } from "./devices/registry.ts";
@@ -122,6 +122,10 @@ async function serve(args: string[]): Promise<number> {
       `ndmpd: no configuration and no NDMPD_PASSWORD: user 'ndmp' has the one-time password ${config.generatedPassword}\n`,
     );
   }
+  if (!values.config) {
+    const lib = config.changers[0]!;
+    process.stdout.write(`ndmpd: no configuration: embedded library ${lib.name} with drive ${lib.drives[0]} (${lib.slots} cartridges in ${lib.path})\n`);
+  }
   let devices: DeviceRegistry;
   try {
     devices = await DeviceRegistry.fromConfig(config.tapes, config.changers);
@@ -208,7 +212,7 @@ async function changer(args: string[]): Promise<number> {
   if (!cmd) throw new UsageError("changer needs a command (see 'ndmpd changer --help')");
   let config: Config;
   try {
-    config = loadConfig(values.config ?? "/etc/ndmpd/ndmpd.toml");
+    config = loadConfigOrDefault(values.config).config;
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`ndmpd: ${e.message}\n`);

@@ -3,7 +3,7 @@
  * A drive is open in at most one session at a time: another session gets DEVICE_BUSY_ERR.
  */
 import { existsSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import type { ChangerConfig, TapeConfig } from "../config.ts";
 import { loadNative } from "../native/index.ts";
 import { TapeAttr } from "../protocol/codes.ts";
@@ -14,6 +14,7 @@ import { createCartridge, VirtualTapeDrive } from "./tape/virtual.ts";
 import type { ScsiDevice } from "./changer/device.ts";
 import { openLinuxSg } from "./changer/linux-sg.ts";
 import { VirtualLibrary } from "./changer/virtual.ts";
+import { moveMedium } from "./changer/smc.ts";
 
 export interface TapeDrive {
   config: TapeConfig;
@@ -52,6 +53,7 @@ export class DeviceRegistry {
     for (const c of changers) {
       const target: ScsiTarget = { config: c, owner: null };
       if (c.type === "virtual") {
+        const firstStart = !existsSync(join(c.path, "library.json"));
         target.library = await VirtualLibrary.open({
           name: c.name,
           directory: c.path,
@@ -66,6 +68,7 @@ export class DeviceRegistry {
             return { name: d, serial: t.config.serial, device: t.device as VirtualTapeDrive };
           }),
         });
+        if (c.autoload && firstStart) await autoload(target.library, c);
       }
       reg.changers.set(c.name, target);
     }
@@ -124,6 +127,13 @@ export class DeviceRegistry {
         },
       ],
     }));
+  }
+}
+
+/** Drive n gets the cartridge of slot n, as an autoloader does: a new library is ready to write. */
+async function autoload(lib: VirtualLibrary, c: ChangerConfig): Promise<void> {
+  for (let i = 0; i < Math.min(c.drives.length, c.slots); i++) {
+    await moveMedium(lib, c.addresses.mte, c.addresses.se + i, c.addresses.dte + i);
   }
 }
 

@@ -11,7 +11,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { openCatalog, type Catalog, type FileRow } from "../catalog/catalog.ts";
 import { NdmpClient } from "../client/client.ts";
-import { ConfigError, DEFAULT_PORT, defaultStateDir, loadConfig, parseListen, type Config } from "../config.ts";
+import { ConfigError, DEFAULT_PORT, defaultStateDir, loadConfigOrDefault, parseListen, type Config } from "../config.ts";
 import { moveMedium, readInventory } from "../devices/changer/smc.ts";
 import { DeviceRegistry } from "../devices/registry.ts";
 import { Logger } from "../log.ts";
@@ -143,7 +143,19 @@ interface Session {
 }
 
 function loadJobConfig(file: string | undefined): Config {
-  return loadConfig(file ?? process.env.NDMPD_CONFIG ?? DEFAULT_CONFIG);
+  const { config, embedded } = loadConfigOrDefault(file);
+  if (embedded) {
+    const lib = config.changers[0]!;
+    process.stderr.write(`ndmpd: no ${DEFAULT_CONFIG}: using the embedded library ${lib.name} (drive ${lib.drives[0]}) in ${lib.path}\n`);
+  }
+  return config;
+}
+
+/** --tape NAME, or the only drive when there is one. */
+function pickTape(config: Config, tape: string | undefined, cmd: string): string {
+  if (tape !== undefined) return tape;
+  if (config.tapes.length === 1) return config.tapes[0]!.name;
+  throw new UsageError(`${cmd} needs --tape NAME (the configuration has ${config.tapes.length === 0 ? "no [[tape]]" : `drives ${config.tapes.map((t) => t.name).join(", ")}`})`);
 }
 
 async function localSession(config: Config, tape: string, slot: number | undefined): Promise<Session> {
@@ -296,12 +308,12 @@ function backupSettings(values: { format?: string; level?: string; "record-size"
 async function backupCmd(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, backupOptions);
   if (values.help) return print(JOB_HELP.backup!);
-  if (!values.tape) throw new UsageError("backup needs --tape NAME");
   const s = backupSettings(values, positionals);
   // Checked here for a clear message: NDMP's ILLEGAL_ARGS_ERR would not say what is wrong.
   if (!statSync(s.path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${s.path} is not a directory`);
   const config = loadJobConfig(values.config);
-  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  const tape = pickTape(config, values.tape, "backup");
+  const session = await localSession(config, tape, int(values.slot, "--slot", 1, 9999));
   try {
     const est = estimate(s.path);
     const r = await withCatalog(config.stateDir, (catalog) =>
@@ -324,10 +336,9 @@ async function recoverCmd(args: string[]): Promise<number> {
     json: { type: "boolean" },
   });
   if (values.help) return print(JOB_HELP.recover!);
-  if (!values.tape) throw new UsageError("recover needs --tape NAME");
   if (!values.to) throw new UsageError("recover needs --to DIR");
   const config = loadJobConfig(values.config);
-  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  const session = await localSession(config, pickTape(config, values.tape, "recover"), int(values.slot, "--slot", 1, 9999));
   try {
     const r = await withCatalog(config.stateDir, (catalog) =>
       recoverJob(session.target, {
@@ -354,13 +365,13 @@ async function listCmd(args: string[]): Promise<number> {
     json: { type: "boolean" },
   });
   if (values.help) return print(JOB_HELP.list!);
-  if (!values.tape) throw new UsageError("list needs --tape NAME");
   const config = loadJobConfig(values.config);
-  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  const tape = pickTape(config, values.tape, "list");
+  const session = await localSession(config, tape, int(values.slot, "--slot", 1, 9999));
   try {
     const seq = int(values.file, "--file", 1, 1_000_000);
     const listing = await withCatalog(config.stateDir, (catalog) => listJob(session.target, { seq, catalog }));
-    printListing(listing, values.tape, !!values.json);
+    printListing(listing, tape, !!values.json);
     return 0;
   } finally {
     await session.close();
@@ -376,9 +387,8 @@ async function catalogCmd(args: string[]): Promise<number> {
   });
   if (values.help) return print(JOB_HELP.catalog!);
   if (positionals[0] !== "rebuild" || positionals.length !== 1) throw new UsageError("usage: ndmpd catalog rebuild --tape NAME");
-  if (!values.tape) throw new UsageError("catalog rebuild needs --tape NAME");
   const config = loadJobConfig(values.config);
-  const session = await localSession(config, values.tape, int(values.slot, "--slot", 1, 9999));
+  const session = await localSession(config, pickTape(config, values.tape, "catalog rebuild"), int(values.slot, "--slot", 1, 9999));
   try {
     await withCatalog(config.stateDir, (catalog) =>
       rebuildJob(session.target, { catalog, progress: new Progress(out, progressMode(values.json), "catalog rebuild") }),
