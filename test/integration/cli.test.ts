@@ -55,7 +55,7 @@ describe.runIf(havePeers("binary"))("ndmpd command line", () => {
   it.runIf(havePeers("unshare"))("with no config serves 127.0.0.1:10000 with a one-time password for user ndmp", async () => {
     const ns = await createNetns();
     const [cmd, ...pre] = ns.prefix();
-    const srv = spawn(cmd!, [...pre, BINARY], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NDMPD_PASSWORD: "" } });
+    const srv = spawn(cmd!, [...pre, BINARY], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NDMPD_PASSWORD: "", NDMPD_STATE_DIR: join(dir, "state-bare") } });
     const exited = new Promise<number | null>((r) => srv.once("exit", (c) => r(c)));
     try {
       const out = await new Promise<string>((resolve, reject) => {
@@ -106,7 +106,7 @@ describe.runIf(havePeers("bun", "unshare"))("the README's start command", () => 
   it("`npm start` serves the embedded defaults on 127.0.0.1:10000", async () => {
     const ns = await createNetns();
     const [cmd, ...pre] = ns.prefix();
-    const srv = spawn(cmd!, [...pre, "npm", "start"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NDMPD_PASSWORD: "readme-pw" }, detached: true });
+    const srv = spawn(cmd!, [...pre, "npm", "start"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NDMPD_PASSWORD: "readme-pw", NDMPD_STATE_DIR: join(dir, "state-npm") }, detached: true });
     const exited = new Promise<void>((r) => srv.once("exit", () => r()));
     try {
       let q;
