@@ -57,6 +57,10 @@ export interface Config {
   authFailureDelayMs: number;
   tapes: TapeConfig[];
   changers: ChangerConfig[];
+  /** The admin socket (ndmpd sessions / kill-session): its path and the group that may use it. */
+  admin: { socket: string; group?: string };
+  /** The Prometheus listener; absent = off. */
+  metrics?: { listen: ListenAddress };
   /** Set when the password was generated at start-up and must be shown once. */
   generatedPassword?: string;
 }
@@ -84,6 +88,13 @@ export interface ChangerConfig {
 
 export class ConfigError extends Error {
   override name = "ConfigError";
+  /** The key the problem is at, when there is one (config check goes on past it). */
+  constructor(
+    message: string,
+    readonly path?: (string | number)[],
+  ) {
+    super(message);
+  }
 }
 
 export const DEFAULT_PORT = 10000;
@@ -162,6 +173,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logFormat: "human",
     authFailureDelayMs: 250,
     ...embeddedDevices(stateDir),
+    admin: { socket: join(stateDir, "admin.sock") },
     generatedPassword: generated,
   };
 }
@@ -208,22 +220,30 @@ function hasInlineSecret(source: string): boolean {
 type Table = Record<string, unknown>;
 
 export function parseConfig(source: string, file = "config", env: NodeJS.ProcessEnv = process.env): Config {
-  let doc: Table;
+  return validateConfig(parseToml(source, file), source, file, env);
+}
+
+/** The TOML document, or a ConfigError naming the line. */
+export function parseToml(source: string, file: string): Record<string, unknown> {
   try {
-    doc = parse(source) as Table;
+    return parse(source) as Table;
   } catch (e) {
     if (e instanceof TomlError) throw new ConfigError(`${file}:${e.line}: ${e.message.split("\n")[0]}`);
     throw e;
   }
+}
+
+/** Validates a parsed document (`source` only locates the lines of problems). */
+export function validateConfig(doc: Record<string, unknown>, source: string, file = "config", env: NodeJS.ProcessEnv = process.env): Config {
   const at = (path: (string | number)[], problem: string): ConfigError =>
-    new ConfigError(`${file}:${locate(source, path)}: ${formatKey(path)}: ${problem}`);
+    new ConfigError(`${file}:${locate(source, path)}: ${formatKey(path)}: ${problem}`, path);
 
   const cfg = defaultConfig({ NDMPD_STATE_DIR: env.NDMPD_STATE_DIR });
   delete cfg.generatedPassword;
   // A configuration file names its own devices: the embedded library is for running without one.
   cfg.tapes = [];
   cfg.changers = [];
-  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer"], at);
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics"], at);
 
   const server = table(doc, ["server"], at);
   checkKeys(server, ["server"], [
@@ -261,6 +281,7 @@ export function parseConfig(source: string, file = "config", env: NodeJS.Process
       throw at(["server", "state_dir"], "must be an absolute path");
     }
     cfg.stateDir = server.state_dir;
+    cfg.admin.socket = join(cfg.stateDir, "admin.sock");
   }
   if (server.data_port_range !== undefined) {
     const m = typeof server.data_port_range === "string" && /^(\d+)-(\d+)$/.exec(server.data_port_range);
@@ -328,6 +349,7 @@ export function parseConfig(source: string, file = "config", env: NodeJS.Process
     if (typeof s.id !== "string" || s.id.length === 0) throw at(["server_auth", "id"], "must be a non-empty string");
     cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at) };
   }
+  parseOperations(doc, cfg, at);
   // Changers first: a tape bound to a virtual library needs no path of its own.
   const bound = new Map<string, string>();
   if (doc.changer !== undefined) {
@@ -447,6 +469,32 @@ function parseChangers(list: unknown, at: At): ChangerConfig[] {
 }
 
 type At = (path: (string | number)[], problem: string) => ConfigError;
+
+/** [admin] and [metrics]: the admin socket and the Prometheus listener. */
+function parseOperations(doc: Table, cfg: Config, at: At): void {
+  const admin = table(doc, ["admin"], at);
+  checkKeys(admin, ["admin"], ["socket", "group"], at);
+  if (admin.socket !== undefined) {
+    if (typeof admin.socket !== "string" || !admin.socket.startsWith("/") || Buffer.byteLength(admin.socket) > 107) {
+      throw at(["admin", "socket"], "must be an absolute path of at most 107 bytes (a Unix socket's limit)");
+    }
+    cfg.admin.socket = admin.socket;
+  }
+  if (admin.group !== undefined) {
+    if (typeof admin.group !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(admin.group)) throw at(["admin", "group"], "must be a group name");
+    cfg.admin.group = admin.group;
+  }
+  const metrics = table(doc, ["metrics"], at);
+  checkKeys(metrics, ["metrics"], ["listen"], at);
+  if (metrics.listen !== undefined) {
+    if (typeof metrics.listen !== "string") throw at(["metrics", "listen"], 'must be "ADDR:PORT"');
+    try {
+      cfg.metrics = { listen: parseListen(metrics.listen) };
+    } catch (e) {
+      throw at(["metrics", "listen"], (e as Error).message);
+    }
+  }
+}
 
 function secret(t: Table, p: (string | number)[], env: NodeJS.ProcessEnv, at: At): Buffer {
   const given = ["password", "password_file", "password_env"].filter((k) => t[k] !== undefined);

@@ -12,67 +12,17 @@ import { DeviceRegistry } from "./devices/registry.ts";
 import { JOB_HELP, runJobCommand } from "./dma/cli.ts";
 import { NdmpServer } from "./server/listener.ts";
 import { VERSION } from "./version.ts";
+import { COMMANDS } from "./doc/commands.ts";
+import { configCheckCommand, configExample } from "./config-check.ts";
+import { commandHelp, mainHelp, manPage } from "./doc/render.ts";
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration. */
 const EXIT_USAGE = 2;
 
+/** Help texts, rendered from the documentation data (src/doc/commands.ts) like the man page. */
 const HELP: Record<string, string> = {
-  main: `ndmpd ${VERSION} — an NDMP server for Linux file servers
-
-Usage: ndmpd [<command>] [options]       (no command: serve)
-
-Commands:
-  serve     run the NDMP server (default port ${DEFAULT_PORT})
-  query     ask an NDMP server what it offers (like ndmjob -q)
-  changer   show and move cartridges of a configured tape library (like mtx)
-  backup    back up a directory to a configured drive (a local job, no DMA needed)
-  recover   restore a backup, or paths from it, from a configured drive
-  list      list the backups on a cartridge, or the entries of one
-  catalog   'catalog rebuild': re-read a cartridge's labels and file history into the catalog
-  remote    'remote backup|recover': drive other NDMP servers (ndmpd as a small DMA)
-  version   print the version
-  help      print this help, or 'ndmpd help <command>'
-
-Run 'ndmpd <command> --help' for a command's options.
-`,
-  serve: `Usage: ndmpd serve [--config FILE] [--listen ADDR:PORT]... [--log-level L] [--log-format F]
-
-Runs the NDMP server. Without --config it runs on safe embedded defaults: it listens on
-127.0.0.1:${DEFAULT_PORT} only, with one user 'ndmp' whose password is $NDMPD_PASSWORD, or a
-random one printed once at start-up.
-
-  -c, --config FILE      TOML configuration file
-  -l, --listen ADDR:PORT address to listen on (repeatable; IPv6 as [ADDR]:PORT); overrides the file
-      --log-level L      error | warn | info | debug (default info)
-      --log-format F     human | json (default human)
-`,
-  query: `Usage: ndmpd query HOST[:PORT] --user U [--password P] [--auth md5|text] [--version 4]
-
-Connects to an NDMP server, authenticates and prints what the CONFIG requests return.
-The password may also come from $NDMPD_PASSWORD.
-
-  -u, --user U           user name
-  -p, --password P       password (default: $NDMPD_PASSWORD)
-  -a, --auth M           md5 (default) or text
-      --version N        protocol version to open (default: the server's offer)
-      --json             print the raw replies as JSON
-`,
-  changer: `Usage: ndmpd changer [--config FILE] [--changer NAME] <command>
-
-Operates a [[changer]] of the configuration directly, in this process, with the same SCSI
-commands a DMA sends. A virtual library can only be used while no server holds it.
-
-Commands:
-  status | inventory       list drives, slots and import/export elements with volume tags
-  load SLOT [DRIVE]        slot (1-based, as mtx counts) -> drive (0-based, default 0)
-  unload [DRIVE] [SLOT]    drive -> SLOT, default the slot it came from (or the first empty one)
-  move FROM TO             any element -> any element, by element address (see 'status')
-
-  -c, --config FILE      TOML configuration file (default /etc/ndmpd/ndmpd.toml)
-  -n, --changer NAME     which [[changer]] (default: the first one)
-`,
-  version: `Usage: ndmpd version\n\nPrints the version.\n`,
-  help: `Usage: ndmpd help [command]\n`,
+  main: mainHelp(),
+  ...Object.fromEntries(COMMANDS.map((c) => [c.name, commandHelp(c.name)!])),
 };
 
 class UsageError extends Error {}
@@ -205,6 +155,15 @@ async function query(args: string[]): Promise<number> {
   }
 }
 
+async function configCmd(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: "boolean" } }, true);
+  const [sub, file, ...extra] = positionals;
+  if (values.help || sub === undefined) return print(HELP.config!);
+  if (sub === "example" && file === undefined) return print(configExample());
+  if (sub !== "check" || extra.length > 0) throw new UsageError("usage: ndmpd config check [FILE] | ndmpd config example");
+  return configCheckCommand(file, !!values.json, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+}
+
 async function changer(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { config: { type: "string", short: "c" }, changer: { type: "string", short: "n" } }, true);
   if (values.help) return print(HELP.changer!);
@@ -307,6 +266,8 @@ export async function main(argv: string[]): Promise<number> {
         return await query(rest);
       case "changer":
         return await changer(rest);
+      case "config":
+        return await configCmd(rest);
       case "backup":
       case "recover":
       case "list":
@@ -314,6 +275,8 @@ export async function main(argv: string[]): Promise<number> {
       case "remote":
         // Jobs from the CLI live in src/dma/cli.ts (their own options, help and exit codes).
         return await runJobCommand(cmd, rest);
+      case "man":
+        return print(manPage());
       case "version":
       case "--version":
         if (rest.includes("--help") || rest.includes("-h")) return print(HELP.version!);

@@ -19,70 +19,15 @@ import { FileType, Message } from "../protocol/codes.ts";
 import { NdmpServer } from "../server/listener.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import { formatBytes, Progress, type ProgressMode } from "./progress.ts";
+import { commandHelp } from "../doc/render.ts";
 
 const EXIT_USAGE = 2;
 const DEFAULT_CONFIG = "/etc/ndmpd/ndmpd.toml";
 
-export const JOB_HELP: Record<string, string> = {
-  backup: `Usage: ndmpd backup PATH --tape NAME [options]
-
-Backs up the directory PATH to the configured drive NAME, appending to the cartridge in it:
-a label record and the backup image, each its own tape file. The file history goes to the
-catalog (STATE_DIR/catalog.sqlite) so that restores of single paths can seek straight to them.
-
-  -t, --tape NAME        the [[tape]] drive to write to
-  -c, --config FILE      configuration (default ${DEFAULT_CONFIG}, or $NDMPD_CONFIG)
-  -f, --format F         tar (default) or dump
-  -x, --exclude PAT      leave out paths matching PAT (repeatable)
-  -L, --label L          a name for this backup (default: format and date)
-      --level N          dump level 0-9 (default 0; tar is always 0)
-      --slot N           first load slot N of the drive's [[changer]] into the drive
-      --record-size N    tape record size in bytes (default ${DEFAULT_RECORD_SIZE})
-      --json             one JSON object per line (start, progress, end)
-`,
-  list: `Usage: ndmpd list --tape NAME [--file N] [--config FILE] [--json]
-
-Lists the backups on the cartridge in drive NAME (from the catalog, or from the tape's labels
-when the catalog does not know it); with --file N, the entries of backup N.
-`,
-  recover: `Usage: ndmpd recover --tape NAME --to DIR [--file N] [PATH...] [options]
-
-Restores backup N (default: the last one on the cartridge) into DIR: everything, or the PATHs
-given (paths inside the backup, relative to its root; a leading / is accepted). With the
-catalog's offsets the selected paths are read by direct access; without, sequentially.
-
-  -t, --tape NAME        the [[tape]] drive
-  -n, --file N           the backup number on the cartridge (see 'ndmpd list')
-  -C, --to DIR           where to restore (created if missing)
-  -c, --config FILE      configuration (default ${DEFAULT_CONFIG}, or $NDMPD_CONFIG)
-      --slot N           first load slot N of the drive's [[changer]] into the drive
-      --json             one JSON object per line
-`,
-  catalog: `Usage: ndmpd catalog rebuild --tape NAME [--config FILE] [--json]
-
-Rebuilds the catalog's record of the cartridge in drive NAME from the tape alone: every label,
-and every backup's file history with its offsets (read back from the images).
-`,
-  remote: `Usage: ndmpd remote backup PATH --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME [options]
-       ndmpd remote recover --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME --to DIR [PATH...] [options]
-
-Runs a job on other NDMP servers, ndmpd acting as the DMA: the data agent (--data) backs up or
-restores its own files, the tape agent (--tape; default: the data agent itself) writes or reads
-drive NAME there, with a TCP data connection between them (LOCAL when they are one server).
-The tape layout and the catalog are those of 'ndmpd backup'.
-
-  -D, --data HOST[:PORT]     the data agent (default port ${DEFAULT_PORT})
-  -T, --tape HOST[:PORT]     the tape agent
-  -d, --device NAME          the drive at the tape agent
-      --data-user U          (default ndmp)  --data-password P  (default $NDMPD_DATA_PASSWORD or $NDMPD_PASSWORD)
-      --tape-user U          (default ndmp)  --tape-password P  (default $NDMPD_TAPE_PASSWORD or $NDMPD_PASSWORD)
-      --auth md5|text        how to log in (default md5)
-      --state-dir DIR        where the catalog is (default: ndmpd's state directory)
-  backup:  -f/--format, -x/--exclude, -L/--label, --level, --record-size, --json as for 'ndmpd backup'
-  recover: -n/--file N, -C/--to DIR, --json; or, for an image another DMA wrote with no ndmpd
-           label: --tape-file N (its tape file number), --format F, --record-size N (default 10240)
-`,
-};
+/** Each job command's --help, from the documentation data (src/doc/commands.ts). */
+export const JOB_HELP: Record<string, string> = Object.fromEntries(
+  ["backup", "list", "recover", "catalog", "remote"].map((name) => [name, commandHelp(name)!]),
+);
 
 class UsageError extends Error {}
 

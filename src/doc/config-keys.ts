@@ -1,0 +1,152 @@
+/**
+ * The configuration file's documentation as data: one entry per table and per key, with the
+ * value `ndmpd config example` writes. The man page's CONFIGURATION section and the example
+ * file (the Debian package's /etc/ndmpd/ndmpd.toml) are rendered from it. To document a new key,
+ * add it to its table here (test/unit/doc.test.ts fails for a key the parser knows and this
+ * does not).
+ */
+
+export interface KeyDoc {
+  key: string;
+  /** The value as TOML, as the example file writes it. */
+  value: string;
+  text: string;
+  /** Written commented out in the example (an alternative, or an optional setting). */
+  commented?: boolean;
+}
+
+export interface TableDoc {
+  /** "server", or "user" for the array of tables [[user]]. */
+  name: string;
+  array?: boolean;
+  text: string;
+  /** The whole table is commented out in the example. */
+  commented?: boolean;
+  keys: KeyDoc[];
+}
+
+export const CONFIG_TABLES: TableDoc[] = [
+  {
+    name: "server",
+    text: "The listener and the server's limits.",
+    keys: [
+      { key: "listen", value: '["127.0.0.1:10000"]', text: 'addresses to listen on, "ADDR:PORT" or "[V6]:PORT" (default 127.0.0.1:10000 only); add "0.0.0.0:10000" to serve the network' },
+      { key: "state_dir", value: '"/var/lib/ndmpd"', text: "catalog, dump dates, the embedded library (default /var/lib/ndmpd as root, else $XDG_STATE_HOME/ndmpd; $NDMPD_STATE_DIR overrides the default)" },
+      { key: "data_port_range", value: '"10100-10199"', text: "ports for data connections (DATA_LISTEN, MOVER_LISTEN), for a firewall; default any", commented: true },
+      { key: "max_sessions", value: "64", text: "connections past this get NOTIFY_CONNECTION_STATUS REFUSED" },
+      { key: "versions", value: "[4, 3]", text: "NDMP versions offered, highest first" },
+      { key: "max_message_size", value: '"32MiB"', text: "larger records are refused and the connection closed" },
+      { key: "log_level", value: '"info"', text: "error | warn | info | debug" },
+      { key: "log_format", value: '"human"', text: "human | json (one object per line, for a log shipper)" },
+      { key: "auth_failure_delay_ms", value: "250", text: "delay before answering a failed login: slows password guessing" },
+    ],
+  },
+  {
+    name: "identity",
+    text: "What CONFIG_GET_SERVER_INFO tells DMAs (some gate features on these strings).",
+    keys: [
+      { key: "vendor", value: '"ndmpd"', text: "vendor name", commented: true },
+      { key: "product", value: '"ndmpd"', text: "product name", commented: true },
+      { key: "revision", value: '"0.1.0"', text: "revision (default: the version)", commented: true },
+    ],
+  },
+  {
+    name: "auth",
+    text: "How DMAs log in.",
+    keys: [{ key: "methods", value: '["md5"]', text: 'any of "md5", "text" (clear text on the wire), "none" (no password: only if you really mean it)' }],
+  },
+  {
+    name: "user",
+    array: true,
+    text: "A user a DMA logs in as; one table per user. NDMP's MD5 login needs the clear password on the server: keep it in a file only root reads.",
+    keys: [
+      { key: "name", value: '"ndmp"', text: "the user name" },
+      { key: "password_file", value: '"/etc/ndmpd/ndmp.secret"', text: "a file holding the password (must not be readable by everyone)" },
+      { key: "password_env", value: '"NDMP_PW"', text: "or: an environment variable holding it", commented: true },
+      { key: "password", value: '"…"', text: "or: the password itself (the file must then not be readable by everyone)", commented: true },
+    ],
+  },
+  {
+    name: "server_auth",
+    text: "Optional: what CONNECT_SERVER_AUTH answers with (the DMA authenticating the server).",
+    commented: true,
+    keys: [
+      { key: "id", value: '"filer1"', text: "the server's id" },
+      { key: "password_env", value: '"NDMPD_SERVER_SECRET"', text: "its secret: password, password_file or password_env, as for [[user]]" },
+      { key: "password_file", value: '"/etc/ndmpd/server.secret"', text: "or: a file", commented: true },
+      { key: "password", value: '"…"', text: "or: the secret itself", commented: true },
+    ],
+  },
+  {
+    name: "tape",
+    array: true,
+    text: "A tape drive a DMA opens with TAPE_OPEN; one table per drive.",
+    keys: [
+      { key: "name", value: '"vt0"', text: "what a DMA opens (ndmjob -f vt0)" },
+      { key: "type", value: '"virtual"', text: 'virtual (cartridge files) or st (a Linux tape drive, path = "/dev/nst0")', commented: true },
+      { key: "path", value: '"/var/lib/ndmpd/vt0.tape"', text: "the cartridge file or device node; none for a drive of a virtual [[changer]]", commented: true },
+      { key: "capacity", value: '"64GiB"', text: "virtual: the capacity of a cartridge created here", commented: true },
+      { key: "no_rewind", value: "false", text: "virtual: keep the position across close and open, like /dev/nst", commented: true },
+      { key: "serial", value: '"VT0-0001"', text: "reported in TAPE_INFO and by the library, so a DMA maps drive elements to drives", commented: true },
+    ],
+  },
+  {
+    name: "changer",
+    array: true,
+    text: "A media changer a DMA opens with SCSI_OPEN: a virtual SMC library of cartridge files, or a real one (type = \"sg\").",
+    keys: [
+      { key: "name", value: '"lib0"', text: "what a DMA opens (ndmjob -r lib0)" },
+      { key: "type", value: '"virtual"', text: 'virtual or sg (path = "/dev/sg3")', commented: true },
+      { key: "path", value: '"/var/lib/ndmpd/lib0"', text: "virtual: the library directory (cartridges <VOLTAG>.tape and library.json); sg: the device node" },
+      { key: "slots", value: "4", text: "storage slots (virtual)" },
+      { key: "import_export", value: "1", text: "import/export elements (virtual)" },
+      { key: "drives", value: '["vt0"]', text: "the bound [[tape]] drives, in element order (virtual)" },
+      { key: "capacity", value: '"64GiB"', text: "the capacity of the cartridges created at first start (virtual)", commented: true },
+      { key: "barcode_prefix", value: '"NDMP"', text: "volume tags are PREFIX + three digits + L8 (virtual)", commented: true },
+      { key: "serial", value: '"LIB0-0001"', text: "the library's serial number", commented: true },
+      { key: "mte_address", value: "0", text: "first element address of the robot (virtual)", commented: true },
+      { key: "se_address", value: "1000", text: "first element address of the slots (virtual)", commented: true },
+      { key: "ie_address", value: "10", text: "first element address of the import/export elements (virtual)", commented: true },
+      { key: "dte_address", value: "500", text: "first element address of the drives (virtual)", commented: true },
+    ],
+  },
+  {
+    name: "admin",
+    text: "The local admin socket that 'ndmpd sessions' and 'ndmpd kill-session' use (no NDMP port is opened for it).",
+    keys: [
+      { key: "socket", value: '"/run/ndmpd/admin.sock"', text: "the Unix socket (default STATE_DIR/admin.sock); mode 0600, or 0660 with group" },
+      { key: "group", value: '"backup"', text: "a group whose members may also use it (default: root only)", commented: true },
+    ],
+  },
+  {
+    name: "metrics",
+    text: "An optional HTTP listener serving Prometheus metrics at /metrics (off unless listen is set).",
+    commented: true,
+    keys: [{ key: "listen", value: '"127.0.0.1:9610"', text: "ADDR:PORT of the metrics listener" }],
+  },
+];
+
+/** The top-level tables the parser knows, from the documentation. */
+export function documentedTables(): string[] {
+  return CONFIG_TABLES.map((t) => t.name);
+}
+
+/** A commented configuration file with every key: `ndmpd config example`. */
+export function renderExample(version: string): string {
+  const out: string[] = [
+    `# /etc/ndmpd/ndmpd.toml — configuration of ndmpd ${version} (see ndmpd(8); 'ndmpd config check' validates it)`,
+    "# Lines starting with # are defaults or alternatives: remove the # to use them.",
+    "",
+  ];
+  for (const t of CONFIG_TABLES) {
+    const c = t.commented ? "# " : "";
+    out.push(`# ${t.text}`);
+    out.push(`${c}${t.array ? `[[${t.name}]]` : `[${t.name}]`}`);
+    for (const k of t.keys) {
+      const kc = t.commented || k.commented ? "# " : "";
+      out.push(`${kc}${k.key} = ${k.value}`.padEnd(48) + `  # ${k.text}`);
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}

@@ -1,0 +1,31 @@
+/**
+ * Environment variables, as data for the man page: those of the ndmpd process, and the NDMP
+ * environment (DATA_START_BACKUP / DATA_START_RECOVER pairs) the data service honours. One
+ * entry per variable; add new ones here.
+ */
+import type { OptionDoc } from "./commands.ts";
+
+export const PROCESS_ENV: OptionDoc[] = [
+  { flags: "NDMPD_PASSWORD", text: "with no configuration: the password of user ndmp (else a one-time one is printed); for query and remote: the password to log in with" },
+  { flags: "NDMPD_CONFIG", text: "the configuration file of the CLI's commands when --config is not given" },
+  { flags: "NDMPD_STATE_DIR", text: "the default state directory (when the configuration does not set state_dir)" },
+  { flags: "XDG_STATE_HOME", text: "not root: the state directory is $XDG_STATE_HOME/ndmpd (default ~/.local/state/ndmpd)" },
+  { flags: "NDMPD_DATA_PASSWORD", text: "remote: the data agent's password" },
+  { flags: "NDMPD_TAPE_PASSWORD", text: "remote: the tape agent's password" },
+];
+
+export const NDMP_ENV: OptionDoc[] = [
+  { flags: "FILESYSTEM", text: "backup: the directory to back up (absolute); recover: the original root" },
+  { flags: "PREFIX", text: "the same, when FILESYSTEM is not given; recover: the base of relative names" },
+  { flags: "TYPE", text: "set by the server: the backup type (tar or dump)" },
+  { flags: "LEVEL", text: "dump: 0-9 (incremental against the dump dates of the state directory); tar: 0 only" },
+  { flags: "UPDATE", text: "dump: y (default) records the backup's date for later incrementals, n does not" },
+  { flags: "HIST", text: "y: file history (the format's style), f: path style (FH_ADD_FILE), d: directory style (FH_ADD_DIR and FH_ADD_NODE), n (default): none" },
+  { flags: "EXCLUDE", text: "patterns (comma separated, repeatable) of paths to leave out" },
+  { flags: "FILES", text: "backup: only these paths (space separated, repeatable)" },
+  { flags: "DIRECT", text: "recover: y to read the selected paths by their fh_info offsets (direct access); set to y on every backup" },
+  { flags: "RECURSIVE", text: "recover: y (default) restores a selected directory with its contents, n the directory alone" },
+  { flags: "RECORD_SIZE", text: "the tape record size direct-access reads align to (set by the server on LOCAL backups)" },
+  { flags: "PATHNAME_SEPARATOR", text: "set by the server: /" },
+  { flags: "DUMP_DATE", text: "set by the server on dump backups: the backup's date" },
+];
