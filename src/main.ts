@@ -14,6 +14,8 @@ import { NdmpServer } from "./server/listener.ts";
 import { VERSION } from "./version.ts";
 import { COMMANDS } from "./doc/commands.ts";
 import { configCheckCommand, configExample } from "./config-check.ts";
+import { adminSocketPath, killSessionCommand, sessionsCommand } from "./admin/cli.ts";
+import { AdminSocket } from "./admin/socket.ts";
 import { commandHelp, mainHelp, manPage } from "./doc/render.ts";
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration. */
@@ -88,6 +90,10 @@ async function serve(args: string[]): Promise<number> {
   process.on("unhandledRejection", (reason) => log.error("unhandled rejection (a bug)", { err: reason, stack: (reason as Error)?.stack }));
   process.on("uncaughtException", (err) => log.error("uncaught exception (a bug)", { err, stack: err.stack }));
   const server = new NdmpServer(config, devices, log);
+  // The admin socket is for operators; a server that cannot make it still serves its DMAs.
+  // Made before the NDMP port opens, so it is there when "listening" is logged.
+  const admin = AdminSocket.forConfig(config, server, log);
+  await admin.listen().catch((e) => log.error("no admin socket: 'ndmpd sessions' will not reach this server", { err: e }));
   try {
     await server.listen();
   } catch (e) {
@@ -101,8 +107,9 @@ async function serve(args: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info("signal received, shutting down", { signal: sig });
-      server
-        .shutdown(`server shutting down (${sig})`)
+      admin
+        .close()
+        .then(() => server.shutdown(`server shutting down (${sig})`))
         .finally(() => devices.shutdown())
         .then(
           () => resolve(0),
@@ -162,6 +169,19 @@ async function configCmd(args: string[]): Promise<number> {
   if (sub === "example" && file === undefined) return print(configExample());
   if (sub !== "check" || extra.length > 0) throw new UsageError("usage: ndmpd config check [FILE] | ndmpd config example");
   return configCheckCommand(file, !!values.json, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+}
+
+async function sessionsCmd(args: string[]): Promise<number> {
+  const { values } = parse(args, { config: { type: "string", short: "c" }, socket: { type: "string", short: "s" }, json: { type: "boolean" } });
+  if (values.help) return print(HELP.sessions!);
+  return sessionsCommand(values.socket ?? adminSocketPath(values.config), !!values.json);
+}
+
+async function killSessionCmd(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { config: { type: "string", short: "c" }, socket: { type: "string", short: "s" } }, true);
+  if (values.help) return print(HELP["kill-session"]!);
+  if (positionals.length !== 1 || !/^\d+$/.test(positionals[0]!)) throw new UsageError("usage: ndmpd kill-session N (N from 'ndmpd sessions')");
+  return killSessionCommand(values.socket ?? adminSocketPath(values.config), Number(positionals[0]));
 }
 
 async function changer(args: string[]): Promise<number> {
@@ -268,6 +288,10 @@ export async function main(argv: string[]): Promise<number> {
         return await changer(rest);
       case "config":
         return await configCmd(rest);
+      case "sessions":
+        return await sessionsCmd(rest);
+      case "kill-session":
+        return await killSessionCmd(rest);
       case "backup":
       case "recover":
       case "list":

@@ -90,6 +90,11 @@ export class DataService {
   operation: number = Op.NOACTION;
   haltReason: number = Halt.NA;
   bytesProcessed = 0n;
+  /** For `ndmpd sessions` and the metrics: the running job's entries, rate and current path. */
+  entries = 0;
+  bytesPerSecond = 0;
+  currentPath: Buffer | undefined;
+  startedAt: number | undefined;
   readOffset = 0n;
   readLength = 0n;
   private env: Pval[] = [];
@@ -371,16 +376,28 @@ export class DataService {
   private run(
     what: string,
     history: FileHistory | undefined,
-    body: (signal: AbortSignal, progress: (bytes: number, entries: number) => void) => Promise<void>,
+    body: (signal: AbortSignal, progress: (bytes: number, entries: number, path?: Buffer) => void) => Promise<void>,
   ): void {
     const job = new AbortController();
     this.job = job;
     this.history = history;
     let last = Date.now();
-    const progress = (bytes: number, entries: number) => {
+    this.startedAt = last;
+    this.entries = 0;
+    this.bytesPerSecond = 0;
+    this.currentPath = undefined;
+    let sample = { t: last, bytes: 0 };
+    const progress = (bytes: number, entries: number, path?: Buffer) => {
       if (job.signal.aborted) return; // halted: the job is only winding down
       this.bytesProcessed = BigInt(bytes);
+      this.entries = entries;
+      if (path) this.currentPath = path;
       const now = Date.now();
+      // The rate over the last second or more (a whole-job average hides a stall).
+      if (now - sample.t >= 1000) {
+        this.bytesPerSecond = Math.round(((bytes - sample.bytes) * 1000) / (now - sample.t));
+        sample = { t: now, bytes };
+      }
       if (now - last >= PROGRESS_EVERY_MS) {
         last = now;
         this.log(LogType.NORMAL, `${what}: ${bytes} bytes, ${entries} entries`);
@@ -424,6 +441,12 @@ export class DataService {
     this.env = [];
     this.connAddr = { addr_type: AddrType.LOCAL };
     this.running = undefined;
+  }
+
+  /** A value of the running (or last) job's environment, for `ndmpd sessions`. */
+  envValue(name: string): string | undefined {
+    const p = this.env.find((x) => toBuffer(x.name).toString() === name);
+    return p ? toBuffer(p.value).toString() : undefined;
   }
 
   getEnv() {

@@ -38,7 +38,8 @@ export interface BackupOptions {
   /** Problems that don't stop the backup (unreadable files, files that changed). */
   warn(message: string): void;
   /** Called after each entry with the running totals. */
-  progress?(bytes: number, entries: number): void;
+  /** After each entry: bytes written so far, entries, and the entry's path (for `ndmpd sessions`). */
+  progress?(bytes: number, entries: number, path?: Buffer): void;
 }
 
 export interface BackupResult {
@@ -110,7 +111,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     }
     entries++;
     if (opts.history) await opts.history.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
-    opts.progress?.(out.offset, entries);
+    opts.progress?.(out.offset, entries, entry.path);
   }
   await out.push(endOfArchive());
   await out.flush();

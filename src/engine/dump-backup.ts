@@ -240,7 +240,7 @@ async function dumpFilesystem(
       else await opts.history.addFile(d.rel, fileStat(d.entry), BigInt(d.ino), BigInt(offset));
     }
     d.children = []; // on tape now: let the names go
-    opts.progress?.(out.offset, entries);
+    opts.progress?.(out.offset, entries, d.rel);
   }
 
   // Non-directories, ascending, each described again just before it is written; the next
@@ -276,7 +276,7 @@ async function dumpFilesystem(
         for (const name of [p.rec.rel, ...(p.rec.moreNames ?? [])]) await opts.history.addFile(name, stat, BigInt(p.ino), BigInt(offset));
       }
     }
-    opts.progress?.(out.offset, entries);
+    opts.progress?.(out.offset, entries, p.rec.rel);
   }
 
   await out.push(writer.end());

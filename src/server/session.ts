@@ -9,6 +9,8 @@ import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import {
   ConnectionStatusReason,
+  DataState,
+  MoverState,
   ErrorCode,
   errorName,
   Message,
@@ -56,6 +58,11 @@ export class Session implements Peer {
   /** The session's data service, as far as the mover needs it (LOCAL connections). */
   data: { acceptLocalFromMover(mode: number): Duplex | undefined } | undefined;
   readonly log: Logger;
+  /** When the connection was accepted (ms since the epoch), for `ndmpd sessions`. */
+  readonly openedAt = Date.now();
+  /** Resolves when the session has ended and released what it held. */
+  readonly ended: Promise<void>;
+  private markEnded!: () => void;
   private sequence = 0;
   private readonly reader: RecordReader;
   private queue: Buffer[] = [];
@@ -71,6 +78,7 @@ export class Session implements Peer {
     private readonly handlers: HandlerTable,
     log: Logger,
   ) {
+    this.ended = new Promise((r) => (this.markEnded = r));
     this.log = log.child({ session: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
     this.reader = new RecordReader(config.maxMessageSize);
     socket.setNoDelay(true);
@@ -167,6 +175,45 @@ export class Session implements Peer {
     }
     this.socket.destroy();
     this.log.info("session closed", { why });
+    this.markEnded();
+  }
+
+  get peer(): string {
+    const a = this.socket.remoteAddress ?? "?";
+    return `${a.includes(":") ? `[${a}]` : a}:${this.socket.remotePort}`;
+  }
+
+  /** Bytes written to the control connection that the DMA has not read yet. */
+  get controlBacklog(): number {
+    return this.socket.writableLength;
+  }
+
+  /** Requests received and waiting to be handled. */
+  get requestBacklog(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Ends the session from the server's side (an administrator's kill): the jobs halt first, so
+   * the DMA hears NOTIFY_DATA_HALTED / NOTIFY_MOVER_HALTED (ABORTED), then
+   * NOTIFY_CONNECTION_STATUS (SHUTDOWN); closing releases the drive and the changer.
+   * Resolves when all of that is done.
+   */
+  async kill(why: string): Promise<void> {
+    const halt = (name: string, fn: (() => void) | undefined) => {
+      try {
+        fn?.();
+      } catch (e) {
+        this.log.debug(`${name} not aborted`, { err: e }); // idle: nothing to halt
+      }
+    };
+    const data = this.data as { abort?(): void; state?: number } | undefined;
+    const idle = (st: number, idleStates: number[]) => idleStates.includes(st);
+    if (data?.state !== undefined && !idle(data.state, [DataState.IDLE, DataState.HALTED])) halt("data", () => data.abort?.());
+    if (this.mover && !idle(this.mover.state, [MoverState.IDLE, MoverState.HALTED])) halt("mover", () => this.mover!.abort());
+    this.log.warn("session ended by the administrator", { why });
+    this.notifyAndClose(ConnectionStatusReason.SHUTDOWN, why);
+    await this.ended;
   }
 
   private header(type: number, code: number, replyTo: number, error: number): Header {
