@@ -16,6 +16,8 @@ import { COMMANDS } from "./doc/commands.ts";
 import { configCheckCommand, configExample } from "./config-check.ts";
 import { adminSocketPath, killSessionCommand, sessionsCommand } from "./admin/cli.ts";
 import { AdminSocket } from "./admin/socket.ts";
+import { MetricsListener } from "./metrics/http.ts";
+import { observe } from "./metrics/metrics.ts";
 import { commandHelp, mainHelp, manPage } from "./doc/render.ts";
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad configuration. */
@@ -94,10 +96,15 @@ async function serve(args: string[]): Promise<number> {
   // Made before the NDMP port opens, so it is there when "listening" is logged.
   const admin = AdminSocket.forConfig(config, server, log);
   await admin.listen().catch((e) => log.error("no admin socket: 'ndmpd sessions' will not reach this server", { err: e }));
+  observe(server);
+  const metrics = config.metrics ? new MetricsListener(config.metrics.listen, log.child({ service: "metrics" })) : undefined;
   try {
+    await metrics?.listen();
     await server.listen();
   } catch (e) {
     log.error("cannot listen", { err: e });
+    await admin.close();
+    await metrics?.close();
     return 1;
   }
   log.info("ndmpd started", { version: VERSION, pid: process.pid, vendor: config.identity.vendor });
@@ -107,8 +114,7 @@ async function serve(args: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info("signal received, shutting down", { signal: sig });
-      admin
-        .close()
+      Promise.all([admin.close(), metrics?.close()])
         .then(() => server.shutdown(`server shutting down (${sig})`))
         .finally(() => devices.shutdown())
         .then(

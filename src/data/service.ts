@@ -5,6 +5,7 @@
  * On halting it closes the data connection, posts every FH and LOG message it has, and only
  * then NOTIFY_DATA_HALTED: DMAs stop collecting file history at the halt.
  */
+import { countJob } from "../metrics/metrics.ts";
 import { statSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
@@ -493,6 +494,7 @@ export class DataService {
     this.job?.abort(new Error("the data service halted"));
     this.history?.close();
     this.history = undefined;
+    countJob(this.operation, reason, this.bytesProcessed, this.entries);
     this.host.log.info("data halted", { reason: Object.entries(Halt).find(([, v]) => v === reason)?.[0], bytes: this.bytesProcessed });
     this.host.post(Message.NOTIFY_DATA_HALTED, { reason });
   }

@@ -4,6 +4,7 @@
  * reads slowly the backup waits for the control connection to drain instead of queueing
  * without bound, so memory stays flat whatever the size of the tree.
  */
+import { countFileHistory } from "../metrics/metrics.ts";
 import { ALL1, FileType, FsType, Message } from "../protocol/codes.ts";
 import type { Entry } from "../../formats/entry.ts";
 import type { FhDir, FhFile, FhNode, FileStat } from "../protocol/xdr/v4.ts";
@@ -91,6 +92,7 @@ export class FileHistory {
     if (this.dirs.length > 0) this.peer.post(Message.FH_ADD_DIR, { dirs: this.dirs });
     if (this.nodes.length > 0) this.peer.post(Message.FH_ADD_NODE, { nodes: this.nodes });
     this.posted += this.files.length + this.dirs.length + this.nodes.length;
+    countFileHistory(this.files.length + this.dirs.length + this.nodes.length);
     this.files = [];
     this.dirs = [];
     this.nodes = [];

@@ -20,6 +20,7 @@
  * where the previous one ended), and reads from the data connection only as fast as the tape
  * takes the records, so a slow tape or a slow peer applies back-pressure.
  */
+import { countMoverHalt } from "../metrics/metrics.ts";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import { isTapeError, type TapeDevice } from "../devices/tape/device.ts";
@@ -359,6 +360,7 @@ export class MoverService {
     this.resume = undefined;
     r?.();
     this.readWaiter?.();
+    countMoverHalt(this.mode, reason, this.bytesMoved);
     this.host.log.info("mover halted", { reason: haltName(reason), bytes_moved: this.bytesMoved });
     this.host.post(Message.NOTIFY_MOVER_HALTED, { reason });
   }

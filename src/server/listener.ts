@@ -2,6 +2,7 @@
  * The TCP listener: accepts control connections (IPv4 and IPv6), enforces the session
  * limit, and shuts down gracefully (NOTIFY_CONNECTION_STATUS SHUTDOWN to every session).
  */
+import { countConnection } from "../metrics/metrics.ts";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -51,9 +52,11 @@ export class NdmpServer {
 
   private accept(sock: Socket): void {
     if (this.stopping || this.sessions.size >= this.config.maxSessions) {
+      countConnection("refused");
       this.refuse(sock);
       return;
     }
+    countConnection("accepted");
     const session = new Session(this.nextId++, sock, this.config, this.devices, this.handlers, this.log);
     this.sessions.add(session);
     sock.once("close", () => this.sessions.delete(session));

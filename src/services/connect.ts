@@ -1,6 +1,7 @@
 /**
  * CONNECT interface (digest §1.6, §1.7, §2.4): version negotiation and authentication.
  */
+import { countAuthFailure } from "../metrics/metrics.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AuthMethod } from "../config.ts";
 import { AuthType, ErrorCode, Message, NdmpError } from "../protocol/codes.ts";
@@ -53,6 +54,7 @@ async function clientAuth(s: Session, req: { auth_data: AuthData }): Promise<{ e
   }
   if (!ok) {
     s.log.warn("authentication failed", { method, user });
+    countAuthFailure(method);
     if (s.config.authFailureDelayMs > 0) await sleep(s.config.authFailureDelayMs);
     throw new NdmpError(ErrorCode.NOT_AUTHORIZED_ERR, "wrong user or password");
   }
