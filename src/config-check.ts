@@ -109,6 +109,7 @@ export function renderEffective(c: Config): string {
             slots: x.slots,
             import_export: x.importExport,
             drives: x.drives,
+            autoload: x.autoload === true,
             ...(x.capacity !== undefined ? { capacity: x.capacity } : {}),
             barcode_prefix: x.barcodePrefix,
             mte_address: x.addresses.mte,

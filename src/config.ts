@@ -411,7 +411,7 @@ function parseChangers(list: unknown, at: At): ChangerConfig[] {
   const drivesSeen = new Set<string>();
   return list.map((c: Table, i: number) => {
     const p = ["changer", i];
-    checkKeys(c, p, ["name", "type", "path", "slots", "import_export", "drives", "capacity", "barcode_prefix", "serial", "mte_address", "se_address", "ie_address", "dte_address"], at);
+    checkKeys(c, p, ["name", "type", "path", "slots", "import_export", "drives", "capacity", "barcode_prefix", "serial", "mte_address", "se_address", "ie_address", "dte_address", "autoload"], at);
     if (typeof c.name !== "string" || !/^[\x21-\x7e]{1,128}$/.test(c.name)) throw at([...p, "name"], "must be 1-128 printable characters without spaces");
     if (names.has(c.name)) throw at([...p, "name"], `changer ${c.name} is defined twice`);
     names.add(c.name);
@@ -419,7 +419,7 @@ function parseChangers(list: unknown, at: At): ChangerConfig[] {
     if (type !== "virtual" && type !== "sg") throw at([...p, "type"], 'must be "virtual" or "sg"');
     if (typeof c.path !== "string" || !c.path.startsWith("/")) throw at([...p, "path"], "must be an absolute path");
     if (type === "sg") {
-      for (const k of ["slots", "import_export", "drives", "capacity", "barcode_prefix", "mte_address", "se_address", "ie_address", "dte_address"]) {
+      for (const k of ["slots", "import_export", "drives", "capacity", "barcode_prefix", "mte_address", "se_address", "ie_address", "dte_address", "autoload"]) {
         if (c[k] !== undefined) throw at([...p, k], "only a virtual library has this setting (a real one reports its own)");
       }
     }
@@ -453,10 +453,12 @@ function parseChangers(list: unknown, at: At): ChangerConfig[] {
     if (c.serial !== undefined && (typeof c.serial !== "string" || !/^[\x21-\x7e]{1,32}$/.test(c.serial))) {
       throw at([...p, "serial"], "must be 1-32 printable characters");
     }
+    if (c.autoload !== undefined && typeof c.autoload !== "boolean") throw at([...p, "autoload"], "must be true or false");
     return {
       name: c.name,
       type,
       path: c.path,
+      ...(c.autoload === true ? { autoload: true } : {}),
       slots,
       importExport,
       addresses,

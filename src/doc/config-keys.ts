@@ -101,6 +101,7 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "slots", value: "4", text: "storage slots (virtual)" },
       { key: "import_export", value: "1", text: "import/export elements (virtual)" },
       { key: "drives", value: '["vt0"]', text: "the bound [[tape]] drives, in element order (virtual)" },
+      { key: "autoload", value: "true", text: "at the library's first start, load slot n into drive n, so the first backup needs no load (virtual; default false)" },
       { key: "capacity", value: '"64GiB"', text: "the capacity of the cartridges created at first start (virtual)", commented: true },
       { key: "barcode_prefix", value: '"NDMP"', text: "volume tags are PREFIX + three digits + L8 (virtual)", commented: true },
       { key: "serial", value: '"LIB0-0001"', text: "the library's serial number", commented: true },
