@@ -39,7 +39,8 @@ export interface RecoverOptions {
   native?: NativeApi;
   signal: AbortSignal;
   warn(message: string): void;
-  progress?(bytes: number, entries: number): void;
+  /** Bytes read so far, entries, and the entry being read (tar), for `ndmpd sessions`. */
+  progress?(bytes: number, entries: number, path?: Buffer): void;
 }
 
 export interface RecoverResult {
@@ -91,6 +92,8 @@ class TarRecovery {
   private lastPath: Buffer | undefined;
   /** Whether that entry is a directory (whose subtree may follow it). */
   private isDirectory = false;
+  /** The entry being read, for the progress report. */
+  private reading: Buffer | undefined;
 
   constructor(private readonly opts: RecoverOptions) {
     this.restores = new RestoreSet(opts.native, opts.warn);
@@ -110,7 +113,7 @@ class TarRecovery {
       this.checkAbort();
       this.bytes += next.value.length;
       ended = await this.feed(reader, next.value, () => false);
-      this.opts.progress?.(this.bytes, this.entries);
+      this.opts.progress?.(this.bytes, this.entries, this.reading);
     }
     // The peer closed the data connection before the archive's end: a data connection failure (CONNECT_ERROR).
     if (!ended) throw new ConnectionGone(`the data connection closed after ${this.bytes} bytes, before the end of the archive`);
@@ -159,7 +162,7 @@ class TarRecovery {
       this.bytes = source.received;
       const ended = await this.feed(reader, bytes, enough, first ? expect : undefined);
       first = false;
-      this.opts.progress?.(this.bytes, this.entries);
+      this.opts.progress?.(this.bytes, this.entries, this.reading);
       if (ended) break;
     }
     return pos;
@@ -248,6 +251,7 @@ class TarRecovery {
 
   private async onEntry(entry: Entry, offset: number): Promise<void> {
     this.entries++;
+    this.reading = entry.path;
     this.isDirectory = entry.type === "directory";
     const opts = this.opts;
     if (opts.history) await opts.history.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
