@@ -4,7 +4,7 @@
  * when /metrics is scraped. One registry per process: the CLI's in-process server counts into
  * it too, harmlessly, since only `ndmpd serve` serves it.
  */
-import { Counter, Gauge, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import { DataHaltReason, DataOperation, DataState, MoverHaltReason, MoverMode } from "../protocol/codes.ts";
 import type { NdmpServer } from "../server/listener.ts";
 
@@ -33,8 +33,12 @@ const fhEntries = new Counter({ name: "ndmpd_file_history_entries_total", help: 
 
 let server: NdmpServer | undefined;
 
-/** The server whose sessions and devices the gauges describe. */
+/**
+ * The server whose sessions and devices the gauges describe. The process's own metrics (CPU,
+ * memory, open files, event-loop lag: prom-client's defaults) start here, in the server only.
+ */
 export function observe(s: NdmpServer): void {
+  if (!server) collectDefaultMetrics({ register: registry, prefix: "ndmpd_" });
   server = s;
 }
 
