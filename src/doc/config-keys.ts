@@ -115,7 +115,7 @@ export const CONFIG_TABLES: TableDoc[] = [
     name: "admin",
     text: "The local admin socket that 'ndmpd sessions' and 'ndmpd kill-session' use (no NDMP port is opened for it).",
     keys: [
-      { key: "socket", value: '"/run/ndmpd/admin.sock"', text: "the Unix socket (default STATE_DIR/admin.sock); mode 0600, or 0660 with group" },
+      { key: "socket", value: '"/run/ndmpd/admin.sock"', text: "the Unix socket (default STATE_DIR/admin.sock); mode 0600, or 0660 with group (whose members must also be able to enter its directory)" },
       { key: "group", value: '"backup"', text: "a group whose members may also use it (default: root only)", commented: true },
     ],
   },

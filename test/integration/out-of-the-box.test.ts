@@ -160,7 +160,9 @@ describe.runIf(havePeers("binary") && (haveTools || IN_CI))("the Debian package"
   });
 
   it("installs, its unit verifies, the installed binary checks the installed config and backs up; remove keeps the state, purge clears it", async () => {
+    // Never on a machine where ndmpd's files already are: purging would delete them.
     expect((await run("dpkg", ["-s", "ndmpd"])).code, "ndmpd is already installed on this machine").not.toBe(0);
+    expect(existsSync("/var/lib/ndmpd") || existsSync("/etc/ndmpd"), "/var/lib/ndmpd or /etc/ndmpd exists already").toBe(false);
     const i = await run("dpkg", ["-i", DEB], { timeoutMs: 120_000 });
     installed = true;
     expect(i.code, i.stderr + i.stdout).toBe(0);
