@@ -4,6 +4,7 @@
 import { DataOperation, DataState, MoverMode, MoverState } from "../protocol/codes.ts";
 import type { Session } from "../server/session.ts";
 import { DataService } from "../data/service.ts";
+import { ratesOf } from "../metrics/rates.ts";
 
 export interface SessionInfo {
   id: number;
@@ -12,7 +13,7 @@ export interface SessionInfo {
   version: number | null;
   openedAt: string;
   data: { state: string; operation: string; bytes: number; entries: number; rate: number; butype: string | null; path: string | null; current: string | null };
-  mover: { state: string; mode: string; bytes: number };
+  mover: { state: string; mode: string; bytes: number; rate: number };
   /** "tape vt0 (READ_WRITE)", "scsi lib0". */
   devices: string[];
 }
@@ -31,8 +32,8 @@ export function describeSession(s: Session): SessionInfo {
   const d = s.data instanceof DataService ? s.data : undefined;
   const m = s.mover;
   const active = d !== undefined && d.state === DataState.ACTIVE;
-  const elapsed = d?.startedAt !== undefined ? (Date.now() - d.startedAt) / 1000 : 0;
   const bytes = d ? Number(d.bytesProcessed) : 0;
+  const rates = ratesOf(s);
   const devices: string[] = [];
   if (s.tape) devices.push(`tape ${s.tape.drive.config.name} (${s.tape.mode})`);
   if (s.scsi) devices.push(`scsi ${s.scsi.target.config.name}`);
@@ -47,13 +48,17 @@ export function describeSession(s: Session): SessionInfo {
       operation: d ? nameOf(DataOperation, d.operation) : "NOACTION",
       bytes,
       entries: d?.entries ?? 0,
-      // Before the first one-second sample, the average so far.
-      rate: active ? d!.bytesPerSecond || (elapsed > 0 ? Math.round(bytes / elapsed) : 0) : 0,
+      rate: active ? rates.data : 0,
       butype: d?.envValue("TYPE") ?? null,
       path: d?.envValue("FILESYSTEM") ?? d?.envValue("PREFIX") ?? null,
       current: active ? show(d!.currentPath) : null,
     },
-    mover: { state: m ? nameOf(MoverState, m.state) : "IDLE", mode: m ? nameOf(MoverMode, m.mode) : "NOACTION", bytes: m ? Number(m.bytesMoved) : 0 },
+    mover: {
+      state: m ? nameOf(MoverState, m.state) : "IDLE",
+      mode: m ? nameOf(MoverMode, m.mode) : "NOACTION",
+      bytes: m ? Number(m.bytesMoved) : 0,
+      rate: m && m.state === MoverState.ACTIVE ? rates.mover : 0,
+    },
     devices,
   };
 }
@@ -80,7 +85,7 @@ export function formatSessions(list: SessionInfo[]): string {
     s.data.operation === "NOACTION" ? s.data.state : `${s.data.state} ${s.data.operation}${s.data.butype ? ` ${s.data.butype}` : ""}`,
     s.mover.state === "IDLE" ? "IDLE" : `${s.mover.state} ${s.mover.mode}`,
     human(Math.max(s.data.bytes, s.mover.bytes)),
-    s.data.rate ? `${human(s.data.rate)}/s` : "-",
+    s.data.rate || s.mover.rate ? `${human(Math.max(s.data.rate, s.mover.rate))}/s` : "-",
     s.devices.join(", ") || "-",
     [s.data.path, s.data.current].filter(Boolean).join(" : ") || "-",
   ]);

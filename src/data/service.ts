@@ -91,11 +91,9 @@ export class DataService {
   operation: number = Op.NOACTION;
   haltReason: number = Halt.NA;
   bytesProcessed = 0n;
-  /** For `ndmpd sessions` and the metrics: the running job's entries, rate and current path. */
+  /** For `ndmpd sessions` and the metrics: the running job's entries and current path. */
   entries = 0;
-  bytesPerSecond = 0;
   currentPath: Buffer | undefined;
-  startedAt: number | undefined;
   readOffset = 0n;
   readLength = 0n;
   private env: Pval[] = [];
@@ -383,22 +381,14 @@ export class DataService {
     this.job = job;
     this.history = history;
     let last = Date.now();
-    this.startedAt = last;
     this.entries = 0;
-    this.bytesPerSecond = 0;
     this.currentPath = undefined;
-    let sample = { t: last, bytes: 0 };
     const progress = (bytes: number, entries: number, path?: Buffer) => {
       if (job.signal.aborted) return; // halted: the job is only winding down
       this.bytesProcessed = BigInt(bytes);
       this.entries = entries;
       if (path) this.currentPath = path;
       const now = Date.now();
-      // The rate over the last second or more (a whole-job average hides a stall).
-      if (now - sample.t >= 1000) {
-        this.bytesPerSecond = Math.round(((bytes - sample.bytes) * 1000) / (now - sample.t));
-        sample = { t: now, bytes };
-      }
       if (now - last >= PROGRESS_EVERY_MS) {
         last = now;
         this.log(LogType.NORMAL, `${what}: ${bytes} bytes, ${entries} entries`);

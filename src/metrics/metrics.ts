@@ -7,6 +7,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import { DataHaltReason, DataOperation, DataState, MoverHaltReason, MoverMode } from "../protocol/codes.ts";
 import type { NdmpServer } from "../server/listener.ts";
+import { ratesOf, startRateSampler } from "./rates.ts";
 
 export const registry = new Registry();
 
@@ -38,12 +39,15 @@ let server: NdmpServer | undefined;
  * memory, open files, event-loop lag: prom-client's defaults) start here, in the server only.
  */
 export function observe(s: NdmpServer): void {
-  if (!server) collectDefaultMetrics({ register: registry, prefix: "ndmpd_" });
+  if (!server) {
+    collectDefaultMetrics({ register: registry, prefix: "ndmpd_" });
+    startRateSampler(() => sessions());
+  }
   server = s;
 }
 
 const sessions = () => [...(server?.sessions ?? [])].filter((s) => !s.isClosed);
-const dataOf = (s: ReturnType<typeof sessions>[number]) => s.data as { state?: number; operation?: number; bytesPerSecond?: number } | undefined;
+const dataOf = (s: ReturnType<typeof sessions>[number]) => s.data as { state?: number; operation?: number } | undefined;
 
 new Gauge({
   name: "ndmpd_sessions",
@@ -68,11 +72,20 @@ new Gauge({
   },
 });
 new Gauge({
-  name: "ndmpd_data_throughput_bytes_per_second",
-  help: "Current rate of all running data service jobs together",
+  name: "ndmpd_throughput_bytes_per_second",
+  help: "Current rate (last second) of all sessions together, by service: data (backup streams made or read) and mover (tape)",
+  labelNames: ["service"],
   registers: [registry],
   collect() {
-    this.set(sessions().reduce((sum, s) => sum + (dataOf(s)?.state === DataState.ACTIVE ? (dataOf(s)?.bytesPerSecond ?? 0) : 0), 0));
+    let data = 0;
+    let mover = 0;
+    for (const s of sessions()) {
+      const r = ratesOf(s);
+      data += r.data;
+      mover += r.mover;
+    }
+    this.set({ service: "data" }, data);
+    this.set({ service: "mover" }, mover);
   },
 });
 new Gauge({

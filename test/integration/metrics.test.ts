@@ -76,7 +76,7 @@ describe.runIf(ready)("/metrics", () => {
     expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: "POST" })).status).toBe(405);
     const m = await scrape(port);
     const names = new Set(m.map((s) => s.name));
-    for (const n of ["ndmpd_process_open_fds", "ndmpd_process_resident_memory_bytes", "ndmpd_sessions", "ndmpd_active_jobs", "ndmpd_data_throughput_bytes_per_second", "ndmpd_control_queue_bytes", "ndmpd_request_queue_depth", "ndmpd_tape_drive_open", "ndmpd_tape_drive_loaded"]) {
+    for (const n of ["ndmpd_process_open_fds", "ndmpd_process_resident_memory_bytes", "ndmpd_sessions", "ndmpd_active_jobs", "ndmpd_throughput_bytes_per_second", "ndmpd_control_queue_bytes", "ndmpd_request_queue_depth", "ndmpd_tape_drive_open", "ndmpd_tape_drive_loaded"]) {
       expect(names, n).toContain(n);
     }
     expect(value(m, "ndmpd_tape_drive_open", { drive: "vt0" })).toBe(0);

@@ -36,7 +36,7 @@ describe("the admin socket", () => {
       version: 4,
       openedAt: "2026-01-01T00:00:00.000Z",
       data: { state: "ACTIVE", operation: "BACKUP", bytes: 3 * 1024 * 1024, entries: 10, rate: 1024 * 1024, butype: "tar", path: "/srv", current: "a/b.txt" },
-      mover: { state: "ACTIVE", mode: "READ", bytes: 3 * 1024 * 1024 },
+      mover: { state: "ACTIVE", mode: "READ", bytes: 3 * 1024 * 1024, rate: 0 },
       devices: ["tape vt0 (RDWR)"],
     };
     expect(formatSessions([])).toBe("no sessions\n");
