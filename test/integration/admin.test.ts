@@ -8,7 +8,7 @@
  * The backup is held still by the test: its data connection goes to a socket of this process
  * that stops reading, so the job stays ACTIVE for as long as the test looks at it.
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -41,11 +41,15 @@ describe.runIf(ready)("ndmpd sessions / kill-session", () => {
   const W = mkdtempSync(join(tmpdir(), "ndmpd-admin-"));
   const SRC = join(W, "src");
   const SOCK = join(W, "run", "admin.sock");
+  // The binary as another user runs it: the clone may live where only root can enter (/root).
+  const NOBODY_BINARY = join(W, "ndmpd");
   let srv: RunningServer;
   const ndmpd = (...args: string[]) => run(BINARY, [...args, "--socket", SOCK], { timeoutMs: 30_000 });
 
   beforeAll(async () => {
     chmodSync(W, 0o755); // nobody must reach the socket's directory: the socket's mode decides
+    copyFileSync(BINARY, NOBODY_BINARY);
+    chmodSync(NOBODY_BINARY, 0o755);
     mkdirSync(join(SRC, "dir"), { recursive: true });
     // More than every socket buffer between the server and the stalled reader.
     for (let i = 0; i < 4; i++) writeFileSync(join(SRC, "dir", `big${i}.bin`), seededBytes(8 * 1024 * 1024, i));
@@ -62,7 +66,7 @@ describe.runIf(ready)("ndmpd sessions / kill-session", () => {
     expect(st.isSocket()).toBe(true);
     expect(st.mode & 0o777).toBe(0o600);
     expect(st.uid).toBe(0);
-    const r = await run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", BINARY, "sessions", "--socket", SOCK]);
+    const r = await run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", NOBODY_BINARY, "sessions", "--socket", SOCK]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("permission denied (only root, or the [admin] group, may use the admin socket)");
     const root = await ndmpd("sessions");
@@ -122,10 +126,10 @@ describe.runIf(ready)("ndmpd sessions / kill-session", () => {
       const st = statSync(sock2);
       expect(st.mode & 0o777).toBe(0o660);
       expect(st.gid).toBe(65534);
-      const member = await run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", BINARY, "sessions", "--socket", sock2]);
+      const member = await run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", NOBODY_BINARY, "sessions", "--socket", sock2]);
       expect(member.code, member.stderr).toBe(0);
       expect(member.stdout).toBe("no sessions\n");
-      const outsider = await run("setpriv", ["--reuid=65534", "--regid=65533", "--clear-groups", BINARY, "sessions", "--socket", sock2]);
+      const outsider = await run("setpriv", ["--reuid=65534", "--regid=65533", "--clear-groups", NOBODY_BINARY, "sessions", "--socket", sock2]);
       expect(outsider.code).toBe(1);
       expect(outsider.stderr).toContain("permission denied");
     } finally {
