@@ -27,7 +27,7 @@ export interface CommandDoc {
   hidden?: boolean;
 }
 
-const CONFIG_OPT: OptionDoc = { flags: "-c, --config FILE", text: "configuration (default /etc/ndmpd/ndmpd.toml when it exists, or $NDMPD_CONFIG; else the embedded defaults)" };
+const CONFIG_OPT: OptionDoc = { flags: "-c, --config FILE", text: "configuration (default $NDMPD_CONFIG, else /etc/ndmpd/ndmpd.toml when it exists, else the embedded defaults)" };
 const JSON_OPT: OptionDoc = { flags: "--json", text: "one JSON object per line (start, progress, end)" };
 const SLOT_OPT: OptionDoc = { flags: "--slot N", text: "first load slot N of the drive's [[changer]] into the drive" };
 const TAPE_OPT: OptionDoc = { flags: "-t, --tape NAME", text: "the [[tape]] drive (default: the only one, e.g. the embedded vt0)" };
