@@ -9,6 +9,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
 import { contentSize, encodeHeader, endOfArchive, padding } from "../../formats/tar/writer.ts";
+import type { BackupBase, DirInventory } from "../incremental/index.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ChunkedWriter, ConnectionGone, endAll } from "../transport/backpressure.ts";
 import { openForBackup } from "./fsutil.ts";
@@ -23,8 +24,16 @@ export interface BackupOptions {
   history?: FileHistory;
   /** Which FH style to post: "file" (FH_ADD_FILE) or "dir" (FH_ADD_DIR + FH_ADD_NODE). */
   historyStyle: "file" | "dir";
-  /** The backup level (0 = full); formats without incrementals are only ever asked for 0. */
+  /** The backup level (0 = full); the same as base.level. */
   level: number;
+  /**
+   * What this backup is based on (src/incremental): level, the "since" time (none for a full
+   * backup), the base backup's date (dump's c_ddate), IGNORE_CTIME, the base's directories.
+   * Absent means a full backup (unit tests that call a format directly).
+   */
+  base?: BackupBase;
+  /** The backup's start time (ns since the epoch): the next incremental takes changes from here. */
+  startTime?: bigint;
   /** Where persistent per-filesystem state lives (dump's inode numbers, dump dates). */
   stateDir: string;
   /** The tape's record size when known (our own mover, LOCAL): dump records it in c_ntrec. */
@@ -45,8 +54,10 @@ export interface BackupResult {
   bytes: number;
   entries: number;
   warnings: number;
-  /** Pairs the format adds to the job's DATA_GET_ENV list (dump: DUMP_DATE, LEVEL). */
+  /** Pairs the format adds to the job's DATA_GET_ENV list (the service adds DUMP_DATE and LEVEL). */
   envOut?: Map<string, string>;
+  /** The tree's directories as walked (relative path key -> "dev:ino"), recorded for the next incremental. */
+  dirs?: DirInventory;
 }
 
 /** Files up to this size are read ahead whole. */

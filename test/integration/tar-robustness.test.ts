@@ -471,7 +471,7 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
         const refused = () => srv.logs.slice(logsBefore).find((l) => l.msg === "request refused");
         await until(() => refused() !== undefined, 5000, "the server's log of the refusal");
         const why = refused()!.why as string;
-        expect(why).toMatch(/LEVEL=1.*full backups only/);
+        expect(why).toMatch(/LEVEL=1: no backup of level 0 of .* is recorded here/);
         expect(await start([["HIST", "y"]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
         expect(await start([["FILESYSTEM", join(SEL, "top.txt")]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
         expect(await start([["FILESYSTEM", join(SEL, "missing")]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
