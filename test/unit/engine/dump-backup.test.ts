@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DUMPINSPECT } from "../../helpers/dumpinspect.ts";
-import { inMap } from "../../../formats/dump/index.ts";
+import { DumpReader, inMap } from "../../../formats/dump/index.ts";
 import { backup, historyOf, makeSmallTree, parse } from "./dump-fixture.ts";
 
 const INSPECT = DUMPINSPECT;
@@ -180,20 +180,24 @@ describe("dump backup engine", () => {
     expect(parse((await backup(src, state, { history: false })).stream).ended).toBe(true);
   });
 
-  it("leaves out, with a warning, names restore cannot take; reports times it cannot store", async () => {
+  it("carries 255-byte names and times before 1970 for our recovery, saying what Linux restore makes of them", async () => {
     const src = path.join(tmp, "t6");
     fs.mkdirSync(src);
     fs.writeFileSync(path.join(src, "n".repeat(254)), "ok");
     fs.writeFileSync(path.join(src, "m".repeat(255)), "too long");
     fs.mkdirSync(path.join(src, "d".repeat(255)));
-    fs.writeFileSync(path.join(src, "d".repeat(255), "inside"), "lost with its directory");
+    fs.writeFileSync(path.join(src, "d".repeat(255), "inside"), "in a directory with a 255-byte name");
     fs.writeFileSync(path.join(src, "old"), "old");
     spawnSync("touch", ["-h", "-d", "@-100", path.join(src, "old")]); // node:fs takes no negative times
     const r = await backup(src, path.join(tmp, "state6"));
     const p = parse(r.stream);
-    expect([...p.inoOf.keys()].sort()).toEqual([".", "n".repeat(254), "old"].sort());
-    expect(r.warnings.filter((w) => /255-byte name/.test(w)).length).toBe(2);
-    expect(r.warnings.some((w) => w.startsWith("/old: ") && /before 1970/.test(w))).toBe(true);
+    expect([...p.inoOf.keys()].sort()).toEqual([".", "n".repeat(254), "m".repeat(255), "d".repeat(255), `${"d".repeat(255)}/inside`, "old"].sort());
+    expect(r.warnings.filter((w) => /255-byte name kept: Linux restore restores it as its first 254 bytes/.test(w)).length).toBe(2);
+    expect(r.warnings.some((w) => w.startsWith("/old: ") && /before 1970; stored as 0 for Linux restore/.test(w))).toBe(true);
+    const old = p.inoOf.get("old")!;
+    const reader = new DumpReader();
+    const ev = [...reader.feed(r.stream), ...reader.finish()].find((e) => e.kind === "inode" && e.ino === old);
+    expect(ev?.kind === "inode" && ev.entry.mtime).toEqual({ sec: -100, nsec: 0 });
     expect(r.result.warnings).toBe(r.warnings.length);
     if (haveInspect) {
       const ins = inspect(r.stream);
