@@ -115,8 +115,9 @@ export function decodeDirectory(data: Buffer, opts: { longNamesInPad?: boolean }
     if (ino !== 0) {
       let name = Buffer.from(data.subarray(pos + 8, pos + 8 + nameLen));
       // The 255th byte of a long name, in the pad byte after the NUL (a directory we flagged).
-      const last = nameLen === MAX_NAME && opts.longNamesInPad ? data[pos + 8 + MAX_NAME + 1] : 0;
-      if (last) name = Buffer.concat([name, Buffer.from([last])]);
+      const last = nameLen === MAX_NAME && opts.longNamesInPad ? data[pos + 8 + MAX_NAME + 1]! : 0;
+      if (last === 0x2f) problems.push(`entry at ${pos}: a "/" as the 255th byte of a name; left at 254 bytes`);
+      else if (last) name = Buffer.concat([name, Buffer.from([last])]);
       entries.push({ name, ino, type: TYPE_BY_DT.get(dtype) });
     }
     pos += reclen;

@@ -142,6 +142,13 @@ class DumpRecovery {
   private readonly byOffset = new Map<number, Target[]>();
   /** From TS_TAPE: an incremental (c_ddate != 0), whose directories say what was deleted. */
   private incremental: boolean | undefined;
+  /**
+   * The directory headers carry our extension: the stream is ours, and a directory that moved
+   * is on it whole. (Linux dump puts a moved directory on the tape without its files: removing
+   * its old name would lose them; only restore -r, with its symbol table, can rename it.)
+   */
+  private ours: boolean | undefined;
+  private warnedForeign = false;
   /** TS_BITS: the inodes on this tape. */
   private bits: Buffer | undefined;
 
@@ -303,6 +310,7 @@ class DumpRecovery {
       case "inode":
         // A jump past TS_TAPE learns it from any header, which all carry c_ddate.
         this.incremental ??= ev.ddate !== 0;
+        this.ours ??= ev.ndmpd;
         return this.onInode(ev.ino, ev.offset, ev.entry, ev.metaOnly, pass);
       case "directory": {
         if (pass.lastDir?.ino === ev.ino) pass.lastDir.entries = ev.entries;
@@ -489,6 +497,13 @@ class DumpRecovery {
    * lacks, and every object whose type (directory or not) differs from the listing's d_type.
    */
   private async applyDeletions(writer: RestoreWriter, rel: Buffer, path: Buffer, entries: DecodedDirEntry[]): Promise<void> {
+    if (!this.ours) {
+      if (!this.warnedForeign) {
+        this.warnedForeign = true;
+        this.opts.warn("an incremental dump not written by ndmpd: deletions and renames since its base are not applied (Linux restore -r applies them)");
+      }
+      return;
+    }
     const listed = new Map<string, DecodedDirEntry>();
     for (const e of entries) if (!e.name.equals(DOT) && !e.name.equals(DOTDOT)) listed.set(e.name.toString("latin1"), e);
     try {

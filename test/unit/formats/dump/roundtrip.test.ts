@@ -7,6 +7,7 @@ import type { Entry } from "../../../../formats/entry.ts";
 import { DumpReader, type DumpEvent } from "../../../../formats/dump/reader.ts";
 import { DumpWriter, materialize } from "../../../../formats/dump/writer.ts";
 import { TP_BSIZE } from "../../../../formats/dump/header.ts";
+import { decodeDirectory, encodeDirectory } from "../../../../formats/dump/directory.ts";
 import { buildStream, dataRuns, prng, readAll, testTree, type BuiltStream, type ReadResult, type TestObject } from "./fixture.ts";
 
 /** Compare everything the reader returned with the objects the stream was built from. */
@@ -148,6 +149,13 @@ describe("dump writer warnings", () => {
         expect(dir?.kind === "directory" && dir.entries.map((e) => e.name.toString())).toEqual([".", "..", name255.toString()]);
       }
     }
+    // A "/" as the hidden 255th byte (hostile input) is not taken: the name stays at 254 bytes.
+    const evil = encodeDirectory([{ name: Buffer.from("."), ino: 2, type: "directory" }, { name: Buffer.from(".."), ino: 2, type: "directory" }, { name: Buffer.from("e".repeat(254) + "/"), ino: 3, type: "file" }]);
+    const decoded = decodeDirectory(evil, { longNamesInPad: true });
+    expect(decoded.entries.map((e) => e.name.length)).toEqual([1, 2, 254]);
+    expect(decoded.problems).toEqual([expect.stringMatching(/"\/" as the 255th byte/)]);
+    // Without the directory's flag (a Linux dump stream), a pad byte is only padding.
+    expect(decodeDirectory(encodeDirectory([{ name: name255, ino: 3, type: "file" }])).entries[0]!.name.length).toBe(254);
     // Two 255-byte names with the same first 254 bytes (restore would see one name twice): left out.
     const clash = new DumpWriter({ date: 1, inodes: [2, 3, 4] });
     clash.begin();
