@@ -45,6 +45,7 @@ function countBits(map: Buffer): number {
 describe("dump incremental chain, engine in memory", () => {
   let spec: ChainSpec;
   const runs: BackupRun[] = [];
+  const tokens: BackupRun[] = [];
   const steps: ChainStep[] = [];
   beforeAll(async () => {
     spec = await makeChainTree(path.join(W, "src"));
@@ -53,6 +54,8 @@ describe("dump incremental chain, engine in memory", () => {
       await sleep(30);
       if (level > 0) steps[level] = applyChainStep(spec, level as 1 | 2);
       snapshotTree(spec.root, path.join(W, `at${level}`));
+      // Token mode first (it leaves dumpdates alone), then LEVEL=N, of the same tree.
+      tokens.push(await backup(spec.root, path.join(W, "state"), { env: { BASE_DATE: level === 0 ? "0" : tokens[level - 1]!.dumpDate } }));
       runs.push(await backup(spec.root, path.join(W, "state"), { level }));
       fs.writeFileSync(path.join(W, `l${level}.dump`), runs[level]!.stream);
     }
@@ -85,6 +88,18 @@ describe("dump incremental chain, engine in memory", () => {
       expect(countBits(p.maps.bits!)).toBe(p.types.size);
     }
     expect(runs[2]!.stream.length).toBeLessThan(runs[0]!.stream.length / 10);
+  });
+
+  it("token mode (BASE_DATE = the previous DUMP_DATE, no dumpdates): the same images", () => {
+    for (const level of LEVELS) {
+      const t = parse(tokens[level]!.stream);
+      const l = parse(runs[level]!.stream);
+      expect(t.tape.level).toBe(level);
+      expect(t.tape.ddate).toBe(level === 0 ? 0 : parse(tokens[level - 1]!.stream).tape.date);
+      // The same inodes under the same numbers, the same bytes but for the dates.
+      expect([...t.offsets]).toEqual([...l.offsets]);
+      expect(tokens[level]!.stream.length).toBe(runs[level]!.stream.length);
+    }
   });
 
   it("recovered level by level into one destination by our engine: the tree at each level", async () => {

@@ -7,7 +7,7 @@ import path from "node:path";
 import { PassThrough } from "node:stream";
 import type { Selection } from "../../../src/engine/selection.ts";
 import { runDumpBackup } from "../../../src/engine/dump-backup.ts";
-import { backupStartTime, recordBackup, resolveBase } from "../../../src/incremental/index.ts";
+import { backupStartTime, dumpDateEnv, recordBackup, resolveBase } from "../../../src/incremental/index.ts";
 import { runDumpRecover } from "../../../src/engine/dump-recover.ts";
 import { FileHistory } from "../../../src/engine/history.ts";
 import type { Target } from "../../../src/engine/selection.ts";
@@ -20,6 +20,8 @@ export type Post = { code: number; body: any };
 
 export interface BackupRun {
   stream: Buffer;
+  /** DUMP_DATE as DATA_GET_ENV returns it (a token for BASE_DATE). */
+  dumpDate: string;
   result: BackupResult;
   posts: Post[];
   warnings: string[];
@@ -62,7 +64,7 @@ export async function backup(
   });
   history.flush();
   await recordBackup(stateDir, base, startTime, result.dirs);
-  return { stream: Buffer.concat(chunks), result, posts, warnings };
+  return { stream: Buffer.concat(chunks), dumpDate: dumpDateEnv(base, startTime).get("DUMP_DATE")!, result, posts, warnings };
 }
 
 export async function recover(
