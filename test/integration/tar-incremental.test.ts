@@ -20,6 +20,12 @@ import { D, startLab, stopLab, T, type Lab } from "../helpers/lab.ts";
 import { jobSucceeded, ndmjob, parseIndex, simtapeFile } from "../helpers/ndmjob.ts";
 import { BINARY, havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
+import { startServer, type RunningServer } from "../helpers/server.ts";
+import { dma, Receiver } from "../helpers/dma.ts";
+import { NdmpClient, NdmpClientError } from "../../src/client/client.ts";
+import { AddrType, DataHaltReason as Halt, ErrorCode, LogType, Message } from "../../src/protocol/codes.ts";
+import { tcpAddr } from "../../src/transport/tcp.ts";
+import { createServer, type Socket } from "node:net";
 
 const ready = havePeers("binary", "ndmjob", "tar", "unshare");
 const LEVELS = [0, 1, 2] as const;
@@ -167,9 +173,132 @@ describe.runIf(ready)("tar incremental chains", () => {
     expect(dd.stdout.split("\n").filter((x) => x.includes(SRC))).toHaveLength(3);
   });
 
+  it("selective recovery (nlist) of an incremental restores what it holds; names it does not hold get FAILED_NOT_FOUND and the rest carries on", async () => {
+    const dest = join(W, "x-sel");
+    const picks = ["/edit/e2", "/new2", "/big/blob"]; // changed at level 2, new at level 2, only in level 0
+    const r = await ndmjob(lab.ns, ["-x", "-v", "-D", D, "-T", T, "-f", join(W, "level2.simtape"), "-B", "tar", "-C", dest, ...picks]);
+    expect(r.stdout).toContain("LOG_FILE messages: 2 OK, 1 ERROR, total 3 of 3");
+    expect(r.stdout).toContain('DLF "Not found: /big/blob"');
+    expect(readFileSync(join(dest, "edit/e2"), "utf8")).toBe("ORIGINAL content two\n");
+    expect(await compareTrees(join(at(2), "new2"), join(dest, "new2"))).toEqual([]);
+    expect(existsSync(join(dest, "big"))).toBe(false);
+  });
+
   it("report: image sizes and times per level", () => {
     const rows = LEVELS.map((l) => `level ${l}: ${levelImages[l]!.stream.length} bytes, ${levelImages[l]!.ms} ms (token mode ${tokenImages[l]!.stream.length} bytes)`);
     console.log(`tar chain images:\n  ${rows.join("\n  ")}`);
     expect(existsSync(SRC)).toBe(true);
+  });
+});
+
+describe.runIf(havePeers("binary"))("incremental refusals (our client as DMA)", () => {
+  let srv: RunningServer;
+  let c: NdmpClient;
+  const W = mkdtempSync(join(tmpdir(), "ndmpd-tar-incr-err-"));
+  const SRC = join(W, "src");
+  const STATE = () => join(srv.dir, "state");
+
+  beforeAll(async () => {
+    mkdirSync(SRC);
+    writeFileSync(join(SRC, "a"), "a\n");
+    writeFileSync(join(SRC, "big"), Buffer.alloc(32 * 1024 * 1024, 7));
+    srv = await startServer();
+    c = await dma(srv.port);
+  }, 60_000);
+
+  afterAll(async () => {
+    await c?.close();
+    await srv?.stop();
+    rmSync(W, { recursive: true, force: true });
+  });
+
+  /** A one-connection listener here; DATA_CONNECT points the server at it. */
+  const dataConnect = async (): Promise<Socket> => {
+    const server = createServer();
+    const accepted = new Promise<Socket>((r) => server.once("connection", (s) => (server.close(), r(s))));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as { port: number }).port;
+    await c.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", port)] } });
+    return accepted;
+  };
+  const start = async (env: Record<string, string>): Promise<{ error: number; log: string[] }> => {
+    const since = c.posts.length;
+    let error: number = ErrorCode.NO_ERR;
+    try {
+      await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: Object.entries({ FILESYSTEM: SRC, ...env }).map(([name, value]) => ({ name, value })) });
+    } catch (e) {
+      if (!(e instanceof NdmpClientError)) throw e;
+      error = e.error;
+    }
+    const log = c.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE && p.body.log_type === LogType.ERROR).map((p) => Buffer.from(p.body.entry).toString());
+    return { error, log };
+  };
+  const recorded = () => (existsSync(join(STATE(), "dumpdates")) ? readFileSync(join(STATE(), "dumpdates"), "latin1").split("\n").filter((l) => l && !l.startsWith("#")) : []);
+  const runToEnd = async (env: Record<string, string>) => {
+    const recv = new Receiver(await dataConnect());
+    const since = c.posts.length;
+    expect((await start(env)).error).toBe(ErrorCode.NO_ERR);
+    const h = await c.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since);
+    const logs = c.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE).map((p) => Buffer.from(p.body.entry).toString());
+    if (h.body.reason !== Halt.SUCCESSFUL) throw new Error(`halted ${h.body.reason}: ${logs.join("; ")}`);
+    const envOut = ((await c.request(Message.DATA_GET_ENV)).body.env as Array<{ name: string; value: string }>).map((p) => [String(p.name), String(p.value)]);
+    await c.request(Message.DATA_STOP);
+    recv.sock.destroy();
+    return { reason: h.body.reason as number, env: new Map(envOut as Array<[string, string]>) };
+  };
+
+  it("missing lower level, bad LEVEL, bad token: ILLEGAL_ARGS and a LOG_MESSAGE saying why; nothing recorded", async () => {
+    const sock = await dataConnect();
+    sock.resume();
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ LEVEL: "1" }, /LEVEL=1: no backup of level 0 of .*src .* is recorded here/],
+      [{ LEVEL: "3" }, /LEVEL=3: no backup of level 0-2 of /],
+      [{ LEVEL: "32" }, /LEVEL=32: must be a number from 0 to 31/],
+      [{ LEVEL: "one" }, /LEVEL=one: must be a number from 0 to 31/],
+      [{ BASE_DATE: "yesterday" }, /BASE_DATE=yesterday: not a token/],
+      [{ BASE_DATE: ((40n << 32n) | 5n).toString() }, /not a token/],
+    ];
+    for (const [env, why] of cases) {
+      const r = await start(env);
+      expect(r.error, JSON.stringify(env)).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
+      expect(r.log.join("\n"), JSON.stringify(env)).toMatch(why);
+    }
+    sock.destroy();
+    await c.request(Message.DATA_ABORT).catch(() => {});
+    await c.request(Message.DATA_STOP).catch(() => {});
+    expect(recorded()).toEqual([]);
+  });
+
+  it("only a backup that succeeded is recorded: an aborted level 0 and one with UPDATE=n leave no base", async () => {
+    // Aborted: the DMA never reads the data connection, the backup stalls, DATA_ABORT.
+    const sock = await dataConnect();
+    const since = c.posts.length;
+    expect((await start({ LEVEL: "0" })).error).toBe(ErrorCode.NO_ERR);
+    await new Promise((r) => setTimeout(r, 300));
+    await c.request(Message.DATA_ABORT);
+    expect((await c.waitForPost(Message.NOTIFY_DATA_HALTED, 30_000, since)).body.reason).toBe(Halt.ABORTED);
+    await c.request(Message.DATA_STOP);
+    sock.destroy();
+    expect(recorded()).toEqual([]);
+
+    const noUpdate = await runToEnd({ LEVEL: "0", UPDATE: "n" });
+    expect(noUpdate.reason).toBe(Halt.SUCCESSFUL);
+    expect(noUpdate.env.get("LEVEL")).toBe("0");
+    expect(recorded()).toEqual([]);
+    const sock2 = await dataConnect();
+    sock2.resume();
+    expect((await start({ LEVEL: "1" })).error).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
+    sock2.destroy();
+    await c.request(Message.DATA_ABORT).catch(() => {});
+    await c.request(Message.DATA_STOP).catch(() => {});
+
+    const full = await runToEnd({ LEVEL: "0" });
+    expect(full.reason).toBe(Halt.SUCCESSFUL);
+    expect(recorded()).toHaveLength(1);
+    expect(recorded()[0]).toContain(` ${full.env.get("DUMP_DATE")} `);
+    const incr = await runToEnd({ LEVEL: "1" });
+    expect(incr.reason).toBe(Halt.SUCCESSFUL);
+    expect(incr.env.get("LEVEL")).toBe("1");
+    expect(recorded()).toHaveLength(2);
   });
 });
