@@ -28,6 +28,7 @@ Commands:
   backup    back up a directory to a configured drive (a local job, no DMA needed)
   recover   restore a backup, or paths from it, from a configured drive
   list      list the backups on a cartridge, or the entries of one
+  dumpdates list the incremental records (dumpdates) of this host's backups
   catalog   'catalog rebuild': re-read a cartridge's labels and file history into the catalog
   remote    'remote backup|recover': drive other NDMP servers (ndmpd as a small DMA)
   version   print the version
@@ -306,6 +307,7 @@ export async function main(argv: string[]): Promise<number> {
       case "backup":
       case "recover":
       case "list":
+      case "dumpdates":
       case "catalog":
       case "remote":
         // Jobs from the CLI live in src/dma/cli.ts (their own options, help and exit codes).

@@ -243,6 +243,8 @@ export class DataService {
         warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
         progress,
       });
+      // A backup halted meanwhile (DATA_ABORT) is not one to build on.
+      if (signal.aborted) throw signal.reason ?? new Error("aborted");
       // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
       for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
       for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
@@ -413,11 +415,14 @@ export class DataService {
     this.running = body(job.signal, progress).then(
       () => {
         history?.flush();
+        if (this.job !== job) return; // halted, stopped and followed by another job meanwhile
         this.halt(Halt.SUCCESSFUL);
       },
       (e: Error) => {
         history?.flush();
-        if (this.state !== State.ACTIVE) return; // aborted: already halted
+        // Aborted: already halted, and maybe already followed by another job, which this one's
+        // winding down (a connection error from its old connection, say) must not halt.
+        if (this.job !== job || this.state !== State.ACTIVE) return;
         if (e instanceof ConnectionGone || CONNECTION_ERRORS.has((e as NodeJS.ErrnoException).code ?? "")) {
           this.log(LogType.ERROR, `${what} failed: ${e instanceof ConnectionGone ? e.message : `the data connection was lost (${e.message})`}`);
           this.halt(Halt.CONNECT_ERROR);

@@ -19,6 +19,7 @@ import { FileType, Message } from "../protocol/codes.ts";
 import { NdmpServer } from "../server/listener.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import { formatBytes, Progress, type ProgressMode } from "./progress.ts";
+import { formatNs, isoSeconds, MAX_LEVEL, readDumpdates } from "../incremental/index.ts";
 
 const EXIT_USAGE = 2;
 const DEFAULT_CONFIG = "/etc/ndmpd/ndmpd.toml";
@@ -35,7 +36,8 @@ catalog (STATE_DIR/catalog.sqlite) so that restores of single paths can seek str
   -f, --format F         tar (default) or dump
   -x, --exclude PAT      leave out paths matching PAT (repeatable)
   -L, --label L          a name for this backup (default: format and date)
-      --level N          dump level 0-9 (default 0; tar is always 0)
+      --level N          0 (full, the default) to 31: what changed since the last backup of a
+                         lower level of PATH (recorded in STATE_DIR/dumpdates; see 'ndmpd dumpdates')
       --slot N           first load slot N of the drive's [[changer]] into the drive
       --record-size N    tape record size in bytes (default ${DEFAULT_RECORD_SIZE})
       --json             one JSON object per line (start, progress, end)
@@ -45,18 +47,29 @@ catalog (STATE_DIR/catalog.sqlite) so that restores of single paths can seek str
 Lists the backups on the cartridge in drive NAME (from the catalog, or from the tape's labels
 when the catalog does not know it); with --file N, the entries of backup N.
 `,
-  recover: `Usage: ndmpd recover --tape NAME --to DIR [--file N] [PATH...] [options]
+  recover: `Usage: ndmpd recover --tape NAME --to DIR [--file N | --date D] [--only] [PATH...] [options]
 
 Restores backup N (default: the last one on the cartridge) into DIR: everything, or the PATHs
 given (paths inside the backup, relative to its root; a leading / is accepted). With the
 catalog's offsets the selected paths are read by direct access; without, sequentially.
+An incremental (level > 0) is restored as its chain: the level 0 it builds on, then each later
+backup of a lower level it depends on, then it, in order, into DIR, which ends up as the tree
+was at that backup (files deleted in between are deleted).
 
   -t, --tape NAME        the [[tape]] drive
   -n, --file N           the backup number on the cartridge (see 'ndmpd list')
+      --date D           the last backup made at or before D (ISO 8601, e.g. 2026-12-03T08:00)
+      --only             restore backup N alone, not its chain
   -C, --to DIR           where to restore (created if missing)
   -c, --config FILE      configuration (default ${DEFAULT_CONFIG}, or $NDMPD_CONFIG)
       --slot N           first load slot N of the drive's [[changer]] into the drive
       --json             one JSON object per line
+`,
+  dumpdates: `Usage: ndmpd dumpdates [PATH] [--config FILE] [--json]
+
+Lists the dumpdates records of this host (STATE_DIR/dumpdates): per filesystem, path and level,
+the start of the last backup that succeeded with UPDATE=y, from which the next backup of a
+higher level takes its changes. With PATH, only that backup root's records.
 `,
   catalog: `Usage: ndmpd catalog rebuild --tape NAME [--config FILE] [--json]
 
@@ -118,6 +131,8 @@ export async function runJobCommand(cmd: string, args: string[]): Promise<number
         return await listCmd(args);
       case "catalog":
         return await catalogCmd(args);
+      case "dumpdates":
+        return dumpdatesCmd(args);
       case "remote":
         return await remoteCmd(args);
       default:
@@ -286,8 +301,7 @@ function backupSettings(values: { format?: string; level?: string; "record-size"
   const path = resolve(positionals[0]!);
   const format = values.format ?? "tar";
   if (format !== "tar" && format !== "dump") throw new UsageError("--format must be tar or dump");
-  const level = int(values.level, "--level", 0, 9) ?? 0;
-  if (format === "tar" && level !== 0) throw new UsageError("tar backups are full backups: use --format dump for levels 1-9");
+  const level = int(values.level, "--level", 0, MAX_LEVEL) ?? 0;
   const recordSize = int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? DEFAULT_RECORD_SIZE;
   if (recordSize % 512 !== 0) throw new UsageError("--record-size must be a multiple of 512");
   return { path, format, level, recordSize, excludes: values.exclude ?? [], label: values.label };
@@ -318,12 +332,17 @@ async function recoverCmd(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     tape: { type: "string", short: "t" },
     file: { type: "string", short: "n" },
+    date: { type: "string" },
+    only: { type: "boolean" },
     to: { type: "string", short: "C" },
     config: { type: "string", short: "c" },
     slot: { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return print(JOB_HELP.recover!);
+  if (values.file !== undefined && values.date !== undefined) throw new UsageError("give --file or --date, not both");
+  const before = values.date === undefined ? undefined : Date.parse(values.date);
+  if (before !== undefined && Number.isNaN(before)) throw new UsageError(`--date ${values.date}: not a date (ISO 8601, e.g. 2026-12-03T08:00)`);
   if (!values.tape) throw new UsageError("recover needs --tape NAME");
   if (!values.to) throw new UsageError("recover needs --to DIR");
   const config = loadJobConfig(values.config);
@@ -332,6 +351,8 @@ async function recoverCmd(args: string[]): Promise<number> {
     const r = await withCatalog(config.stateDir, (catalog) =>
       recoverJob(session.target, {
         seq: int(values.file, "--file", 1, 1_000_000),
+        before,
+        chain: !values.only,
         to: resolve(values.to!),
         paths: positionals,
         catalog,
@@ -365,6 +386,36 @@ async function listCmd(args: string[]): Promise<number> {
   } finally {
     await session.close();
   }
+}
+
+function dumpdatesCmd(args: string[]): number {
+  const { values, positionals } = parse(args, { config: { type: "string", short: "c" }, json: { type: "boolean" } });
+  if (values.help) return print(JOB_HELP.dumpdates!);
+  if (positionals.length > 1) throw new UsageError("dumpdates takes at most one PATH");
+  const config = loadJobConfig(values.config);
+  const want = positionals[0] === undefined ? undefined : Buffer.from(resolve(positionals[0]));
+  const records = readDumpdates(config.stateDir).filter((r) => !want || r.path.equals(want));
+  records.sort((a, b) => Buffer.compare(a.path, b.path) || a.level - b.level);
+  if (values.json) {
+    const rows = records.map((r) => ({ path: showPath(r.path), fsid: r.fsid, level: r.level, date: isoNs(r.date), token: r.token }));
+    process.stdout.write(JSON.stringify(rows) + "\n");
+    return 0;
+  }
+  if (records.length === 0) {
+    process.stdout.write(`no dumpdates records${want ? ` for ${showPath(want)}` : ""} in ${config.stateDir}\n`);
+    return 0;
+  }
+  process.stdout.write("level  date (UTC)                       fsid    token                 path\n");
+  for (const r of records) {
+    process.stdout.write(`${String(r.level).padStart(5)}  ${isoNs(r.date).padEnd(31)}  ${r.fsid.padEnd(6)}  ${r.token.padEnd(20)}  ${showPath(r.path)}\n`);
+  }
+  return 0;
+}
+
+/** ISO 8601 with the nanoseconds. */
+function isoNs(ns: bigint): string {
+  const frac = formatNs(ns).split(".")[1]!;
+  return isoSeconds(ns).replace(/Z$/, `.${frac}Z`);
 }
 
 async function catalogCmd(args: string[]): Promise<number> {
@@ -516,11 +567,12 @@ function printListing(l: Listing, tape: string, json: boolean): void {
   }
   if (!l.entries) {
     process.stdout.write(`cartridge ${l.mediaId} in ${tape} (${l.source === "catalog" ? "from the catalog" : "read from the tape; run 'ndmpd catalog rebuild' to index it"})\n`);
-    process.stdout.write(" #  date                  format level  size        label / host:path\n");
+    process.stdout.write(" #  date                  format level base  size        label / host:path\n");
     for (const b of l.backups) {
       const size = b.bytes !== undefined ? formatBytes(b.bytes) : "-";
+      const base = b.base === undefined ? "-" : String(b.base);
       process.stdout.write(
-        `${String(b.seq).padStart(2)}  ${b.date.slice(0, 19).replace("T", " ")}   ${b.format.padEnd(6)} ${String(b.level).padStart(5)}  ${size.padEnd(10)}  ${b.label}  ${b.host}:${b.root}\n`,
+        `${String(b.seq).padStart(2)}  ${b.date.slice(0, 19).replace("T", " ")}   ${b.format.padEnd(6)} ${String(b.level).padStart(5)} ${base.padStart(4)}  ${size.padEnd(10)}  ${b.label}  ${b.host}:${b.root}\n`,
       );
     }
     return;

@@ -14,6 +14,7 @@
  */
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
+import { parseDumpdir } from "../../formats/tar/dumpdir.ts";
 import { TarReader, type TarEvent } from "../../formats/tar/reader.ts";
 import { hostIdOf } from "../host/accounts.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
@@ -271,6 +272,28 @@ class TarRecovery {
       this.current = { writer, target: place.target, path: entry.path };
     } catch (err) {
       this.restores.fail(place.target, entry.path, err as Error);
+      return;
+    }
+    // An incremental's directory: what is there and not in its listing was deleted since the base.
+    if (e.type === "directory" && e.dumpdir && opts.recursive) await this.applyDeletions(writer, place.rel, e);
+  }
+
+  private async applyDeletions(writer: RestoreWriter, rel: Buffer, entry: Entry): Promise<void> {
+    let names: Map<string, string>;
+    try {
+      names = parseDumpdir(entry.dumpdir!).names;
+    } catch (err) {
+      this.opts.warn(`${show(entry.path)}: its directory listing is damaged (${(err as Error).message}); no deletions applied there`);
+      return;
+    }
+    try {
+      await writer.purge(rel, (name, isDir) => {
+        const letter = names.get(name.toString("latin1"));
+        // GNU tar's rule: not listed, or listed as a directory and not one, or as a file and a directory.
+        return letter !== undefined && !(letter === "D" && !isDir) && !(letter === "Y" && isDir);
+      });
+    } catch (err) {
+      this.opts.warn(`${show(entry.path)}: deletions not applied (${(err as Error).message})`);
     }
   }
 

@@ -29,7 +29,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { deviceNumbers } from "../engine/fsutil.ts";
-import { putDumpdate, readBackupRecord, readDumpdates, writeBackupRecord, type DirInventory } from "./records.ts";
+import { pruneBackupRecords, putDumpdate, readBackupRecord, readDumpdates, writeBackupRecord, type DirInventory } from "./records.ts";
 import { withStateLock } from "./lock.ts";
 import { decodeToken, encodeToken, MAX_LEVEL } from "./token.ts";
 
@@ -162,6 +162,7 @@ export async function recordBackup(stateDir: string, base: BackupBase, startNs: 
     if (base.mode === "dumpdates" && base.update) {
       await putDumpdate(stateDir, { fsid: base.fsid, path: base.root, level: base.level, date: startNs, token });
     }
+    await pruneBackupRecords(stateDir, base.fsid, base.root);
   });
 }
 

@@ -90,9 +90,41 @@ export async function putDumpdate(stateDir: string, rec: DumpdatesRecord): Promi
 
 // ---- backup records --------------------------------------------------------------------------
 
+function recordId(fsid: string, path: Buffer): string {
+  return createHash("sha256").update(fsid).update("\0").update(path).digest("hex").slice(0, 24);
+}
+
 function recordPath(stateDir: string, fsid: string, path: Buffer, token: string): string {
-  const id = createHash("sha256").update(fsid).update("\0").update(path).digest("hex").slice(0, 24);
-  return join(stateDir, RECORDS, `${id}-${token}.json`);
+  return join(stateDir, RECORDS, `${recordId(fsid, path)}-${token}.json`);
+}
+
+/** Records kept per (filesystem, path) and level, newest first, beside those dumpdates points at. */
+export const RECORDS_KEPT_PER_LEVEL = 2;
+
+/**
+ * Drops the records of (fsid, path) that no next backup is likely to name: beyond the newest
+ * RECORDS_KEPT_PER_LEVEL of each level, unless dumpdates points at them. A DMA in token mode
+ * that comes back with an older token still gets a correct incremental (from the token's
+ * seconds, with changed directories taken whole), only a larger one. Call under withStateLock.
+ */
+export async function pruneBackupRecords(stateDir: string, fsid: string, path: Buffer): Promise<void> {
+  const dir = join(stateDir, RECORDS);
+  const prefix = `${recordId(fsid, path)}-`;
+  const inUse = new Set(readDumpdates(stateDir).filter((r) => r.fsid === fsid && r.path.equals(path)).map((r) => r.token));
+  const byLevel = new Map<number, Array<{ file: string; token: bigint }>>();
+  for (const file of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const m = new RegExp(`^${prefix}(\\d+)\\.json$`).exec(file);
+    if (!m) continue;
+    const token = BigInt(m[1]!);
+    const level = Number(token >> 32n) - 1;
+    byLevel.set(level, [...(byLevel.get(level) ?? []), { file, token }]);
+  }
+  for (const list of byLevel.values()) {
+    list.sort((a, b) => (a.token < b.token ? 1 : a.token > b.token ? -1 : 0)); // same level: newer start = larger token
+    for (const old of list.slice(RECORDS_KEPT_PER_LEVEL)) {
+      if (!inUse.has(old.token.toString())) await fsp.unlink(join(dir, old.file)).catch(() => {});
+    }
+  }
 }
 
 export async function writeBackupRecord(stateDir: string, rec: BackupRecord): Promise<void> {

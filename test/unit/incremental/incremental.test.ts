@@ -182,3 +182,17 @@ describe("the store", () => {
     expect(fs.statSync(f, { bigint: true }).mtimeNs >= start).toBe(true);
   });
 });
+
+describe("record pruning", () => {
+  it("keeps the newest two records per level and every one dumpdates points at", async () => {
+    const st = fresh();
+    const files = () => fs.readdirSync(path.join(st, "incremental")).filter((f) => f.endsWith(".json")).sort();
+    const first = 1_700_000_000n * S;
+    await recordBackup(st, resolveBase(env({}), target(st)), first); // dumpdates points here
+    for (let i = 1; i <= 3; i++) await recordBackup(st, resolveBase(env({ UPDATE: "n" }), target(st)), first + BigInt(i) * 100n * S);
+    const kept = files().map((f) => BigInt(f.replace(/^.*-(\d+)\.json$/, "$1")) & 0xffffffffn);
+    expect(kept.sort()).toEqual([1_700_000_000n, 1_700_000_200n, 1_700_000_300n]);
+    // The base of a level 1 is still the recorded one.
+    expect(resolveBase(env({ LEVEL: "1" }), target(st)).since).toBe(first);
+  });
+});
