@@ -8,7 +8,9 @@
  *  - every image valid for dumpinspect --strict; level 2 a small fraction of level 0, and its
  *    file history names only what it holds;
  *  - an nlist recovery of level 2 restores what that level holds, and reports a name whose
- *    newest copy is in another image as not found, carrying on with the rest.
+ *    newest copy is in another image as not found, carrying on with the rest;
+ *  - token mode (BASE_DATE = the previous image's DUMP_DATE, as ndmjob's index has it) gives
+ *    the same images; `ndmpd backup --level N` and `ndmpd recover` of the chain give the tree.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,9 +19,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyChainStep, compareTrees, listTree, makeChainTree, nameKey, snapshotTree, withoutRestoreLimits, type ChainSpec, type ChainStep } from "../helpers/chain.ts";
 import { DUMPINSPECT } from "../helpers/dumpinspect.ts";
 import { D, startLab, stopLab, T } from "../helpers/lab.ts";
-import { decodeName, jobSucceeded, ndmjob, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
+import { chmodSync } from "node:fs";
+import { DirectoryIndex, DumpReader } from "../../formats/dump/index.ts";
+import { decodeName, jobSucceeded, ndmjob, parseIndex, simtapeFile, type NdmjobDaemon } from "../helpers/ndmjob.ts";
 import type { Netns } from "../helpers/netns.ts";
-import { havePeers } from "../helpers/peers.ts";
+import { BINARY, havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import type { RunningServer } from "../helpers/server.ts";
 
@@ -74,11 +78,17 @@ describe.runIf(ready)("dump incremental chain through the server: ndmjob -x and 
   const image = (level: number) => join(W, `l${level}.dump`);
   const figures: string[] = [];
   const localRestores: string[][] = [];
+  const tokenImages: Buffer[] = [];
+  const CFG = join(W, "cli.toml");
+  const cli = (...args: string[]) => run(BINARY, [...args, "--config", CFG], { timeoutMs: 120_000 });
 
   beforeAll(async () => {
     A = await makeChainTree(join(W, "a"));
     B = await makeChainTree(join(W, "b"));
     ({ ns, srv, daemon } = await startLab({ capacity: "1GiB" }));
+    // The CLI's jobs run their own server, with their own state (and so their own chain of A).
+    writeFileSync(CFG, `[server]\nstate_dir = "${W}/cli-state"\n\n[[tape]]\nname = "vtc"\npath = "${W}/vtc.tape"\ncapacity = "1GiB"\n`);
+    chmodSync(CFG, 0o600);
     for (const level of LEVELS) {
       // Changes are compared inclusively at the clock's tick: keep them out of the backup's.
       await sleep(30);
@@ -96,6 +106,17 @@ describe.runIf(ready)("dump incremental chain through the server: ndmjob -x and 
       const ms = Date.now() - t0;
       if (!jobSucceeded(r.stdout)) throw new Error(`level ${level} three-way backup failed:\n${r.stdout}\n${srv.stderr().slice(-4000)}`);
       writeFileSync(image(level), simtapeFile(readFileSync(tape(level)), 0));
+
+      // Token mode, as a DMA that keeps dates does it: BASE_DATE = the last image's DUMP_DATE.
+      const tokenTape = join(W, `token${level}`);
+      writeFileSync(tokenTape, "");
+      const base = level === 0 ? "0" : parseIndex(readFileSync(join(W, `token${level - 1}.idx`), "latin1")).env.get("DUMP_DATE")!;
+      const tk = await ndmjob(ns, ["-c", "-v", "-D", D, "-T", T, "-f", tokenTape, "-B", "dump", "-E", `BASE_DATE=${base}`, "-C", A.root, "-I", join(W, `token${level}.idx`)]);
+      if (!jobSucceeded(tk.stdout)) throw new Error(`level ${level} token backup failed:\n${tk.stdout}`);
+      tokenImages.push(simtapeFile(readFileSync(tokenTape), 0));
+
+      const c = await cli("backup", A.root, "--tape", "vtc", "--format", "dump", "--level", String(level), "--label", `D${level}`);
+      if (c.code !== 0) throw new Error(`level ${level} ndmpd backup failed:\n${c.stderr}${c.stdout}`);
 
       // The local chain: backed up to our virtual drive, and restored from it at once (the
       // next level's backup overwrites the cartridge), level by level into one destination.
@@ -167,6 +188,37 @@ describe.runIf(ready)("dump incremental chain through the server: ndmjob -x and 
       expect(rest, `after level ${level}: ${r.stderr}`).toEqual([]);
       expect(truncated.length).toBe(level === 0 ? 1 : 2); // the 255-byte names, under 254 bytes
     }
+  });
+
+  it("token mode (BASE_DATE from the previous DUMP_DATE) gives the same images as LEVEL=N", () => {
+    const inodes = (stream: Buffer) => {
+      const reader = new DumpReader();
+      const index = new DirectoryIndex();
+      const out = new Map<string, number>();
+      const events = [...reader.feed(stream), ...reader.finish()];
+      for (const ev of events) if (ev.kind === "directory") index.add(ev.ino, ev.entries);
+      for (const ev of events) if (ev.kind === "inode") for (const p of index.paths(ev.ino)) out.set(nameKey(p), ev.ino);
+      const tape = events.find((e) => e.kind === "tape");
+      return { out, level: tape?.kind === "tape" ? tape.tape.level : -1 };
+    };
+    for (const level of LEVELS) {
+      const t = inodes(tokenImages[level]!);
+      const l = inodes(readFileSync(image(level)));
+      expect(t.level).toBe(level);
+      expect([...t.out].sort()).toEqual([...l.out].sort());
+      expect(tokenImages[level]!.length).toBe(readFileSync(image(level)).length);
+    }
+  });
+
+  it("ndmpd recover of the chain (given its last backup): level 0, 1, 2 in order, equal to the final tree", async () => {
+    const l = await cli("list", "--tape", "vtc");
+    expect(l.code, l.stderr).toBe(0);
+    expect(l.stdout).toMatch(/^ 3 .* dump +2 +2 /m);
+    expect(l.stdout).toMatch(/^ 1 .* dump +0 +- /m);
+    const dest = join(W, "x-cli");
+    const r = await cli("recover", "--tape", "vtc", "--to", dest, "--file", "3");
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(await compareTrees(join(W, "at2"), dest)).toEqual([]);
   });
 
   it("an nlist recovery of level 2 restores what it holds; a name only in an older image is not found, the rest goes on", async () => {
