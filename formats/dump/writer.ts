@@ -263,16 +263,10 @@ export class DumpWriter {
       { name: Buffer.from("."), ino, type: "directory" },
       { name: Buffer.from(".."), ino: parent, type: "directory" },
     ];
-    // What restore sees of each name (a 255-byte one: its first 254 bytes), to spot clashes.
-    const shown = new Map<string, number>();
-    for (const child of children) {
-      const key = child.name.subarray(0, MAX_NAME).toString("latin1");
-      shown.set(key, (shown.get(key) ?? 0) + 1);
-    }
+    const clashes = longNameClashes(children.map((c) => c.name));
     let longNames = false;
-    for (const child of children) {
-      const clash = child.name.length > MAX_NAME && (shown.get(child.name.subarray(0, MAX_NAME).toString("latin1")) ?? 0) > 1;
-      if (!this.acceptName(ino, child, clash)) continue;
+    for (const [i, child] of children.entries()) {
+      if (!this.acceptName(ino, child, clashes.has(i))) continue;
       if (child.name.length > MAX_NAME) longNames = true;
       list.push(child);
       setBit(this.named, child.ino);
@@ -608,6 +602,25 @@ export function nameProblem(name: Buffer): "invalid" | "too-long" | "restore-lim
   if (name.length > 255) return "too-long";
   if (name.length > MAX_NAME) return "restore-limit";
   return undefined;
+}
+
+/**
+ * The 255-byte names among a directory's `names` (by index) whose first 254 bytes, all that
+ * restore sees of them, are also another name of the directory: those are left out. Pure, so
+ * the engine can apply the rule before it decides which inodes go on tape.
+ */
+export function longNameClashes(names: Buffer[]): Set<number> {
+  const out = new Set<number>();
+  if (!names.some((n) => n.length > MAX_NAME)) return out;
+  const shown = new Map<string, number>();
+  for (const n of names) {
+    const key = n.subarray(0, MAX_NAME).toString("latin1");
+    shown.set(key, (shown.get(key) ?? 0) + 1);
+  }
+  names.forEach((n, i) => {
+    if (n.length > MAX_NAME && n.length <= 255 && shown.get(n.subarray(0, MAX_NAME).toString("latin1"))! > 1) out.add(i);
+  });
+  return out;
 }
 
 function splitPrefix(index: number): string {

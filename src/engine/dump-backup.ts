@@ -28,7 +28,7 @@ import fsp from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Entry, EntryType } from "../../formats/entry.ts";
-import { DumpWriter, InodeMap, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
+import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
@@ -193,6 +193,7 @@ async function dumpFilesystem(
   }
   if (dirs.length === 0 || dirs[0]!.ino !== ROOTINO) throw new Error(`${show(root)}: the backup root could not be read`);
   dirByRel.clear();
+  dropClashingNames(dirs, objects, dumped, existing, warn);
 
   // A new level 0 starts a new chain: identities gone since are dropped (their numbers are
   // still never handed out again, see InodeMap). Then the table is saved before any byte is
@@ -304,6 +305,43 @@ async function dumpFilesystem(
 
   // The data service records the backup (dumpdates, DUMP_DATE) once it has succeeded.
   return { bytes: out.offset, entries, warnings: warningCount(), dirs: inventory };
+}
+
+/**
+ * A 255-byte name whose first 254 bytes (what Linux restore sees) are another name of its
+ * directory is left out (see the writer's longNameClashes), and with it whatever only that
+ * name leads to, before the inode maps are made: nothing unnamed goes on tape.
+ */
+function dropClashingNames(dirs: DirRecord[], objects: Map<number, ObjRecord>, dumped: Set<number>, existing: number[], warn: (m: string) => void): void {
+  const dropped = new Set<number>();
+  let any = false;
+  for (const d of dirs) {
+    // Walk order: a directory's parent was seen (and maybe dropped) before it.
+    if (d.ino !== ROOTINO && dropped.has(d.parent)) {
+      dropped.add(d.ino);
+      continue;
+    }
+    const clashes = longNameClashes(d.children.map((c) => c.name));
+    if (clashes.size === 0) continue;
+    any = true;
+    for (const i of clashes) {
+      const c = d.children[i]!;
+      warn(`${show(d.ino === ROOTINO ? c.name : Buffer.concat([d.rel, Buffer.from("/"), c.name]))}: 255-byte name left out: its first 254 bytes, all Linux restore can take, are another name here`);
+      if (c.type === "directory") dropped.add(c.ino);
+    }
+    d.children = d.children.filter((_, i) => !clashes.has(i));
+  }
+  if (!any) return;
+  const kept = dirs.filter((d) => !dropped.has(d.ino));
+  dirs.length = 0;
+  dirs.push(...kept);
+  const named = new Set<number>([ROOTINO]);
+  for (const d of dirs) for (const c of d.children) named.add(c.ino);
+  for (const ino of [...dumped]) if (!named.has(ino)) dumped.delete(ino);
+  for (const ino of [...objects.keys()]) if (!named.has(ino)) objects.delete(ino);
+  const live = existing.filter((ino) => named.has(ino));
+  existing.length = 0;
+  existing.push(...live);
 }
 
 /**
