@@ -163,6 +163,16 @@ describe.runIf(ready)("dump incremental chain through the server: ndmjob -x and 
     }
   });
 
+  it("ndmjob -t of level 2 (DATA_START_RECOVER_FILEHIST) lists the same names and nodes as its backup did", async () => {
+    const toc = join(W, "toc2.idx");
+    const r = await ndmjob(ns, ["-t", "-v", "-D", D, "-T", T, "-f", tape(2), "-I", toc, "-B", "dump"]);
+    expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
+    const listed = dirIndex(readFileSync(toc, "latin1"));
+    const backedUp = dirIndex(readFileSync(join(W, "l2.idx"), "latin1"));
+    expect([...listed.paths].sort()).toEqual([...backedUp.paths].sort());
+    expect([...listed.nodes].sort()).toEqual([...backedUp.nodes].sort());
+  });
+
   it("ndmjob -x, level by level into one destination (three-way): the tree at each level", async () => {
     const dest = join(W, "x-three-way");
     for (const level of LEVELS) {
