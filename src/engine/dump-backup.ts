@@ -512,8 +512,11 @@ async function loadState(path: string, incremental: boolean, warn: (m: string) =
   try {
     text = await fsp.readFile(path, "utf8");
   } catch (err) {
-    if (errorCode(err) === "ENOENT") return undefined;
-    throw err;
+    if (errorCode(err) !== "ENOENT") throw err;
+    // New numbers under an incremental would not match its base's: restore -r would apply
+    // them to the wrong files.
+    if (incremental) throw new Error(`dump state ${path} (this filesystem's inode numbers) is missing; run a level 0 dump to start a new chain`);
+    return undefined;
   }
   try {
     const s = JSON.parse(text) as DumpState;

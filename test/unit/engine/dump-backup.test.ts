@@ -170,6 +170,16 @@ describe("dump backup engine", () => {
     await expect(backup(src, state, { level: 1, history: false })).rejects.toThrow(/LEVEL=1: no backup of level 0/); // not recorded
   });
 
+  it("an incremental without the filesystem's inode table is refused (new numbers would not match its base)", async () => {
+    const src = path.join(tmp, "t9");
+    makeSmallTree(src);
+    const state = path.join(tmp, "state9");
+    await backup(src, state, { history: false });
+    fs.rmSync(path.join(state, "dump"), { recursive: true });
+    await expect(backup(src, state, { level: 1, history: false })).rejects.toThrow(/inode numbers\) is missing; run a level 0/);
+    expect(parse((await backup(src, state, { history: false })).stream).ended).toBe(true);
+  });
+
   it("refuses a second dump of the same filesystem while one runs (the inode table has one writer)", async () => {
     const src = path.join(tmp, "t7");
     makeSmallTree(src);
