@@ -35,6 +35,7 @@ interface Image {
   index: ReturnType<typeof parseIndex>;
   idxPath: string;
   ms: number;
+  stdout: string;
 }
 
 describe.runIf(ready)("tar incremental chains", () => {
@@ -58,7 +59,7 @@ describe.runIf(ready)("tar incremental chains", () => {
     const r = await ndmjob(lab.ns, ["-c", "-v", "-D", D, "-T", T, "-f", tape, "-B", "tar", ...env.flatMap((e) => ["-E", e]), "-C", SRC, "-I", idxPath]);
     const ms = Date.now() - t0;
     expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
-    return { stream: simtapeFile(readFileSync(tape), 0), index: parseIndex(readFileSync(idxPath, "latin1")), idxPath, ms };
+    return { stream: simtapeFile(readFileSync(tape), 0), index: parseIndex(readFileSync(idxPath, "latin1")), idxPath, ms, stdout: r.stdout };
   }
 
   beforeAll(async () => {
@@ -71,7 +72,8 @@ describe.runIf(ready)("tar incremental chains", () => {
       snapshotTree(SRC, at(level));
       levelImages.push(await threeWay(`level${level}`, [`LEVEL=${level}`]));
       const base = level === 0 ? "0" : tokenImages[level - 1]!.index.env.get("DUMP_DATE")!;
-      tokenImages.push(await threeWay(`token${level}`, [`BASE_DATE=${base}`]));
+      // At level 2 the DMA also sends a LEVEL, which BASE_DATE overrides.
+      tokenImages.push(await threeWay(`token${level}`, [`BASE_DATE=${base}`, ...(level === 2 ? ["LEVEL=7"] : [])]));
       const b = await cli("backup", SRC, "--tape", "vtc", "--level", String(level), "--label", `L${level}`);
       expect(b.code, b.stderr + b.stdout).toBe(0);
     }
@@ -126,7 +128,9 @@ describe.runIf(ready)("tar incremental chains", () => {
     expect(parseDumpdir(entries.get("del")!.dumpdir!).names.size).toBe(0);
   });
 
-  it("token mode gives the same images as LEVEL mode", () => {
+  it("token mode gives the same images as LEVEL mode; BASE_DATE wins over LEVEL, and the DMA is told", () => {
+    expect(tokenImages[2]!.stdout).toMatch(/DLMn "BASE_DATE is set: it decides the level, LEVEL=7 is not used"/);
+    expect(tokenImages[2]!.index.env.get("LEVEL")).toBe("2");
     for (const level of LEVELS) {
       const a = entriesOf(levelImages[level]!.stream);
       const b = entriesOf(tokenImages[level]!.stream);
@@ -170,7 +174,33 @@ describe.runIf(ready)("tar incremental chains", () => {
     expect(await compareTrees(at(2), dest)).toEqual([]);
     const dd = await cli("dumpdates", SRC);
     expect(dd.code, dd.stderr).toBe(0);
-    expect(dd.stdout.split("\n").filter((x) => x.includes(SRC))).toHaveLength(3);
+    expect(dd.stdout.split("\n").filter((x) => x.includes(SRC)).map((x) => x.split(/\s+/).slice(0, 2).join(" "))).toEqual(["tar 0", "tar 1", "tar 2"]);
+  });
+
+  it("ndmpd recover of paths over the chain, --only one image, --date: each as the tree was", async () => {
+    // /edit changed at levels 1 and 2; /new2 exists only from level 2 on; /del lost a tree at each level.
+    const paths = join(W, "x-cli-paths");
+    const r = await cli("recover", "--tape", "vtc", "--to", paths, "--file", "3", "/edit", "/del", "/new2");
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    for (const p of ["edit", "del", "new2"]) expect(await compareTrees(join(at(2), p), join(paths, p)), p).toEqual([]);
+    const missing = await cli("recover", "--tape", "vtc", "--to", join(W, "x-cli-missing"), "--file", "3", "/no/such/path");
+    expect(missing.code).toBe(1);
+    expect(missing.stdout + missing.stderr).toMatch(/no\/such\/path.*NOT_FOUND/);
+
+    const only = join(W, "x-cli-only");
+    const o = await cli("recover", "--tape", "vtc", "--to", only, "--file", "2", "--only");
+    expect(o.code, o.stderr + o.stdout).toBe(0);
+    expect(existsSync(join(only, "big"))).toBe(true); // the directory, with nothing of level 0 in it
+    expect(existsSync(join(only, "big/blob"))).toBe(false);
+    expect(readFileSync(join(only, "new1/sub/f"), "utf8")).toBe("new in step 1\n");
+
+    const list = JSON.parse((await cli("list", "--tape", "vtc", "--json")).stdout);
+    const second = list.backups.find((b: { seq: number }) => b.seq === 2);
+    expect(second).toMatchObject({ level: 1, base: 1 });
+    const byDate = join(W, "x-cli-date");
+    const d = await cli("recover", "--tape", "vtc", "--to", byDate, "--date", new Date(Date.parse(second.date) + 1).toISOString());
+    expect(d.code, d.stderr + d.stdout).toBe(0);
+    expect(await compareTrees(at(1), byDate)).toEqual([]);
   });
 
   it("selective recovery (nlist) of an incremental restores what it holds; names it does not hold get FAILED_NOT_FOUND and the rest carries on", async () => {
@@ -251,8 +281,8 @@ describe.runIf(havePeers("binary"))("incremental refusals (our client as DMA)", 
     const sock = await dataConnect();
     sock.resume();
     const cases: Array<[Record<string, string>, RegExp]> = [
-      [{ LEVEL: "1" }, /LEVEL=1: no backup of level 0 of .*src .* is recorded here/],
-      [{ LEVEL: "3" }, /LEVEL=3: no backup of level 0-2 of /],
+      [{ LEVEL: "1" }, /LEVEL=1: no tar backup of level 0 of .*src .* is recorded here/],
+      [{ LEVEL: "3" }, /LEVEL=3: no tar backup of level 0-2 of /],
       [{ LEVEL: "32" }, /LEVEL=32: must be a number from 0 to 31/],
       [{ LEVEL: "one" }, /LEVEL=one: must be a number from 0 to 31/],
       [{ BASE_DATE: "yesterday" }, /BASE_DATE=yesterday: not a token/],
