@@ -49,6 +49,8 @@ describe.runIf(ready)("tar incremental chains", () => {
   const at = (level: number) => join(W, `at${level}`);
   const levelImages: Image[] = [];
   const tokenImages: Image[] = [];
+  const cliMs: number[] = [];
+  const cliBytes: number[] = [];
   const cli = (...args: string[]) => run(BINARY, [...args, "--config", CFG], { timeoutMs: 120_000 });
 
   async function threeWay(name: string, env: string[]): Promise<Image> {
@@ -74,8 +76,11 @@ describe.runIf(ready)("tar incremental chains", () => {
       const base = level === 0 ? "0" : tokenImages[level - 1]!.index.env.get("DUMP_DATE")!;
       // At level 2 the DMA also sends a LEVEL, which BASE_DATE overrides.
       tokenImages.push(await threeWay(`token${level}`, [`BASE_DATE=${base}`, ...(level === 2 ? ["LEVEL=7"] : [])]));
-      const b = await cli("backup", SRC, "--tape", "vtc", "--level", String(level), "--label", `L${level}`);
+      const t0 = Date.now();
+      const b = await cli("backup", SRC, "--tape", "vtc", "--level", String(level), "--label", `L${level}`, "--json");
+      cliMs.push(Date.now() - t0);
       expect(b.code, b.stderr + b.stdout).toBe(0);
+      cliBytes.push(JSON.parse(b.stdout.trim().split("\n").at(-1)!).bytes);
     }
   }, 600_000);
 
@@ -214,8 +219,21 @@ describe.runIf(ready)("tar incremental chains", () => {
     expect(existsSync(join(dest, "big"))).toBe(false);
   });
 
+  it("ndmpd backup --level 1 of a path with no level 0 fails and says which level is missing", async () => {
+    const fresh = join(W, "fresh");
+    mkdirSync(fresh);
+    const r = await cli("backup", fresh, "--tape", "vtc", "--level", "1");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/LEVEL=1: no tar backup of level 0 of .*fresh .* is recorded here/);
+    expect((await cli("backup", fresh, "--tape", "vtc", "--level", "32")).code).toBe(2);
+  });
+
   it("report: image sizes and times per level", () => {
-    const rows = LEVELS.map((l) => `level ${l}: ${levelImages[l]!.stream.length} bytes, ${levelImages[l]!.ms} ms (token mode ${tokenImages[l]!.stream.length} bytes)`);
+    const rows = LEVELS.map(
+      (l) =>
+        `level ${l}: ${levelImages[l]!.stream.length} bytes, ndmjob three-way ${levelImages[l]!.ms} ms; token mode ${tokenImages[l]!.stream.length} bytes; ` +
+        `ndmpd backup ${cliBytes[l]} bytes, ${cliMs[l]} ms`,
+    );
     console.log(`tar chain images:\n  ${rows.join("\n  ")}`);
     expect(existsSync(SRC)).toBe(true);
   });
