@@ -9,7 +9,7 @@
  * tree as it was at that level. Level 2 is a small part of level 0 and its file history lists
  * only what it holds (and the directories). Refusals: missing lower level, bad LEVEL, bad token.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -261,36 +261,36 @@ describe.runIf(havePeers("binary"))("incremental refusals (our client as DMA)", 
   });
 
   /** A one-connection listener here; DATA_CONNECT points the server at it. */
-  const dataConnect = async (): Promise<Socket> => {
+  const dataConnect = async (session: NdmpClient = c): Promise<Socket> => {
     const server = createServer();
     const accepted = new Promise<Socket>((r) => server.once("connection", (s) => (server.close(), r(s))));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     const port = (server.address() as { port: number }).port;
-    await c.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", port)] } });
+    await session.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", port)] } });
     return accepted;
   };
-  const start = async (env: Record<string, string>): Promise<{ error: number; log: string[] }> => {
-    const since = c.posts.length;
+  const start = async (env: Record<string, string>, session: NdmpClient = c): Promise<{ error: number; log: string[] }> => {
+    const since = session.posts.length;
     let error: number = ErrorCode.NO_ERR;
     try {
-      await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: Object.entries({ FILESYSTEM: SRC, ...env }).map(([name, value]) => ({ name, value })) });
+      await session.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: Object.entries({ FILESYSTEM: SRC, ...env }).map(([name, value]) => ({ name, value })) });
     } catch (e) {
       if (!(e instanceof NdmpClientError)) throw e;
       error = e.error;
     }
-    const log = c.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE && p.body.log_type === LogType.ERROR).map((p) => Buffer.from(p.body.entry).toString());
+    const log = session.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE && p.body.log_type === LogType.ERROR).map((p) => Buffer.from(p.body.entry).toString());
     return { error, log };
   };
   const recorded = () => (existsSync(join(STATE(), "dumpdates")) ? readFileSync(join(STATE(), "dumpdates"), "latin1").split("\n").filter((l) => l && !l.startsWith("#")) : []);
-  const runToEnd = async (env: Record<string, string>) => {
-    const recv = new Receiver(await dataConnect());
-    const since = c.posts.length;
-    expect((await start(env)).error).toBe(ErrorCode.NO_ERR);
-    const h = await c.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since);
-    const logs = c.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE).map((p) => Buffer.from(p.body.entry).toString());
+  const runToEnd = async (env: Record<string, string>, session: NdmpClient = c) => {
+    const recv = new Receiver(await dataConnect(session));
+    const since = session.posts.length;
+    expect((await start(env, session)).error).toBe(ErrorCode.NO_ERR);
+    const h = await session.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since);
+    const logs = session.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE).map((p) => Buffer.from(p.body.entry).toString());
     if (h.body.reason !== Halt.SUCCESSFUL) throw new Error(`halted ${h.body.reason}: ${logs.join("; ")}`);
-    const envOut = ((await c.request(Message.DATA_GET_ENV)).body.env as Array<{ name: string; value: string }>).map((p) => [String(p.name), String(p.value)]);
-    await c.request(Message.DATA_STOP);
+    const envOut = ((await session.request(Message.DATA_GET_ENV)).body.env as Array<{ name: string; value: string }>).map((p) => [String(p.name), String(p.value)]);
+    await session.request(Message.DATA_STOP);
     recv.sock.destroy();
     return { reason: h.body.reason as number, env: new Map(envOut as Array<[string, string]>) };
   };
@@ -348,5 +348,19 @@ describe.runIf(havePeers("binary"))("incremental refusals (our client as DMA)", 
     expect(incr.reason).toBe(Halt.SUCCESSFUL);
     expect(incr.env.get("LEVEL")).toBe("1");
     expect(recorded()).toHaveLength(2);
+  });
+
+  it("two backups of one path at once (two sessions): both succeed, dumpdates stays whole with one line per level", async () => {
+    const other = await dma(srv.port);
+    try {
+      const [a, b] = await Promise.all([runToEnd({ LEVEL: "2" }), runToEnd({ LEVEL: "2" }, other)]);
+      expect([a.reason, b.reason]).toEqual([Halt.SUCCESSFUL, Halt.SUCCESSFUL]);
+      const lines = recorded();
+      expect(lines.map((l) => l.split(/\s+/).slice(1, 3).join(" ")).sort()).toEqual(["tar 0", "tar 1", "tar 2"]);
+      expect([a.env.get("DUMP_DATE"), b.env.get("DUMP_DATE")]).toContain(lines.find((l) => / tar {2}2 /.test(l))!.split(/\s+/)[5]);
+      expect(readdirSync(STATE()).filter((f) => f.includes(".tmp") || f.endsWith(".lock"))).toEqual([]);
+    } finally {
+      await other.close();
+    }
   });
 });
