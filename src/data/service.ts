@@ -304,7 +304,7 @@ export class DataService {
   private resolveBase(env: Env, butype: string, root: Buffer): BackupBase {
     let base: BackupBase;
     try {
-      base = resolveBase(env.map(), { stateDir: this.host.config.stateDir, root });
+      base = resolveBase(env.map(), { stateDir: this.host.config.stateDir, type: butype, root });
     } catch (e) {
       if (!(e instanceof BaseError)) throw e;
       this.log(LogType.ERROR, e.message);

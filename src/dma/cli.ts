@@ -395,9 +395,9 @@ function dumpdatesCmd(args: string[]): number {
   const config = loadJobConfig(values.config);
   const want = positionals[0] === undefined ? undefined : Buffer.from(resolve(positionals[0]));
   const records = readDumpdates(config.stateDir).filter((r) => !want || r.path.equals(want));
-  records.sort((a, b) => Buffer.compare(a.path, b.path) || a.level - b.level);
+  records.sort((a, b) => Buffer.compare(a.path, b.path) || a.type.localeCompare(b.type) || a.level - b.level);
   if (values.json) {
-    const rows = records.map((r) => ({ path: showPath(r.path), fsid: r.fsid, level: r.level, date: isoNs(r.date), token: r.token }));
+    const rows = records.map((r) => ({ path: showPath(r.path), fsid: r.fsid, type: r.type, level: r.level, date: isoNs(r.date), token: r.token }));
     process.stdout.write(JSON.stringify(rows) + "\n");
     return 0;
   }
@@ -405,9 +405,9 @@ function dumpdatesCmd(args: string[]): number {
     process.stdout.write(`no dumpdates records${want ? ` for ${showPath(want)}` : ""} in ${config.stateDir}\n`);
     return 0;
   }
-  process.stdout.write("level  date (UTC)                       fsid    token                 path\n");
+  process.stdout.write("type  level  date (UTC)                       fsid    token                 path\n");
   for (const r of records) {
-    process.stdout.write(`${String(r.level).padStart(5)}  ${isoNs(r.date).padEnd(31)}  ${r.fsid.padEnd(6)}  ${r.token.padEnd(20)}  ${showPath(r.path)}\n`);
+    process.stdout.write(`${r.type.padEnd(4)}  ${String(r.level).padStart(5)}  ${isoNs(r.date).padEnd(31)}  ${r.fsid.padEnd(6)}  ${r.token.padEnd(20)}  ${showPath(r.path)}\n`);
   }
   return 0;
 }

@@ -265,7 +265,14 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
       const l = await tape.request(Message.MOVER_LISTEN, { mode: moverMode, addr_type: AddrType.TCP });
       await data.request(Message.DATA_CONNECT, { addr: l.body.connect_addr });
     }
-    await o.start();
+    try {
+      await o.start();
+    } catch (e) {
+      // A refused start comes with the data service's LOG_MESSAGE saying why (a missing base level, ...).
+      const why = queue.filter((p) => p.code === Message.LOG_MESSAGE && p.body.log_type === LogType.ERROR).map((p) => Buffer.from(p.body.entry).toString("utf8"));
+      if (why.length > 0) throw new JobError(`${(e as Error).message}: ${why.join("; ")}`);
+      throw e;
+    }
 
     let halted: Post | undefined;
     let lastPoll = 0;

@@ -127,14 +127,25 @@ class TarRecovery {
       pos = await this.readFrom(source, 0, SCAN_PIECE, () => unknown.every((t) => this.progress.get(t)!.done));
     }
     for (const t of known) {
-      if (this.progress.get(t)!.done) continue;
+      const p = this.progress.get(t)!;
+      if (p.done) continue;
       const off = Number(t.fhInfo);
-      if (off < pos || !Number.isSafeInteger(off)) {
+      if (!Number.isSafeInteger(off) || (off < pos && !p.seen)) {
         // Already read past it without finding it there: the offset does not point at it.
-        this.progress.get(t)!.done = true;
+        p.done = true;
         continue;
       }
-      pos = await this.readFrom(source, off, 1, () => this.progress.get(t)!.done, t);
+      // Seen but not finished: the previous target ended where this one starts (its end shows
+      // only at the next entry's header), and the read stopped there. Read it again from its
+      // own offset: those records are still at hand.
+      if (off < pos) p.seen = false;
+      try {
+        pos = await this.readFrom(source, off, 1, () => p.done, t);
+      } catch (err) {
+        if (!(err as Error).message.startsWith("direct access went backwards")) throw err;
+        t.error ??= `its data was read past and is no longer at hand (${(err as Error).message})`;
+        p.done = true;
+      }
     }
   }
 

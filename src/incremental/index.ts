@@ -23,8 +23,9 @@
  *    BASE_DATE=-1, empty or absent: no token. BASE_DATE wins over LEVEL (a note says so).
  *  - IGNORE_CTIME=y compares mtimes only (trees where something touches ctimes).
  *
- * Filesystem identity: the backup root's st_dev as "major:minor", with the root path: what a
- * dumpdates line is keyed by, beside the level.
+ * Identity: a dumpdates line (and a backup's record) is keyed by the filesystem (the backup
+ * root's st_dev as "major:minor"), the backup type (tar, dump: a chain never mixes them), the
+ * root path and the level.
  */
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -54,6 +55,8 @@ export interface BackupBase {
   /** The token of the base backup (token mode). */
   baseToken?: string;
   fsid: string;
+  /** The butype (tar, dump). */
+  type: string;
   root: Buffer;
   /** Things the DMA should be told (LOG_MESSAGE NORMAL). */
   notes: string[];
@@ -66,6 +69,8 @@ export class BaseError extends Error {
 
 export interface ResolveTarget {
   stateDir: string;
+  /** The butype: each has its own chains. */
+  type: string;
   /** The backup root, absolute, without trailing slashes. */
   root: Buffer;
   /** Defaults to the root's st_dev. */
@@ -80,6 +85,7 @@ export function filesystemIdentity(root: Buffer): string {
 export function resolveBase(env: ReadonlyMap<string, string>, target: ResolveTarget): BackupBase {
   const fsid = target.fsid ?? filesystemIdentity(target.root);
   const root = target.root;
+  const type = target.type;
   const shown = root.toString("utf8");
   const ignoreCtime = yes(env.get("IGNORE_CTIME"), false);
   const update = yes(env.get("UPDATE"), true);
@@ -93,12 +99,12 @@ export function resolveBase(env: ReadonlyMap<string, string>, target: ResolveTar
       throw new BaseError(`BASE_DATE=${baseDate}: not a token this server can use (a DUMP_DATE value from an earlier backup, 0 to start, or -1)`);
     }
     if (levelText !== undefined && levelText !== "") notes.push(`BASE_DATE is set: it decides the level, LEVEL=${levelText} is not used`);
-    const common = { ignoreCtime, mode: "token" as const, update: false, fsid, root, notes };
+    const common = { ignoreCtime, mode: "token" as const, update: false, fsid, type, root, notes };
     if (tok.seq === 0) {
       notes.push("token mode: level 0 (BASE_DATE=0)");
       return { level: 0, ...common };
     }
-    const rec = readBackupRecord(target.stateDir, fsid, root, baseDate);
+    const rec = readBackupRecord(target.stateDir, fsid, type, root, baseDate);
     let since = BigInt(tok.sec) * 1_000_000_000n;
     if (rec) since = rec.date;
     else notes.push(`BASE_DATE=${baseDate} was not issued here for ${shown}: changes are taken from its whole second on, and directories changed since then are backed up whole`);
@@ -109,17 +115,17 @@ export function resolveBase(env: ReadonlyMap<string, string>, target: ResolveTar
   const text = levelText === undefined || levelText === "" ? "0" : levelText;
   if (!/^\d{1,2}$/.test(text) || Number(text) > MAX_LEVEL) throw new BaseError(`LEVEL=${text}: must be a number from 0 to ${MAX_LEVEL}`);
   const level = Number(text);
-  const common = { level, ignoreCtime, mode: "dumpdates" as const, update, fsid, root, notes };
+  const common = { level, ignoreCtime, mode: "dumpdates" as const, update, fsid, type, root, notes };
   if (level === 0) return common;
-  const lower = readDumpdates(target.stateDir).filter((r) => r.fsid === fsid && r.path.equals(root) && r.level < level);
+  const lower = readDumpdates(target.stateDir).filter((r) => r.fsid === fsid && r.type === type && r.path.equals(root) && r.level < level);
   if (lower.length === 0) {
     throw new BaseError(
-      `LEVEL=${level}: no backup of level ${level === 1 ? "0" : `0-${level - 1}`} of ${shown} (filesystem ${fsid}) is recorded here; ` +
+      `LEVEL=${level}: no ${type} backup of level ${level === 1 ? "0" : `0-${level - 1}`} of ${shown} (filesystem ${fsid}) is recorded here; ` +
         `run a level 0 backup first (with UPDATE=y)`,
     );
   }
   const base = lower.reduce((a, b) => (b.date > a.date ? b : a));
-  const rec = readBackupRecord(target.stateDir, fsid, root, base.token);
+  const rec = readBackupRecord(target.stateDir, fsid, type, root, base.token);
   if (!rec?.dirs) notes.push(`the record of the level ${base.level} backup lists no directories: directories changed since then are backed up whole`);
   notes.push(`level ${level} of ${shown}: changes since the level ${base.level} backup of ${formatDate(base.date)}`);
   return { ...common, since: base.date, baseDate: base.date, baseDirs: rec?.dirs };
@@ -158,11 +164,10 @@ export function dumpDateEnv(base: BackupBase, startNs: bigint): Map<string, stri
 export async function recordBackup(stateDir: string, base: BackupBase, startNs: bigint, dirs?: DirInventory): Promise<void> {
   const token = encodeToken(base.level, startNs);
   await withStateLock(stateDir, async () => {
-    await writeBackupRecord(stateDir, { fsid: base.fsid, path: base.root, level: base.level, date: startNs, token, dirs });
-    if (base.mode === "dumpdates" && base.update) {
-      await putDumpdate(stateDir, { fsid: base.fsid, path: base.root, level: base.level, date: startNs, token });
-    }
-    await pruneBackupRecords(stateDir, base.fsid, base.root);
+    const key = { fsid: base.fsid, type: base.type, path: base.root, level: base.level, date: startNs, token };
+    await writeBackupRecord(stateDir, { ...key, dirs });
+    if (base.mode === "dumpdates" && base.update) await putDumpdate(stateDir, key);
+    await pruneBackupRecords(stateDir, base.fsid, base.type, base.root);
   });
 }
 

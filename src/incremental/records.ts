@@ -1,11 +1,14 @@
 /**
  * What the incremental machinery keeps under state_dir:
  *
- *  - `dumpdates`: a text file, one line per (filesystem identity, path, level), the most recent
- *    backup of that level that succeeded with UPDATE not n. Readable by a person:
+ *  - `dumpdates`: a text file, one line per (filesystem identity, backup type, path, level), the
+ *    most recent backup of that level that succeeded with UPDATE not n. Readable by a person:
  *
- *        # fsid  level  date (Unix seconds.nanoseconds)  date (UTC)  token  path
- *        8:3  0  1764751260.123456789  2026-12-03T08:41:00Z  4294967296123  /srv/export
+ *        # fsid  type  level  date (Unix seconds.nanoseconds)  date (UTC)  token  path
+ *        8:3  tar  0  1764751260.123456789  2026-12-03T08:41:00Z  4294967296123  /srv/export
+ *
+ *    The type is part of the key: a dump chain never builds on a tar backup of the same path
+ *    (the changes between the two would be in neither chain).
  *
  *    The path is written with bytes outside printable ASCII (and space, backslash) as \ooo
  *    octal, as /proc/self/mountinfo does, so every name survives and the columns stay columns.
@@ -24,6 +27,8 @@ import { dirname, join } from "node:path";
 
 export interface DumpdatesRecord {
   fsid: string;
+  /** The butype: tar or dump. */
+  type: string;
   /** The backup root (bytes). */
   path: Buffer;
   level: number;
@@ -38,6 +43,7 @@ export type DirInventory = Map<string, string>;
 
 export interface BackupRecord {
   fsid: string;
+  type: string;
   path: Buffer;
   level: number;
   date: bigint;
@@ -47,7 +53,7 @@ export interface BackupRecord {
 
 const DUMPDATES = "dumpdates";
 const RECORDS = "incremental";
-const HEADER = "# ndmpd dumpdates: fsid  level  date (Unix s.ns)  date (UTC)  token  path\n";
+const HEADER = "# ndmpd dumpdates: fsid  type  level  date (Unix s.ns)  date (UTC)  token  path\n";
 
 // ---- dumpdates -------------------------------------------------------------------------------
 
@@ -67,50 +73,50 @@ export function parseDumpdates(text: string): DumpdatesRecord[] {
   for (const line of text.split("\n")) {
     if (!line.trim() || line.startsWith("#")) continue;
     const f = line.trim().split(/\s+/);
-    if (f.length < 6) continue;
-    const [fsid, level, date, , token, path] = f as [string, string, string, string, string, string];
+    if (f.length < 7) continue;
+    const [fsid, type, level, date, , token, path] = f as [string, string, string, string, string, string, string];
     const ns = parseNs(date);
     if (ns === undefined || !/^\d+$/.test(level) || !/^\d+$/.test(token)) continue;
-    out.push({ fsid, level: Number(level), date: ns, token, path: unescapePath(path) });
+    out.push({ fsid, type, level: Number(level), date: ns, token, path: unescapePath(path) });
   }
   return out;
 }
 
 export function formatDumpdates(records: DumpdatesRecord[]): string {
-  const sorted = [...records].sort((a, b) => Buffer.compare(a.path, b.path) || a.fsid.localeCompare(b.fsid) || a.level - b.level);
-  return HEADER + sorted.map((r) => `${r.fsid}  ${r.level}  ${formatNs(r.date)}  ${isoSeconds(r.date)}  ${r.token}  ${escapePath(r.path)}\n`).join("");
+  const sorted = [...records].sort((a, b) => Buffer.compare(a.path, b.path) || a.fsid.localeCompare(b.fsid) || a.type.localeCompare(b.type) || a.level - b.level);
+  return HEADER + sorted.map((r) => `${r.fsid}  ${r.type}  ${r.level}  ${formatNs(r.date)}  ${isoSeconds(r.date)}  ${r.token}  ${escapePath(r.path)}\n`).join("");
 }
 
-/** Replaces the record of (fsid, path, level). Call under withStateLock. */
+/** Replaces the record of (fsid, type, path, level). Call under withStateLock. */
 export async function putDumpdate(stateDir: string, rec: DumpdatesRecord): Promise<void> {
-  const all = readDumpdates(stateDir).filter((r) => !(r.fsid === rec.fsid && r.level === rec.level && r.path.equals(rec.path)));
+  const all = readDumpdates(stateDir).filter((r) => !(r.fsid === rec.fsid && r.type === rec.type && r.level === rec.level && r.path.equals(rec.path)));
   all.push(rec);
   await writeAtomically(join(stateDir, DUMPDATES), Buffer.from(formatDumpdates(all), "latin1"));
 }
 
 // ---- backup records --------------------------------------------------------------------------
 
-function recordId(fsid: string, path: Buffer): string {
-  return createHash("sha256").update(fsid).update("\0").update(path).digest("hex").slice(0, 24);
+function recordId(fsid: string, type: string, path: Buffer): string {
+  return createHash("sha256").update(fsid).update("\0").update(type).update("\0").update(path).digest("hex").slice(0, 24);
 }
 
-function recordPath(stateDir: string, fsid: string, path: Buffer, token: string): string {
-  return join(stateDir, RECORDS, `${recordId(fsid, path)}-${token}.json`);
+function recordPath(stateDir: string, fsid: string, type: string, path: Buffer, token: string): string {
+  return join(stateDir, RECORDS, `${recordId(fsid, type, path)}-${token}.json`);
 }
 
 /** Records kept per (filesystem, path) and level, newest first, beside those dumpdates points at. */
 export const RECORDS_KEPT_PER_LEVEL = 2;
 
 /**
- * Drops the records of (fsid, path) that no next backup is likely to name: beyond the newest
+ * Drops the records of (fsid, type, path) that no next backup is likely to name: beyond the newest
  * RECORDS_KEPT_PER_LEVEL of each level, unless dumpdates points at them. A DMA in token mode
  * that comes back with an older token still gets a correct incremental (from the token's
  * seconds, with changed directories taken whole), only a larger one. Call under withStateLock.
  */
-export async function pruneBackupRecords(stateDir: string, fsid: string, path: Buffer): Promise<void> {
+export async function pruneBackupRecords(stateDir: string, fsid: string, type: string, path: Buffer): Promise<void> {
   const dir = join(stateDir, RECORDS);
-  const prefix = `${recordId(fsid, path)}-`;
-  const inUse = new Set(readDumpdates(stateDir).filter((r) => r.fsid === fsid && r.path.equals(path)).map((r) => r.token));
+  const prefix = `${recordId(fsid, type, path)}-`;
+  const inUse = new Set(readDumpdates(stateDir).filter((r) => r.fsid === fsid && r.type === type && r.path.equals(path)).map((r) => r.token));
   const byLevel = new Map<number, Array<{ file: string; token: bigint }>>();
   for (const file of await fsp.readdir(dir).catch(() => [] as string[])) {
     const m = new RegExp(`^${prefix}(\\d+)\\.json$`).exec(file);
@@ -131,28 +137,29 @@ export async function writeBackupRecord(stateDir: string, rec: BackupRecord): Pr
   const json = {
     version: 1,
     fsid: rec.fsid,
+    type: rec.type,
     path: rec.path.toString("latin1"),
     level: rec.level,
     date: formatNs(rec.date),
     token: rec.token,
     dirs: rec.dirs ? Object.fromEntries(rec.dirs) : undefined,
   };
-  await writeAtomically(recordPath(stateDir, rec.fsid, rec.path, rec.token), Buffer.from(JSON.stringify(json)));
+  await writeAtomically(recordPath(stateDir, rec.fsid, rec.type, rec.path, rec.token), Buffer.from(JSON.stringify(json)));
 }
 
-/** Our record of the backup that issued `token` for (fsid, path); undefined if there is none (or it is damaged). */
-export function readBackupRecord(stateDir: string, fsid: string, path: Buffer, token: string): BackupRecord | undefined {
+/** Our record of the backup that issued `token` for (fsid, type, path); undefined if there is none (or it is damaged). */
+export function readBackupRecord(stateDir: string, fsid: string, type: string, path: Buffer, token: string): BackupRecord | undefined {
   let text: string;
   try {
-    text = fs.readFileSync(recordPath(stateDir, fsid, path, token), "utf8");
+    text = fs.readFileSync(recordPath(stateDir, fsid, type, path, token), "utf8");
   } catch {
     return undefined;
   }
   try {
-    const j = JSON.parse(text) as { version: number; fsid: string; path: string; level: number; date: string; token: string; dirs?: Record<string, string> };
+    const j = JSON.parse(text) as { version: number; fsid: string; type: string; path: string; level: number; date: string; token: string; dirs?: Record<string, string> };
     const date = parseNs(j.date);
-    if (j.version !== 1 || date === undefined || j.fsid !== fsid || j.token !== token || !Buffer.from(j.path, "latin1").equals(path)) return undefined;
-    return { fsid, path, level: j.level, date, token, dirs: j.dirs ? new Map(Object.entries(j.dirs)) : undefined };
+    if (j.version !== 1 || date === undefined || j.fsid !== fsid || j.type !== type || j.token !== token || !Buffer.from(j.path, "latin1").equals(path)) return undefined;
+    return { fsid, type, path, level: j.level, date, token, dirs: j.dirs ? new Map(Object.entries(j.dirs)) : undefined };
   } catch {
     return undefined;
   }

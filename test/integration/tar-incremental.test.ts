@@ -9,7 +9,7 @@
  * tree as it was at that level. Level 2 is a small part of level 0 and its file history lists
  * only what it holds (and the directories). Refusals: missing lower level, bad LEVEL, bad token.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync, existsSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -35,6 +35,7 @@ interface Image {
   index: ReturnType<typeof parseIndex>;
   idxPath: string;
   ms: number;
+  stdout: string;
 }
 
 describe.runIf(ready)("tar incremental chains", () => {
@@ -48,6 +49,8 @@ describe.runIf(ready)("tar incremental chains", () => {
   const at = (level: number) => join(W, `at${level}`);
   const levelImages: Image[] = [];
   const tokenImages: Image[] = [];
+  const cliMs: number[] = [];
+  const cliBytes: number[] = [];
   const cli = (...args: string[]) => run(BINARY, [...args, "--config", CFG], { timeoutMs: 120_000 });
 
   async function threeWay(name: string, env: string[]): Promise<Image> {
@@ -58,7 +61,7 @@ describe.runIf(ready)("tar incremental chains", () => {
     const r = await ndmjob(lab.ns, ["-c", "-v", "-D", D, "-T", T, "-f", tape, "-B", "tar", ...env.flatMap((e) => ["-E", e]), "-C", SRC, "-I", idxPath]);
     const ms = Date.now() - t0;
     expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
-    return { stream: simtapeFile(readFileSync(tape), 0), index: parseIndex(readFileSync(idxPath, "latin1")), idxPath, ms };
+    return { stream: simtapeFile(readFileSync(tape), 0), index: parseIndex(readFileSync(idxPath, "latin1")), idxPath, ms, stdout: r.stdout };
   }
 
   beforeAll(async () => {
@@ -71,9 +74,13 @@ describe.runIf(ready)("tar incremental chains", () => {
       snapshotTree(SRC, at(level));
       levelImages.push(await threeWay(`level${level}`, [`LEVEL=${level}`]));
       const base = level === 0 ? "0" : tokenImages[level - 1]!.index.env.get("DUMP_DATE")!;
-      tokenImages.push(await threeWay(`token${level}`, [`BASE_DATE=${base}`]));
-      const b = await cli("backup", SRC, "--tape", "vtc", "--level", String(level), "--label", `L${level}`);
+      // At level 2 the DMA also sends a LEVEL, which BASE_DATE overrides.
+      tokenImages.push(await threeWay(`token${level}`, [`BASE_DATE=${base}`, ...(level === 2 ? ["LEVEL=7"] : [])]));
+      const t0 = Date.now();
+      const b = await cli("backup", SRC, "--tape", "vtc", "--level", String(level), "--label", `L${level}`, "--json");
+      cliMs.push(Date.now() - t0);
       expect(b.code, b.stderr + b.stdout).toBe(0);
+      cliBytes.push(JSON.parse(b.stdout.trim().split("\n").at(-1)!).bytes);
     }
   }, 600_000);
 
@@ -126,7 +133,9 @@ describe.runIf(ready)("tar incremental chains", () => {
     expect(parseDumpdir(entries.get("del")!.dumpdir!).names.size).toBe(0);
   });
 
-  it("token mode gives the same images as LEVEL mode", () => {
+  it("token mode gives the same images as LEVEL mode; BASE_DATE wins over LEVEL, and the DMA is told", () => {
+    expect(tokenImages[2]!.stdout).toMatch(/DLMn "BASE_DATE is set: it decides the level, LEVEL=7 is not used"/);
+    expect(tokenImages[2]!.index.env.get("LEVEL")).toBe("2");
     for (const level of LEVELS) {
       const a = entriesOf(levelImages[level]!.stream);
       const b = entriesOf(tokenImages[level]!.stream);
@@ -170,7 +179,33 @@ describe.runIf(ready)("tar incremental chains", () => {
     expect(await compareTrees(at(2), dest)).toEqual([]);
     const dd = await cli("dumpdates", SRC);
     expect(dd.code, dd.stderr).toBe(0);
-    expect(dd.stdout.split("\n").filter((x) => x.includes(SRC))).toHaveLength(3);
+    expect(dd.stdout.split("\n").filter((x) => x.includes(SRC)).map((x) => x.split(/\s+/).slice(0, 2).join(" "))).toEqual(["tar 0", "tar 1", "tar 2"]);
+  });
+
+  it("ndmpd recover of paths over the chain, --only one image, --date: each as the tree was", async () => {
+    // /edit changed at levels 1 and 2; /new2 exists only from level 2 on; /del lost a tree at each level.
+    const paths = join(W, "x-cli-paths");
+    const r = await cli("recover", "--tape", "vtc", "--to", paths, "--file", "3", "/edit", "/del", "/new2");
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    for (const p of ["edit", "del", "new2"]) expect(await compareTrees(join(at(2), p), join(paths, p)), p).toEqual([]);
+    const missing = await cli("recover", "--tape", "vtc", "--to", join(W, "x-cli-missing"), "--file", "3", "/no/such/path");
+    expect(missing.code).toBe(1);
+    expect(missing.stdout + missing.stderr).toMatch(/no\/such\/path.*NOT_FOUND/);
+
+    const only = join(W, "x-cli-only");
+    const o = await cli("recover", "--tape", "vtc", "--to", only, "--file", "2", "--only");
+    expect(o.code, o.stderr + o.stdout).toBe(0);
+    expect(existsSync(join(only, "big"))).toBe(true); // the directory, with nothing of level 0 in it
+    expect(existsSync(join(only, "big/blob"))).toBe(false);
+    expect(readFileSync(join(only, "new1/sub/f"), "utf8")).toBe("new in step 1\n");
+
+    const list = JSON.parse((await cli("list", "--tape", "vtc", "--json")).stdout);
+    const second = list.backups.find((b: { seq: number }) => b.seq === 2);
+    expect(second).toMatchObject({ level: 1, base: 1 });
+    const byDate = join(W, "x-cli-date");
+    const d = await cli("recover", "--tape", "vtc", "--to", byDate, "--date", new Date(Date.parse(second.date) + 1).toISOString());
+    expect(d.code, d.stderr + d.stdout).toBe(0);
+    expect(await compareTrees(at(1), byDate)).toEqual([]);
   });
 
   it("selective recovery (nlist) of an incremental restores what it holds; names it does not hold get FAILED_NOT_FOUND and the rest carries on", async () => {
@@ -184,8 +219,21 @@ describe.runIf(ready)("tar incremental chains", () => {
     expect(existsSync(join(dest, "big"))).toBe(false);
   });
 
+  it("ndmpd backup --level 1 of a path with no level 0 fails and says which level is missing", async () => {
+    const fresh = join(W, "fresh");
+    mkdirSync(fresh);
+    const r = await cli("backup", fresh, "--tape", "vtc", "--level", "1");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/LEVEL=1: no tar backup of level 0 of .*fresh .* is recorded here/);
+    expect((await cli("backup", fresh, "--tape", "vtc", "--level", "32")).code).toBe(2);
+  });
+
   it("report: image sizes and times per level", () => {
-    const rows = LEVELS.map((l) => `level ${l}: ${levelImages[l]!.stream.length} bytes, ${levelImages[l]!.ms} ms (token mode ${tokenImages[l]!.stream.length} bytes)`);
+    const rows = LEVELS.map(
+      (l) =>
+        `level ${l}: ${levelImages[l]!.stream.length} bytes, ndmjob three-way ${levelImages[l]!.ms} ms; token mode ${tokenImages[l]!.stream.length} bytes; ` +
+        `ndmpd backup ${cliBytes[l]} bytes, ${cliMs[l]} ms`,
+    );
     console.log(`tar chain images:\n  ${rows.join("\n  ")}`);
     expect(existsSync(SRC)).toBe(true);
   });
@@ -213,36 +261,36 @@ describe.runIf(havePeers("binary"))("incremental refusals (our client as DMA)", 
   });
 
   /** A one-connection listener here; DATA_CONNECT points the server at it. */
-  const dataConnect = async (): Promise<Socket> => {
+  const dataConnect = async (session: NdmpClient = c): Promise<Socket> => {
     const server = createServer();
     const accepted = new Promise<Socket>((r) => server.once("connection", (s) => (server.close(), r(s))));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     const port = (server.address() as { port: number }).port;
-    await c.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", port)] } });
+    await session.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", port)] } });
     return accepted;
   };
-  const start = async (env: Record<string, string>): Promise<{ error: number; log: string[] }> => {
-    const since = c.posts.length;
+  const start = async (env: Record<string, string>, session: NdmpClient = c): Promise<{ error: number; log: string[] }> => {
+    const since = session.posts.length;
     let error: number = ErrorCode.NO_ERR;
     try {
-      await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: Object.entries({ FILESYSTEM: SRC, ...env }).map(([name, value]) => ({ name, value })) });
+      await session.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: Object.entries({ FILESYSTEM: SRC, ...env }).map(([name, value]) => ({ name, value })) });
     } catch (e) {
       if (!(e instanceof NdmpClientError)) throw e;
       error = e.error;
     }
-    const log = c.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE && p.body.log_type === LogType.ERROR).map((p) => Buffer.from(p.body.entry).toString());
+    const log = session.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE && p.body.log_type === LogType.ERROR).map((p) => Buffer.from(p.body.entry).toString());
     return { error, log };
   };
   const recorded = () => (existsSync(join(STATE(), "dumpdates")) ? readFileSync(join(STATE(), "dumpdates"), "latin1").split("\n").filter((l) => l && !l.startsWith("#")) : []);
-  const runToEnd = async (env: Record<string, string>) => {
-    const recv = new Receiver(await dataConnect());
-    const since = c.posts.length;
-    expect((await start(env)).error).toBe(ErrorCode.NO_ERR);
-    const h = await c.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since);
-    const logs = c.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE).map((p) => Buffer.from(p.body.entry).toString());
+  const runToEnd = async (env: Record<string, string>, session: NdmpClient = c) => {
+    const recv = new Receiver(await dataConnect(session));
+    const since = session.posts.length;
+    expect((await start(env, session)).error).toBe(ErrorCode.NO_ERR);
+    const h = await session.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since);
+    const logs = session.posts.slice(since).filter((p) => p.code === Message.LOG_MESSAGE).map((p) => Buffer.from(p.body.entry).toString());
     if (h.body.reason !== Halt.SUCCESSFUL) throw new Error(`halted ${h.body.reason}: ${logs.join("; ")}`);
-    const envOut = ((await c.request(Message.DATA_GET_ENV)).body.env as Array<{ name: string; value: string }>).map((p) => [String(p.name), String(p.value)]);
-    await c.request(Message.DATA_STOP);
+    const envOut = ((await session.request(Message.DATA_GET_ENV)).body.env as Array<{ name: string; value: string }>).map((p) => [String(p.name), String(p.value)]);
+    await session.request(Message.DATA_STOP);
     recv.sock.destroy();
     return { reason: h.body.reason as number, env: new Map(envOut as Array<[string, string]>) };
   };
@@ -251,8 +299,8 @@ describe.runIf(havePeers("binary"))("incremental refusals (our client as DMA)", 
     const sock = await dataConnect();
     sock.resume();
     const cases: Array<[Record<string, string>, RegExp]> = [
-      [{ LEVEL: "1" }, /LEVEL=1: no backup of level 0 of .*src .* is recorded here/],
-      [{ LEVEL: "3" }, /LEVEL=3: no backup of level 0-2 of /],
+      [{ LEVEL: "1" }, /LEVEL=1: no tar backup of level 0 of .*src .* is recorded here/],
+      [{ LEVEL: "3" }, /LEVEL=3: no tar backup of level 0-2 of /],
       [{ LEVEL: "32" }, /LEVEL=32: must be a number from 0 to 31/],
       [{ LEVEL: "one" }, /LEVEL=one: must be a number from 0 to 31/],
       [{ BASE_DATE: "yesterday" }, /BASE_DATE=yesterday: not a token/],
@@ -300,5 +348,19 @@ describe.runIf(havePeers("binary"))("incremental refusals (our client as DMA)", 
     expect(incr.reason).toBe(Halt.SUCCESSFUL);
     expect(incr.env.get("LEVEL")).toBe("1");
     expect(recorded()).toHaveLength(2);
+  });
+
+  it("two backups of one path at once (two sessions): both succeed, dumpdates stays whole with one line per level", async () => {
+    const other = await dma(srv.port);
+    try {
+      const [a, b] = await Promise.all([runToEnd({ LEVEL: "2" }), runToEnd({ LEVEL: "2" }, other)]);
+      expect([a.reason, b.reason]).toEqual([Halt.SUCCESSFUL, Halt.SUCCESSFUL]);
+      const lines = recorded();
+      expect(lines.map((l) => l.split(/\s+/).slice(1, 3).join(" ")).sort()).toEqual(["tar 0", "tar 1", "tar 2"]);
+      expect([a.env.get("DUMP_DATE"), b.env.get("DUMP_DATE")]).toContain(lines.find((l) => / tar {2}2 /.test(l))!.split(/\s+/)[5]);
+      expect(readdirSync(STATE()).filter((f) => f.includes(".tmp") || f.endsWith(".lock"))).toEqual([]);
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -26,7 +26,7 @@ const fresh = () => {
 };
 const env = (o: Record<string, string>) => new Map(Object.entries(o));
 const ROOT = Buffer.from("/srv/export");
-const target = (stateDir: string) => ({ stateDir, root: ROOT, fsid: "8:3" });
+const target = (stateDir: string) => ({ stateDir, type: "tar", root: ROOT, fsid: "8:3" });
 const S = 1_000_000_000n;
 
 describe("tokens", () => {
@@ -49,8 +49,8 @@ describe("dumpdates text", () => {
     expect(parseNs(formatNs(-1n))).toBe(-1n);
     expect(formatNs(-1n)).toBe("-1.999999999");
     const recs = [
-      { fsid: "8:3", path: odd, level: 2, date: 1_700_000_000n * S + 123n, token: "42" },
-      { fsid: "8:3", path: ROOT, level: 0, date: -5n * S, token: "7" },
+      { fsid: "8:3", type: "tar", path: odd, level: 2, date: 1_700_000_000n * S + 123n, token: "42" },
+      { fsid: "8:3", type: "dump", path: ROOT, level: 0, date: -5n * S, token: "7" },
     ];
     const text = formatDumpdates(recs);
     expect(text).toMatch(/^# ndmpd dumpdates/);
@@ -72,7 +72,7 @@ describe("resolveBase", () => {
   it("a level N needs a recorded lower level, and says which one is missing; nothing is written", () => {
     const st = fresh();
     expect(() => resolveBase(env({ LEVEL: "1" }), target(st))).toThrow(BaseError);
-    expect(() => resolveBase(env({ LEVEL: "1" }), target(st))).toThrow(/no backup of level 0 of \/srv\/export/);
+    expect(() => resolveBase(env({ LEVEL: "1" }), target(st))).toThrow(/no tar backup of level 0 of \/srv\/export/);
     expect(() => resolveBase(env({ LEVEL: "3" }), target(st))).toThrow(/level 0-2/);
     expect(fs.readdirSync(st)).toEqual([]);
   });
@@ -96,8 +96,10 @@ describe("resolveBase", () => {
     await recordBackup(st, b2, t1 + S);
     expect(readDumpdates(st).map((r) => r.level).sort()).toEqual([0, 1]);
     // Another path or filesystem has no base.
-    expect(() => resolveBase(env({ LEVEL: "1" }), { ...target(st), fsid: "8:4" })).toThrow(/no backup of level 0/);
-    expect(() => resolveBase(env({ LEVEL: "1" }), { ...target(st), root: Buffer.from("/srv") })).toThrow(/no backup of level 0/);
+    expect(() => resolveBase(env({ LEVEL: "1" }), { ...target(st), fsid: "8:4" })).toThrow(/no tar backup of level 0/);
+    expect(() => resolveBase(env({ LEVEL: "1" }), { ...target(st), root: Buffer.from("/srv") })).toThrow(/no tar backup of level 0/);
+    // Nor does another backup type: a dump chain never builds on a tar backup.
+    expect(() => resolveBase(env({ LEVEL: "1" }), { ...target(st), type: "dump" })).toThrow(/no dump backup of level 0/);
   });
 
   it("token mode: BASE_DATE=0 starts it, a token we issued keeps nanoseconds, BASE_DATE wins over LEVEL", async () => {
@@ -152,7 +154,7 @@ describe("the store", () => {
     const st = fresh();
     const roots = Array.from({ length: 8 }, (_, i) => Buffer.from(`/p${i}`));
     await Promise.all(
-      roots.map((root, i) => recordBackup(st, resolveBase(env({}), { stateDir: st, root, fsid: "1:1" }), BigInt(i + 1) * S)),
+      roots.map((root, i) => recordBackup(st, resolveBase(env({}), { stateDir: st, type: "tar", root, fsid: "1:1" }), BigInt(i + 1) * S)),
     );
     expect(readDumpdates(st)).toHaveLength(8);
     expect(fs.readdirSync(st).filter((f) => f.endsWith(".tmp") || f.endsWith(".lock"))).toEqual([]);
