@@ -163,11 +163,11 @@ describe("dump backup engine", () => {
     const src = path.join(tmp, "t5");
     makeSmallTree(src);
     const state = path.join(tmp, "state5");
-    await expect(backup(src, state, { level: 3, history: false })).rejects.toThrow(/LEVEL=3: no backup of level 0-2/);
+    await expect(backup(src, state, { level: 3, history: false })).rejects.toThrow(/LEVEL=3: no dump backup of level 0-2/);
     const r = await backup(src, state, { history: false, env: { UPDATE: "n" } });
     expect(parse(r.stream).tape.ddate).toBe(0);
     expect(parse(r.stream).inoOf.size).toBe(12);
-    await expect(backup(src, state, { level: 1, history: false })).rejects.toThrow(/LEVEL=1: no backup of level 0/); // not recorded
+    await expect(backup(src, state, { level: 1, history: false })).rejects.toThrow(/LEVEL=1: no dump backup of level 0/); // not recorded
   });
 
   it("an incremental without the filesystem's inode table is refused (new numbers would not match its base)", async () => {

@@ -46,7 +46,7 @@ export async function backup(
   // As the data service does it: the base from LEVEL (and the rest of the environment), a
   // start time, and the backup recorded once it succeeded.
   const env = new Map(Object.entries({ LEVEL: String(o.level ?? 0), ...o.env }));
-  const base = resolveBase(env, { stateDir, root: Buffer.from(root) });
+  const base = resolveBase(env, { stateDir, root: Buffer.from(root), type: "dump" });
   const startTime = backupStartTime(stateDir);
   const result = await runDumpBackup({
     root: Buffer.from(root),
