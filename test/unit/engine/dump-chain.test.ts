@@ -46,6 +46,7 @@ describe("dump incremental chain, engine in memory", () => {
   let spec: ChainSpec;
   const runs: BackupRun[] = [];
   const tokens: BackupRun[] = [];
+  const timing: string[] = [];
   const steps: ChainStep[] = [];
   beforeAll(async () => {
     spec = await makeChainTree(path.join(W, "src"));
@@ -56,9 +57,12 @@ describe("dump incremental chain, engine in memory", () => {
       snapshotTree(spec.root, path.join(W, `at${level}`));
       // Token mode first (it leaves dumpdates alone), then LEVEL=N, of the same tree.
       tokens.push(await backup(spec.root, path.join(W, "state"), { env: { BASE_DATE: level === 0 ? "0" : tokens[level - 1]!.dumpDate } }));
+      const t0 = Date.now();
       runs.push(await backup(spec.root, path.join(W, "state"), { level }));
+      timing.push(`level ${level}: ${runs[level]!.stream.length} bytes in ${Date.now() - t0} ms`);
       fs.writeFileSync(path.join(W, `l${level}.dump`), runs[level]!.stream);
     }
+    console.log(`dump engine in memory (Node):\n  ${timing.join("\n  ")}`);
   });
   afterAll(() => fs.rmSync(W, { recursive: true, force: true }));
 
