@@ -15,7 +15,7 @@ import { CHECKSUM, TP_BSIZE, isHeader, wordSum } from "../../../formats/dump/hea
 import { DUMPINSPECT } from "../../helpers/dumpinspect.ts";
 import { havePeers } from "../../helpers/peers.ts";
 import { run } from "../../helpers/run.ts";
-import { backup, parse, recover, target, type BackupRun } from "./dump-fixture.ts";
+import { backup, historyOf, parse, recover, target, type BackupRun } from "./dump-fixture.ts";
 
 const W = fs.mkdtempSync(path.join(os.tmpdir(), "ndmpd-dchain-"));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -104,6 +104,14 @@ describe("dump incremental chain, engine in memory", () => {
       expect([...t.offsets]).toEqual([...l.offsets]);
       expect(tokens[level]!.stream.length).toBe(runs[level]!.stream.length);
     }
+  });
+
+  it("path-style history (HIST=f) of an incremental names only what it holds: here, with nothing changed, the directories", async () => {
+    await sleep(30);
+    const r = await backup(spec.root, path.join(W, "state"), { level: 3, style: "file" });
+    const files = historyOf(r.posts).files.map((f) => f.names[0].unix_name.toString("latin1"));
+    const dirs = listTree(spec.root).filter((o) => o.st.isDirectory()).map((o) => (o.rel.equals(Buffer.from(".")) ? "/" : "/" + nameKey(o.rel)));
+    expect(files.sort()).toEqual(dirs.sort());
   });
 
   it("recovered level by level into one destination by our engine: the tree at each level", async () => {
