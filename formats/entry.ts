@@ -55,6 +55,11 @@ export interface Entry {
   dev?: number;
   ino?: number;
   nlink?: number;
+  /**
+   * A directory of an incremental tar backup: its full list of names as GNU tar writes it for
+   * --listed-incremental (GNU.dumpdir, formats/tar/dumpdir.ts). Names not in it were deleted.
+   */
+  dumpdir?: Buffer;
 }
 
 /** Bytes of content a codec carries for this entry (sum of the data runs for sparse files). */

@@ -301,6 +301,7 @@ export async function main(argv: string[]): Promise<number> {
       case "backup":
       case "recover":
       case "list":
+      case "dumpdates":
       case "catalog":
       case "remote":
         // Jobs from the CLI live in src/dma/cli.ts (their own options, help and exit codes).

@@ -76,6 +76,32 @@ export interface DumpDinode {
   gid: number;
 }
 
+/**
+ * ndmpd's extension, in c_spare (bytes 904-1023), which Linux dump writes as zeros and restore
+ * never reads: what the 1980s fields cannot hold, for our own recovery. Self-identifying (a
+ * magic word), so a stream without it reads as before.
+ */
+export interface HeaderExt {
+  /** The inode's times exactly: signed seconds (before 1970, after 2106), nanoseconds. */
+  times?: { atime: ExtTime; mtime: ExtTime; ctime: ExtTime };
+  /**
+   * A directory whose 255-byte names are written as their first 254 bytes (all restore 0.4b47
+   * can take) with the last byte in the entry's pad byte (see directory.ts).
+   */
+  longNamesInPad?: boolean;
+}
+
+export interface ExtTime {
+  sec: number;
+  nsec: number;
+}
+
+const EXT_OFFSET = 904;
+/** "NDX1", little-endian. */
+const EXT_MAGIC = 0x3158444e;
+const EXT_TIMES = 1;
+const EXT_LONG_NAMES = 2;
+
 export interface DumpHeader {
   type: number;
   date: number;
@@ -96,6 +122,7 @@ export interface DumpHeader {
   firstrec: number;
   ntrec: number;
   extattributes: number;
+  ext?: HeaderExt;
 }
 
 export function emptyDinode(): DumpDinode {
@@ -159,6 +186,7 @@ export function encodeHeader(h: DumpHeader): Buffer {
   rec.writeInt32LE(h.firstrec, 892);
   rec.writeInt32LE(h.ntrec, 896);
   rec.writeInt32LE(h.extattributes, 900);
+  if (h.ext) encodeExt(rec, h.ext);
   rec.writeInt32LE((CHECKSUM - wordSum(rec)) | 0, 28);
   return rec;
 }
@@ -221,7 +249,46 @@ export function decodeHeader(rec: Buffer, offset: number): DumpHeader {
     firstrec: rec.readInt32LE(892),
     ntrec: rec.readInt32LE(896),
     extattributes: rec.readInt32LE(900),
+    ext: decodeExt(rec),
   };
+}
+
+function encodeExt(rec: Buffer, ext: HeaderExt): void {
+  let flags = 0;
+  if (ext.times) {
+    flags |= EXT_TIMES;
+    let at = EXT_OFFSET + 8;
+    for (const t of [ext.times.atime, ext.times.mtime, ext.times.ctime]) {
+      rec.writeBigInt64LE(BigInt(t.sec), at);
+      rec.writeUInt32LE(t.nsec, at + 8);
+      at += 12;
+    }
+  }
+  if (ext.longNamesInPad) flags |= EXT_LONG_NAMES;
+  if (flags === 0) return;
+  rec.writeUInt32LE(EXT_MAGIC, EXT_OFFSET);
+  rec.writeUInt32LE(flags, EXT_OFFSET + 4);
+}
+
+function decodeExt(rec: Buffer): HeaderExt | undefined {
+  if (rec.readUInt32LE(EXT_OFFSET) !== EXT_MAGIC) return undefined;
+  const flags = rec.readUInt32LE(EXT_OFFSET + 4);
+  const ext: HeaderExt = {};
+  if (flags & EXT_TIMES) {
+    const times: ExtTime[] = [];
+    let at = EXT_OFFSET + 8;
+    for (let i = 0; i < 3; i++) {
+      const sec = rec.readBigInt64LE(at);
+      const nsec = rec.readUInt32LE(at + 8);
+      at += 12;
+      // Out-of-range values are not ours: ignore the times, keep the dinode's.
+      if (sec < BigInt(Number.MIN_SAFE_INTEGER) || sec > BigInt(Number.MAX_SAFE_INTEGER) || nsec > 999_999_999) return flags & EXT_LONG_NAMES ? { longNamesInPad: true } : undefined;
+      times.push({ sec: Number(sec), nsec });
+    }
+    ext.times = { atime: times[0]!, mtime: times[1]!, ctime: times[2]! };
+  }
+  if (flags & EXT_LONG_NAMES) ext.longNamesInPad = true;
+  return ext;
 }
 
 /** Linux 32-bit "new" dev_t encoding, as restore passes di_db[0] to mknod (spec 6.5). */

@@ -1,5 +1,5 @@
 /** BSD/Linux dump format codec: writer, reader and the inode numbering helper. */
-export { DumpWriter, materialize, nameProblem } from "./writer.ts";
+export { DumpWriter, longNameClashes, materialize, nameProblem } from "./writer.ts";
 export type { DirChild, DirectoryWrite, DumpWarning, DumpWarningCode, DumpWriterOptions, InodeWrite, WriteStep } from "./writer.ts";
 export { DirectoryIndex, DumpReader, inMap } from "./reader.ts";
 export type { DecodedDirEntry, DumpEvent, DumpReaderOptions, TapeInfo } from "./reader.ts";

@@ -83,7 +83,11 @@ export type DumpEvent =
   /** `map` bit (n-1) is inode n (see `inMap`). clri = inodes existing, bits = inodes on this tape. */
   | { kind: "map"; which: "clri" | "bits"; offset: number; map: Buffer; maxino: number }
   /** `entry.path` is empty: dump is inode-based; resolve names with DirectoryIndex. */
-  | { kind: "inode"; offset: number; ino: number; entry: Entry; metaOnly: boolean }
+  /**
+   * `ddate`: the header's c_ddate (every header repeats TS_TAPE's): not 0 in an incremental.
+   * `ndmpd`: the header carries our extension (HeaderExt): the stream is ours.
+   */
+  | { kind: "inode"; offset: number; ino: number; entry: Entry; metaOnly: boolean; ddate: number; ndmpd: boolean }
   | { kind: "directory"; ino: number; entries: DecodedDirEntry[] }
   | { kind: "data"; ino: number; fileOffset: number; chunk: Buffer }
   | { kind: "xattrs"; ino: number; xattrs: Xattr[] }
@@ -123,6 +127,10 @@ interface Current {
   nextSlot: number;
   xattrs: Xattr[];
   sawEa: boolean;
+  /** The directory header flags 255-byte names kept in pad bytes (HeaderExt). */
+  longNamesInPad?: boolean;
+  ddate: number;
+  ndmpd: boolean;
 }
 
 type Mode =
@@ -327,9 +335,10 @@ export class DumpReader {
       uid: d.uid,
       gid: d.gid,
       size: type === "file" || type === "symlink" || type === "directory" ? d.size : 0,
-      mtime: toTimespec(d.mtime),
-      atime: toTimespec(d.atime),
-      ctime: toTimespec(d.ctime),
+      // Our writer's exact times, where its header extension has them (before 1970, ns).
+      mtime: h.ext?.times?.mtime ?? toTimespec(d.mtime),
+      atime: h.ext?.times?.atime ?? toTimespec(d.atime),
+      ctime: h.ext?.times?.ctime ?? toTimespec(d.ctime),
       nlink: d.nlink,
       ino: h.inumber,
     };
@@ -347,9 +356,9 @@ export class DumpReader {
       collect = Buffer.alloc(d.size);
     }
     const metaOnly = (h.flags & DR_METAONLY) !== 0;
-    this.cur = { ino: h.inumber, offset, entry, metaOnly, collect, nextSlot: 0, xattrs: [], sawEa: false };
+    this.cur = { ino: h.inumber, offset, entry, metaOnly, collect, nextSlot: 0, xattrs: [], sawEa: false, longNamesInPad: h.ext?.longNamesInPad === true, ddate: h.ddate, ndmpd: h.ext !== undefined };
     // Symlinks are announced once their target is known (finishInode).
-    if (type !== "symlink") this.out.push({ kind: "inode", offset, ino: h.inumber, entry, metaOnly });
+    if (type !== "symlink") this.out.push({ kind: "inode", offset, ino: h.inumber, entry, metaOnly, ddate: h.ddate, ndmpd: h.ext !== undefined });
     this.startSlots(h, offset);
   }
 
@@ -423,9 +432,9 @@ export class DumpReader {
     this.cur = undefined;
     if (cur.entry.type === "symlink") {
       cur.entry.linkTarget = cur.collect;
-      this.out.push({ kind: "inode", offset: cur.offset, ino: cur.ino, entry: cur.entry, metaOnly: cur.metaOnly });
+      this.out.push({ kind: "inode", offset: cur.offset, ino: cur.ino, entry: cur.entry, metaOnly: cur.metaOnly, ddate: cur.ddate, ndmpd: cur.ndmpd });
     } else if (cur.entry.type === "directory" && cur.collect) {
-      const { entries, problems } = decodeDirectory(cur.collect);
+      const { entries, problems } = decodeDirectory(cur.collect, { longNamesInPad: cur.longNamesInPad });
       for (const p of problems) this.out.push({ kind: "warning", offset: cur.offset, message: `directory ${cur.ino}: ${p}` });
       this.out.push({ kind: "directory", ino: cur.ino, entries });
     }

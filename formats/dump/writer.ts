@@ -50,6 +50,7 @@ import {
   type DumpDinode,
   type DumpHeader,
   type DumpTime,
+  type HeaderExt,
 } from "./header.ts";
 import { MAX_NAME, encodeDirectory, type DirChild } from "./directory.ts";
 import { EMPTY_BLOCK_SIZE, aclXattrToDisk, encodeEaBlock, itemCost, splitName, type EaItem } from "./xattr.ts";
@@ -77,11 +78,13 @@ export interface DumpWriterOptions {
   /** Highest inode number + 1. Computed from `inodes` when omitted. */
   maxino?: number;
   /**
-   * 255-byte names: "skip" (default) leaves the entry out of its directory, because
-   * restore 0.4b47 mangles such names; "keep" writes it anyway (our reader handles it).
+   * 255-byte names, which restore 0.4b47 mangles: "pad" (default) writes the first 254 bytes
+   * with the last one in the entry's pad byte (directory.ts): restore restores the file under
+   * the 254-byte name, our reader under the whole one; where the 254-byte name would clash
+   * with another name of the directory, the entry is left out. "skip" always leaves it out.
    * Either way a "name-too-long" warning is recorded.
    */
-  longNames?: "skip" | "keep";
+  longNames?: "skip" | "pad";
 }
 
 export type DumpWarningCode =
@@ -179,6 +182,8 @@ export class DumpWriter {
   private phase: "new" | "dirs" | "files" | "ended" = "new";
   private busy = false;
   private lastFileIno = 0;
+  /** Our c_spare extension for the inode being written (exact times, long names). */
+  private ext: HeaderExt | undefined;
 
   constructor(opts: DumpWriterOptions) {
     this.opts = opts;
@@ -258,8 +263,11 @@ export class DumpWriter {
       { name: Buffer.from("."), ino, type: "directory" },
       { name: Buffer.from(".."), ino: parent, type: "directory" },
     ];
-    for (const child of children) {
-      if (!this.acceptName(ino, child)) continue;
+    const clashes = longNameClashes(children.map((c) => c.name));
+    let longNames = false;
+    for (const [i, child] of children.entries()) {
+      if (!this.acceptName(ino, child, clashes.has(i))) continue;
+      if (child.name.length > MAX_NAME) longNames = true;
       list.push(child);
       setBit(this.named, child.ino);
     }
@@ -267,6 +275,7 @@ export class DumpWriter {
     if (data.length > MAX_DIR_SIZE) throw new RangeError(`directory ${ino} too large for restore (${data.length} bytes)`);
     const offset = this.offset;
     const dinode = this.dinode(ino, entry, data.length);
+    if (longNames) this.ext = { ...this.ext, longNamesInPad: true };
     const parts: Buffer[] = [];
     const slots = Math.ceil(data.length / TP_BSIZE);
     for (let slot = 0; slot < slots; slot += TP_NINDIR) {
@@ -441,7 +450,7 @@ export class DumpWriter {
     return kept.length > 0 ? encodeEaBlock(kept) : undefined;
   }
 
-  private acceptName(dir: number, child: DirChild): boolean {
+  private acceptName(dir: number, child: DirChild, clash: boolean): boolean {
     const problem = nameProblem(child.name);
     if (problem === "invalid") {
       this.warn({ code: "bad-name", ino: dir, name: child.name, message: `directory ${dir}: invalid entry name left out` });
@@ -453,13 +462,13 @@ export class DumpWriter {
       return false;
     }
     if (problem === "restore-limit") {
-      const keep = this.opts.longNames === "keep";
-      this.warn({
-        code: "name-too-long",
-        ino: dir,
-        name: child.name,
-        message: `directory ${dir}: 255-byte name ${keep ? "written, but restore 0.4b47 will mangle it" : "left out (restore 0.4b47 mangles it)"}`,
-      });
+      const keep = this.opts.longNames !== "skip" && !clash;
+      const why = keep
+        ? "kept: Linux restore restores it as its first 254 bytes, ndmpd's recovery whole"
+        : clash
+          ? "left out: its first 254 bytes are another name here, which Linux restore would confuse it with"
+          : "left out (restore 0.4b47 mangles it)";
+      this.warn({ code: "name-too-long", ino: dir, name: child.name, message: `directory ${dir}: 255-byte name ${why}` });
       return keep;
     }
     return true;
@@ -480,6 +489,8 @@ export class DumpWriter {
       if (!Number.isInteger(id) || id < 0 || id > U32_MAX) throw new RangeError(`inode ${ino}: ${what} ${id} out of range`);
     }
     const stored = type === "file" ? Math.ceil(Math.min(size, storedBytes(entry)) / 512) : 0;
+    const exact = (t: Timespec) => ({ sec: Math.floor(t.sec), nsec: Math.min(999_999_999, Math.max(0, Math.floor(t.nsec))) });
+    this.ext = { ...this.ext, times: { atime: exact(entry.atime ?? entry.mtime), mtime: exact(entry.mtime), ctime: exact(entry.ctime ?? entry.mtime) } };
     return {
       mode: TYPE_BITS[type] | (entry.mode & 0o7777),
       nlink: entry.nlink ?? 1,
@@ -495,15 +506,19 @@ export class DumpWriter {
     };
   }
 
-  /** Seconds are u32 on tape (1970..2106); microseconds = nsec / 1000. Clamp and report. */
+  /**
+   * Seconds are u32 on tape (1970..2106); microseconds = nsec / 1000. Clamped and reported;
+   * the exact time goes into our header extension (for our own recovery) all the same.
+   */
   private time(ino: number, field: string, t: Timespec): DumpTime {
     const usec = Math.min(999_999, Math.max(0, Math.floor(t.nsec / 1000)));
+    const exact = "restored exactly by ndmpd's recovery";
     if (t.sec < 0) {
-      this.warn({ code: "time-out-of-range", ino, message: `inode ${ino}: ${field} ${t.sec} is before 1970; stored as 0` });
+      this.warn({ code: "time-out-of-range", ino, message: `inode ${ino}: ${field} ${t.sec} is before 1970; stored as 0 for Linux restore (${exact})` });
       return { sec: 0, usec: 0 };
     }
     if (t.sec > U32_MAX) {
-      this.warn({ code: "time-out-of-range", ino, message: `inode ${ino}: ${field} ${t.sec} is after 2106; stored as ${U32_MAX}` });
+      this.warn({ code: "time-out-of-range", ino, message: `inode ${ino}: ${field} ${t.sec} is after 2106; stored as ${U32_MAX} for Linux restore (${exact})` });
       return { sec: U32_MAX, usec: 999_999 };
     }
     return { sec: Math.floor(t.sec), usec };
@@ -542,6 +557,7 @@ export class DumpWriter {
       firstrec: 0,
       ntrec: this.ntrec(),
       extattributes: 0,
+      ext: fields.type === TS_INODE ? this.ext : undefined,
       ...fields,
     };
     this.records++;
@@ -558,6 +574,7 @@ export class DumpWriter {
     this.expect(hasBit(this.bits, ino), `inode ${ino} is not in the dumped set (TS_BITS)`);
     this.expect(!hasBit(this.written, ino), `inode ${ino} written twice`);
     setBit(this.written, ino);
+    this.ext = undefined;
   }
 
   private checkIno(n: number): void {
@@ -585,6 +602,25 @@ export function nameProblem(name: Buffer): "invalid" | "too-long" | "restore-lim
   if (name.length > 255) return "too-long";
   if (name.length > MAX_NAME) return "restore-limit";
   return undefined;
+}
+
+/**
+ * The 255-byte names among a directory's `names` (by index) whose first 254 bytes, all that
+ * restore sees of them, are also another name of the directory: those are left out. Pure, so
+ * the engine can apply the rule before it decides which inodes go on tape.
+ */
+export function longNameClashes(names: Buffer[]): Set<number> {
+  const out = new Set<number>();
+  if (!names.some((n) => n.length > MAX_NAME)) return out;
+  const shown = new Map<string, number>();
+  for (const n of names) {
+    const key = n.subarray(0, MAX_NAME).toString("latin1");
+    shown.set(key, (shown.get(key) ?? 0) + 1);
+  }
+  names.forEach((n, i) => {
+    if (n.length > MAX_NAME && n.length <= 255 && shown.get(n.subarray(0, MAX_NAME).toString("latin1"))! > 1) out.add(i);
+  });
+  return out;
 }
 
 function splitPrefix(index: number): string {

@@ -26,6 +26,8 @@ export interface PaxValues {
   ctime?: Timespec;
   devmajor?: number;
   devminor?: number;
+  /** GNU tar's directory listing of an incremental (raw bytes, NUL-separated). */
+  dumpdir?: Buffer;
   /** Keyed by the name's latin1 string so a later record for the same name replaces it. */
   xattrs: Map<string, Buffer>;
   /** libarchive writes each xattr twice (LIBARCHIVE.* and SCHILY.*); these are used only as a fallback. */
@@ -125,6 +127,9 @@ function applyRecord(v: PaxValues, key: string, value: Buffer, limits: PaxLimits
       return;
     case "SCHILY.devminor":
       v.devminor = num();
+      return;
+    case "GNU.dumpdir":
+      v.dumpdir = clear ? undefined : value;
       return;
     case "GNU.sparse.major":
       v.sparse.major = num();

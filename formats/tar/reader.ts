@@ -401,6 +401,7 @@ export class TarReader {
       entry.devMajor = pax.devmajor ?? num(F.devmajor, "devmajor");
       entry.devMinor = pax.devminor ?? num(F.devminor, "devminor");
     }
+    if (type === "directory" && pax.dumpdir) entry.dumpdir = pax.dumpdir;
     const xattrs = collectXattrs(pax);
     if (xattrs.length > 0) entry.xattrs = xattrs;
 

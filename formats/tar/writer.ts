@@ -147,6 +147,9 @@ export function encodeHeader(entry: Entry): Buffer {
     else records.push(encodeRecord(xattrKeyword(name), value));
   }
 
+  // An incremental's directory listing (GNU tar --listed-incremental in pax format).
+  if (entry.type === "directory" && entry.dumpdir) records.push(encodeRecord("GNU.dumpdir", entry.dumpdir));
+
   writeChecksum(block);
 
   // Everything goes into one buffer: [pax block, pax body, padding], ustar block, [sparse map].

@@ -34,6 +34,8 @@ import {
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
 import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
+import { stripTrailingSlashes } from "../engine/fsutil.ts";
+import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
@@ -198,15 +200,7 @@ export class DataService {
       // reported below
     }
     if (!isDir) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `FILESYSTEM ${root.toString()} is not a directory here`);
-    const levelText = (env.get("LEVEL") ?? "0").trim() || "0";
-    const level = /^\d+$/.test(levelText) ? Number(levelText) : NaN;
-    const incremental = (findButype(butype)!.attrs & ButypeAttr.BACKUP_INCREMENTAL) !== 0;
-    if (!(level === 0 || (incremental && level >= 1 && level <= 9))) {
-      throw new NdmpError(
-        ErrorCode.ILLEGAL_ARGS_ERR,
-        incremental ? `LEVEL=${levelText}: must be 0-9` : `LEVEL=${levelText}: ${butype} backups are full backups only; use LEVEL=0 (or the dump type)`,
-      );
-    }
+    const base = this.resolveBase(env, butype, stripTrailingSlashes(root));
     const hist = (env.get("HIST") ?? "n").trim().toLowerCase();
     const wantHistory = ["y", "yes", "t", "true", "f", "d", "1"].includes(hist);
     // HIST=f asks for path-style history, HIST=d for dir/node style; y lets the format choose.
@@ -227,18 +221,24 @@ export class DataService {
     const rs = this.connAddr.addr_type === AddrType.LOCAL ? this.host.mover()?.recordSize : undefined;
     if (rs) ours.push(["RECORD_SIZE", String(rs)]);
     this.begin(Op.BACKUP, envPairs, ours);
+    const stateDir = this.host.config.stateDir;
     const out = this.conn!;
     const history = wantHistory ? new FileHistory(this.host) : undefined;
     this.run("backup", history, async (signal, progress) => {
-      this.log(LogType.NORMAL, `backup of ${root.toString()} (${butype}) started`);
+      this.log(LogType.NORMAL, `backup of ${root.toString()} (${butype}, level ${base.level}) started`);
+      for (const note of base.notes) this.log(LogType.NORMAL, note);
+      // Taken before the walk: whatever changes while we walk is newer, and goes into the next incremental.
+      const startTime = backupStartTime(stateDir);
       const native = await loadNative();
       const result = await engine.backup({
         root,
         out,
         history,
         historyStyle,
-        level,
-        stateDir: this.host.config.stateDir,
+        level: base.level,
+        base,
+        startTime,
+        stateDir,
         env: env.map(),
         recordSize: rs,
         native,
@@ -247,8 +247,13 @@ export class DataService {
         warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
         progress,
       });
-      // The format's own additions to DATA_GET_ENV (dump: DUMP_DATE, LEVEL).
+      // A backup halted meanwhile (DATA_ABORT) is not one to build on.
+      if (signal.aborted) throw signal.reason ?? new Error("aborted");
+      // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
       for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
+      for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
+      // Only a backup that got this far is recorded (dumpdates with UPDATE, and the token's record).
+      await recordBackup(stateDir, base, startTime, result.dirs);
       this.log(
         LogType.NORMAL,
         `backup done: ${result.entries} entries, ${result.bytes} bytes` + (result.warnings ? `, ${result.warnings} warnings` : ""),
@@ -294,6 +299,27 @@ export class DataService {
         if (!filehist && nlist.length > 0) this.reportFiles(targets);
       }
     });
+  }
+
+  /**
+   * LEVEL / BASE_DATE / UPDATE / IGNORE_CTIME as one base (src/incremental). A request that
+   * cannot be served is refused with ILLEGAL_ARGS, and a LOG_MESSAGE says why (DMAs show those).
+   */
+  private resolveBase(env: Env, butype: string, root: Buffer): BackupBase {
+    let base: BackupBase;
+    try {
+      base = resolveBase(env.map(), { stateDir: this.host.config.stateDir, type: butype, root });
+    } catch (e) {
+      if (!(e instanceof BaseError)) throw e;
+      this.log(LogType.ERROR, e.message);
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, e.message);
+    }
+    if (base.level > 0 && (findButype(butype)!.attrs & ButypeAttr.BACKUP_INCREMENTAL) === 0) {
+      const why = `LEVEL=${base.level}: ${butype} backups are full backups only; use LEVEL=0 (or the dump type)`;
+      this.log(LogType.ERROR, why);
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    }
+    return base;
   }
 
   /**
@@ -397,11 +423,14 @@ export class DataService {
     this.running = body(job.signal, progress).then(
       () => {
         history?.flush();
+        if (this.job !== job) return; // halted, stopped and followed by another job meanwhile
         this.halt(Halt.SUCCESSFUL);
       },
       (e: Error) => {
         history?.flush();
-        if (this.state !== State.ACTIVE) return; // aborted: already halted
+        // Aborted: already halted, and maybe already followed by another job, which this one's
+        // winding down (a connection error from its old connection, say) must not halt.
+        if (this.job !== job || this.state !== State.ACTIVE) return;
         if (e instanceof ConnectionGone || CONNECTION_ERRORS.has((e as NodeJS.ErrnoException).code ?? "")) {
           this.log(LogType.ERROR, `${what} failed: ${e instanceof ConnectionGone ? e.message : `the data connection was lost (${e.message})`}`);
           this.halt(Halt.CONNECT_ERROR);

@@ -20,13 +20,14 @@ import { NdmpServer } from "../server/listener.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import { formatBytes, Progress, type ProgressMode } from "./progress.ts";
 import { commandHelp } from "../doc/render.ts";
+import { formatNs, isoSeconds, MAX_LEVEL, readDumpdates } from "../incremental/index.ts";
 
 const EXIT_USAGE = 2;
 const DEFAULT_CONFIG = "/etc/ndmpd/ndmpd.toml";
 
 /** Each job command's --help, from the documentation data (src/doc/commands.ts). */
 export const JOB_HELP: Record<string, string> = Object.fromEntries(
-  ["backup", "list", "recover", "catalog", "remote"].map((name) => [name, commandHelp(name)!]),
+  ["backup", "list", "recover", "dumpdates", "catalog", "remote"].map((name) => [name, commandHelp(name)!]),
 );
 
 class UsageError extends Error {}
@@ -63,6 +64,8 @@ export async function runJobCommand(cmd: string, args: string[]): Promise<number
         return await listCmd(args);
       case "catalog":
         return await catalogCmd(args);
+      case "dumpdates":
+        return dumpdatesCmd(args);
       case "remote":
         return await remoteCmd(args);
       default:
@@ -243,8 +246,7 @@ function backupSettings(values: { format?: string; level?: string; "record-size"
   const path = resolve(positionals[0]!);
   const format = values.format ?? "tar";
   if (format !== "tar" && format !== "dump") throw new UsageError("--format must be tar or dump");
-  const level = int(values.level, "--level", 0, 9) ?? 0;
-  if (format === "tar" && level !== 0) throw new UsageError("tar backups are full backups: use --format dump for levels 1-9");
+  const level = int(values.level, "--level", 0, MAX_LEVEL) ?? 0;
   const recordSize = int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? DEFAULT_RECORD_SIZE;
   if (recordSize % 512 !== 0) throw new UsageError("--record-size must be a multiple of 512");
   return { path, format, level, recordSize, excludes: values.exclude ?? [], label: values.label };
@@ -275,12 +277,17 @@ async function recoverCmd(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     tape: { type: "string", short: "t" },
     file: { type: "string", short: "n" },
+    date: { type: "string" },
+    only: { type: "boolean" },
     to: { type: "string", short: "C" },
     config: { type: "string", short: "c" },
     slot: { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return print(JOB_HELP.recover!);
+  if (values.file !== undefined && values.date !== undefined) throw new UsageError("give --file or --date, not both");
+  const before = values.date === undefined ? undefined : Date.parse(values.date);
+  if (before !== undefined && Number.isNaN(before)) throw new UsageError(`--date ${values.date}: not a date (ISO 8601, e.g. 2026-12-03T08:00)`);
   if (!values.to) throw new UsageError("recover needs --to DIR");
   const config = loadJobConfig(values.config);
   const session = await localSession(config, pickTape(config, values.tape, "recover"), int(values.slot, "--slot", 1, 9999));
@@ -288,6 +295,8 @@ async function recoverCmd(args: string[]): Promise<number> {
     const r = await withCatalog(config.stateDir, (catalog) =>
       recoverJob(session.target, {
         seq: int(values.file, "--file", 1, 1_000_000),
+        before,
+        chain: !values.only,
         to: resolve(values.to!),
         paths: positionals,
         catalog,
@@ -321,6 +330,36 @@ async function listCmd(args: string[]): Promise<number> {
   } finally {
     await session.close();
   }
+}
+
+function dumpdatesCmd(args: string[]): number {
+  const { values, positionals } = parse(args, { config: { type: "string", short: "c" }, json: { type: "boolean" } });
+  if (values.help) return print(JOB_HELP.dumpdates!);
+  if (positionals.length > 1) throw new UsageError("dumpdates takes at most one PATH");
+  const config = loadJobConfig(values.config);
+  const want = positionals[0] === undefined ? undefined : Buffer.from(resolve(positionals[0]));
+  const records = readDumpdates(config.stateDir).filter((r) => !want || r.path.equals(want));
+  records.sort((a, b) => Buffer.compare(a.path, b.path) || a.type.localeCompare(b.type) || a.level - b.level);
+  if (values.json) {
+    const rows = records.map((r) => ({ path: showPath(r.path), fsid: r.fsid, type: r.type, level: r.level, date: isoNs(r.date), token: r.token }));
+    process.stdout.write(JSON.stringify(rows) + "\n");
+    return 0;
+  }
+  if (records.length === 0) {
+    process.stdout.write(`no dumpdates records${want ? ` for ${showPath(want)}` : ""} in ${config.stateDir}\n`);
+    return 0;
+  }
+  process.stdout.write("type  level  date (UTC)                       fsid    token                 path\n");
+  for (const r of records) {
+    process.stdout.write(`${r.type.padEnd(4)}  ${String(r.level).padStart(5)}  ${isoNs(r.date).padEnd(31)}  ${r.fsid.padEnd(6)}  ${r.token.padEnd(20)}  ${showPath(r.path)}\n`);
+  }
+  return 0;
+}
+
+/** ISO 8601 with the nanoseconds. */
+function isoNs(ns: bigint): string {
+  const frac = formatNs(ns).split(".")[1]!;
+  return isoSeconds(ns).replace(/Z$/, `.${frac}Z`);
 }
 
 async function catalogCmd(args: string[]): Promise<number> {
@@ -471,11 +510,12 @@ function printListing(l: Listing, tape: string, json: boolean): void {
   }
   if (!l.entries) {
     process.stdout.write(`cartridge ${l.mediaId} in ${tape} (${l.source === "catalog" ? "from the catalog" : "read from the tape; run 'ndmpd catalog rebuild' to index it"})\n`);
-    process.stdout.write(" #  date                  format level  size        label / host:path\n");
+    process.stdout.write(" #  date                  format level base  size        label / host:path\n");
     for (const b of l.backups) {
       const size = b.bytes !== undefined ? formatBytes(b.bytes) : "-";
+      const base = b.base === undefined ? "-" : String(b.base);
       process.stdout.write(
-        `${String(b.seq).padStart(2)}  ${b.date.slice(0, 19).replace("T", " ")}   ${b.format.padEnd(6)} ${String(b.level).padStart(5)}  ${size.padEnd(10)}  ${b.label}  ${b.host}:${b.root}\n`,
+        `${String(b.seq).padStart(2)}  ${b.date.slice(0, 19).replace("T", " ")}   ${b.format.padEnd(6)} ${String(b.level).padStart(5)} ${base.padStart(4)}  ${size.padEnd(10)}  ${b.label}  ${b.host}:${b.root}\n`,
       );
     }
     return;

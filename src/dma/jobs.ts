@@ -265,7 +265,14 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
       const l = await tape.request(Message.MOVER_LISTEN, { mode: moverMode, addr_type: AddrType.TCP });
       await data.request(Message.DATA_CONNECT, { addr: l.body.connect_addr });
     }
-    await o.start();
+    try {
+      await o.start();
+    } catch (e) {
+      // A refused start comes with the data service's LOG_MESSAGE saying why (a missing base level, ...).
+      const why = queue.filter((p) => p.code === Message.LOG_MESSAGE && p.body.log_type === LogType.ERROR).map((p) => Buffer.from(p.body.entry).toString("utf8"));
+      if (why.length > 0) throw new JobError(`${(e as Error).message}: ${why.join("; ")}`);
+      throw e;
+    }
 
     let halted: Post | undefined;
     let lastPoll = 0;
@@ -453,8 +460,8 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
       ["LEVEL", String(o.level)],
       ...o.excludes.map((p): [string, string] => ["EXCLUDE", p]),
     ];
-    // Incremental dumps need the dumpdates record of this one.
-    if (o.format === "dump") env.push(["UPDATE", "y"]);
+    // Record this backup in dumpdates: the next one of a higher level is based on it.
+    env.push(["UPDATE", "y"]);
     const label: TapeLabel = {
       mediaId,
       seq,
@@ -544,6 +551,10 @@ export interface RawImage {
 export interface RecoverOptions {
   /** Backup number on the tape (default: the last one). */
   seq?: number;
+  /** Instead of seq: the last backup made at or before this time (ms since the epoch). */
+  before?: number;
+  /** Restore an incremental as its chain (level 0 first, then each backup it builds on). */
+  chain?: boolean;
   raw?: RawImage;
   to: string;
   /** Paths inside the backup (relative to its root; a leading / is accepted). Empty: everything. */
@@ -561,6 +572,8 @@ export interface RecoverResult {
   restored?: number;
   failed: string[];
   errors: string[];
+  /** The backups restored, in order, when it was a chain. */
+  chain?: number[];
 }
 
 /** "/a/b", "a/b/", "./a" -> "/a/b" (the form the file history uses); "" and "/" -> "/". */
@@ -570,8 +583,74 @@ export function backupPath(p: string): string {
   return "/" + parts.join("/");
 }
 
+/**
+ * The backups an incremental builds on, oldest first, ending with `seq` itself (dump's rule,
+ * which dumpdates follows): the base of a level N backup is the latest earlier backup of the
+ * same host and path with a lower level. A level 0 is a chain of one.
+ */
+export function chainOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" | "root">>, seq: number): number[] {
+  const chain = [seq];
+  let cur = labels.find((l) => l.seq === seq);
+  while (cur && cur.level > 0) {
+    const c = cur;
+    const base = labels.filter((l) => l.seq < c.seq && l.host === c.host && l.root === c.root && l.level < c.level).at(-1);
+    if (!base) throw new JobError(`backup ${c.seq} is a level ${c.level} of ${c.host}:${c.root}; the backup it builds on (a lower level before it) is not on this cartridge`);
+    chain.unshift(base.seq);
+    cur = base;
+  }
+  return chain;
+}
+
+/** The base backup of each (undefined for a level 0, or when it is not on the cartridge). */
+export function baseOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" | "root">>, seq: number): number | undefined {
+  try {
+    const chain = chainOf(labels, seq);
+    return chain.length > 1 ? chain[chain.length - 2] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<RecoverResult> {
+  if (o.raw) return recoverOne(t, o, undefined);
   return withTape(t, TapeOpenMode.READ, async () => {
+    const scan = await scanTape(t.tape);
+    if (scan.labels.length === 0) throw new JobError(`the cartridge in ${t.device} holds no ndmpd backup`);
+    let seq = o.seq ?? scan.labels.length;
+    if (o.before !== undefined) {
+      const at = scan.labels.filter((l) => Date.parse(l.date) <= o.before!).at(-1);
+      if (!at) throw new JobError(`no backup on the cartridge in ${t.device} was made at or before ${new Date(o.before).toISOString()}`);
+      seq = at.seq;
+    }
+    if (!scan.labels[seq - 1]) throw new JobError(`the cartridge in ${t.device} holds backups 1-${scan.labels.length}; there is no backup ${seq}`);
+    const chain = o.chain === false ? [seq] : chainOf(scan.labels, seq);
+    if (chain.length === 1) return recoverOne(t, { ...o, seq }, scan);
+    // Each image in order into one destination; a path is missing only if no image of the chain has it.
+    const results: RecoverResult[] = [];
+    for (const s of chain) {
+      const r = await recoverOne(t, { ...o, seq: s }, scan, true);
+      results.push(r);
+      if (!r.ok && r.errors.length > 0) break;
+    }
+    const missing = o.paths.filter((p) => results.every((r) => r.failed.some((f) => f.startsWith(backupPath(p) + " "))));
+    const ok = results.every((r) => r.errors.length === 0 && (r.ok || r.failed.every((f) => f.includes("NOT_FOUND")))) && missing.length === 0 && results.length === chain.length;
+    return {
+      ok,
+      seq,
+      direct: results.some((r) => r.direct),
+      bytesRead: results.reduce((n, r) => n + (r.bytesRead ?? 0), 0),
+      directReads: results.reduce((n, r) => n + (r.directReads ?? 0), 0),
+      restored: results.reduce((n, r) => n + (r.restored ?? 0), 0),
+      failed: missing.map((p) => `${backupPath(p)} (FAILED_NOT_FOUND in every backup of the chain ${chain.join(", ")})`),
+      errors: results.flatMap((r) => r.errors),
+      chain,
+    };
+  });
+}
+
+/** One image: the one of backup o.seq (scan given: the tape is open), or a raw image. */
+async function recoverOne(t: JobTarget, o: RecoverOptions, scanned: Awaited<ReturnType<typeof scanTape>> | undefined, inChain = false): Promise<RecoverResult> {
+  const body = async () => {
     let format: string;
     let recordSize: number;
     let image: number;
@@ -581,9 +660,8 @@ export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<Recov
     if (o.raw) {
       ({ format, recordSize, file: image } = o.raw);
     } else {
-      const scan = await scanTape(t.tape);
-      if (scan.labels.length === 0) throw new JobError(`the cartridge in ${t.device} holds no ndmpd backup`);
-      seq = o.seq ?? scan.labels.length;
+      const scan = scanned!;
+      seq = o.seq!;
       const label = scan.labels[seq - 1];
       if (!label) throw new JobError(`the cartridge in ${t.device} holds backups 1-${scan.labels.length}; there is no backup ${seq}`);
       ({ format, recordSize } = label);
@@ -596,7 +674,8 @@ export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<Recov
     const nlist = o.paths.map((p) => {
       const path = backupPath(p);
       const entry = job ? o.catalog!.lookup(job.jobId, Buffer.from(path)) : undefined;
-      if (job && !entry) throw new JobError(`${path} is not in backup ${seq} (see 'ndmpd list --file ${seq}')`);
+      // In a chain, an incremental need not hold the path: the data service reports it not found.
+      if (job && !entry && !inChain) throw new JobError(`${path} is not in backup ${seq} (see 'ndmpd list --file ${seq}')`);
       return {
         original_path: path,
         destination_path: path === "/" ? o.to : o.to.replace(/\/$/, "") + path,
@@ -646,7 +725,8 @@ export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<Recov
       ...(failed.length ? { failed: failed.join("; ") } : {}),
     });
     return res;
-  });
+  };
+  return scanned || !o.raw ? body() : withTape(t, TapeOpenMode.READ, body);
 }
 
 function statusName(s: number): string {
@@ -681,7 +761,7 @@ async function readHistory(t: JobTarget, label: TapeLabel, seq: number, progress
 export interface Listing {
   source: "catalog" | "tape";
   mediaId?: string;
-  backups: Array<{ seq: number; label: string; date: string; format: string; host: string; root: string; level: number; bytes?: number; entries?: number }>;
+  backups: Array<{ seq: number; label: string; date: string; format: string; host: string; root: string; level: number; base?: number; bytes?: number; entries?: number }>;
   /** With a backup number: its entries. */
   entries?: FileRow[];
 }
@@ -697,12 +777,12 @@ export async function listJob(t: JobTarget, o: { seq?: number; catalog: Catalog 
     }
     const known = o.catalog.jobs(mediaId);
     if (known.length > 0 && (o.seq === undefined || known.some((j) => j.seq === o.seq))) {
-      const listing: Listing = { source: "catalog", mediaId, backups: known.map((j) => ({ ...j })) };
+      const listing: Listing = { source: "catalog", mediaId, backups: known.map((j) => ({ ...j, base: baseOf(known, j.seq) })) };
       if (o.seq !== undefined) listing.entries = o.catalog.files(known.find((j) => j.seq === o.seq)!.jobId);
       return listing;
     }
     const scan = await scanTape(t.tape);
-    const listing: Listing = { source: "tape", mediaId, backups: scan.labels.map((l) => ({ ...l })) };
+    const listing: Listing = { source: "tape", mediaId, backups: scan.labels.map((l) => ({ ...l, base: baseOf(scan.labels, l.seq) })) };
     if (o.seq !== undefined) {
       const label = scan.labels[o.seq - 1];
       if (!label) throw new JobError(`the cartridge holds backups 1-${scan.labels.length}; there is no backup ${o.seq}`);

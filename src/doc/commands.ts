@@ -92,7 +92,7 @@ export const COMMANDS: CommandDoc[] = [
       { flags: "-f, --format F", text: "tar (default) or dump" },
       { flags: "-x, --exclude PAT", text: "leave out paths matching PAT (repeatable)" },
       { flags: "-L, --label L", text: "a name for this backup (default: format and date)" },
-      { flags: "--level N", text: "dump level 0-9 (default 0; tar is always 0)" },
+      { flags: "--level N", text: "0 (full, the default) to 31: what changed since the last backup of a lower level of PATH (recorded in STATE_DIR/dumpdates; see 'ndmpd dumpdates')" },
       SLOT_OPT,
       { flags: "--record-size N", text: `tape record size in bytes (default ${DEFAULT_RECORD_SIZE})` },
       JSON_OPT,
@@ -101,13 +101,16 @@ export const COMMANDS: CommandDoc[] = [
   {
     name: "recover",
     summary: "restore a backup, or paths from it, from a drive",
-    synopsis: ["recover --to DIR [--tape NAME] [--file N] [PATH...] [options]"],
+    synopsis: ["recover --to DIR [--tape NAME] [--file N | --date D] [--only] [PATH...] [options]"],
     description: [
       "Restores backup N (default: the last one on the cartridge) into DIR: everything, or the PATHs given (paths inside the backup, relative to its root; a leading / is accepted). With the catalog's offsets the selected paths are read by direct access; without, sequentially.",
+      "An incremental (level > 0) is restored as its chain: the level 0 it builds on, then each later backup of a lower level it depends on, then it, in order, into DIR, which ends up as the tree was at that backup (files deleted in between are deleted).",
     ],
     options: [
       TAPE_OPT,
       { flags: "-n, --file N", text: "the backup number on the cartridge (see 'ndmpd list')" },
+      { flags: "--date D", text: "the last backup made at or before D (ISO 8601, e.g. 2026-12-03T08:00)" },
+      { flags: "--only", text: "restore backup N alone, not its chain" },
       { flags: "-C, --to DIR", text: "where to restore (created if missing)" },
       CONFIG_OPT,
       SLOT_OPT,
@@ -120,6 +123,13 @@ export const COMMANDS: CommandDoc[] = [
     synopsis: ["list [--tape NAME] [--file N] [--config FILE] [--json]"],
     description: ["Lists the backups on the cartridge in the drive (from the catalog, or from the tape's labels when the catalog does not know it); with --file N, the entries of backup N."],
     options: [TAPE_OPT, { flags: "-n, --file N", text: "list the entries of backup N" }, CONFIG_OPT, SLOT_OPT, { flags: "--json", text: "one JSON object" }],
+  },
+  {
+    name: "dumpdates",
+    summary: "list the incremental records (dumpdates) of this host's backups",
+    synopsis: ["dumpdates [PATH] [--config FILE] [--json]"],
+    description: ["Lists the dumpdates records of this host (STATE_DIR/dumpdates): per filesystem, path and level, the start of the last backup that succeeded with UPDATE=y, from which the next backup of a higher level takes its changes. With PATH, only that backup root's records."],
+    options: [CONFIG_OPT, { flags: "--json", text: "one JSON object" }],
   },
   {
     name: "catalog",

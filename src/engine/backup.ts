@@ -9,9 +9,14 @@ import type { FileHandle } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
 import { contentSize, encodeHeader, endOfArchive, padding } from "../../formats/tar/writer.ts";
+import type { BackupBase, DirInventory } from "../incremental/index.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ChunkedWriter, ConnectionGone, endAll } from "../transport/backpressure.ts";
-import { openForBackup } from "./fsutil.ts";
+import fsp from "node:fs/promises";
+import { encodeDumpdir, type DumpdirChild } from "../../formats/tar/dumpdir.ts";
+import type { Timespec } from "../../formats/entry.ts";
+import { changedSince, dirIsKnown } from "../incremental/index.ts";
+import { joinPath, openForBackup, timespecFromNs } from "./fsutil.ts";
 import { fileStat, type FileHistory } from "./history.ts";
 import { NotRegular, READ_FLAGS, scan, type ScanItem } from "./scan.ts";
 import type { Selection } from "./selection.ts";
@@ -23,8 +28,16 @@ export interface BackupOptions {
   history?: FileHistory;
   /** Which FH style to post: "file" (FH_ADD_FILE) or "dir" (FH_ADD_DIR + FH_ADD_NODE). */
   historyStyle: "file" | "dir";
-  /** The backup level (0 = full); formats without incrementals are only ever asked for 0. */
+  /** The backup level (0 = full); the same as base.level. */
   level: number;
+  /**
+   * What this backup is based on (src/incremental): level, the "since" time (none for a full
+   * backup), the base backup's date (dump's c_ddate), IGNORE_CTIME, the base's directories.
+   * Absent means a full backup (unit tests that call a format directly).
+   */
+  base?: BackupBase;
+  /** The backup's start time (ns since the epoch): the next incremental takes changes from here. */
+  startTime?: bigint;
   /** Where persistent per-filesystem state lives (dump's inode numbers, dump dates). */
   stateDir: string;
   /** The tape's record size when known (our own mover, LOCAL): dump records it in c_ntrec. */
@@ -46,8 +59,10 @@ export interface BackupResult {
   bytes: number;
   entries: number;
   warnings: number;
-  /** Pairs the format adds to the job's DATA_GET_ENV list (dump: DUMP_DATE, LEVEL). */
+  /** Pairs the format adds to the job's DATA_GET_ENV list (the service adds DUMP_DATE and LEVEL). */
   envOut?: Map<string, string>;
+  /** The tree's directories as walked (relative path key -> "dev:ino"), recorded for the next incremental. */
+  dirs?: DirInventory;
 }
 
 /** Files up to this size are read ahead whole. */
@@ -71,9 +86,15 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
   });
   /** First names (keys: latin1 paths) that were not archived, and the name that took over, if any. */
   const dropped = new Map<string, Buffer | undefined>();
+  const changes = new ChangeSelector(opts.base);
 
   for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    if (!(await changes.take(q))) {
+      // Unchanged since the base: not in this incremental (a later name of the inode takes over).
+      if (q.entry.type !== "hardlink") dropped.set(q.entry.path.toString("latin1"), undefined);
+      continue;
+    }
     let entry = q.entry;
     let heirOf: string | undefined;
     if (entry.type === "hardlink" && entry.linkTarget && dropped.has(entry.linkTarget.toString("latin1"))) {
@@ -116,7 +137,73 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
   await out.push(endOfArchive());
   await out.flush();
   await endAll(opts.out);
-  return { bytes: out.offset, entries, warnings };
+  return { bytes: out.offset, entries, warnings, dirs: changes.dirs };
+}
+
+/**
+ * What an incremental holds (GNU tar's --listed-incremental rules): every directory, with its
+ * full name list (GNU.dumpdir) so a restore can apply deletions; every non-directory whose mtime
+ * or ctime is at or after the base; and everything below a directory that moved or is new
+ * since the base (its files keep their old times). A full backup takes everything and lists no
+ * names. Either way the tree's directories are collected for the next incremental.
+ */
+class ChangeSelector {
+  readonly dirs: DirInventory = new Map();
+  /** Directories (latin1 keys) backed up whole: moved or new since the base, or inside one. */
+  private readonly whole = new Set<string>();
+
+  constructor(private readonly base: BackupBase | undefined) {}
+
+  async take(q: ScanItem): Promise<boolean> {
+    const entry = q.entry;
+    const key = entry.path.toString("latin1");
+    const base = this.base;
+    if (entry.type === "directory") {
+      this.dirs.set(key, `${entry.dev ?? 0}:${entry.ino ?? 0}`);
+      if (base?.since === undefined) return true;
+      const whole = this.whole.has(parentKey(key)) || !dirIsKnown(base, key, entry.dev ?? 0, entry.ino ?? 0, entry.ctime);
+      if (whole) this.whole.add(key);
+      entry.dumpdir = await listing(q.absPath, (st) => whole || changedSince(st, base));
+      return true;
+    }
+    if (base?.since === undefined) return true;
+    return this.whole.has(parentKey(key)) || changedSince(entry, base);
+  }
+}
+
+function parentKey(key: string): string {
+  const slash = key.lastIndexOf("/");
+  return key === "." ? "" : slash < 0 ? "." : key.slice(0, slash);
+}
+
+/** How many lstat calls of a directory's children run at once while its listing is made. */
+const LISTING_BATCH = 64;
+
+/**
+ * A directory's GNU.dumpdir: every name in it now, D for directories, Y for what this archive
+ * will hold, N for the rest. Names the walk leaves out (EXCLUDE, unreadable) stay listed, so a
+ * restore of the chain never deletes them. undefined when the directory cannot be read.
+ */
+async function listing(abs: Buffer, included: (st: { mtime: Timespec; ctime: Timespec }) => boolean): Promise<Buffer | undefined> {
+  let names: Buffer[];
+  try {
+    names = await fsp.readdir(abs, { encoding: "buffer" });
+  } catch {
+    // The walk reports it. No listing at all: an empty one would delete the directory's contents on restore.
+    return undefined;
+  }
+  const children: DumpdirChild[] = [];
+  for (let i = 0; i < names.length; i += LISTING_BATCH) {
+    const batch = names.slice(i, i + LISTING_BATCH);
+    const stats = await Promise.all(batch.map((n) => fsp.lstat(joinPath(abs, n), { bigint: true }).catch(() => undefined)));
+    batch.forEach((name, j) => {
+      const st = stats[j];
+      if (!st) return children.push({ name, letter: "N" });
+      if (st.isDirectory()) return children.push({ name, letter: "D" });
+      children.push({ name, letter: included({ mtime: timespecFromNs(st.mtimeNs), ctime: timespecFromNs(st.ctimeNs) }) ? "Y" : "N" });
+    });
+  }
+  return encodeDumpdir(children);
 }
 
 /** The read-ahead content of a small file, or an open handle on a large one; undefined (warned) to leave it out. */

@@ -28,8 +28,12 @@ export const BUTYPES: Butype[] = [
     name: "tar",
     attrs:
       A.BACKUP_FILELIST | A.RECOVER_FILELIST | A.BACKUP_DIRECT | A.RECOVER_DIRECT |
+      // Incrementals carry GNU tar's directory listings; a recovery of one applies deletions.
+      A.BACKUP_INCREMENTAL | A.RECOVER_INCREMENTAL |
       A.BACKUP_FH_FILE | A.RECOVER_FILEHIST | A.RECOVER_FH_FILE,
-    defaultEnv: commonEnv.map(([k, v]) => [k, k === "TYPE" ? "tar" : v] as [string, string]).concat([["FILES", ""]]),
+    defaultEnv: commonEnv
+      .map(([k, v]) => [k, k === "TYPE" ? "tar" : v] as [string, string])
+      .concat([["FILES", ""], ["LEVEL", "0"], ["UPDATE", "y"], ["IGNORE_CTIME", "n"], ["BASE_DATE", ""]]),
   },
   {
     name: "dump",
@@ -38,7 +42,7 @@ export const BUTYPES: Butype[] = [
       A.BACKUP_FH_FILE | A.BACKUP_FH_DIR | A.RECOVER_FILEHIST | A.RECOVER_FH_DIR,
     defaultEnv: commonEnv
       .map(([k, v]) => [k, k === "TYPE" ? "dump" : v] as [string, string])
-      .concat([["LEVEL", "0"], ["UPDATE", "y"], ["BASE_DATE", ""]]),
+      .concat([["LEVEL", "0"], ["UPDATE", "y"], ["IGNORE_CTIME", "n"], ["BASE_DATE", ""]]),
   },
 ];
 

@@ -12,10 +12,15 @@
  *     ascending order, each lstat-ed again just before it is written (so what goes on tape is
  *     what is there now), then TS_END.
  *
- * Incrementals (LEVEL 1-9) follow Linux dump's rule: a non-directory goes on tape when its
- * mtime or ctime is at or after the date of the last dump of a lower level; every directory
- * goes on tape at every level (the digest's "simplest correct rule"), so restore always has
- * the whole name tree. The dump dates are kept per filesystem next to the inode table.
+ * Incrementals (LEVEL 1-31, or a BASE_DATE token; src/incremental decides the base): a
+ * non-directory goes on tape when its mtime or ctime is at or after the start of the base
+ * backup (full precision, inclusive), and so does everything under a directory that moved or
+ * is new since the base (same dev+ino elsewhere, or unknown), whose files keep their old
+ * times. Every directory goes on tape at every level (the digest's "simplest correct rule"),
+ * so a restore always has every directory's full list of names: that is how `restore -r` and
+ * our recovery find what was deleted or renamed. TS_CLRI = the inodes in use now (restore -r
+ * removes what is not in it), TS_BITS = the inodes on this tape, c_ddate = the base dump's
+ * c_date (restore -r checks the chain with it).
  */
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -23,7 +28,8 @@ import fsp from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Entry, EntryType } from "../../formats/entry.ts";
-import { DumpWriter, InodeMap, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
+import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
+import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
 import { show, type BackupOptions, type BackupResult } from "./backup.ts";
@@ -54,6 +60,8 @@ interface DirRecord {
   parent: number;
   entry: Entry;
   children: DirChild[];
+  /** Moved here or new since the base: everything under it goes on tape. */
+  whole: boolean;
 }
 
 /** A non-directory from pass 1: just enough to find it again. */
@@ -67,15 +75,16 @@ interface ObjRecord {
   moreNames?: Buffer[];
 }
 
-/** What the state directory keeps per filesystem (stateDir/dump/<fsid>.json). */
+/**
+ * What the state directory keeps per filesystem (stateDir/dump/<fsid>.json): the inode
+ * numbers. (Dump dates are src/incremental's dumpdates, shared with tar.)
+ */
 interface DumpState {
   version: 1;
   /** For people reading the file: which backup root (latin1) and st_dev it belongs to. */
   root: string;
   dev: string;
   inodes: InodeMapJSON;
-  /** Like /var/lib/dumpdates: the date (Unix seconds) of the last recorded dump per level. */
-  dumpdates: Record<string, number>;
 }
 
 export async function runDumpBackup(opts: BackupOptions): Promise<BackupResult> {
@@ -84,9 +93,10 @@ export async function runDumpBackup(opts: BackupOptions): Promise<BackupResult> 
     warnings++;
     opts.warn(m);
   };
-  // The dump's date is taken before the walk: anything changed while we walk is newer than it
-  // and goes into the next incremental.
-  const date = Math.floor(Date.now() / 1000);
+  // The dump's date is the backup's start time, taken before the walk: anything changed while
+  // we walk is newer and goes into the next incremental. On tape it is whole seconds (c_date).
+  const startNs = opts.startTime ?? BigInt(Date.now()) * 1_000_000n;
+  const date = Number(startNs / 1_000_000_000n);
   const root = stripTrailingSlashes(opts.root);
 
   // ---- state: inode numbers and dump dates of this filesystem ----
@@ -117,22 +127,22 @@ async function dumpFilesystem(
   warn: (m: string) => void,
   warningCount: () => number,
 ): Promise<BackupResult> {
-  const state = await loadState(statePath, opts.level, warn);
+  const base: BackupBase | undefined = opts.base?.since === undefined ? undefined : opts.base;
+  const incremental = base !== undefined;
+  const state = await loadState(statePath, incremental, warn);
   const inodes = state ? InodeMap.fromJSON(state.inodes) : new InodeMap();
-  const dumpdates: Record<string, number> = state?.dumpdates ?? {};
-  let ddate = 0;
-  if (opts.level > 0) {
-    for (const [lvl, d] of Object.entries(dumpdates)) if (Number(lvl) < opts.level && d > ddate) ddate = d;
-    if (ddate === 0) warn(`LEVEL=${opts.level}: no earlier dump of a lower level is recorded for ${show(root)}; everything is dumped (as a level 0 would)`);
-  }
-  const incremental = ddate > 0;
+  // c_ddate: the base dump's c_date, which restore -r compares with the previous tape's c_date.
+  const ddate = base ? Number((base.baseDate ?? base.since!) / 1_000_000_000n) : 0;
+  const level = opts.base?.level ?? opts.level;
+  /** The tree's directories (path -> dev:ino), recorded for the next incremental. */
+  const inventory: DirInventory = new Map();
 
   // ---- pass 1: walk, number, collect directories ----
   const dirs: DirRecord[] = [];
   const dirByRel = new Map<string, DirRecord>();
   const objects = new Map<number, ObjRecord>();
   const existing: number[] = [];
-  const dumpedFiles: number[] = [];
+  const dumped = new Set<number>();
   const seenKeys = new Set<string>();
   for await (const { entry } of scan({
     root,
@@ -154,19 +164,24 @@ async function dumpFilesystem(
     const parent = isRoot ? undefined : dirByRel.get(parentRel);
     if (!isRoot && !parent) continue; // cannot happen: the walk is pre-order
     if (entry.type === "hardlink") {
-      // Another name of an inode already numbered: one more directory entry, nothing else.
+      // Another name of an inode already numbered: one more directory entry, nothing else
+      // (but a name inside a moved directory puts the inode on tape).
       const obj = objects.get(ino);
       if (obj) {
         parent!.children.push({ name, ino, type: obj.type });
         (obj.moreNames ??= []).push(entry.path);
+        if (incremental && parent!.whole) dumped.add(ino);
       }
       continue;
     }
     existing.push(ino);
     if (entry.type === "directory") {
-      const rec: DirRecord = { ino, rel: entry.path, parent: parent?.ino ?? ROOTINO, entry: { ...entry, path: DOT }, children: [] };
+      const key = entry.path.toString("latin1");
+      inventory.set(key, `${dev}:${realIno}`);
+      const whole = !!base && (parent?.whole || !dirIsKnown(base, key, dev, realIno, entry.ctime));
+      const rec: DirRecord = { ino, rel: entry.path, parent: parent?.ino ?? ROOTINO, entry: { ...entry, path: DOT }, children: [], whole };
       dirs.push(rec);
-      dirByRel.set(entry.path.toString("latin1"), rec);
+      dirByRel.set(key, rec);
       parent?.children.push({ name, ino, type: "directory" });
       continue;
     }
@@ -174,40 +189,40 @@ async function dumpFilesystem(
     const type = entry.type as NonDirType;
     parent!.children.push({ name, ino, type });
     objects.set(ino, { rel: entry.path, type, sparse: entry.sparse, size: entry.size });
-    const changed = !incremental || entry.mtime.sec >= ddate || (entry.ctime?.sec ?? entry.mtime.sec) >= ddate;
-    if (changed) dumpedFiles.push(ino);
+    if (!base || parent!.whole || changedSince(entry, base)) dumped.add(ino);
   }
   if (dirs.length === 0 || dirs[0]!.ino !== ROOTINO) throw new Error(`${show(root)}: the backup root could not be read`);
   dirByRel.clear();
+  dropClashingNames(dirs, objects, dumped, existing, warn);
 
   // A new level 0 starts a new chain: identities gone since are dropped (their numbers are
   // still never handed out again, see InodeMap). Then the table is saved before any byte is
   // written, so every number that reaches a tape is remembered.
   let map = inodes;
-  if (opts.level === 0) {
+  if (level === 0) {
     const json = inodes.toJSON();
     json.entries = json.entries.filter(([key]) => seenKeys.has(key));
     map = InodeMap.fromJSON(json);
   }
   seenKeys.clear();
-  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: map.toJSON(), dumpdates });
+  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: map.toJSON() });
 
   // ---- pass 2: the stream ----
   const dirsInWalkOrder = [...dirs];
   dirs.sort((a, b) => a.ino - b.ino);
-  dumpedFiles.sort((a, b) => a - b);
-  const dumped = incremental ? [...dirs.map((d) => d.ino), ...dumpedFiles] : undefined;
+  const dumpedFiles = [...dumped].sort((a, b) => a - b);
+  dumped.clear();
   const writer = new DumpWriter({
     date,
     ddate,
-    level: opts.level,
+    level,
     filesys: cut(root, 63),
     dev: cut(root, 63),
     host: cut(Buffer.from(hostname()), 63),
     // Records per tape block, in 1 KiB units: the mover's record size when we know it.
     ntrec: opts.recordSize && opts.recordSize % 1024 === 0 ? Math.min(opts.recordSize / 1024, 1024) : DEFAULT_NTREC,
     inodes: existing,
-    dumped,
+    dumped: incremental ? [...dirs.map((d) => d.ino), ...dumpedFiles] : undefined,
   });
   existing.length = 0;
   const out = new ChunkedWriter(opts.out);
@@ -227,7 +242,11 @@ async function dumpFilesystem(
   let entries = 0;
 
   await out.push(writer.begin());
-  if (opts.history && opts.historyStyle === "dir") await postDirectories(opts, dirsInWalkOrder);
+  if (opts.history && opts.historyStyle === "dir") {
+    // An incremental's history names only what it holds: directories, and the files on this tape.
+    const onTape = incremental ? new Set(dumpedFiles) : undefined;
+    await postDirectories(opts, dirsInWalkOrder, onTape && ((c) => c.type === "directory" || onTape.has(c.ino)));
+  }
 
   for (const d of dirs) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
@@ -284,35 +303,61 @@ async function dumpFilesystem(
   await out.flush();
   await endAll(opts.out);
 
-  // UPDATE (default y): remember this dump's date for the next incremental's c_ddate.
-  if (yes(opts.env.get("UPDATE") ?? "y")) {
-    dumpdates[String(opts.level)] = date;
-    await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: map.toJSON(), dumpdates });
+  // The data service records the backup (dumpdates, DUMP_DATE) once it has succeeded.
+  return { bytes: out.offset, entries, warnings: warningCount(), dirs: inventory };
+}
+
+/**
+ * A 255-byte name whose first 254 bytes (what Linux restore sees) are another name of its
+ * directory is left out (see the writer's longNameClashes), and with it whatever only that
+ * name leads to, before the inode maps are made: nothing unnamed goes on tape.
+ */
+function dropClashingNames(dirs: DirRecord[], objects: Map<number, ObjRecord>, dumped: Set<number>, existing: number[], warn: (m: string) => void): void {
+  const dropped = new Set<number>();
+  let any = false;
+  for (const d of dirs) {
+    // Walk order: a directory's parent was seen (and maybe dropped) before it.
+    if (d.ino !== ROOTINO && dropped.has(d.parent)) {
+      dropped.add(d.ino);
+      continue;
+    }
+    const clashes = longNameClashes(d.children.map((c) => c.name));
+    if (clashes.size === 0) continue;
+    any = true;
+    for (const i of clashes) {
+      const c = d.children[i]!;
+      warn(`${show(d.ino === ROOTINO ? c.name : Buffer.concat([d.rel, Buffer.from("/"), c.name]))}: 255-byte name left out: its first 254 bytes, all Linux restore can take, are another name here`);
+      if (c.type === "directory") dropped.add(c.ino);
+    }
+    d.children = d.children.filter((_, i) => !clashes.has(i));
   }
-  return {
-    bytes: out.offset,
-    entries,
-    warnings: warningCount(),
-    envOut: new Map([
-      ["DUMP_DATE", String(date)],
-      ["LEVEL", String(opts.level)],
-    ]),
-  };
+  if (!any) return;
+  const kept = dirs.filter((d) => !dropped.has(d.ino));
+  dirs.length = 0;
+  dirs.push(...kept);
+  const named = new Set<number>([ROOTINO]);
+  for (const d of dirs) for (const c of d.children) named.add(c.ino);
+  for (const ino of [...dumped]) if (!named.has(ino)) dumped.delete(ino);
+  for (const ino of [...objects.keys()]) if (!named.has(ino)) objects.delete(ino);
+  const live = existing.filter((ino) => named.has(ino));
+  existing.length = 0;
+  existing.push(...live);
 }
 
 /**
  * FH_ADD_DIR for every directory entry, all before any FH_ADD_NODE (digest §10): the root's
  * "." (node = parent = 2) first and its ".." second, as NDMJOB-derived DMAs require; then
  * for each directory, in walk order (a directory is named by its parent before its own
- * entries come), its "." and ".." and then its children.
+ * entries come), its "." and ".." and then its children (those `keep` accepts: an
+ * incremental leaves out the names of files that are not on its tape).
  */
-async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]): Promise<void> {
+async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[], keep?: (c: DirChild) => boolean): Promise<void> {
   const history = opts.history!;
   for (const d of dirsInWalkOrder) {
     const up = d.ino === ROOTINO ? ROOTINO : d.parent;
     await history.addDir(DOT, BigInt(d.ino), BigInt(d.ino));
     await history.addDir(DOTDOT, BigInt(up), BigInt(d.ino));
-    for (const c of d.children) await history.addDir(c.name, BigInt(c.ino), BigInt(d.ino));
+    for (const c of d.children) if (!keep || keep(c)) await history.addDir(c.name, BigInt(c.ino), BigInt(d.ino));
   }
 }
 
@@ -462,24 +507,27 @@ function stateFile(stateDir: string, root: Buffer, dev: bigint): string {
   return join(stateDir, "dump", `${id}.json`);
 }
 
-async function loadState(path: string, level: number, warn: (m: string) => void): Promise<DumpState | undefined> {
+async function loadState(path: string, incremental: boolean, warn: (m: string) => void): Promise<DumpState | undefined> {
   let text: string;
   try {
     text = await fsp.readFile(path, "utf8");
   } catch (err) {
-    if (errorCode(err) === "ENOENT") return undefined;
-    throw err;
+    if (errorCode(err) !== "ENOENT") throw err;
+    // New numbers under an incremental would not match its base's: restore -r would apply
+    // them to the wrong files.
+    if (incremental) throw new Error(`dump state ${path} (this filesystem's inode numbers) is missing; run a level 0 dump to start a new chain`);
+    return undefined;
   }
   try {
     const s = JSON.parse(text) as DumpState;
-    if (s?.version !== 1 || typeof s.dumpdates !== "object" || s.dumpdates === null) throw new Error("unknown format");
+    if (s?.version !== 1) throw new Error("unknown format");
     InodeMap.fromJSON(s.inodes); // validates
     return s;
   } catch (err) {
     // Without the table, numbers would change under an incremental chain: only a level 0 may
     // start over (it begins a new chain anyway).
     const why = `dump state ${path} is damaged (${asError(err).message})`;
-    if (level > 0) throw new Error(`${why}; run a level 0 dump to start a new chain`);
+    if (incremental) throw new Error(`${why}; run a level 0 dump to start a new chain`);
     warn(`${why}; starting a new inode table`);
     return undefined;
   }
@@ -503,6 +551,3 @@ function cut(b: Buffer, max: number): Buffer {
   return b.length <= max ? b : b.subarray(0, max);
 }
 
-function yes(v: string): boolean {
-  return ["y", "yes", "t", "true", "1"].includes(v.trim().toLowerCase());
-}

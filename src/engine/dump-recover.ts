@@ -19,8 +19,19 @@
  *   number any of them needs. File targets the scan passes are restored by it.
  * Everything is read forward only, in offset order.
  *
+ * Incrementals (c_ddate != 0): recovered level after level into one destination, they give
+ * the tree of the last level. A directory on the tape lists every name it had at dump time,
+ * so whatever the destination holds in that directory under another name (deleted or renamed
+ * since the base), or as another type (a file that became a directory, or back), is removed
+ * before the directory is filled: inside directories this image covers and the targets
+ * select, never outside the destination. A directory that moved is on the tape whole under
+ * its new name (the backup sees to that), so no inode bookkeeping across images is needed.
+ * Names whose inode is not on this tape (TS_BITS) are left as the earlier levels put them; a
+ * target naming only such a file is not found in this image (LOG_FILE FAILED_NOT_FOUND).
+ *
  * With `extract` off (DATA_START_RECOVER_FILEHIST) nothing is written; the names and inodes
- * are posted as dir/node file history instead, in the order a backup posts them.
+ * are posted as dir/node file history instead, in the order a backup posts them (an
+ * incremental's: the directories, and only the names of files on its tape).
  */
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
@@ -129,6 +140,17 @@ class DumpRecovery {
   private current: Current | undefined;
   /** DAR: targets by their fh_info offset. */
   private readonly byOffset = new Map<number, Target[]>();
+  /** From TS_TAPE: an incremental (c_ddate != 0), whose directories say what was deleted. */
+  private incremental: boolean | undefined;
+  /**
+   * The directory headers carry our extension: the stream is ours, and a directory that moved
+   * is on it whole. (Linux dump puts a moved directory on the tape without its files: removing
+   * its old name would lose them; only restore -r, with its symbol table, can rename it.)
+   */
+  private ours: boolean | undefined;
+  private warnedForeign = false;
+  /** TS_BITS: the inodes on this tape. */
+  private bits: Buffer | undefined;
 
   constructor(private readonly opts: RecoverOptions) {
     this.restores = new RestoreSet(opts.native, opts.warn);
@@ -279,7 +301,16 @@ class DumpRecovery {
   /** Handles one event; returns the offset to resume at when the pass is to stop here. */
   private async onEvent(ev: DumpEvent, pass: Pass): Promise<number | undefined> {
     switch (ev.kind) {
+      case "tape":
+        this.incremental = ev.tape.ddate !== 0;
+        return undefined;
+      case "map":
+        if (ev.which === "bits") this.bits = ev.map;
+        return undefined;
       case "inode":
+        // A jump past TS_TAPE learns it from any header, which all carry c_ddate.
+        this.incremental ??= ev.ddate !== 0;
+        this.ours ??= ev.ndmpd;
         return this.onInode(ev.ino, ev.offset, ev.entry, ev.metaOnly, pass);
       case "directory": {
         if (pass.lastDir?.ino === ev.ino) pass.lastDir.entries = ev.entries;
@@ -414,6 +445,7 @@ class DumpRecovery {
         await opts.history.addDir(DOTDOT, BigInt(d.ino === ROOTINO ? ROOTINO : up), BigInt(d.ino));
         for (const e of d.entries) {
           if (e.name.equals(DOT) || e.name.equals(DOTDOT)) continue;
+          if (e.type !== "directory" && !this.onTape(e.ino)) continue; // an incremental names only what it holds
           await opts.history.addDir(e.name, BigInt(e.ino), BigInt(d.ino));
         }
       }
@@ -428,6 +460,7 @@ class DumpRecovery {
         else if (pass.fromStart) opts.warn(`directory inode ${d.ino} has no name in the backup; skipped`);
       }
       placed.sort((a, b) => depth(a.path) - depth(b.path));
+      const incremental = opts.recursive && this.incremental === true;
       for (const { d, path } of placed) {
         const place = placeFor(path, opts.targets, opts.recursive);
         if (!place) continue;
@@ -441,11 +474,46 @@ class DumpRecovery {
           this.restored++;
         } catch (err) {
           this.restores.fail(place.target, path, err as Error);
+          continue;
         }
+        // Parents come first: a directory is emptied of what its listing lacks before its
+        // subdirectories are made (one that was a file here is removed by its parent's purge).
+        if (incremental) await this.applyDeletions(writer, place.rel, path, d.entries);
       }
     }
     dirs.length = 0;
     if (pass.maxNeeded !== Infinity) pass.maxNeeded = this.maxNeeded(pass);
+  }
+
+  /** Is the inode on this tape (TS_BITS)? Without the map (a jump past it), assume so. */
+  private onTape(ino: number): boolean {
+    const bits = this.bits;
+    if (!bits || ino < 1 || ((ino - 1) >>> 3) >= bits.length) return bits === undefined;
+    return (bits[(ino - 1) >>> 3]! & (1 << ((ino - 1) & 7))) !== 0;
+  }
+
+  /**
+   * An incremental's directory: removes from its copy in the destination every name its listing
+   * lacks, and every object whose type (directory or not) differs from the listing's d_type.
+   */
+  private async applyDeletions(writer: RestoreWriter, rel: Buffer, path: Buffer, entries: DecodedDirEntry[]): Promise<void> {
+    if (!this.ours) {
+      if (!this.warnedForeign) {
+        this.warnedForeign = true;
+        this.opts.warn("an incremental dump not written by ndmpd: deletions and renames since its base are not applied (Linux restore -r applies them)");
+      }
+      return;
+    }
+    const listed = new Map<string, DecodedDirEntry>();
+    for (const e of entries) if (!e.name.equals(DOT) && !e.name.equals(DOTDOT)) listed.set(e.name.toString("latin1"), e);
+    try {
+      await writer.purge(rel, (name, isDir) => {
+        const e = listed.get(name.toString("latin1"));
+        return e !== undefined && (e.type === undefined || (e.type === "directory") === isDir);
+      });
+    } catch (err) {
+      this.opts.warn(`${show(path)}: deletions not applied (${(err as Error).message})`);
+    }
   }
 
   /** The largest inode number that a target this pass reads for needs; fills `pass.needed`. */

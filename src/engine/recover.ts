@@ -14,6 +14,7 @@
  */
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
+import { parseDumpdir } from "../../formats/tar/dumpdir.ts";
 import { TarReader, type TarEvent } from "../../formats/tar/reader.ts";
 import { hostIdOf } from "../host/accounts.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
@@ -129,14 +130,25 @@ class TarRecovery {
       pos = await this.readFrom(source, 0, SCAN_PIECE, () => unknown.every((t) => this.progress.get(t)!.done));
     }
     for (const t of known) {
-      if (this.progress.get(t)!.done) continue;
+      const p = this.progress.get(t)!;
+      if (p.done) continue;
       const off = Number(t.fhInfo);
-      if (off < pos || !Number.isSafeInteger(off)) {
+      if (!Number.isSafeInteger(off) || (off < pos && !p.seen)) {
         // Already read past it without finding it there: the offset does not point at it.
-        this.progress.get(t)!.done = true;
+        p.done = true;
         continue;
       }
-      pos = await this.readFrom(source, off, 1, () => this.progress.get(t)!.done, t);
+      // Seen but not finished: the previous target ended where this one starts (its end shows
+      // only at the next entry's header), and the read stopped there. Read it again from its
+      // own offset: those records are still at hand.
+      if (off < pos) p.seen = false;
+      try {
+        pos = await this.readFrom(source, off, 1, () => p.done, t);
+      } catch (err) {
+        if (!(err as Error).message.startsWith("direct access went backwards")) throw err;
+        t.error ??= `its data was read past and is no longer at hand (${(err as Error).message})`;
+        p.done = true;
+      }
     }
   }
 
@@ -275,6 +287,28 @@ class TarRecovery {
       this.current = { writer, target: place.target, path: entry.path };
     } catch (err) {
       this.restores.fail(place.target, entry.path, err as Error);
+      return;
+    }
+    // An incremental's directory: what is there and not in its listing was deleted since the base.
+    if (e.type === "directory" && e.dumpdir && opts.recursive) await this.applyDeletions(writer, place.rel, e);
+  }
+
+  private async applyDeletions(writer: RestoreWriter, rel: Buffer, entry: Entry): Promise<void> {
+    let names: Map<string, string>;
+    try {
+      names = parseDumpdir(entry.dumpdir!).names;
+    } catch (err) {
+      this.opts.warn(`${show(entry.path)}: its directory listing is damaged (${(err as Error).message}); no deletions applied there`);
+      return;
+    }
+    try {
+      await writer.purge(rel, (name, isDir) => {
+        const letter = names.get(name.toString("latin1"));
+        // GNU tar's rule: not listed, or listed as a directory and not one, or as a file and a directory.
+        return letter !== undefined && !(letter === "D" && !isDir) && !(letter === "Y" && isDir);
+      });
+    } catch (err) {
+      this.opts.warn(`${show(entry.path)}: deletions not applied (${(err as Error).message})`);
     }
   }
 

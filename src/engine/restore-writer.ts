@@ -297,6 +297,36 @@ export class RestoreWriter {
     this.dirs.clear();
   }
 
+  /**
+   * Incremental restores: removes what is in the directory `relPath` (under the destination)
+   * and should not be, by `keep(name, isDirectory)` — the names an incremental's directory
+   * listing says were deleted since its base, or changed type. Subtrees go whole, never
+   * following a symlink and never leaving the destination. Returns the names removed.
+   */
+  async purge(relPath: Buffer, keep: (name: Buffer, isDirectory: boolean) => boolean): Promise<Buffer[]> {
+    const parts = this.parse(relPath, relPath);
+    await this.prepareDestination();
+    const dir = await this.directoryAt(parts, relPath, false);
+    const removed: Buffer[] = [];
+    for (const name of await fsp.readdir(dir, { encoding: "buffer" })) {
+      const abs = joinPath(dir, name);
+      const st = await fsp.lstat(abs).catch(() => undefined);
+      if (!st || keep(name, st.isDirectory())) continue;
+      const rel = parts.length ? joinPath(parts.reduce((a, p) => joinPath(a, p)), name) : name;
+      try {
+        await removeTree(abs);
+        removed.push(rel);
+      } catch (error) {
+        this.problem(rel, `not deleted: ${describeError(error)}`);
+      }
+      // Nothing learned about that subtree in this run holds any more.
+      const key = pathKey(rel);
+      for (const k of [...this.verified]) if (k === key || k.startsWith(key + "/")) this.verified.delete(k);
+      for (const k of [...this.dirs.keys()]) if (k === key || k.startsWith(key + "/")) this.dirs.delete(k);
+    }
+    return removed;
+  }
+
   // ----------------------------------------------------------------------------------------------
 
   /** chown (clears set-id bits), then chmod, xattrs, times (after the content), close. Never rejects. */
@@ -538,6 +568,16 @@ const IS_BUN = typeof process.versions.bun === "string";
  * gets the middle of the right microsecond, which survives the float rounding; Bun keeps the
  * double, so it gets the exact nanoseconds.
  */
+/** rm -r without following symlinks: lstat, then unlink, or empty the directory and rmdir. */
+async function removeTree(abs: Buffer): Promise<void> {
+  const st = await fsp.lstat(abs);
+  if (!st.isDirectory()) return fsp.unlink(abs);
+  // A read-only directory cannot be emptied: make it writable first (it is going anyway).
+  if ((st.mode & 0o700) !== 0o700) await fsp.chmod(abs, 0o700);
+  for (const name of await fsp.readdir(abs, { encoding: "buffer" })) await removeTree(joinPath(abs, name));
+  await fsp.rmdir(abs);
+}
+
 export function timeArg(t: Timespec): string {
   let ns = BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec);
   if (!IS_BUN) {

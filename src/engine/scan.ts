@@ -61,12 +61,13 @@ export function scanFilter(
   const selected = selectionFilter(opts.selection);
   if (!opts.dumpNames) return selected ? (rel, type) => selected(rel, type === "directory") : undefined;
   return (rel, type) => {
-    // A name restore cannot take is left out before it gets a number, and said so.
+    // A name dump cannot carry is left out before it gets a number, and said so. (A 255-byte
+    // name is carried: the dump writer says what Linux restore makes of it.)
     const slash = rel.lastIndexOf(0x2f);
     const base = slash < 0 ? rel : rel.subarray(slash + 1);
     const problem = nameProblem(base);
-    if (problem) {
-      const why = problem === "invalid" ? "invalid name" : `${base.length}-byte name (restore handles at most 254 bytes)`;
+    if (problem && problem !== "restore-limit") {
+      const why = problem === "invalid" ? "invalid name" : `${base.length}-byte name (dump names are at most 255 bytes)`;
       report(rel, new Error(`${why}; not backed up`));
       return false;
     }

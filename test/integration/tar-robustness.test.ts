@@ -459,7 +459,7 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
       }
     });
 
-    it("refusals: LEVEL=1, FILESYSTEM missing or not a directory, unknown butype (ILLEGAL_ARGS); START before CONNECT (ILLEGAL_STATE)", async () => {
+    it("refusals: LEVEL=32, FILESYSTEM missing or not a directory, unknown butype (ILLEGAL_ARGS); START before CONNECT (ILLEGAL_STATE)", async () => {
       const c = await dma(srv.port);
       try {
         const start = (env: Array<[string, string]>, butype = "tar") => errorOf(c.request(Message.DATA_START_BACKUP, { butype_name: butype, env: pv(env) }));
@@ -467,11 +467,11 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
         const sock = await dataConnect(c);
         sock.resume();
         const logsBefore = srv.logs.length;
-        expect(await start([["FILESYSTEM", SEL], ["LEVEL", "1"]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
+        expect(await start([["FILESYSTEM", SEL], ["LEVEL", "32"]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
         const refused = () => srv.logs.slice(logsBefore).find((l) => l.msg === "request refused");
         await until(() => refused() !== undefined, 5000, "the server's log of the refusal");
         const why = refused()!.why as string;
-        expect(why).toMatch(/LEVEL=1.*full backups only/);
+        expect(why).toMatch(/LEVEL=32: must be a number from 0 to 31/);
         expect(await start([["HIST", "y"]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
         expect(await start([["FILESYSTEM", join(SEL, "top.txt")]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
         expect(await start([["FILESYSTEM", join(SEL, "missing")]])).toBe(ErrorCode.ILLEGAL_ARGS_ERR);

@@ -7,6 +7,7 @@ import path from "node:path";
 import { PassThrough } from "node:stream";
 import type { Selection } from "../../../src/engine/selection.ts";
 import { runDumpBackup } from "../../../src/engine/dump-backup.ts";
+import { backupStartTime, dumpDateEnv, recordBackup, resolveBase } from "../../../src/incremental/index.ts";
 import { runDumpRecover } from "../../../src/engine/dump-recover.ts";
 import { FileHistory } from "../../../src/engine/history.ts";
 import type { Target } from "../../../src/engine/selection.ts";
@@ -19,6 +20,8 @@ export type Post = { code: number; body: any };
 
 export interface BackupRun {
   stream: Buffer;
+  /** DUMP_DATE as DATA_GET_ENV returns it (a token for BASE_DATE). */
+  dumpDate: string;
   result: BackupResult;
   posts: Post[];
   warnings: string[];
@@ -40,20 +43,28 @@ export async function backup(
   out.on("data", (c: Buffer) => chunks.push(c));
   const { history, posts } = collector();
   const warnings: string[] = [];
+  // As the data service does it: the base from LEVEL (and the rest of the environment), a
+  // start time, and the backup recorded once it succeeded.
+  const env = new Map(Object.entries({ LEVEL: String(o.level ?? 0), ...o.env }));
+  const base = resolveBase(env, { stateDir, root: Buffer.from(root), type: "dump" });
+  const startTime = backupStartTime(stateDir);
   const result = await runDumpBackup({
     root: Buffer.from(root),
     out,
     history: o.history === false ? undefined : history,
     historyStyle: o.style ?? "dir",
-    level: o.level ?? 0,
+    level: base.level,
+    base,
+    startTime,
     stateDir,
-    env: new Map(Object.entries(o.env ?? {})),
+    env,
     selection: o.selection,
     signal: new AbortController().signal,
     warn: (m) => warnings.push(m),
   });
   history.flush();
-  return { stream: Buffer.concat(chunks), result, posts, warnings };
+  await recordBackup(stateDir, base, startTime, result.dirs);
+  return { stream: Buffer.concat(chunks), dumpDate: dumpDateEnv(base, startTime).get("DUMP_DATE")!, result, posts, warnings };
 }
 
 export async function recover(

@@ -7,6 +7,7 @@ import type { Entry } from "../../../../formats/entry.ts";
 import { DumpReader, type DumpEvent } from "../../../../formats/dump/reader.ts";
 import { DumpWriter, materialize } from "../../../../formats/dump/writer.ts";
 import { TP_BSIZE } from "../../../../formats/dump/header.ts";
+import { decodeDirectory, encodeDirectory } from "../../../../formats/dump/directory.ts";
 import { buildStream, dataRuns, prng, readAll, testTree, type BuiltStream, type ReadResult, type TestObject } from "./fixture.ts";
 
 /** Compare everything the reader returned with the objects the stream was built from. */
@@ -46,7 +47,7 @@ function checkObject(o: TestObject, ino: number, e: Entry): void {
   expect(e.ino).toBe(ino);
   expect(e.mode).toBe(o.mode);
   expect([e.uid, e.gid]).toEqual([o.uid, o.gid]);
-  expect(e.mtime).toEqual({ sec: o.mtime.sec, nsec: Math.floor(o.mtime.nsec / 1000) * 1000 });
+  expect(e.mtime).toEqual({ sec: o.mtime.sec, nsec: o.mtime.nsec }); // exact, from our header extension
   if (o.type === "file") expect(e.size).toBe(o.size);
   if (o.type === "symlink") expect(e.linkTarget?.equals(o.linkTarget!)).toBe(true);
   if (o.type === "chardev" || o.type === "blockdev") expect([e.devMajor, e.devMinor]).toEqual([o.devMajor, o.devMinor]);
@@ -130,17 +131,37 @@ describe("dump writer -> reader round trip", () => {
 describe("dump writer warnings", () => {
   const dirEntry = (extra: Partial<Entry> = {}): Entry => ({ path: Buffer.from("."), type: "directory", mode: 0o755, uid: 0, gid: 0, size: 0, mtime: { sec: 1, nsec: 0 }, ...extra });
 
-  it("reports a 255-byte name (left out by default, or kept) instead of dropping it silently", () => {
-    const name255 = Buffer.from("N".repeat(255));
-    for (const policy of ["skip", "keep"] as const) {
+  it("reports a 255-byte name (kept by default as 254 bytes + the pad byte, or left out) instead of dropping it silently", () => {
+    const name255 = Buffer.from("N".repeat(254) + "Z");
+    for (const policy of ["skip", "pad"] as const) {
       const w = new DumpWriter({ date: 1, inodes: [2, 3], longNames: policy });
-      w.begin();
+      const begin = w.begin();
       const d = w.directory(2, dirEntry(), [{ name: name255, ino: 3, type: "file" }], 2);
       expect(w.warnings.map((x) => x.code)).toEqual(["name-too-long"]);
       expect(w.warnings[0].name?.equals(name255)).toBe(true);
-      expect(w.isNamed(3)).toBe(policy === "keep");
-      expect(d.bytes.includes(name255)).toBe(policy === "keep");
+      expect(w.isNamed(3)).toBe(policy === "pad");
+      // restore reads a 254-byte name, NUL-terminated; the pad byte after it is the 255th.
+      const shown = Buffer.concat([Buffer.from([254]), name255.subarray(0, 254), Buffer.from([0]), Buffer.from("Z")]);
+      expect(d.bytes.includes(shown)).toBe(policy === "pad");
+      if (policy === "pad") {
+        const reader = new DumpReader();
+        const dir = [...reader.feed(Buffer.concat([begin, d.bytes, w.end()]))].find((e) => e.kind === "directory");
+        expect(dir?.kind === "directory" && dir.entries.map((e) => e.name.toString())).toEqual([".", "..", name255.toString()]);
+      }
     }
+    // A "/" as the hidden 255th byte (hostile input) is not taken: the name stays at 254 bytes.
+    const evil = encodeDirectory([{ name: Buffer.from("."), ino: 2, type: "directory" }, { name: Buffer.from(".."), ino: 2, type: "directory" }, { name: Buffer.from("e".repeat(254) + "/"), ino: 3, type: "file" }]);
+    const decoded = decodeDirectory(evil, { longNamesInPad: true });
+    expect(decoded.entries.map((e) => e.name.length)).toEqual([1, 2, 254]);
+    expect(decoded.problems).toEqual([expect.stringMatching(/"\/" as the 255th byte/)]);
+    // Without the directory's flag (a Linux dump stream), a pad byte is only padding.
+    expect(decodeDirectory(encodeDirectory([{ name: name255, ino: 3, type: "file" }])).entries[0]!.name.length).toBe(254);
+    // Two 255-byte names with the same first 254 bytes (restore would see one name twice): left out.
+    const clash = new DumpWriter({ date: 1, inodes: [2, 3, 4] });
+    clash.begin();
+    clash.directory(2, dirEntry(), [{ name: name255, ino: 3, type: "file" }, { name: Buffer.from("N".repeat(254)), ino: 4, type: "file" }], 2);
+    expect(clash.warnings.map((x) => x.message)).toEqual([expect.stringMatching(/255-byte name left out: its first 254 bytes are another name here/)]);
+    expect(clash.isNamed(3)).toBe(false);
     const w = new DumpWriter({ date: 1, inodes: [2, 3] });
     w.begin();
     w.directory(2, dirEntry(), [{ name: Buffer.alloc(256, 0x61), ino: 3, type: "file" }, { name: Buffer.from("a/b"), ino: 3, type: "file" }], 2);
@@ -156,6 +177,9 @@ describe("dump writer warnings", () => {
     const bytes = materialize(w.inode(3, file).steps, () => Buffer.alloc(0));
     expect(w.warnings.filter((x) => x.code === "time-out-of-range").map((x) => x.ino)).toEqual([2, 2, 2, 3, 3, 3]); // atime/ctime default to mtime
     expect(bytes.readUInt32LE(56)).toBe(0xffffffff); // di_mtime.sec
+    // Our reader gets them exactly, from the header extension restore does not read.
+    const ev = [...new DumpReader({ startOffset: TP_BSIZE }).feed(bytes)].find((e) => e.kind === "inode");
+    expect(ev?.kind === "inode" && ev.entry.mtime).toEqual({ sec: 2 ** 32 + 5, nsec: 0 });
     w.end();
     expect(w.warnings.map((x) => x.code)).toContain("not-written"); // inode 4 was promised in TS_BITS
   });
