@@ -30,6 +30,7 @@ import { createServer, type Socket } from "node:net";
 
 const ready = havePeers("binary", "ndmjob", "tar", "unshare");
 const LEVELS = [0, 1, 2] as const;
+const XATTR_DIR = "xattr-dir";
 
 interface Image {
   stream: Buffer;
@@ -73,8 +74,13 @@ describe.runIf(ready)("tar incremental chains", () => {
     lab = await startLab({ capacity: "8GiB" });
     writeFileSync(CFG, `[server]\nstate_dir = "${W}/cli-state"\n\n[[tape]]\nname = "vtc"\npath = "${W}/vtc.tape"\ncapacity = "4GiB"\n`);
     chmodSync(CFG, 0o600);
+    // One more change kind: an xattr added to a directory at level 1 and removed at level 2.
+    mkdirSync(join(SRC, XATTR_DIR));
+    writeFileSync(join(SRC, XATTR_DIR, "f"), "in a directory whose xattr comes and goes\n");
     for (const level of LEVELS) {
       if (level > 0) steps.push(applyChainStep(spec, level as 1 | 2));
+      if (spec.has.xattrs && level === 1) await run("setfattr", ["-n", "user.dir", "-v", "level1", join(SRC, XATTR_DIR)]);
+      if (spec.has.xattrs && level === 2) await run("setfattr", ["-x", "user.dir", join(SRC, XATTR_DIR)]);
       snapshotTree(SRC, at(level));
       levelImages.push(await threeWay(`level${level}`, [`LEVEL=${level}`]));
       const base = level === 0 ? "0" : tokenImages[level - 1]!.index.env.get("DUMP_DATE")!;
@@ -181,7 +187,10 @@ describe.runIf(ready)("tar incremental chains", () => {
       const x = await run("tar", ["-x", "--listed-incremental=/dev/null", "-p", "--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner", "-f", image, "-C", dest]);
       const known = /implausibly old time stamp|is [\d.]+ s in the future|Ignoring unknown extended header keyword 'hdrcharset'/;
       expect(x.stderr.split("\n").filter((l) => l && !known.test(l)), `level ${level}`).toEqual([]);
-      expect(await compareTrees(at(level), dest), `after level ${level}`).toEqual([]);
+      // GNU tar sets the xattrs an archive has and leaves others in place: a directory's xattr
+      // removed since the base survives its extraction (our restores remove it; see above).
+      const gnuKeeps = level === 2 ? (rel: Buffer) => rel.toString() === XATTR_DIR : undefined;
+      expect(await compareTrees(at(level), dest, { ignore: gnuKeeps }), `after level ${level}`).toEqual([]);
     }
   });
 
