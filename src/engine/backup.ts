@@ -151,6 +151,7 @@ class ChangeSelector {
   readonly dirs: DirInventory = new Map();
   /** Directories (latin1 keys) backed up whole: moved or new since the base, or inside one. */
   private readonly whole = new Set<string>();
+  private rootDev: number | undefined;
 
   constructor(private readonly base: BackupBase | undefined) {}
 
@@ -159,11 +160,13 @@ class ChangeSelector {
     const key = entry.path.toString("latin1");
     const base = this.base;
     if (entry.type === "directory") {
+      if (key === ".") this.rootDev = entry.dev;
       this.dirs.set(key, `${entry.dev ?? 0}:${entry.ino ?? 0}`);
       if (base?.since === undefined) return true;
       const whole = this.whole.has(parentKey(key)) || !dirIsKnown(base, key, entry.dev ?? 0, entry.ino ?? 0, entry.ctime);
       if (whole) this.whole.add(key);
-      entry.dumpdir = await listing(q.absPath, (st) => whole || changedSince(st, base));
+      // A mount point is backed up, its contents are not: no listing, so a restore leaves them be.
+      if (entry.dev === this.rootDev) entry.dumpdir = await listing(q.absPath, (st) => whole || changedSince(st, base));
       return true;
     }
     if (base?.since === undefined) return true;

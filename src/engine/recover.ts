@@ -307,6 +307,7 @@ class TarRecovery {
         // GNU tar's rule: not listed, or listed as a directory and not one, or as a file and a directory.
         return letter !== undefined && !(letter === "D" && !isDir) && !(letter === "Y" && isDir);
       });
+      await writer.dropOtherXattrs(rel, entry.xattrs);
     } catch (err) {
       this.opts.warn(`${show(entry.path)}: deletions not applied (${(err as Error).message})`);
     }

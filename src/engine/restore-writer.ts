@@ -327,6 +327,25 @@ export class RestoreWriter {
     return removed;
   }
 
+  /**
+   * Incremental restores: removes the extended attributes (ACLs included) of the existing
+   * directory `relPath` that `keep` does not list, so one removed since the base is gone here
+   * too (files are created anew; a directory is restored over the one already there).
+   */
+  async dropOtherXattrs(relPath: Buffer, keep: Array<[Buffer, Buffer]> | undefined): Promise<void> {
+    const api = this.native?.xattr;
+    if (!api?.remove) return;
+    const parts = this.parse(relPath, relPath);
+    await this.prepareDestination();
+    const dir = await this.directoryAt(parts, relPath, false);
+    const wanted = new Set((keep ?? []).map(([name]) => name.toString("latin1")));
+    try {
+      for (const name of api.list(dir)) if (!wanted.has(name.toString("latin1"))) api.remove(dir, name);
+    } catch (error) {
+      this.problem(relPath, `extended attributes: ${describeError(error)}`);
+    }
+  }
+
   // ----------------------------------------------------------------------------------------------
 
   /** chown (clears set-id bits), then chmod, xattrs, times (after the content), close. Never rejects. */

@@ -29,6 +29,7 @@ type LibcSymbol =
   | "llistxattr"
   | "lgetxattr"
   | "lsetxattr"
+  | "lremovexattr"
   | "utimensat"
   | "mknod"
   | "flock"
@@ -42,6 +43,7 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     llistxattr: { args: ["ptr", "ptr", "usize"], returns: "i64" },
     lgetxattr: { args: ["ptr", "ptr", "ptr", "usize"], returns: "i64" },
     lsetxattr: { args: ["ptr", "ptr", "ptr", "usize", "i32"], returns: "i32" },
+    lremovexattr: { args: ["ptr", "ptr"], returns: "i32" },
     utimensat: { args: ["i32", "ptr", "ptr", "i32"], returns: "i32" },
     mknod: { args: ["ptr", "u32", "u64"], returns: "i32" },
     flock: { args: ["i32", "i32"], returns: "i32" },
@@ -167,6 +169,10 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     set(path, name, value, flags = 0) {
       const rc = sym.lsetxattr(cString(path), cString(name), value, value.length, flags) as number;
       if (rc === -1) fail("lsetxattr");
+    },
+    remove(path, name) {
+      const rc = sym.lremovexattr(cString(path), cString(name)) as number;
+      if (rc === -1 && lastErrno() !== ERRNO.ENODATA) fail("lremovexattr");
     },
   };
 

@@ -27,6 +27,8 @@ export interface XattrApi {
   get(path: Uint8Array, name: Uint8Array | string): Buffer | null;
   /** flags: 0, XATTR_CREATE (1) or XATTR_REPLACE (2). */
   set(path: Uint8Array, name: Uint8Array | string, value: Uint8Array, flags?: number): void;
+  /** lremovexattr; an attribute that is already gone (ENODATA) is not an error. */
+  remove?(path: Uint8Array, name: Uint8Array | string): void;
 }
 
 /** Calls on byte paths that node:fs lacks or makes lossy (nanosecond times, device nodes). */

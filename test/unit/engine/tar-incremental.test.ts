@@ -18,6 +18,12 @@ import { ALL1 } from "../../../src/protocol/codes.ts";
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ndmpd-tar-incr-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/**
+ * File times come from a clock that ticks every few ms, and a change in the same tick as a
+ * backup's start belongs to it and to the next one (inclusive): let the clock tick past changes.
+ */
+const tick = () => new Promise((r) => setTimeout(r, 50));
+
 async function backup(root: string, stateDir: string, env: Record<string, string>) {
   const base = resolveBase(new Map(Object.entries(env)), { stateDir, type: "tar", root: Buffer.from(root) });
   const startTime = backupStartTime(stateDir);
@@ -50,6 +56,7 @@ describe("tar incrementals in the engine", () => {
     const st = path.join(tmp, "s1");
     fs.mkdirSync(path.join(src, "d/inner"), { recursive: true });
     for (const f of ["a", "b", "d/c", "d/inner/e"]) fs.writeFileSync(path.join(src, f), f);
+    await tick();
     const l0 = await backup(src, st, { LEVEL: "0" });
     expect(l0.files).toEqual(["a", "b", "d/c", "d/inner/e"]);
     expect([...l0.entries.values()].some((e) => e.dumpdir)).toBe(false);
@@ -57,9 +64,7 @@ describe("tar incrementals in the engine", () => {
     fs.chmodSync(path.join(src, "a"), 0o600); // ctime only
     fs.renameSync(path.join(src, "d"), path.join(src, "moved")); // its files keep their times
     fs.rmSync(path.join(src, "b"));
-    // Changes in the same clock tick as a backup's start are in that backup and the next one
-    // (inclusive): let the clock tick past them, so that the level 2 below holds nothing.
-    await new Promise((r) => setTimeout(r, 50));
+    await tick();
     const noCtime = await backup(src, st, { LEVEL: "1", IGNORE_CTIME: "y", UPDATE: "n" });
     expect(noCtime.files).toEqual(["moved/c", "moved/inner/e"]);
     const l1 = await backup(src, st, { LEVEL: "1" });
@@ -86,8 +91,7 @@ describe("tar incrementals in the engine", () => {
     fs.mkdirSync(path.join(src, "busy"));
     fs.writeFileSync(path.join(src, "quiet/q"), "q");
     fs.writeFileSync(path.join(src, "busy/old"), "o");
-    // File times come from a clock that ticks every few ms: let it tick past the tree's making.
-    await new Promise((r) => setTimeout(r, 50));
+    await tick();
     const since = backupStartTime(path.join(tmp, "s2"));
     fs.writeFileSync(path.join(src, "busy/new"), "n");
     const base: BackupBase = { level: 1, since, baseDate: since, ignoreCtime: false, mode: "token", update: false, fsid: "0:0", type: "tar", root: Buffer.from(src), notes: [] };

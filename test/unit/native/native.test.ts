@@ -108,6 +108,7 @@ describe("native layer under Bun (compiled binary and bun)", () => {
     }
     expect(result.missing).toBeNull();
     expect(result.setBack).toEqual([0, 255, 1, 2]);
+    expect(result.removed).toBeNull();
     expect(result.ioctl).toBe("ENOTTY");
     expect(result.stOpen).toBe("NO_DEVICE");
     expect(result.mtimeNs).toBe("4102444800987654321");

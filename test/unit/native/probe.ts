@@ -29,6 +29,11 @@ if (native.xattr) {
   result.missing = xattr.get(Buffer.from(xattrPath), "user.absent");
   xattr.set(Buffer.from(setPath), Buffer.from("user.ndmpd"), Buffer.from([0, 255, 1, 2]));
   result.setBack = [...(xattr.get(Buffer.from(setPath), "user.ndmpd") ?? [])];
+  // Removed, then removed again (already gone: not an error).
+  xattr.set(Buffer.from(setPath), "user.gone", Buffer.from("x"));
+  xattr.remove!(Buffer.from(setPath), "user.gone");
+  xattr.remove!(Buffer.from(setPath), "user.gone");
+  result.removed = xattr.get(Buffer.from(setPath), "user.gone");
 }
 
 if (native.ioctl) {
