@@ -7,6 +7,7 @@
  */
 import { countJob } from "../metrics/metrics.ts";
 import { statSync } from "node:fs";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import { findButype } from "../engine/butypes.ts";
@@ -37,6 +38,7 @@ import { StreamSource } from "../engine/stream-source.ts";
 import { stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
+import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
 
@@ -174,6 +176,8 @@ export class DataService {
   }
 
   private connected(conn: Duplex, addr: Addr): void {
+    // A mover of this process on the other end (three-way between two sessions) sees our reads.
+    if (conn instanceof Socket) trackTcpReader(conn);
     this.conn = conn;
     this.connAddr = addr;
     this.state = State.CONNECTED;

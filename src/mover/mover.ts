@@ -38,6 +38,7 @@ import {
 } from "../protocol/codes.ts";
 import type { Addr } from "../protocol/xdr/v4.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
+import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
 
@@ -367,6 +368,14 @@ export class MoverService {
 
   /** Pauses and waits for CONTINUE; throws Halted if the mover halts instead. */
   private async pause(reason: number, seek = this.seekPosition): Promise<void> {
+    // Recovery: not before the data service has consumed what was read before the pause. A DMA
+    // seeing "mover PAUSED, data ACTIVE" takes the image to go on elsewhere (the next cartridge),
+    // while the data service may be about to find the archive's end in those bytes and halt;
+    // then the connection closes meanwhile and the mover halts CONNECT_CLOSED instead.
+    if (this.mode === Mode.WRITE && this.conn) {
+      await consumed(this.conn);
+      if (this.state !== State.ACTIVE) throw new Halted();
+    }
     this.state = State.PAUSED;
     this.pauseReason = reason;
     this.windowSetSincePause = false;
@@ -533,6 +542,7 @@ export class MoverService {
       this.seekPosition += BigInt(take);
       this.bytesLeftToRead -= BigInt(take);
       this.bytesMoved += BigInt(take);
+      noteSent(conn, take);
       try {
         await writeAll(conn, data.subarray(within, within + take));
       } catch (e) {
