@@ -166,6 +166,11 @@ export class DataService {
     this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
   }
 
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending();
+  }
+
   /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
   acceptLocalFromMover(_mode: number): Duplex | undefined {
     if (this.state !== State.LISTEN || !this.localListen) return undefined;

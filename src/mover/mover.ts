@@ -216,6 +216,11 @@ export class MoverService {
     this.attach(sock);
   }
 
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending();
+  }
+
   /** DATA_CONNECT(LOCAL) on this session: hands the data service its end of the pipe. */
   acceptLocal(): Duplex {
     if (this.state !== State.LISTEN || !this.localListen) {
