@@ -32,7 +32,7 @@ const serverConfig = (port: number) =>
 
 type Events = Array<Record<string, any>>;
 const events = (stdout: string): Events => stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-const endOf = (stdout: string) => events(stdout).find((e) => e.event === "end");
+const endOf = (stdout: string): Record<string, any> | undefined => events(stdout).find((e) => e.event === "end");
 
 describe.runIf(ready)("ndmpd remote copy between two servers", () => {
   let ns: Netns;
@@ -70,7 +70,7 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const ev = events(r.stdout);
     expect(ev[0]).toMatchObject({ event: "start", job: "copy", format: "tar", connection: "TCP (destination listens)" });
-    const end = endOf(r.stdout);
+    const end = endOf(r.stdout)!;
     expect(end).toMatchObject({ ok: true });
     expect(end.entries).toBeGreaterThan(20);
     expect(end.restored).toBeGreaterThan(20);
@@ -104,7 +104,7 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
     for (const [format, dst] of Object.entries(dsts)) {
       const r = await copy(`${A}:${CHAIN}`, `${B}:${dst}`, "--format", format, "--level", "0");
       expect(r.code, format + r.stderr + r.stdout).toBe(0);
-      level0[format] = endOf(r.stdout).bytes;
+      level0[format] = endOf(r.stdout)!.bytes;
       expect(await compareTrees(CHAIN, dst), `${format} level 0`).toEqual([]);
     }
     const step = applyChainStep(spec, 1);
@@ -112,7 +112,7 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
     for (const [format, dst] of Object.entries(dsts)) {
       const r = await copy(`${A}:${CHAIN}`, `${B}:${dst}`, "--format", format, "--level", "1");
       expect(r.code, format + r.stderr + r.stdout).toBe(0);
-      const end = endOf(r.stdout);
+      const end = endOf(r.stdout)!;
       expect(end).toMatchObject({ ok: true });
       // An incremental: a small part of the level 0 stream.
       expect(end.bytes, format).toBeLessThan(level0[format]! / 2);

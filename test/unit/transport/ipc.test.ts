@@ -7,7 +7,7 @@ describe("IPC data connections", () => {
   it("the connecting end reaches the listener of that token, both ways, with EOF", async () => {
     const l = listenIpc();
     expect(l.addr.addr_type).toBe(AddrType.IPC);
-    const token = (l.addr as { ipc_addr: { comm_data: Buffer } }).ipc_addr.comm_data;
+    const token = Buffer.from(l.addr.ipc_addr.comm_data);
     expect(token.length).toBe(16);
     const end = connectIpc(token)!;
     expect(end).toBeDefined();
@@ -25,7 +25,7 @@ describe("IPC data connections", () => {
   it("a token connects once; an unknown token, or that of a closed listener, finds nothing", async () => {
     const before = ipcListeners();
     const l = listenIpc();
-    const token = (l.addr as { ipc_addr: { comm_data: Buffer } }).ipc_addr.comm_data;
+    const token = Buffer.from(l.addr.ipc_addr.comm_data);
     expect(connectIpc(Buffer.from(token).reverse())).toBeUndefined();
     const first = connectIpc(token);
     expect(first).toBeDefined();
@@ -34,7 +34,7 @@ describe("IPC data connections", () => {
     const l2 = listenIpc();
     l2.close();
     await expect(l2.accepted).rejects.toThrow(/closed/);
-    expect(connectIpc((l2.addr as { ipc_addr: { comm_data: Buffer } }).ipc_addr.comm_data)).toBeUndefined();
+    expect(connectIpc(Buffer.from(l2.addr.ipc_addr.comm_data))).toBeUndefined();
     expect(ipcListeners()).toBe(before);
   });
 });
