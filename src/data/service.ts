@@ -40,7 +40,8 @@ import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, typ
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
-import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
+import { connectData, ipv4Of, listenData, tcpAddr } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
@@ -103,7 +104,8 @@ export class DataService {
   private env: Pval[] = [];
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
   private conn: Duplex | undefined;
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void } | undefined;
   private localListen = false;
   private job: AbortController | undefined;
   /** The running job's file history: closed (flushed) at the halt, before NOTIFY_DATA_HALTED. */
@@ -122,24 +124,36 @@ export class DataService {
       this.state = State.LISTEN;
       return { addr_type: AddrType.LOCAL };
     }
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a copy within one server) connects with the token.
+      const l = listenIpc();
+      this.await(l, l.addr);
+      return l.addr;
+    }
     if (addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
-    let l: DataListener;
+    let l;
     try {
       l = await listenData(this.host.localAddress, this.host.config.dataPorts);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, addr?: Addr): void {
     this.listener = l;
     this.state = State.LISTEN;
     l.accepted.then(
-      (sock) => {
-        if (this.state !== State.LISTEN || this.listener !== l) return void sock.destroy();
+      (conn) => {
+        if (this.state !== State.LISTEN || this.listener !== l) return void conn.destroy();
         this.listener = undefined;
-        this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connected(conn, addr ?? peerAddr(sock.remoteAddress, sock.remotePort));
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(addr: Addr): Promise<void> {
@@ -148,6 +162,12 @@ export class DataService {
       const mover = this.host.mover();
       if (!mover) throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the mover is not listening (LOCAL)");
       this.connected(mover.acceptLocal(), { addr_type: AddrType.LOCAL });
+      return;
+    }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(toBuffer(addr.ipc_addr.comm_data)) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.connected(end, addr);
       return;
     }
     if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {

@@ -40,7 +40,8 @@ import type { Addr } from "../protocol/xdr/v4.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
 import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
-import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
+import { connectData, ipv4Of, listenData, tcpAddr } from "../transport/tcp.ts";
 
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
@@ -79,7 +80,8 @@ export class MoverService {
   /** The data connection's peer, for GET_STATE (LOCAL when idle or local). */
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
 
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void } | undefined;
   /** LISTEN(LOCAL): waiting for the session's data service to connect. */
   private localListen = false;
   private conn: Duplex | undefined;
@@ -165,27 +167,39 @@ export class MoverService {
       this.enter(State.LISTEN, mode);
       return { addr_type: AddrType.LOCAL };
     }
-    let l: DataListener;
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a duplication between two of its drives) connects.
+      const l = listenIpc();
+      this.await(l, mode, l.addr);
+      return l.addr;
+    }
+    let l;
     try {
       l = await listenData(this.host.localAddress, this.host.config.dataPorts);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l, mode);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, mode: number, addr?: Addr): void {
     this.listener = l;
     this.enter(State.LISTEN, mode);
     l.accepted.then(
-      (sock) => {
+      (conn) => {
         if (this.state !== State.LISTEN || this.listener !== l) {
-          sock.destroy();
+          conn.destroy();
           return;
         }
         this.listener = undefined;
-        this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
-        this.attach(sock);
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connAddr = addr ?? peerAddr(sock.remoteAddress, sock.remotePort);
+        this.attach(conn);
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(mode: number, addr: Addr): Promise<void> {
@@ -196,6 +210,14 @@ export class MoverService {
       if (!end) throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the data service is not listening (LOCAL)");
       this.enter(State.ACTIVE, mode);
       this.connAddr = { addr_type: AddrType.LOCAL };
+      this.attach(end);
+      return;
+    }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(addr.ipc_addr.comm_data as Uint8Array) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.enter(State.ACTIVE, mode);
+      this.connAddr = addr;
       this.attach(end);
       return;
     }
@@ -312,7 +334,7 @@ export class MoverService {
   /** LISTEN and CONNECT checks, in the order ndmjob's conformance tests expect. */
   private checkStart(mode: number, addrType: number): void {
     if (mode !== Mode.READ && mode !== Mode.WRITE) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `mover mode ${mode}`);
-    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
+    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP && addrType !== AddrType.IPC) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     if (this.recordSize === 0) throw new NdmpError(ErrorCode.PRECONDITION_ERR, "set the record size first");
     const tape = this.host.tape();
     if (!tape) throw new NdmpError(ErrorCode.DEV_NOT_OPEN_ERR, "no tape is open");
