@@ -32,13 +32,14 @@ import {
   RecoveryStatus,
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
-import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
 import { stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { createLocalPair } from "../transport/local.ts";
-import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+import { peerFilter } from "../transport/peers.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
@@ -123,7 +124,11 @@ export class DataService {
     if (addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     let l: DataListener;
     try {
-      l = await listenData(this.host.localAddress, this.host.config.dataPorts);
+      l = await listenData(this.host.localAddress, {
+        ports: this.host.config.dataPorts,
+        peers: peerFilter(this.host.config.dataPeers),
+        refused: (peer) => this.host.log.warn("data connection refused: not in data_peers", { from: peer, audit: "refused" }),
+      });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -151,9 +156,10 @@ export class DataService {
     if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {
       throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unsupported address type ${addr.addr_type}`);
     }
+    const allowed = this.peersOnly(addr.tcp_addr);
     let sock;
     try {
-      sock = await connectData(addr.tcp_addr);
+      sock = await connectData(allowed);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -162,6 +168,17 @@ export class DataService {
       throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the data service changed state while connecting");
     }
     this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+  }
+
+  /** The addresses data_peers allows; none is a refusal the DMA hears of (ILLEGAL_ARGS, LOG_MESSAGE). */
+  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
+    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
+    if (ok.length > 0) return ok;
+    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
+    const why = `refused to connect to ${to}: not in data_peers`;
+    this.host.log.warn("data connection refused: not in data_peers", { to, audit: "refused" });
+    this.log(LogType.ERROR, why);
+    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
   }
 
   /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
