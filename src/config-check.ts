@@ -81,6 +81,7 @@ export function renderEffective(c: Config): string {
       listen: c.listen.map(addr),
       state_dir: c.stateDir,
       ...(c.dataPorts ? { data_port_range: `${c.dataPorts.from}-${c.dataPorts.to}` } : {}),
+      ...(c.dataPeers ? { data_peers: c.dataPeers } : {}),
       max_sessions: c.maxSessions,
       versions: c.versions,
       max_message_size: c.maxMessageSize,

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
+import { parseCidr } from "./transport/peers.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -48,6 +49,8 @@ export interface Config {
   identity: { vendor: string; product: string; revision: string };
   /** Ports for DATA/MOVER LISTEN; null = any ephemeral port. */
   dataPorts: { from: number; to: number } | null;
+  /** CIDR blocks data connections may come from or go to (data_peers); null = any address. */
+  dataPeers: string[] | null;
   stateDir: string;
   maxSessions: number;
   maxMessageSize: number;
@@ -195,6 +198,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     users: new Map([["ndmp", Buffer.from(fromEnv ?? generated!, "utf8")]]),
     identity: { vendor: "ndmpd", product: "ndmpd", revision: VERSION },
     dataPorts: null,
+    dataPeers: null,
     stateDir,
     maxSessions: 64,
     maxMessageSize: 32 * 1024 * 1024,
@@ -281,6 +285,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     "versions",
     "state_dir",
     "data_port_range",
+    "data_peers",
     "max_sessions",
     "max_message_size",
     "log_level",
@@ -319,6 +324,20 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     const to = m ? Number(m[2]) : NaN;
     if (!m || from < 1 || to > 65535 || from > to) throw at(["server", "data_port_range"], 'must be "FROM-TO" within 1-65535');
     cfg.dataPorts = { from, to };
+  }
+  if (server.data_peers !== undefined) {
+    const list = server.data_peers;
+    if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) {
+      throw at(["server", "data_peers"], 'must be a list of "ADDRESS/PREFIX" strings, e.g. ["10.0.0.0/8", "::1/128"]');
+    }
+    for (const c of list) {
+      try {
+        parseCidr(c);
+      } catch (e) {
+        throw at(["server", "data_peers"], (e as Error).message);
+      }
+    }
+    cfg.dataPeers = [...list];
   }
   if (server.max_sessions !== undefined) cfg.maxSessions = intIn(server.max_sessions, 1, 100_000, ["server", "max_sessions"], at);
   if (server.max_message_size !== undefined) {

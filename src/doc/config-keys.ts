@@ -33,6 +33,12 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "listen", value: '["127.0.0.1:10000"]', text: 'addresses to listen on, "ADDR:PORT" or "[V6]:PORT" (default 127.0.0.1:10000 only); add "0.0.0.0:10000" to serve the network' },
       { key: "state_dir", value: '"/var/lib/ndmpd"', text: "catalog, dump dates, the embedded library (default /var/lib/ndmpd as root, else $XDG_STATE_HOME/ndmpd; $NDMPD_STATE_DIR overrides the default)" },
       { key: "data_port_range", value: '"10100-10199"', text: "ports for data connections (DATA_LISTEN, MOVER_LISTEN), for a firewall; default any", commented: true },
+      {
+        key: "data_peers",
+        value: '["10.0.0.0/8", "::1/128"]',
+        text: "CIDR blocks a data connection may come from (DATA_LISTEN, MOVER_LISTEN) or go to (DATA_CONNECT, MOVER_CONNECT); others are logged and dropped, the listen goes on. Default any address (three-way backups need the other server's); set it on shared networks",
+        commented: true,
+      },
       { key: "max_sessions", value: "64", text: "authenticated sessions at once; connections past this get NOTIFY_CONNECTION_STATUS REFUSED (unauthenticated ones are bounded apart, see [limits])" },
       { key: "versions", value: "[4, 3]", text: "NDMP versions offered, highest first" },
       { key: "max_message_size", value: '"32MiB"', text: "larger records are refused and the connection closed" },

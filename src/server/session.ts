@@ -81,7 +81,7 @@ export class Session implements Peer {
   /** The session's mover (MOVER interface), made on first use. */
   mover: MoverService | undefined;
   /** The session's data service, as far as the mover needs it (LOCAL connections). */
-  data: { acceptLocalFromMover(mode: number): Duplex | undefined } | undefined;
+  data: { acceptLocalFromMover(mode: number): Duplex | undefined; takePending(): Promise<void> } | undefined;
   readonly log: Logger;
   /** When the connection was accepted (ms since the epoch), for `ndmpd sessions`. */
   readonly openedAt = Date.now();
@@ -413,6 +413,10 @@ export class Session implements Peer {
     this.lastRequestAt = Date.now();
     let reply: unknown;
     try {
+      // A DMA that has just connected to our LISTEN address and sends a request at once must
+      // find the connection made (the kernel has completed it; we may not have looked yet).
+      await this.mover?.takePending();
+      await this.data?.takePending();
       reply = await handler.handle(this, request, h);
     } catch (e) {
       if (e instanceof NdmpError) {

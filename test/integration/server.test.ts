@@ -86,7 +86,7 @@ describe.runIf(ready)("ndmpd binary: control connection", () => {
       expect(lines).toContain("    product    Filer X");
       expect(lines).toContain("    revision   7.1");
       expect(lines).toContain("    auths      (2)  NDMP4_AUTH_MD5 NDMP4_AUTH_TEXT");
-      expect(lines).toContain("    addr_types (2)  NDMP4_ADDR_LOCAL NDMP4_ADDR_TCP");
+      expect(lines).toContain("    addr_types (3)  NDMP4_ADDR_LOCAL NDMP4_ADDR_TCP NDMP4_ADDR_IPC");
       expect(lines).toContain("  Backup type info of tar format");
       expect(lines).toContain("  Backup type info of dump format");
       expect(lines).toContain("  File system /");
@@ -106,7 +106,7 @@ describe.runIf(ready)("ndmpd binary: control connection", () => {
     expect(ours.stdout).toContain(`Host ${host}`);
     expect(ours.stdout).toContain("  vendor     ACME Test");
     expect(ours.stdout).toContain("  auths      (2) AUTH_MD5 AUTH_TEXT");
-    expect(ours.stdout).toContain("  addr_types (2) ADDR_LOCAL ADDR_TCP");
+    expect(ours.stdout).toContain("  addr_types (3) ADDR_LOCAL ADDR_TCP ADDR_IPC");
     const attrs = lines.filter((l) => l.startsWith("    attrs")).map((l) => l.split(/\s+/).pop());
     expect(ours.stdout).toContain(`Backup type tar\n  attrs      ${attrs[0]}`);
     expect(ours.stdout).toContain(`Backup type dump\n  attrs      ${attrs[1]}`);
