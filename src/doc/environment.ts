@@ -6,7 +6,7 @@
 import type { OptionDoc } from "./commands.ts";
 
 export const PROCESS_ENV: OptionDoc[] = [
-  { flags: "NDMPD_PASSWORD", text: "with no configuration: the password of user ndmp (else a one-time one is printed); for query and remote: the password to log in with" },
+  { flags: "NDMPD_PASSWORD", text: "with no configuration, or a file without [[user]]: the password of user ndmp (with no configuration and no NDMPD_PASSWORD a one-time one is printed; a file without users and without it is refused); for query and remote: the password to log in with" },
   { flags: "NDMPD_CONFIG", text: "the configuration file of the CLI's commands when --config is not given" },
   { flags: "NDMPD_STATE_DIR", text: "the default state directory (when the configuration does not set state_dir)" },
   { flags: "XDG_STATE_HOME", text: "not root: the state directory is $XDG_STATE_HOME/ndmpd (default ~/.local/state/ndmpd)" },
