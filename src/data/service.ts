@@ -14,7 +14,7 @@ import { findButype } from "../engine/butypes.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
-import { normalizeRel, selectionFilter, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
+import { normalizeRel, selectionFilter, splitFiles, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
 import { loadNative } from "../native/index.ts";
@@ -584,14 +584,6 @@ export class DataService {
 
 /** Errors of a data connection that failed (as opposed to a job that did). */
 const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);
-
-/** FILES values: one path per pair (ndmjob), or several separated by spaces (illumos). */
-function splitFiles(v: Buffer): Buffer[] {
-  const s = v.toString("latin1").trim();
-  if (!s) return [];
-  // A single existing-looking path with spaces is ambiguous; paths in FILES rarely hold spaces.
-  return s.split(/ +/).map((x) => Buffer.from(x, "latin1"));
-}
 
 function peerAddr(address: string | undefined, port: number | undefined): Addr {
   const ip = ipv4Of(address);

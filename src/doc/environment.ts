@@ -24,7 +24,7 @@ export const NDMP_ENV: OptionDoc[] = [
   { flags: "UPDATE", text: "dump: y (default) records the backup's date for later incrementals, n does not" },
   { flags: "HIST", text: "y: file history (the format's style), f: path style (FH_ADD_FILE), d: directory style (FH_ADD_DIR and FH_ADD_NODE), n (default): none" },
   { flags: "EXCLUDE", text: "patterns (comma separated, repeatable) of paths to leave out" },
-  { flags: "FILES", text: "backup: only these paths (space separated, repeatable)" },
+  { flags: "FILES", text: "backup: only these paths (space separated, repeatable); a path with spaces is written with \\ before each space or inside double quotes (\\\" and \\\\ for a quote and a backslash)" },
   { flags: "DIRECT", text: "recover: y to read the selected paths by their fh_info offsets (direct access); set to y on every backup" },
   { flags: "RECURSIVE", text: "recover: y (default) restores a selected directory with its contents, n the directory alone" },
   { flags: "RECORD_SIZE", text: "the tape record size direct-access reads align to (set by the server on LOCAL backups)" },
