@@ -29,6 +29,7 @@ import {
   AddrType,
   ALL1,
   ErrorCode,
+  LogType,
   Message,
   MoverHaltReason as Halt,
   MoverMode as Mode,
@@ -36,11 +37,13 @@ import {
   MoverState as State,
   NdmpError,
 } from "../protocol/codes.ts";
-import type { Addr } from "../protocol/xdr/v4.ts";
+import type { Addr, TcpAddr } from "../protocol/xdr/v4.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
+import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
-import { connectData, ipv4Of, listenData, tcpAddr } from "../transport/tcp.ts";
+import { peerFilter } from "../transport/peers.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
@@ -80,7 +83,7 @@ export class MoverService {
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
 
   /** TCP or IPC: waiting for the peer's CONNECT. */
-  private listener: { accepted: Promise<Duplex>; close(): void } | undefined;
+  private listener: { accepted: Promise<Duplex>; close(): void; pending?(): Promise<void> } | undefined;
   /** LISTEN(LOCAL): waiting for the session's data service to connect. */
   private localListen = false;
   private conn: Duplex | undefined;
@@ -172,9 +175,13 @@ export class MoverService {
       this.await(l, mode, l.addr);
       return l.addr;
     }
-    let l;
+    let l: DataListener;
     try {
-      l = await listenData(this.host.localAddress, this.host.config.dataPorts);
+      l = await listenData(this.host.localAddress, {
+        ports: this.host.config.dataPorts,
+        peers: peerFilter(this.host.config.dataPeers),
+        refused: (peer) => this.host.log.warn("data connection refused: not in data_peers", { from: peer, audit: "refused" }),
+      });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -222,9 +229,10 @@ export class MoverService {
     }
     const addrs = addr.tcp_addr ?? [];
     if (addrs.length === 0) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "no TCP address");
+    const allowed = this.peersOnly(addrs);
     let sock;
     try {
-      sock = await connectData(addrs);
+      sock = await connectData(allowed);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -235,6 +243,28 @@ export class MoverService {
     this.enter(State.ACTIVE, mode);
     this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
     this.attach(sock);
+  }
+
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending?.();
+  }
+
+  /** The addresses data_peers allows; none is a refusal the DMA hears of (ILLEGAL_ARGS, LOG_MESSAGE). */
+  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
+    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
+    if (ok.length > 0) return ok;
+    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
+    const why = `refused to connect to ${to}: not in data_peers`;
+    this.host.log.warn("data connection refused: not in data_peers", { to, audit: "refused" });
+    this.host.post(Message.LOG_MESSAGE, {
+      log_type: LogType.ERROR,
+      message_id: 0,
+      entry: why,
+      associated_message_valid: 0,
+      associated_message_sequence: 0,
+    });
+    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
   }
 
   /** DATA_CONNECT(LOCAL) on this session: hands the data service its end of the pipe. */
@@ -389,6 +419,14 @@ export class MoverService {
 
   /** Pauses and waits for CONTINUE; throws Halted if the mover halts instead. */
   private async pause(reason: number, seek = this.seekPosition): Promise<void> {
+    // Recovery: not before the data service has consumed what was read before the pause. A DMA
+    // seeing "mover PAUSED, data ACTIVE" takes the image to go on elsewhere (the next cartridge),
+    // while the data service may be about to find the archive's end in those bytes and halt;
+    // then the connection closes meanwhile and the mover halts CONNECT_CLOSED instead.
+    if (this.mode === Mode.WRITE && this.conn) {
+      await consumed(this.conn);
+      if (this.state !== State.ACTIVE) throw new Halted();
+    }
     this.state = State.PAUSED;
     this.pauseReason = reason;
     this.windowSetSincePause = false;
@@ -555,6 +593,7 @@ export class MoverService {
       this.seekPosition += BigInt(take);
       this.bytesLeftToRead -= BigInt(take);
       this.bytesMoved += BigInt(take);
+      noteSent(conn, take);
       try {
         await writeAll(conn, data.subarray(within, within + take));
       } catch (e) {

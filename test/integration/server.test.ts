@@ -244,12 +244,13 @@ describe.runIf(ready)("ndmpd binary: limits and shutdown", () => {
       config: `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "$DIR/s"\nmax_sessions = 2\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n`,
     });
     try {
-      const a = await client(srv.port);
-      const b = await client(srv.port);
+      // max_sessions counts authenticated sessions (strangers are bounded apart: limits.test.ts).
+      const a = await authed(srv.port);
+      const b = await authed(srv.port);
       await expect(client(srv.port)).rejects.toThrow(/refused the connection: too many sessions/);
       await a.close();
       await new Promise((r) => setTimeout(r, 200));
-      const d = await client(srv.port);
+      const d = await authed(srv.port);
       await d.close();
       await b.close();
     } finally {
