@@ -30,6 +30,11 @@ import { JobError } from "./target.ts";
 /** The largest record our mover (and the virtual drive) takes. */
 const MAX_RECORD = 4 * 1024 * 1024;
 const POLL_MS = 250;
+/**
+ * After the source has sent its whole file, how long the destination may take no data before
+ * the job gives up (a peer mover that accepted a record size it cannot fill stays ACTIVE).
+ */
+const STALL_MS = 20_000;
 
 export interface DriveEnd {
   client: NdmpClient;
@@ -302,7 +307,10 @@ async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOp
 
     let eom = false;
     let dstHalt: number | undefined;
+    let srcHalted = false;
     let lastPoll = 0;
+    let moved = -1;
+    let movedAt = Date.now();
     while (dstHalt === undefined) {
       if (queue.length === 0) {
         if (lost) throw new JobError(lost);
@@ -317,6 +325,13 @@ async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOp
         lastPoll = Date.now();
         const mv = (await dst.client.request(Message.MOVER_GET_STATE)).body;
         o.progress.update(before + Number(mv.bytes_moved), 0);
+        if (Number(mv.bytes_moved) !== moved) {
+          moved = Number(mv.bytes_moved);
+          movedAt = lastPoll;
+        } else if (srcHalted && mv.state === MoverState.ACTIVE && lastPoll - movedAt > STALL_MS) {
+          for (const c of both) await c.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
+          throw new JobError(`the destination mover took no data for ${STALL_MS / 1000} s after the source sent the whole tape file (${moved} bytes written; can it write records of ${rs} bytes?)`);
+        }
       }
       while (queue.length > 0) {
         const { from, p } = queue.shift()!;
@@ -334,10 +349,12 @@ async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOp
           }
         } else if (p.code === Message.NOTIFY_MOVER_HALTED) {
           const reason = p.body.reason as number;
-          if (from === "dst") dstHalt = reason;
-          else if (reason !== MoverHaltReason.CONNECT_CLOSED && !eom) {
+          if (from === "dst") {
+            dstHalt = reason;
+          } else {
+            srcHalted = true;
             // The source failed (media error, aborted): the destination's file is not a copy.
-            await dst.client.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
+            if (reason !== MoverHaltReason.CONNECT_CLOSED && !eom) await dst.client.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
           }
         }
       }

@@ -7,7 +7,8 @@
  *    sizes, bytes); the labels carry new media ids and say what they copy; the catalog knows
  *    the copies: `ndmpd recover` restores from a copy with direct access, `ndmjob -x` reads one.
  *  - Within one server (vt0 -> vt1, two sessions joined by IPC), the source listening.
- *  - With ndmjob's tape agent as the destination mover, and as the source mover.
+ *  - With ndmjob's tape agent as the destination mover, and as the source mover; with a record
+ *    size ndmjob's mover accepts but never fills (256 KiB), a clear failure after 20 s, not a hang.
  *  - A duplication whose DMA is killed, and one onto a cartridge that is not blank: both
  *    servers stay usable.
  */
@@ -71,7 +72,7 @@ describe.runIf(ready)("ndmpd remote duplicate", () => {
     const cfg = (port: number, rest: string) =>
       `[server]\nlisten = "127.0.0.1:${port}"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n` + rest;
     [a, b] = await Promise.all([
-      startServer({ netns: ns, config: cfg(10000, `[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\n[[tape]]\nname = "vt1"\npath = "$DIR/vt1.tape"\n[[tape]]\nname = "vt2"\npath = "$DIR/vt2.tape"\n`) }),
+      startServer({ netns: ns, config: cfg(10000, `[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\n[[tape]]\nname = "vt1"\npath = "$DIR/vt1.tape"\n[[tape]]\nname = "vt2"\npath = "$DIR/vt2.tape"\n[[tape]]\nname = "vt3"\npath = "$DIR/vt3.tape"\n`) }),
       startServer({
         netns: ns,
         config: cfg(10002, `[[tape]]\nname = "lt0"\n[[changer]]\nname = "lib0"\npath = "$DIR/lib"\nslots = 3\ndrives = ["lt0"]\ncapacity = "8MiB"\n`),
@@ -173,6 +174,19 @@ describe.runIf(ready)("ndmpd remote duplicate", () => {
     expect(v2.length).toBe(2);
     expect(Buffer.concat(v2[1]!).equals(simtapeFile(bytes, 1))).toBe(true);
   });
+
+  it("a peer mover that cannot take the record size: a clear failure, not a hang; the peer stays usable", async () => {
+    // 256 KiB records (our default): ndmjob's mover accepts the size, then takes nothing.
+    const b1 = await cli("remote", "backup", trees[0]!, "--data", A, "--device", "vt3", "--state-dir", STATE);
+    expect(b1.code, b1.stderr).toBe(0);
+    const nj = join(W, "nj-big.tape");
+    writeFileSync(nj, "");
+    const r = await duplicate("--from", `${A}/vt3`, "--to", `${NJ}/${nj}`, "--dst-password", "ndmp");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/destination mover took no data .* records of 262144 bytes/);
+    const again = await duplicate("--from", `${A}/vt0`, "--to", `${NJ}/${nj}`, "--files", "0-1", "--dst-password", "ndmp", "--overwrite");
+    expect(again.code, again.stderr + again.stdout).toBe(0);
+  }, 90_000);
 
   it("a killed duplication and a refused one leave both servers usable", async () => {
     // Onto a cartridge that is not blank: refused before anything is written.
