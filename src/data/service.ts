@@ -50,6 +50,8 @@ export interface DataHost {
   readonly localAddress: string | undefined;
   post(code: number, body: unknown): void;
   drained(): Promise<void>;
+  /** drained() while the DMA is behind reading posts, else undefined (see Peer.pace). */
+  pace(): Promise<void> | undefined;
   /** The session's mover (LOCAL connections and LOCAL reads). */
   mover(): MoverService | undefined;
 }
@@ -292,6 +294,7 @@ export class DataService {
         selection,
         warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
         progress,
+        pace: () => this.host.pace(),
       });
       // A backup halted meanwhile (DATA_ABORT) is not one to build on.
       if (signal.aborted) throw signal.reason ?? new Error("aborted");
@@ -337,12 +340,13 @@ export class DataService {
           signal,
           warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
+          pace: () => this.host.pace(),
         });
         const reads = source ? `, ${source.requests} direct reads` : "";
         this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
-        if (!filehist && nlist.length > 0) this.reportFiles(targets);
+        if (!filehist && nlist.length > 0) await this.reportFiles(targets, signal);
       }
     });
   }
@@ -414,8 +418,12 @@ export class DataService {
     this.host.post(Message.NOTIFY_DATA_READ, { offset, length });
   }
 
-  private reportFiles(targets: Target[]): void {
+  /** One LOG_FILE per nlist entry, paced like every post (a million-entry nlist is a million posts). */
+  private async reportFiles(targets: Target[], signal: AbortSignal): Promise<void> {
     for (const t of targets) {
+      if (signal.aborted) return; // halted: nothing more is posted after NOTIFY_DATA_HALTED
+      const wait = this.host.pace();
+      if (wait) await wait;
       let status: number = RecoveryStatus.SUCCESSFUL;
       if (t.error) status = /refused|permission|EACCES|EPERM/i.test(t.error) ? RecoveryStatus.FAILED_PERMISSION : RecoveryStatus.FAILED_IO_ERROR;
       else if (!t.found) status = RecoveryStatus.FAILED_NOT_FOUND;

@@ -23,6 +23,7 @@ export function dataOf(s: Session): DataService {
     },
     post: (code, body) => s.post(code, body),
     drained: () => s.drained(),
+    pace: () => s.pace(),
     mover: () => moverOf(s),
   });
   s.data = data;
