@@ -132,6 +132,14 @@ export function renderEffective(c: Config): string {
     })),
     admin: { socket: c.admin.socket, ...(c.admin.group ? { group: c.admin.group } : {}) },
     ...(c.metrics ? { metrics: { listen: addr(c.metrics.listen) } } : {}),
+    limits: {
+      auth_timeout_s: c.limits.authTimeoutS,
+      preauth_max_message_size: c.limits.preAuthMessageSize,
+      max_unauthenticated: c.limits.maxUnauthenticated,
+      max_unauthenticated_per_source: c.limits.maxUnauthenticatedPerSource,
+      auth_failure_delay_max_ms: c.limits.authFailureDelayMaxMs,
+      idle_timeout_s: c.limits.idleTimeoutS,
+    },
   };
   return stringify(doc) + "\n";
 }

@@ -7,6 +7,7 @@
  */
 import { countJob } from "../metrics/metrics.ts";
 import { statSync } from "node:fs";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import { findButype } from "../engine/butypes.ts";
@@ -40,7 +41,9 @@ import { audit } from "../security/audit.ts";
 import { Refusal } from "../security/refusal.ts";
 import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
+import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
 import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
@@ -111,7 +114,8 @@ export class DataService {
   private env: Pval[] = [];
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
   private conn: Duplex | undefined;
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void; pending?(): Promise<void> } | undefined;
   private localListen = false;
   private job: AbortController | undefined;
   /** The running job's file history: closed (flushed) at the halt, before NOTIFY_DATA_HALTED. */
@@ -132,6 +136,12 @@ export class DataService {
       this.state = State.LISTEN;
       return { addr_type: AddrType.LOCAL };
     }
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a copy within one server) connects with the token.
+      const l = listenIpc();
+      this.await(l, l.addr);
+      return l.addr;
+    }
     if (addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     let l: DataListener;
     try {
@@ -144,17 +154,23 @@ export class DataService {
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, addr?: Addr): void {
     this.listener = l;
     this.state = State.LISTEN;
     l.accepted.then(
-      (sock) => {
-        if (this.state !== State.LISTEN || this.listener !== l) return void sock.destroy();
+      (conn) => {
+        if (this.state !== State.LISTEN || this.listener !== l) return void conn.destroy();
         this.listener = undefined;
-        this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connected(conn, addr ?? peerAddr(sock.remoteAddress, sock.remotePort));
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(addr: Addr): Promise<void> {
@@ -163,6 +179,12 @@ export class DataService {
       const mover = this.host.mover();
       if (!mover) throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the mover is not listening (LOCAL)");
       this.connected(mover.acceptLocal(), { addr_type: AddrType.LOCAL });
+      return;
+    }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(toBuffer(addr.ipc_addr.comm_data)) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.connected(end, addr);
       return;
     }
     if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {
@@ -180,6 +202,11 @@ export class DataService {
       throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the data service changed state while connecting");
     }
     this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+  }
+
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending?.();
   }
 
   /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
@@ -200,6 +227,8 @@ export class DataService {
   }
 
   private connected(conn: Duplex, addr: Addr): void {
+    // A mover of this process on the other end (three-way between two sessions) sees our reads.
+    if (conn instanceof Socket) trackTcpReader(conn);
     this.conn = conn;
     this.connAddr = addr;
     this.state = State.CONNECTED;

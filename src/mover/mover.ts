@@ -40,7 +40,9 @@ import type { Addr, TcpAddr } from "../protocol/xdr/v4.ts";
 import { audit } from "../security/audit.ts";
 import { Refusal } from "../security/refusal.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
+import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
 import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
@@ -89,7 +91,8 @@ export class MoverService {
   /** The data connection's peer, for GET_STATE (LOCAL when idle or local). */
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
 
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void; pending?(): Promise<void> } | undefined;
   /** LISTEN(LOCAL): waiting for the session's data service to connect. */
   private localListen = false;
   private conn: Duplex | undefined;
@@ -175,6 +178,12 @@ export class MoverService {
       this.enter(State.LISTEN, mode);
       return { addr_type: AddrType.LOCAL };
     }
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a duplication between two of its drives) connects.
+      const l = listenIpc();
+      this.await(l, mode, l.addr);
+      return l.addr;
+    }
     let l: DataListener;
     try {
       l = await listenData(this.host.localAddress, {
@@ -186,21 +195,27 @@ export class MoverService {
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l, mode);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, mode: number, addr?: Addr): void {
     this.listener = l;
     this.enter(State.LISTEN, mode);
     l.accepted.then(
-      (sock) => {
+      (conn) => {
         if (this.state !== State.LISTEN || this.listener !== l) {
-          sock.destroy();
+          conn.destroy();
           return;
         }
         this.listener = undefined;
-        this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
-        this.attach(sock);
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connAddr = addr ?? peerAddr(sock.remoteAddress, sock.remotePort);
+        this.attach(conn);
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(mode: number, addr: Addr): Promise<void> {
@@ -211,6 +226,14 @@ export class MoverService {
       if (!end) throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the data service is not listening (LOCAL)");
       this.enter(State.ACTIVE, mode);
       this.connAddr = { addr_type: AddrType.LOCAL };
+      this.attach(end);
+      return;
+    }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(addr.ipc_addr.comm_data as Uint8Array) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.enter(State.ACTIVE, mode);
+      this.connAddr = addr;
       this.attach(end);
       return;
     }
@@ -230,6 +253,11 @@ export class MoverService {
     this.enter(State.ACTIVE, mode);
     this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
     this.attach(sock);
+  }
+
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending?.();
   }
 
   /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
@@ -331,7 +359,7 @@ export class MoverService {
   /** LISTEN and CONNECT checks, in the order ndmjob's conformance tests expect. */
   private checkStart(mode: number, addrType: number): void {
     if (mode !== Mode.READ && mode !== Mode.WRITE) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `mover mode ${mode}`);
-    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
+    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP && addrType !== AddrType.IPC) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     if (this.recordSize === 0) throw new NdmpError(ErrorCode.PRECONDITION_ERR, "set the record size first");
     const tape = this.host.tape();
     if (!tape) throw new NdmpError(ErrorCode.DEV_NOT_OPEN_ERR, "no tape is open");
@@ -396,6 +424,14 @@ export class MoverService {
 
   /** Pauses and waits for CONTINUE; throws Halted if the mover halts instead. */
   private async pause(reason: number, seek = this.seekPosition): Promise<void> {
+    // Recovery: not before the data service has consumed what was read before the pause. A DMA
+    // seeing "mover PAUSED, data ACTIVE" takes the image to go on elsewhere (the next cartridge),
+    // while the data service may be about to find the archive's end in those bytes and halt;
+    // then the connection closes meanwhile and the mover halts CONNECT_CLOSED instead.
+    if (this.mode === Mode.WRITE && this.conn) {
+      await consumed(this.conn);
+      if (this.state !== State.ACTIVE) throw new Halted();
+    }
     this.state = State.PAUSED;
     this.pauseReason = reason;
     this.windowSetSincePause = false;
@@ -566,6 +602,7 @@ export class MoverService {
       this.seekPosition += BigInt(take);
       this.bytesLeftToRead -= BigInt(take);
       this.bytesMoved += BigInt(take);
+      noteSent(conn, take);
       try {
         await writeAll(conn, data.subarray(within, within + take));
       } catch (e) {

@@ -33,8 +33,17 @@ export interface DataListener {
   addrs: TcpAddr[];
   /** Resolves with the first connection; the listener then closes (one connection only). */
   accepted: Promise<Socket>;
+  /**
+   * Resolves once a connection the kernel has already completed has been taken in (`accepted`
+   * has resolved and its handlers have run): a request that depends on the state must see
+   * the connection the peer has made, not the LISTEN we would report before our next look.
+   */
+  pending(): Promise<void>;
   close(): void;
 }
+
+/** One turn of the event loop: the I/O that is ready now has been handled when it resolves. */
+const turn = () => new Promise<void>((r) => setImmediate(r));
 
 export interface ListenOptions {
   /** Ports to bind in (data_port_range); null = any ephemeral port. */
@@ -82,6 +91,11 @@ export async function listenData(localAddress: string | undefined, opts: ListenO
   return {
     addrs: advertised.map((a) => tcpAddr(a, port)),
     accepted,
+    async pending() {
+      // The end of this turn (events already polled), then one more poll of the sockets.
+      await turn();
+      await turn();
+    },
     close() {
       server.close();
       settle.reject(new Error("listener closed"));
