@@ -35,8 +35,11 @@ import {
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
 import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
-import { stripTrailingSlashes } from "../engine/fsutil.ts";
+import { showPath, stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
+import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
@@ -48,6 +51,12 @@ export interface DataHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Who authenticated on the control connection (scopes, the audit trail). */
+  readonly user?: string;
+  /** The control connection's peer, "addr:port" (the audit trail). */
+  readonly peer?: string;
+  /** The devices the session holds (the audit trail). */
+  devices?(): string[];
   post(code: number, body: unknown): void;
   drained(): Promise<void>;
   /** drained() while the DMA is behind reading posts, else undefined (see Peer.pace). */
@@ -115,6 +124,8 @@ export class DataService {
   private history: FileHistory | undefined;
   private running: Promise<void> | undefined;
   private messageId = 0;
+  /** The running job as the audit trail names it, until its end is written. */
+  private audited: { operation: string; paths: string[]; devices: string[] } | undefined;
 
   constructor(private readonly host: DataHost) {}
 
@@ -139,7 +150,8 @@ export class DataService {
       l = await listenData(this.host.localAddress, {
         ports: this.host.config.dataPorts,
         peers: peerFilter(this.host.config.dataPeers),
-        refused: (peer) => this.host.log.warn("data connection refused: not in data_peers", { from: peer, audit: "refused" }),
+        refused: (peer) =>
+          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "DATA_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
       });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
@@ -199,15 +211,12 @@ export class DataService {
     if (this.state === State.LISTEN) await this.listener?.pending?.();
   }
 
-  /** The addresses data_peers allows; none is a refusal the DMA hears of (ILLEGAL_ARGS, LOG_MESSAGE). */
+  /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
   private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
     const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
     if (ok.length > 0) return ok;
     const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
-    const why = `refused to connect to ${to}: not in data_peers`;
-    this.host.log.warn("data connection refused: not in data_peers", { to, audit: "refused" });
-    this.log(LogType.ERROR, why);
-    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
   }
 
   /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
@@ -241,6 +250,7 @@ export class DataService {
     const env = new Env(envPairs);
     const root = env.bytes("FILESYSTEM") ?? env.bytes("PREFIX");
     if (!root || root[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "FILESYSTEM must be an absolute path");
+    requireInScope(this.scope, this.user, root, "back up");
     let isDir = false;
     try {
       isDir = statSync(root).isDirectory();
@@ -268,7 +278,7 @@ export class DataService {
     // With our own mover we know the tape's record size, which direct-access reads align to.
     const rs = this.connAddr.addr_type === AddrType.LOCAL ? this.host.mover()?.recordSize : undefined;
     if (rs) ours.push(["RECORD_SIZE", String(rs)]);
-    this.begin(Op.BACKUP, envPairs, ours);
+    this.begin(Op.BACKUP, envPairs, ours, [root]);
     const stateDir = this.host.config.stateDir;
     const out = this.conn!;
     const history = wantHistory ? new FileHistory(this.host) : undefined;
@@ -298,6 +308,8 @@ export class DataService {
       });
       // A backup halted meanwhile (DATA_ABORT) is not one to build on.
       if (signal.aborted) throw signal.reason ?? new Error("aborted");
+      // Progress stops at the last entry: the stream's end (the format's trailer) counts too.
+      this.bytesProcessed = BigInt(result.bytes);
       // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
       for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
       for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
@@ -315,11 +327,16 @@ export class DataService {
     const engine = FORMAT_ENGINES[this.butype(butypeName)]!;
     const env = new Env(envPairs);
     const targets = filehist ? [] : this.targets(env, nlist);
+    // Reading a backup for its file history writes nothing: a read-only user may do that.
+    if (!filehist) {
+      requireRecover(this.scope, this.user, targets.map((t) => t.destination));
+      for (const t of targets) requireInScope(this.scope, this.user, t.destination, "restore to");
+    }
     const recursive = env.bool("RECURSIVE", true);
     // Direct access when the DMA asks for it and gave at least one offset to go to (digest §3.4);
     // targets without one are found by a scan from the start.
     const direct = !filehist && engine.direct && env.bool("DIRECT", false) && targets.some((t) => t.fhInfo !== ALL1);
-    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, []);
+    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, [], targets.map((t) => t.destination));
     const input = this.conn!;
     const history = filehist ? new FileHistory(this.host) : undefined;
     this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
@@ -349,6 +366,14 @@ export class DataService {
         if (!filehist && nlist.length > 0) await this.reportFiles(targets, signal);
       }
     });
+  }
+
+  private get user(): string {
+    return this.host.user ?? "";
+  }
+
+  private get scope(): UserScope | undefined {
+    return this.host.user === undefined ? undefined : this.host.config.scopes.get(this.host.user);
   }
 
   /**
@@ -444,12 +469,15 @@ export class DataService {
   }
 
   /** Enters ACTIVE with the saved env: the DMA's pairs, with ours added or updated. */
-  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>): void {
+  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>, paths: Buffer[]): void {
     const names = new Set(ours.map(([n]) => n));
     this.env = [...envPairs.filter((p) => !names.has(toBuffer(p.name).toString())), ...ours.map(([name, value]) => ({ name, value }))];
     this.operation = op;
     this.state = State.ACTIVE;
     this.bytesProcessed = 0n;
+    // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
+    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, paths: paths.map(showPath), devices: this.host.devices?.() ?? [] };
+    audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, outcome: "started" });
   }
 
   private run(
@@ -568,6 +596,10 @@ export class DataService {
     this.history?.close();
     this.history = undefined;
     countJob(this.operation, reason, this.bytesProcessed, this.entries);
+    if (this.audited) {
+      audit(this.host.log, { event: "job-end", user: this.user, peer: this.host.peer, ...this.audited, bytes: this.bytesProcessed, outcome: nameOf(Halt, reason) });
+      this.audited = undefined;
+    }
     this.host.log.info("data halted", { reason: Object.entries(Halt).find(([, v]) => v === reason)?.[0], bytes: this.bytesProcessed });
     this.host.post(Message.NOTIFY_DATA_HALTED, { reason });
   }
@@ -592,6 +624,11 @@ export class DataService {
 
 /** Errors of a data connection that failed (as opposed to a job that did). */
 const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);
+
+/** The spec's name of a code in one of the enums of codes.ts. */
+function nameOf(e: Record<string, number>, v: number): string {
+  return Object.entries(e).find(([, x]) => x === v)?.[0] ?? String(v);
+}
 
 function peerAddr(address: string | undefined, port: number | undefined): Addr {
   const ip = ipv4Of(address);
