@@ -22,7 +22,12 @@ import { NotRegular, READ_FLAGS, scan, type ScanItem } from "./scan.ts";
 import type { Selection } from "./selection.ts";
 
 export interface BackupOptions {
+  /** FILESYSTEM, the live path: what the stream, the history and the records are about. */
   root: Buffer;
+  /** Where the tree is read from when not from `root`: FILESYSTEM's view in a snapshot (src/snapshot). */
+  source?: Buffer;
+  /** Gives each object read from `source` the identity it has in the live tree (a snapshot's st_dev differs). */
+  remap?: (entry: Entry) => void;
   out: Duplex;
   /** File history, when the DMA asked for it (HIST). */
   history?: FileHistory;
@@ -78,7 +83,8 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     opts.warn(m);
   };
   const items = scan({
-    root: opts.root,
+    root: opts.source ?? opts.root,
+    remap: opts.remap,
     native: opts.native,
     selection: opts.selection,
     readAhead: SMALL_FILE,
