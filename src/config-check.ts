@@ -81,6 +81,7 @@ export function renderEffective(c: Config): string {
       listen: c.listen.map(addr),
       state_dir: c.stateDir,
       ...(c.dataPorts ? { data_port_range: `${c.dataPorts.from}-${c.dataPorts.to}` } : {}),
+      ...(c.dataPeers ? { data_peers: c.dataPeers } : {}),
       max_sessions: c.maxSessions,
       versions: c.versions,
       max_message_size: c.maxMessageSize,
@@ -122,6 +123,14 @@ export function renderEffective(c: Config): string {
     })),
     admin: { socket: c.admin.socket, ...(c.admin.group ? { group: c.admin.group } : {}) },
     ...(c.metrics ? { metrics: { listen: addr(c.metrics.listen) } } : {}),
+    limits: {
+      auth_timeout_s: c.limits.authTimeoutS,
+      preauth_max_message_size: c.limits.preAuthMessageSize,
+      max_unauthenticated: c.limits.maxUnauthenticated,
+      max_unauthenticated_per_source: c.limits.maxUnauthenticatedPerSource,
+      auth_failure_delay_max_ms: c.limits.authFailureDelayMaxMs,
+      idle_timeout_s: c.limits.idleTimeoutS,
+    },
   };
   return stringify(doc) + "\n";
 }

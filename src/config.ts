@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
+import { parseCidr } from "./transport/peers.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { SNAPSHOT_POLICIES, type SnapshotPolicy } from "./snapshot/policy.ts";
 import { VERSION } from "./version.ts";
@@ -49,6 +50,8 @@ export interface Config {
   identity: { vendor: string; product: string; revision: string };
   /** Ports for DATA/MOVER LISTEN; null = any ephemeral port. */
   dataPorts: { from: number; to: number } | null;
+  /** CIDR blocks data connections may come from or go to (data_peers); null = any address. */
+  dataPeers: string[] | null;
   stateDir: string;
   maxSessions: number;
   maxMessageSize: number;
@@ -62,6 +65,8 @@ export interface Config {
   admin: { socket: string; group?: string };
   /** The Prometheus listener; absent = off. */
   metrics?: { listen: ListenAddress };
+  /** [limits]: what a hostile, slow or broken peer may hold. */
+  limits: Limits;
   /** Set when the password was generated at start-up and must be shown once. */
   generatedPassword?: string;
   /** [backup]: job defaults. snapshot: the SNAPSHOT policy of a job that sends none (src/snapshot). */
@@ -78,6 +83,33 @@ export interface SnapshotHook {
   /** argv: deletes it. */
   delete: string[];
   timeoutMs: number;
+}
+
+/** The [limits] table: bounds on what one peer may hold, with safe defaults (see defaultLimits). */
+export interface Limits {
+  /** Seconds a connection has to authenticate before it is closed. */
+  authTimeoutS: number;
+  /** The largest record accepted before authentication (max_message_size applies after). */
+  preAuthMessageSize: number;
+  /** Unauthenticated connections at once, in total; they never take max_sessions' slots. */
+  maxUnauthenticated: number;
+  /** Unauthenticated connections at once from one source address. */
+  maxUnauthenticatedPerSource: number;
+  /** The ceiling of the per-source delay after failed logins (it doubles from auth_failure_delay_ms). */
+  authFailureDelayMaxMs: number;
+  /** Seconds an authenticated session with no job may stay silent; 0 = no limit. */
+  idleTimeoutS: number;
+}
+
+export function defaultLimits(): Limits {
+  return {
+    authTimeoutS: 30,
+    preAuthMessageSize: 64 * 1024,
+    maxUnauthenticated: 32,
+    maxUnauthenticatedPerSource: 8,
+    authFailureDelayMaxMs: 10_000,
+    idleTimeoutS: 0,
+  };
 }
 
 export interface ChangerConfig {
@@ -181,6 +213,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     users: new Map([["ndmp", Buffer.from(fromEnv ?? generated!, "utf8")]]),
     identity: { vendor: "ndmpd", product: "ndmpd", revision: VERSION },
     dataPorts: null,
+    dataPeers: null,
     stateDir,
     maxSessions: 64,
     maxMessageSize: 32 * 1024 * 1024,
@@ -189,6 +222,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authFailureDelayMs: 250,
     ...embeddedDevices(stateDir),
     admin: { socket: join(stateDir, "admin.sock") },
+    limits: defaultLimits(),
     generatedPassword: generated,
     backup: { snapshot: "auto" },
     snapshotHooks: [],
@@ -260,7 +294,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
   // A configuration file names its own devices: the embedded library is for running without one.
   cfg.tapes = [];
   cfg.changers = [];
-  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics", "backup", "snapshot"], at);
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics", "limits", "backup", "snapshot"], at);
 
   const server = table(doc, ["server"], at);
   checkKeys(server, ["server"], [
@@ -268,6 +302,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     "versions",
     "state_dir",
     "data_port_range",
+    "data_peers",
     "max_sessions",
     "max_message_size",
     "log_level",
@@ -306,6 +341,20 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     const to = m ? Number(m[2]) : NaN;
     if (!m || from < 1 || to > 65535 || from > to) throw at(["server", "data_port_range"], 'must be "FROM-TO" within 1-65535');
     cfg.dataPorts = { from, to };
+  }
+  if (server.data_peers !== undefined) {
+    const list = server.data_peers;
+    if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) {
+      throw at(["server", "data_peers"], 'must be a list of "ADDRESS/PREFIX" strings, e.g. ["10.0.0.0/8", "::1/128"]');
+    }
+    for (const c of list) {
+      try {
+        parseCidr(c);
+      } catch (e) {
+        throw at(["server", "data_peers"], (e as Error).message);
+      }
+    }
+    cfg.dataPeers = [...list];
   }
   if (server.max_sessions !== undefined) cfg.maxSessions = intIn(server.max_sessions, 1, 100_000, ["server", "max_sessions"], at);
   if (server.max_message_size !== undefined) {
@@ -367,6 +416,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at) };
   }
   parseOperations(doc, cfg, at);
+  parseLimits(doc, cfg, at);
   parseSnapshots(doc, cfg, at);
   // Changers first: a tape bound to a virtual library needs no path of its own.
   const bound = new Map<string, string>();
@@ -489,6 +539,25 @@ function parseChangers(list: unknown, at: At): ChangerConfig[] {
 }
 
 type At = (path: (string | number)[], problem: string) => ConfigError;
+
+/** [limits]: every key optional, each with a safe default. */
+function parseLimits(doc: Table, cfg: Config, at: At): void {
+  const t = table(doc, ["limits"], at);
+  const keys = ["auth_timeout_s", "preauth_max_message_size", "max_unauthenticated", "max_unauthenticated_per_source", "auth_failure_delay_max_ms", "idle_timeout_s"];
+  checkKeys(t, ["limits"], keys, at);
+  const l = cfg.limits;
+  const int = (k: string, min: number, max: number) => intIn(t[k], min, max, ["limits", k], at);
+  if (t.auth_timeout_s !== undefined) l.authTimeoutS = int("auth_timeout_s", 1, 3600);
+  if (t.preauth_max_message_size !== undefined) {
+    const n = parseSize(t.preauth_max_message_size);
+    if (n === undefined || n < 1024 || n > 16 * 1024 * 1024) throw at(["limits", "preauth_max_message_size"], 'must be a size between "1KiB" and "16MiB"');
+    l.preAuthMessageSize = n;
+  }
+  if (t.max_unauthenticated !== undefined) l.maxUnauthenticated = int("max_unauthenticated", 1, 100_000);
+  if (t.max_unauthenticated_per_source !== undefined) l.maxUnauthenticatedPerSource = int("max_unauthenticated_per_source", 1, 100_000);
+  if (t.auth_failure_delay_max_ms !== undefined) l.authFailureDelayMaxMs = int("auth_failure_delay_max_ms", 0, 600_000);
+  if (t.idle_timeout_s !== undefined) l.idleTimeoutS = int("idle_timeout_s", 0, 7 * 86400);
+}
 
 /** [admin] and [metrics]: the admin socket and the Prometheus listener. */
 function parseOperations(doc: Table, cfg: Config, at: At): void {

@@ -7,6 +7,7 @@
  */
 import { countJob } from "../metrics/metrics.ts";
 import { statSync } from "node:fs";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import { findButype } from "../engine/butypes.ts";
@@ -32,14 +33,17 @@ import {
   RecoveryStatus,
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
-import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
 import { stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
 import { parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
+import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
-import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
+import { peerFilter } from "../transport/peers.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
@@ -102,7 +106,8 @@ export class DataService {
   private env: Pval[] = [];
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
   private conn: Duplex | undefined;
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void; pending?(): Promise<void> } | undefined;
   private localListen = false;
   private job: AbortController | undefined;
   /** The running job's file history: closed (flushed) at the halt, before NOTIFY_DATA_HALTED. */
@@ -121,24 +126,40 @@ export class DataService {
       this.state = State.LISTEN;
       return { addr_type: AddrType.LOCAL };
     }
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a copy within one server) connects with the token.
+      const l = listenIpc();
+      this.await(l, l.addr);
+      return l.addr;
+    }
     if (addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     let l: DataListener;
     try {
-      l = await listenData(this.host.localAddress, this.host.config.dataPorts);
+      l = await listenData(this.host.localAddress, {
+        ports: this.host.config.dataPorts,
+        peers: peerFilter(this.host.config.dataPeers),
+        refused: (peer) => this.host.log.warn("data connection refused: not in data_peers", { from: peer, audit: "refused" }),
+      });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, addr?: Addr): void {
     this.listener = l;
     this.state = State.LISTEN;
     l.accepted.then(
-      (sock) => {
-        if (this.state !== State.LISTEN || this.listener !== l) return void sock.destroy();
+      (conn) => {
+        if (this.state !== State.LISTEN || this.listener !== l) return void conn.destroy();
         this.listener = undefined;
-        this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connected(conn, addr ?? peerAddr(sock.remoteAddress, sock.remotePort));
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(addr: Addr): Promise<void> {
@@ -149,12 +170,19 @@ export class DataService {
       this.connected(mover.acceptLocal(), { addr_type: AddrType.LOCAL });
       return;
     }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(toBuffer(addr.ipc_addr.comm_data)) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.connected(end, addr);
+      return;
+    }
     if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {
       throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unsupported address type ${addr.addr_type}`);
     }
+    const allowed = this.peersOnly(addr.tcp_addr);
     let sock;
     try {
-      sock = await connectData(addr.tcp_addr);
+      sock = await connectData(allowed);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -163,6 +191,22 @@ export class DataService {
       throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the data service changed state while connecting");
     }
     this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+  }
+
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending?.();
+  }
+
+  /** The addresses data_peers allows; none is a refusal the DMA hears of (ILLEGAL_ARGS, LOG_MESSAGE). */
+  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
+    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
+    if (ok.length > 0) return ok;
+    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
+    const why = `refused to connect to ${to}: not in data_peers`;
+    this.host.log.warn("data connection refused: not in data_peers", { to, audit: "refused" });
+    this.log(LogType.ERROR, why);
+    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
   }
 
   /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
@@ -175,6 +219,8 @@ export class DataService {
   }
 
   private connected(conn: Duplex, addr: Addr): void {
+    // A mover of this process on the other end (three-way between two sessions) sees our reads.
+    if (conn instanceof Socket) trackTcpReader(conn);
     this.conn = conn;
     this.connAddr = addr;
     this.state = State.CONNECTED;

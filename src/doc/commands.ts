@@ -140,13 +140,15 @@ export const COMMANDS: CommandDoc[] = [
   },
   {
     name: "remote",
-    summary: "'remote backup|recover': drive other NDMP servers (ndmpd as a small DMA)",
+    summary: "'remote backup|recover|copy|duplicate': drive other NDMP servers (ndmpd as a small DMA)",
     synopsis: [
       "remote backup PATH --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME [options]",
       "remote recover --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME --to DIR [PATH...] [options]",
+      "remote copy SRC_HOST[:PORT]:/PATH DST_HOST[:PORT]:/PATH [--format F] [--level N] [--exclude PAT]... [--listen src|dst] [options]",
     ],
     description: [
       "Runs a job on other NDMP servers, ndmpd acting as the DMA: the data agent (--data) backs up or restores its own files, the tape agent (--tape; default: the data agent itself) writes or reads drive NAME there, with a TCP data connection between them (LOCAL when they are one server). The tape layout and the catalog are those of 'ndmpd backup'.",
+      "copy moves a tree from one server to another without the data passing through ndmpd (data migration, like ndmpcopy): the source's data service backs up PATH straight into the destination's data service, which recovers it into its PATH. One side listens (--listen, default the destination) and the other connects over TCP; when both are the same server, its two sessions are joined by an NDMP IPC connection instead. --level N copies only what changed since the source's last copy or backup of a lower level (its dumpdates), deletions included: a level 0 then level 1 copy brings the destination up to date.",
     ],
     options: [
       { flags: "-D, --data HOST[:PORT]", text: `the data agent (default port ${DEFAULT_PORT})` },
@@ -160,6 +162,13 @@ export const COMMANDS: CommandDoc[] = [
       { flags: "--state-dir DIR", text: "where the catalog is (default: ndmpd's state directory)" },
       { flags: "backup:", text: "-f/--format, -x/--exclude, -L/--label, --level, --record-size, --json as for 'ndmpd backup'" },
       { flags: "recover:", text: "-n/--file N, -C/--to DIR, --json; or, for an image another DMA wrote with no ndmpd label: --tape-file N (its tape file number), --format F, --record-size N (default 10240)" },
+      { flags: "copy: -f, --format tar|dump", text: "the stream format between the two (default tar)" },
+      { flags: "copy: --level N", text: "0 (default) copies everything; N > 0 what changed since the last lower level of that source path" },
+      { flags: "copy: -x, --exclude PAT", text: "leave out what matches (as for 'ndmpd backup'); repeatable" },
+      { flags: "copy: --listen src|dst", text: "the side that listens for the data connection (default dst)" },
+      { flags: "copy: --src-user U, --src-password P", text: "the source's login (default ndmp, $NDMPD_SRC_PASSWORD or $NDMPD_PASSWORD)" },
+      { flags: "copy: --dst-user U, --dst-password P", text: "the destination's login (default ndmp, $NDMPD_DST_PASSWORD or $NDMPD_PASSWORD)" },
+      { flags: "copy: --auth md5|text, --json", text: "as above" },
     ],
   },
   {

@@ -33,7 +33,13 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "listen", value: '["127.0.0.1:10000"]', text: 'addresses to listen on, "ADDR:PORT" or "[V6]:PORT" (default 127.0.0.1:10000 only); add "0.0.0.0:10000" to serve the network' },
       { key: "state_dir", value: '"/var/lib/ndmpd"', text: "catalog, dump dates, the embedded library (default /var/lib/ndmpd as root, else $XDG_STATE_HOME/ndmpd; $NDMPD_STATE_DIR overrides the default)" },
       { key: "data_port_range", value: '"10100-10199"', text: "ports for data connections (DATA_LISTEN, MOVER_LISTEN), for a firewall; default any", commented: true },
-      { key: "max_sessions", value: "64", text: "connections past this get NOTIFY_CONNECTION_STATUS REFUSED" },
+      {
+        key: "data_peers",
+        value: '["10.0.0.0/8", "::1/128"]',
+        text: "CIDR blocks a data connection may come from (DATA_LISTEN, MOVER_LISTEN) or go to (DATA_CONNECT, MOVER_CONNECT); others are logged and dropped, the listen goes on. Default any address (three-way backups need the other server's); set it on shared networks",
+        commented: true,
+      },
+      { key: "max_sessions", value: "64", text: "authenticated sessions at once; connections past this get NOTIFY_CONNECTION_STATUS REFUSED (unauthenticated ones are bounded apart, see [limits])" },
       { key: "versions", value: "[4, 3]", text: "NDMP versions offered, highest first" },
       { key: "max_message_size", value: '"32MiB"', text: "larger records are refused and the connection closed" },
       { key: "log_level", value: '"info"', text: "error | warn | info | debug" },
@@ -147,6 +153,18 @@ export const CONFIG_TABLES: TableDoc[] = [
     text: "An optional HTTP listener serving Prometheus metrics at /metrics (off unless listen is set).",
     commented: true,
     keys: [{ key: "listen", value: '"127.0.0.1:9610"', text: "ADDR:PORT of the metrics listener" }],
+  },
+  {
+    name: "limits",
+    text: "What a hostile, slow or broken peer may hold; each limit is logged when it acts. The defaults are safe: change them only to loosen them for a known peer.",
+    keys: [
+      { key: "auth_timeout_s", value: "30", text: "seconds a connection has to authenticate before it is closed" },
+      { key: "preauth_max_message_size", value: '"64KiB"', text: "larger records before authentication close the connection (max_message_size applies after)" },
+      { key: "max_unauthenticated", value: "32", text: "unauthenticated connections at once, in total; past it a connection is refused (they never take the slots of max_sessions)" },
+      { key: "max_unauthenticated_per_source", value: "8", text: "unauthenticated connections at once from one source address" },
+      { key: "auth_failure_delay_max_ms", value: "10000", text: "after each failed login from an address the delay doubles from server.auth_failure_delay_ms up to this; a success resets it" },
+      { key: "idle_timeout_s", value: "0", text: "close an authenticated session with no job after this many silent seconds (0: never)" },
+    ],
   },
 ];
 

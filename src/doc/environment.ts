@@ -12,6 +12,8 @@ export const PROCESS_ENV: OptionDoc[] = [
   { flags: "XDG_STATE_HOME", text: "not root: the state directory is $XDG_STATE_HOME/ndmpd (default ~/.local/state/ndmpd)" },
   { flags: "NDMPD_DATA_PASSWORD", text: "remote: the data agent's password" },
   { flags: "NDMPD_TAPE_PASSWORD", text: "remote: the tape agent's password" },
+  { flags: "NDMPD_SRC_PASSWORD", text: "remote copy and duplicate: the source server's password" },
+  { flags: "NDMPD_DST_PASSWORD", text: "remote copy and duplicate: the destination server's password" },
 ];
 
 export const NDMP_ENV: OptionDoc[] = [

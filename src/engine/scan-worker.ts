@@ -7,6 +7,7 @@
  *  - "read": the reader. Reads the small files of each batch whole, with plain syscalls, and
  *    passes the batch on to the backup.
  *
+ * Workers are kept between scans (scan.ts): each "start" or "read" begins a new scan.
  * It is a separate entry point of the compiled binary (package.json: build).
  */
 import fs from "node:fs";
@@ -38,8 +39,12 @@ let credit = WORKER_CREDIT;
 let waiting: (() => void) | undefined;
 
 port.on("message", (m: { type: string }) => {
-  if (m.type === "start") void walkRole(m as StartMessage).catch((e: unknown) => fatal(e, (m as StartMessage).to ?? port));
-  else if (m.type === "read") readRole(m as ReadMessage);
+  if (m.type === "start") {
+    // A kept worker serves one scan after another: every scan starts with its full credit.
+    credit = WORKER_CREDIT;
+    waiting = undefined;
+    void walkRole(m as StartMessage).catch((e: unknown) => fatal(e, (m as StartMessage).to ?? port));
+  } else if (m.type === "read") readRole(m as ReadMessage);
   else if (m.type === "more") {
     credit++;
     waiting?.();
@@ -92,7 +97,11 @@ function readRole(m: ReadMessage): void {
       if (msg.type === "batch") {
         const filled = readContents(msg.data, m.readAhead);
         port.postMessage(filled, [filled.data, filled.contents!, filled.slots!.buffer as ArrayBuffer]);
-      } else port.postMessage(msg);
+      } else {
+        port.postMessage(msg);
+        // This scan is over: the next one (the worker is kept) comes with a port of its own.
+        if (msg.type === "end") m.from.close();
+      }
     } catch (e) {
       fatal(e, port);
     }

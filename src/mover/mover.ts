@@ -29,6 +29,7 @@ import {
   AddrType,
   ALL1,
   ErrorCode,
+  LogType,
   Message,
   MoverHaltReason as Halt,
   MoverMode as Mode,
@@ -36,10 +37,13 @@ import {
   MoverState as State,
   NdmpError,
 } from "../protocol/codes.ts";
-import type { Addr } from "../protocol/xdr/v4.ts";
+import type { Addr, TcpAddr } from "../protocol/xdr/v4.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
+import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
-import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
+import { peerFilter } from "../transport/peers.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
@@ -78,7 +82,8 @@ export class MoverService {
   /** The data connection's peer, for GET_STATE (LOCAL when idle or local). */
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
 
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void; pending?(): Promise<void> } | undefined;
   /** LISTEN(LOCAL): waiting for the session's data service to connect. */
   private localListen = false;
   private conn: Duplex | undefined;
@@ -164,27 +169,43 @@ export class MoverService {
       this.enter(State.LISTEN, mode);
       return { addr_type: AddrType.LOCAL };
     }
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a duplication between two of its drives) connects.
+      const l = listenIpc();
+      this.await(l, mode, l.addr);
+      return l.addr;
+    }
     let l: DataListener;
     try {
-      l = await listenData(this.host.localAddress, this.host.config.dataPorts);
+      l = await listenData(this.host.localAddress, {
+        ports: this.host.config.dataPorts,
+        peers: peerFilter(this.host.config.dataPeers),
+        refused: (peer) => this.host.log.warn("data connection refused: not in data_peers", { from: peer, audit: "refused" }),
+      });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l, mode);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, mode: number, addr?: Addr): void {
     this.listener = l;
     this.enter(State.LISTEN, mode);
     l.accepted.then(
-      (sock) => {
+      (conn) => {
         if (this.state !== State.LISTEN || this.listener !== l) {
-          sock.destroy();
+          conn.destroy();
           return;
         }
         this.listener = undefined;
-        this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
-        this.attach(sock);
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connAddr = addr ?? peerAddr(sock.remoteAddress, sock.remotePort);
+        this.attach(conn);
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(mode: number, addr: Addr): Promise<void> {
@@ -198,11 +219,20 @@ export class MoverService {
       this.attach(end);
       return;
     }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(addr.ipc_addr.comm_data as Uint8Array) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.enter(State.ACTIVE, mode);
+      this.connAddr = addr;
+      this.attach(end);
+      return;
+    }
     const addrs = addr.tcp_addr ?? [];
     if (addrs.length === 0) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "no TCP address");
+    const allowed = this.peersOnly(addrs);
     let sock;
     try {
-      sock = await connectData(addrs);
+      sock = await connectData(allowed);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -213,6 +243,28 @@ export class MoverService {
     this.enter(State.ACTIVE, mode);
     this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
     this.attach(sock);
+  }
+
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending?.();
+  }
+
+  /** The addresses data_peers allows; none is a refusal the DMA hears of (ILLEGAL_ARGS, LOG_MESSAGE). */
+  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
+    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
+    if (ok.length > 0) return ok;
+    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
+    const why = `refused to connect to ${to}: not in data_peers`;
+    this.host.log.warn("data connection refused: not in data_peers", { to, audit: "refused" });
+    this.host.post(Message.LOG_MESSAGE, {
+      log_type: LogType.ERROR,
+      message_id: 0,
+      entry: why,
+      associated_message_valid: 0,
+      associated_message_sequence: 0,
+    });
+    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
   }
 
   /** DATA_CONNECT(LOCAL) on this session: hands the data service its end of the pipe. */
@@ -306,7 +358,7 @@ export class MoverService {
   /** LISTEN and CONNECT checks, in the order ndmjob's conformance tests expect. */
   private checkStart(mode: number, addrType: number): void {
     if (mode !== Mode.READ && mode !== Mode.WRITE) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `mover mode ${mode}`);
-    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
+    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP && addrType !== AddrType.IPC) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     if (this.recordSize === 0) throw new NdmpError(ErrorCode.PRECONDITION_ERR, "set the record size first");
     const tape = this.host.tape();
     if (!tape) throw new NdmpError(ErrorCode.DEV_NOT_OPEN_ERR, "no tape is open");
@@ -367,6 +419,14 @@ export class MoverService {
 
   /** Pauses and waits for CONTINUE; throws Halted if the mover halts instead. */
   private async pause(reason: number, seek = this.seekPosition): Promise<void> {
+    // Recovery: not before the data service has consumed what was read before the pause. A DMA
+    // seeing "mover PAUSED, data ACTIVE" takes the image to go on elsewhere (the next cartridge),
+    // while the data service may be about to find the archive's end in those bytes and halt;
+    // then the connection closes meanwhile and the mover halts CONNECT_CLOSED instead.
+    if (this.mode === Mode.WRITE && this.conn) {
+      await consumed(this.conn);
+      if (this.state !== State.ACTIVE) throw new Halted();
+    }
     this.state = State.PAUSED;
     this.pauseReason = reason;
     this.windowSetSincePause = false;
@@ -533,6 +593,7 @@ export class MoverService {
       this.seekPosition += BigInt(take);
       this.bytesLeftToRead -= BigInt(take);
       this.bytesMoved += BigInt(take);
+      noteSent(conn, take);
       try {
         await writeAll(conn, data.subarray(within, within + take));
       } catch (e) {

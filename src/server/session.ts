@@ -38,6 +38,19 @@ const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
 
 /** Records waiting to be handled before we stop reading from a flooding peer. */
 const MAX_QUEUED_RECORDS = 64;
+/** The same before authentication: a stranger gets little buffering (limits.preauth_max_message_size each). */
+const MAX_QUEUED_RECORDS_PREAUTH = 4;
+
+/** The listener's say when a session authenticates: false = over max_sessions, refuse it. */
+export interface Admission {
+  admit(s: Session): boolean;
+}
+
+/** The source address of a connection, IPv4-mapped IPv6 unwrapped (the key of per-source limits). */
+export function sourceAddress(a: string | undefined): string {
+  if (!a) return "?";
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
 
 export class Session implements Peer {
   /** The version fixed by CONNECT_OPEN or by the first other request; undefined until then. */
@@ -56,7 +69,7 @@ export class Session implements Peer {
   /** The session's mover (MOVER interface), made on first use. */
   mover: MoverService | undefined;
   /** The session's data service, as far as the mover needs it (LOCAL connections). */
-  data: { acceptLocalFromMover(mode: number): Duplex | undefined } | undefined;
+  data: { acceptLocalFromMover(mode: number): Duplex | undefined; takePending(): Promise<void> } | undefined;
   readonly log: Logger;
   /** When the connection was accepted (ms since the epoch), for `ndmpd sessions`. */
   readonly openedAt = Date.now();
@@ -69,6 +82,9 @@ export class Session implements Peer {
   private processing = false;
   private closed = false;
   private readonly cleanups: Array<() => void | Promise<void>> = [];
+  /** limits.auth_timeout_s, then limits.idle_timeout_s once authenticated. */
+  private timer: NodeJS.Timeout | undefined;
+  private lastRequestAt = Date.now();
 
   constructor(
     readonly id: number,
@@ -77,10 +93,12 @@ export class Session implements Peer {
     readonly devices: DeviceRegistry,
     private readonly handlers: HandlerTable,
     log: Logger,
+    private readonly admission?: Admission,
   ) {
     this.ended = new Promise((r) => (this.markEnded = r));
     this.log = log.child({ session: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
-    this.reader = new RecordReader(config.maxMessageSize);
+    // Before authentication a record may be small: a stranger cannot make us buffer 32 MiB.
+    this.reader = new RecordReader(Math.min(config.limits.preAuthMessageSize, config.maxMessageSize));
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.log.debug("socket error", { err }));
@@ -104,9 +122,69 @@ export class Session implements Peer {
     return this.closed;
   }
 
+  /** The connection's source address (the key of the per-source limits). */
+  get source(): string {
+    return sourceAddress(this.socket.remoteAddress);
+  }
+
+  /**
+   * CONNECT_CLIENT_AUTH succeeded: admits the session (unless max_sessions authenticated ones
+   * are open: then it is refused and closed, and this returns false), lifts the record limit to
+   * max_message_size and trades the authentication deadline for the idle timeout.
+   */
+  authenticate(user: string): boolean {
+    if (this.admission && !this.admission.admit(this)) {
+      this.log.warn("connection refused at authentication: session limit reached", { limit: this.config.maxSessions });
+      this.notifyAndClose(ConnectionStatusReason.REFUSED, "too many sessions");
+      return false;
+    }
+    this.authenticated = true;
+    this.authUser = user;
+    this.reader.maxRecord = this.config.maxMessageSize;
+    this.armIdleTimer();
+    return true;
+  }
+
+  private armAuthTimer(): void {
+    const ms = this.config.limits.authTimeoutS * 1000;
+    this.timer = setTimeout(() => {
+      if (this.authenticated || this.closed) return;
+      this.log.warn("connection closed: no authentication in time", { limit_s: this.config.limits.authTimeoutS });
+      this.notifyAndClose(ConnectionStatusReason.SHUTDOWN, "authentication timeout");
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** Closes the session after limits.idle_timeout_s without a request while it has no job. */
+  private armIdleTimer(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const idleMs = this.config.limits.idleTimeoutS * 1000;
+    if (idleMs <= 0 || this.closed) return;
+    const wait = Math.max(0, this.lastRequestAt + idleMs - Date.now());
+    this.timer = setTimeout(() => {
+      if (this.closed) return;
+      if (Date.now() - this.lastRequestAt < idleMs || this.hasJob()) {
+        if (this.hasJob()) this.lastRequestAt = Date.now(); // a job counts as activity
+        return this.armIdleTimer();
+      }
+      this.log.warn("session closed: idle with no job", { limit_s: this.config.limits.idleTimeoutS });
+      this.notifyAndClose(ConnectionStatusReason.SHUTDOWN, "idle timeout");
+    }, wait);
+    this.timer.unref();
+  }
+
+  /** A data or mover operation is under way (not idle, not halted). */
+  hasJob(): boolean {
+    const data = this.data as { state?: number } | undefined;
+    const busy = (st: number | undefined, idle: number[]) => st !== undefined && !idle.includes(st);
+    return busy(data?.state, [DataState.IDLE, DataState.HALTED]) || busy(this.mover?.state, [MoverState.IDLE, MoverState.HALTED]);
+  }
+
   /** Sends NOTIFY_CONNECTION_STATUS(CONNECTED) — the first thing a DMA expects. */
   start(): void {
     this.log.info("session opened");
+    this.armAuthTimer();
     this.post(Message.NOTIFY_CONNECTION_STATUS, {
       reason: ConnectionStatusReason.CONNECTED,
       protocol_version: this.config.versions[0]!,
@@ -165,6 +243,7 @@ export class Session implements Peer {
   private async teardown(why: string): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.timer);
     this.queue = [];
     for (const fn of this.cleanups.splice(0).reverse()) {
       try {
@@ -248,8 +327,12 @@ export class Session implements Peer {
     }
     if (records.length === 0) return;
     this.queue.push(...records);
-    if (this.queue.length >= MAX_QUEUED_RECORDS) this.socket.pause();
+    if (this.queue.length >= this.maxQueued) this.socket.pause();
     void this.drain();
+  }
+
+  private get maxQueued(): number {
+    return this.authenticated ? MAX_QUEUED_RECORDS : MAX_QUEUED_RECORDS_PREAUTH;
   }
 
   private async drain(): Promise<void> {
@@ -258,7 +341,7 @@ export class Session implements Peer {
     try {
       while (this.queue.length > 0 && !this.closed) {
         await this.dispatch(this.queue.shift()!);
-        if (this.queue.length < MAX_QUEUED_RECORDS / 2 && this.socket.isPaused()) this.socket.resume();
+        if (this.queue.length < this.maxQueued / 2 && this.socket.isPaused()) this.socket.resume();
       }
     } finally {
       this.processing = false;
@@ -305,8 +388,13 @@ export class Session implements Peer {
       this.version = this.config.versions[0];
     }
     this.log.debug("request", { message: name, seq: h.sequence });
+    this.lastRequestAt = Date.now();
     let reply: unknown;
     try {
+      // A DMA that has just connected to our LISTEN address and sends a request at once must
+      // find the connection made (the kernel has completed it; we may not have looked yet).
+      await this.mover?.takePending();
+      await this.data?.takePending();
       reply = await handler.handle(this, request, h);
     } catch (e) {
       if (e instanceof NdmpError) {

@@ -125,7 +125,7 @@ export const configHandlers: HandlerTable = {
   [Message.CONFIG_GET_HOST_INFO]: { handle: hostInfo },
   [Message.CONFIG_GET_SERVER_INFO]: { preAuth: true, handle: serverInfo },
   [Message.CONFIG_GET_CONNECTION_TYPE]: {
-    handle: () => ({ error: OK, addr_types: [AddrType.LOCAL, AddrType.TCP] }),
+    handle: () => ({ error: OK, addr_types: [AddrType.LOCAL, AddrType.TCP, AddrType.IPC] }),
   },
   [Message.CONFIG_GET_AUTH_ATTR]: { preAuth: true, handle: authAttr },
   [Message.CONFIG_GET_BUTYPE_INFO]: { handle: butypeInfo },

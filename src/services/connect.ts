@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { AuthMethod } from "../config.ts";
 import { AuthType, ErrorCode, Message, NdmpError } from "../protocol/codes.ts";
 import type { AuthData } from "../protocol/xdr/v4.ts";
-import { checkMd5, checkText, md5Digest } from "../server/auth.ts";
+import { AuthThrottle, checkMd5, checkText, md5Digest } from "../server/auth.ts";
 import type { Session } from "../server/session.ts";
 import type { HandlerTable } from "./handler.ts";
 
@@ -15,6 +15,9 @@ const methodOf: Record<number, AuthMethod | undefined> = {
   [AuthType.TEXT]: "text",
   [AuthType.MD5]: "md5",
 };
+
+/** Failed logins per source address: each one from an address waits twice as long as the last. */
+const throttle = new AuthThrottle();
 
 export function offeredAuthTypes(methods: AuthMethod[]): number[] {
   const code: Record<AuthMethod, number> = { none: AuthType.NONE, text: AuthType.TEXT, md5: AuthType.MD5 };
@@ -53,13 +56,14 @@ async function clientAuth(s: Session, req: { auth_data: AuthData }): Promise<{ e
     ok = true;
   }
   if (!ok) {
-    s.log.warn("authentication failed", { method, user });
     countAuthFailure(method);
-    if (s.config.authFailureDelayMs > 0) await sleep(s.config.authFailureDelayMs);
+    const delayMs = throttle.failed(s.source, s.config.authFailureDelayMs, s.config.limits.authFailureDelayMaxMs);
+    s.log.warn("authentication failed", { method, user, source: s.source, failures: throttle.count(s.source), delay_ms: delayMs });
+    if (delayMs > 0) await sleep(delayMs);
     throw new NdmpError(ErrorCode.NOT_AUTHORIZED_ERR, "wrong user or password");
   }
-  s.authenticated = true;
-  s.authUser = user;
+  throttle.succeeded(s.source);
+  if (!s.authenticate(user)) throw new NdmpError(ErrorCode.NOT_AUTHORIZED_ERR, "too many sessions");
   s.log.info("authenticated", { method, user });
   return { error: ErrorCode.NO_ERR };
 }

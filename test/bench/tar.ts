@@ -68,7 +68,7 @@ function writeRandomFile(path: string, size: number, seed: number): void {
   }
 }
 
-function makeManyFiles(dir: string, count: number): void {
+export function makeManyFiles(dir: string, count: number): void {
   const perDir = 200;
   const key = createHash("sha256").update("ndmpd-bench-tar-many").digest();
   const c = createCipheriv("aes-128-ctr", key.subarray(0, 16), key.subarray(16, 32));
@@ -100,7 +100,7 @@ function sink(): Promise<{ port: number; done: Promise<number> }> {
   });
 }
 
-async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: boolean, butype = "tar"): Promise<{ seconds: number; cpu: number; bytes: number; fhEntries: number }> {
+export async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: boolean, butype = "tar"): Promise<{ seconds: number; cpu: number; bytes: number; fhEntries: number }> {
   const c = await benchClient(srv.port);
   try {
     coldIfAsked();
@@ -136,7 +136,7 @@ async function oursOnce(srv: { port: number; pid: number }, dir: string, hist: b
  */
 const TAR_SAME_METADATA = ["--format=posix", "--xattrs", "--xattrs-include=*", "--acls"];
 
-async function tarOnce(dir: string, options: string[] = TAR_SAME_METADATA): Promise<{ seconds: number; cpu: number; bytes: number }> {
+export async function tarOnce(dir: string, options: string[] = TAR_SAME_METADATA): Promise<{ seconds: number; cpu: number; bytes: number }> {
   coldIfAsked();
   const s = await sink();
   const t0 = performance.now();
@@ -183,7 +183,7 @@ async function twice<T extends { seconds: number }>(f: () => Promise<T>): Promis
 }
 
 /** user + system CPU seconds of a live process (/proc, clock ticks of 10 ms). */
-function cpuOf(pid: number): number {
+export function cpuOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }

@@ -86,7 +86,7 @@ describe.runIf(ready)("ndmpd binary: control connection", () => {
       expect(lines).toContain("    product    Filer X");
       expect(lines).toContain("    revision   7.1");
       expect(lines).toContain("    auths      (2)  NDMP4_AUTH_MD5 NDMP4_AUTH_TEXT");
-      expect(lines).toContain("    addr_types (2)  NDMP4_ADDR_LOCAL NDMP4_ADDR_TCP");
+      expect(lines).toContain("    addr_types (3)  NDMP4_ADDR_LOCAL NDMP4_ADDR_TCP NDMP4_ADDR_IPC");
       expect(lines).toContain("  Backup type info of tar format");
       expect(lines).toContain("  Backup type info of dump format");
       expect(lines).toContain("  File system /");
@@ -106,7 +106,7 @@ describe.runIf(ready)("ndmpd binary: control connection", () => {
     expect(ours.stdout).toContain(`Host ${host}`);
     expect(ours.stdout).toContain("  vendor     ACME Test");
     expect(ours.stdout).toContain("  auths      (2) AUTH_MD5 AUTH_TEXT");
-    expect(ours.stdout).toContain("  addr_types (2) ADDR_LOCAL ADDR_TCP");
+    expect(ours.stdout).toContain("  addr_types (3) ADDR_LOCAL ADDR_TCP ADDR_IPC");
     const attrs = lines.filter((l) => l.startsWith("    attrs")).map((l) => l.split(/\s+/).pop());
     expect(ours.stdout).toContain(`Backup type tar\n  attrs      ${attrs[0]}`);
     expect(ours.stdout).toContain(`Backup type dump\n  attrs      ${attrs[1]}`);
@@ -244,12 +244,13 @@ describe.runIf(ready)("ndmpd binary: limits and shutdown", () => {
       config: `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "$DIR/s"\nmax_sessions = 2\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n`,
     });
     try {
-      const a = await client(srv.port);
-      const b = await client(srv.port);
+      // max_sessions counts authenticated sessions (strangers are bounded apart: limits.test.ts).
+      const a = await authed(srv.port);
+      const b = await authed(srv.port);
       await expect(client(srv.port)).rejects.toThrow(/refused the connection: too many sessions/);
       await a.close();
       await new Promise((r) => setTimeout(r, 200));
-      const d = await client(srv.port);
+      const d = await authed(srv.port);
       await d.close();
       await b.close();
     } finally {

@@ -104,6 +104,7 @@ describe.runIf(ready)("ndmpd binary: TAPE and MOVER services", () => {
         { name: "vw" },
         { name: "va" },
         { name: "vs" },
+        { name: "vr" },
       ]),
     });
     fdBaseline = srv.fdCount();
@@ -487,6 +488,44 @@ describe.runIf(ready)("ndmpd binary: TAPE and MOVER services", () => {
       await c2.request(Message.TAPE_CLOSE);
     });
     await until(() => srv.fdCount() <= fdBaseline, 5000, `descriptors back to ${fdBaseline} (now ${srv.fdCount()})`);
+  });
+
+  it("MOVER_READ and DATA_START_BACKUP sent the moment the data connection is made see it made (many attempts)", async () => {
+    const rs = 4 * KiB;
+    await session(srv.port, async (c) => {
+      await c.request(Message.TAPE_OPEN, { device: "vr", mode: Mode.RDWR });
+      await c.request(Message.TAPE_WRITE, { data_out: seededBytes(rs, 7) });
+      await mtio(c, Op.EOF, 1);
+      const refused: string[] = [];
+      for (let i = 0; i < 150; i++) {
+        await mtio(c, Op.REW, 1);
+        await c.request(Message.MOVER_SET_RECORD_SIZE, { len: rs });
+        await c.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+        const l = await c.request(Message.MOVER_LISTEN, { mode: MoverMode.WRITE, addr_type: AddrType.TCP });
+        const sock = await connectTo(l.body.connect_addr);
+        // At once, as a DMA that has just connected its data side does: no look at the state first.
+        const r = await c.request(Message.MOVER_READ, { offset: 0n, length: BigInt(rs) }, { allowBodyError: true });
+        if (r.body.error !== ErrorCode.NO_ERR) refused.push(`attempt ${i}: ${r.body.error}`);
+        sock.destroy();
+        await c.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
+        await until(async () => (await moverState(c)).state === MoverState.HALTED, 5000, "the mover to halt");
+        await c.request(Message.MOVER_STOP);
+      }
+      expect(refused).toEqual([]);
+      await c.request(Message.TAPE_CLOSE);
+      // The data service's listen side: a DATA_START_* right after the connection is in CONNECTED.
+      for (let i = 0; i < 50; i++) {
+        const l = await c.request(Message.DATA_LISTEN, { addr_type: AddrType.TCP });
+        const sock = await connectTo(l.body.connect_addr);
+        sock.resume();
+        const r = await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: srv.dir }] }, { allowBodyError: true });
+        if (r.body.error !== ErrorCode.NO_ERR) refused.push(`data attempt ${i}: ${r.body.error}`);
+        await c.request(Message.DATA_ABORT, {}, { allowBodyError: true });
+        await c.request(Message.DATA_STOP, {}, { allowBodyError: true });
+        sock.destroy();
+      }
+      expect(refused).toEqual([]);
+    });
   });
 
   it("two sessions: the second TAPE_OPEN is DEVICE_BUSY_ERR until the first closes; the mover owns the tape in LISTEN and ACTIVE", async () => {

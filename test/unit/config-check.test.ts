@@ -28,7 +28,7 @@ describe("config check", () => {
     const r = checkConfigFile(p, {});
     expect(r.config).toBeUndefined();
     expect(r.problems).toEqual([
-      `${p}:4: server.bogus: unknown key (known here: listen, versions, state_dir, data_port_range, max_sessions, max_message_size, log_level, log_format, auth_failure_delay_ms)`,
+      `${p}:4: server.bogus: unknown key (known here: listen, versions, state_dir, data_port_range, data_peers, max_sessions, max_message_size, log_level, log_format, auth_failure_delay_ms)`,
       `${p}:2: server.listen: "nope" is not ADDR:PORT (IPv6 as [ADDR]:PORT)`,
       `${p}:3: server.max_sessions: must be an integer from 1 to 100000`,
       `${p}:6: auth.methods: must be a non-empty list of "md5", "text", "none"`,

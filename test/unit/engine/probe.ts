@@ -5,6 +5,7 @@
 //   probe scan <root> <auto|inline> [EXCLUDE]
 //                              scan.ts (auto = the worker pair when the build has them): entries,
 //                              sha256 of read-ahead contents (or the error code), reports
+//   probe rescan <root>        four scans in one process (the kept workers): same results?
 import { loadNative } from "../../../src/native/index.ts";
 import { createHash } from "node:crypto";
 import { scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
@@ -60,6 +61,23 @@ if (mode === "walk" && root) {
     });
   }
   console.log(JSON.stringify({ runtime: native.runtime, worker: dest === "auto" && scanWorkerUrl() !== undefined, entries, reports }));
+} else if (mode === "rescan" && root) {
+  // Kept workers (scan.ts): a full scan, one left after 3 items, then two full ones, in one
+  // process that must then exit by itself (idle workers hold nothing open).
+  const once = async (stopAfter = Infinity) => {
+    const seen: string[] = [];
+    for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, onError: () => {} })) {
+      const sum = content === undefined || content instanceof Error ? "" : createHash("sha256").update(content).digest("hex");
+      seen.push(`${hex(entry.path)} ${entry.type} ${sum}`);
+      if (seen.length >= stopAfter) break;
+    }
+    return seen;
+  };
+  const first = await once();
+  const partial = await once(3);
+  const second = await once();
+  const third = await once();
+  console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, count: first.length, partial: partial.length, same: JSON.stringify(first) === JSON.stringify(second) && JSON.stringify(second) === JSON.stringify(third) }));
 } else {
   console.error("usage: probe walk <root> | probe copy <root> <dest> | probe scan <root> <auto|inline> [EXCLUDE]");
   process.exit(2);

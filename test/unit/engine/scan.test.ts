@@ -106,6 +106,14 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     }
   });
 
+  it("keeps its workers between scans: a scan left early, then full ones, give the same entries, and the process exits", async () => {
+    const r = await run(probe, ["rescan", spec.root]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { worker: boolean; count: number; partial: number; same: boolean };
+    expect(out).toEqual({ worker: true, count: out.count, partial: 3, same: true });
+    expect(out.count).toBeGreaterThan(30);
+  });
+
   it("reports an unreadable directory and goes on, as the in-thread scan does", async () => {
     const dir = path.join(tmp, "locked-tree");
     fs.mkdirSync(path.join(dir, "locked"), { recursive: true });

@@ -1,0 +1,101 @@
+/**
+ * `ndmpd remote copy`: a tree from one NDMP server into another (or into another path of the
+ * same one), data service to data service (copy.ts). Exit code 0 ok, 1 failed, 2 bad usage.
+ */
+import type { NdmpClient } from "../client/client.ts";
+import { MAX_LEVEL } from "../incremental/index.ts";
+import { Message } from "../protocol/codes.ts";
+import { int, login, out, parse, parseHost, progressMode, UsageError } from "./cli-common.ts";
+import { copyJob } from "./copy.ts";
+import { Progress } from "./progress.ts";
+
+/** "HOST[:PORT]:/path" -> host part and path (the path is what follows the first ":/"). */
+export function parseEnd(s: string, what: string): { where: string; path: string } {
+  const i = s.indexOf(":/");
+  if (i <= 0) throw new UsageError(`${what} must be HOST[:PORT]:/PATH (an absolute path on that server), not ${s}`);
+  return { where: s.slice(0, i), path: s.slice(i + 1) };
+}
+
+/** Two spellings of one server ("h" and "h:10000") are one server. */
+export function sameServer(a: string, b: string): boolean {
+  const x = parseHost(a);
+  const y = parseHost(b);
+  return x.host === y.host && x.port === y.port;
+}
+
+export async function copyCmd(args: string[], help: string): Promise<number> {
+  const { values, positionals } = parse(args, {
+    format: { type: "string", short: "f" },
+    level: { type: "string" },
+    exclude: { type: "string", short: "x", multiple: true },
+    listen: { type: "string" },
+    "src-user": { type: "string" },
+    "src-password": { type: "string" },
+    "dst-user": { type: "string" },
+    "dst-password": { type: "string" },
+    auth: { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (values.help) {
+    out.write(help);
+    return 0;
+  }
+  if (positionals.length !== 2) throw new UsageError("usage: ndmpd remote copy SRC_HOST[:PORT]:/PATH DST_HOST[:PORT]:/PATH [options]");
+  const src = parseEnd(positionals[0]!, "the source");
+  const dst = parseEnd(positionals[1]!, "the destination");
+  const format = values.format ?? "tar";
+  if (format !== "tar" && format !== "dump") throw new UsageError("--format must be tar or dump");
+  const level = int(values.level, "--level", 0, MAX_LEVEL) ?? 0;
+  const listen = values.listen ?? "dst";
+  if (listen !== "src" && listen !== "dst") throw new UsageError("--listen must be src or dst");
+  const auth = values.auth ?? "md5";
+  if (auth !== "md5" && auth !== "text") throw new UsageError("--auth must be md5 or text");
+  const one = sameServer(src.where, dst.where);
+  if (one && src.path.replace(/\/+$/, "") === dst.path.replace(/\/+$/, "")) throw new UsageError("the source and the destination are the same directory");
+  const env = process.env;
+  const clients: NdmpClient[] = [];
+  try {
+    // Two sessions even on one server: each has one data service, and a copy needs two.
+    const s = await login(src.where, values["src-user"] ?? "ndmp", values["src-password"] ?? env.NDMPD_SRC_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    clients.push(s);
+    const d = await login(dst.where, values["dst-user"] ?? "ndmp", values["dst-password"] ?? env.NDMPD_DST_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    clients.push(d);
+    const abort = onSignals(clients);
+    try {
+      const r = await copyJob(
+        { client: s, path: src.path, name: src.where },
+        { client: d, path: dst.path, name: dst.where },
+        { format, level, excludes: values.exclude ?? [], listen, sameServer: one, progress: new Progress(out, progressMode(values.json), "copy") },
+      );
+      return r.ok ? 0 : 1;
+    } finally {
+      abort();
+    }
+  } finally {
+    for (const c of clients) await c.close();
+  }
+}
+
+/**
+ * SIGINT/SIGTERM abort the job the NDMP way (DATA_ABORT and MOVER_ABORT on every session), so
+ * both servers wind down as for any failed job; a second signal exits at once. Returns the
+ * function that removes the handlers.
+ */
+export function onSignals(clients: NdmpClient[]): () => void {
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signalled) process.exit(130);
+    signalled = true;
+    process.stderr.write(`ndmpd: ${sig}: aborting the job (again to quit at once)\n`);
+    for (const c of clients) {
+      void c.request(Message.DATA_ABORT, {}, { allowBodyError: true }).catch(() => {});
+      void c.request(Message.MOVER_ABORT, {}, { allowBodyError: true }).catch(() => {});
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+}
