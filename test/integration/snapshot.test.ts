@@ -25,7 +25,7 @@ import { dma, Receiver, seededBytes, until } from "../helpers/dma.ts";
 import { D, T } from "../helpers/lab.ts";
 import { jobSucceeded, ndmjob, parseIndex, simtapeFile, startNdmjobDaemon, type NdmjobDaemon } from "../helpers/ndmjob.ts";
 import { createNetns, type Netns } from "../helpers/netns.ts";
-import { havePeers, IN_CI } from "../helpers/peers.ts";
+import { BINARY, havePeers, IN_CI } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 import { compareTrees } from "../helpers/tree.ts";
@@ -421,4 +421,25 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(auto.logs.join("\n")).toMatch(/exited with status 3.*: backing up the live tree/);
     expect(recordsIn(STATE)).toEqual([]);
   }, 120_000);
+
+  it("ndmpd backup --snapshot: required on btrfs names the snapshot in its summary; required on ext4 fails and says why; a bad value is a usage error", async () => {
+    const cfg = join(W, "cli.toml");
+    writeFileSync(cfg, `[server]\nstate_dir = "${join(W, "cli-state")}"\n\n[[tape]]\nname = "vtc"\npath = "${join(W, "vtc.tape")}"\ncapacity = "2GiB"\n`);
+    chmodSync(cfg, 0o600);
+    const cli = (...args: string[]) => run(BINARY, [...args, "--config", cfg], { timeoutMs: 300_000 });
+    const ok = await cli("backup", join(HVOL, "tree"), "--tape", "vtc", "--snapshot", "n", "--json");
+    expect(ok.code, ok.stderr + ok.stdout).toBe(0);
+    expect(JSON.parse(ok.stdout.trim().split("\n").at(-1)!).snapshot).toBe("none");
+    const b = await cli("backup", join(MNT, "failing"), "--tape", "vtc", "--snapshot", "required", "--json");
+    expect(b.code, b.stderr + b.stdout).toBe(0);
+    expect(JSON.parse(b.stdout.trim().split("\n").at(-1)!).snapshot).toMatch(/^btrfs:ndmpd-/);
+    expect(snapshotsIn(MNT)).toEqual([]);
+    expect(recordsIn(join(W, "cli-state"))).toEqual([]);
+    const e = await cli("backup", EXT_TREE(), "--tape", "vtc", "--snapshot", "required");
+    expect(e.code).not.toBe(0);
+    expect(e.stderr + e.stdout).toMatch(/SNAPSHOT=required: .*has no snapshot method/);
+    const u = await cli("backup", EXT_TREE(), "--tape", "vtc", "--snapshot", "maybe");
+    expect(u.code).not.toBe(0);
+    expect(u.stderr).toMatch(/--snapshot must be y, n, auto or required/);
+  }, 300_000);
 });
