@@ -37,7 +37,7 @@ import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
 import { stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
-import { parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
+import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
@@ -299,7 +299,8 @@ export class DataService {
           recordSize: rs,
           native,
           signal,
-          selection: snap ? { ...selection, exclude: [...selection.exclude, ...snap.omit] } : selection,
+          // Our snapshot directory (at a subvolume's root) is never backed up, live or from a snapshot.
+          selection: { ...selection, exclude: [...selection.exclude, ...ownDirectories(root)] },
           warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
         });

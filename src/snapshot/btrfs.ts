@@ -46,6 +46,20 @@ export function findSubvolume(path: Buffer): BtrfsTarget | string {
   return { subvolume: Buffer.from(dir), rel: Buffer.from(rel) };
 }
 
+/**
+ * What every backup of `root` leaves out, live or from a snapshot: our snapshot directory, when
+ * `root` is the root of a subvolume that has one (as an EXCLUDE pattern anchored at the root).
+ */
+export function ownDirectories(root: Buffer): string[] {
+  try {
+    if (fs.statSync(root, { bigint: true }).ino !== SUBVOL_ROOT_INO) return [];
+    if (!fs.lstatSync(joinPath(root, Buffer.from(SNAPSHOT_DIR))).isDirectory()) return [];
+    return Number(fs.statfsSync(root).type) === BTRFS_SUPER_MAGIC ? [`/${SNAPSHOT_DIR}`] : [];
+  } catch {
+    return [];
+  }
+}
+
 export function snapshotParent(t: BtrfsTarget): Buffer {
   return joinPath(t.subvolume, Buffer.from(SNAPSHOT_DIR));
 }

@@ -17,13 +17,14 @@ import type { Entry } from "../../formats/entry.ts";
 import { backupStartTime } from "../incremental/index.ts";
 import type { Logger } from "../log.ts";
 import type { NativeApi } from "../native/index.ts";
-import { createBtrfs, destroyBtrfs, findSubvolume, snapshotParent, SNAPSHOT_DIR, type BtrfsTarget } from "./btrfs.ts";
+import { createBtrfs, destroyBtrfs, findSubvolume, snapshotParent, type BtrfsTarget } from "./btrfs.ts";
 import { fillIn, findHook, printedDir, runHook } from "./hook.ts";
 import { newSnapshotName, ownerAlive, processStart, readRecords, removeRecord, writeRecord, type SnapshotRecord } from "./records.ts";
 import type { SnapshotHook } from "../config.ts";
 
 export { parsePolicy, SNAPSHOT_POLICIES, type SnapshotPolicy } from "./policy.ts";
 export { SNAPSHOT_PREFIX } from "./records.ts";
+export { ownDirectories } from "./btrfs.ts";
 
 export type SnapshotPlan =
   | { method: "btrfs"; root: Buffer; target: BtrfsTarget }
@@ -39,8 +40,6 @@ export interface Snapshot {
   time: bigint;
   /** How it was made, for the log: "ioctl", "btrfs-tool", "hook". */
   via: string;
-  /** Relative paths (EXCLUDE patterns) the backup leaves out: our own snapshot directory. */
-  omit: string[];
   /** Gives an object read from the snapshot the live filesystem's identity (st_dev). */
   remap(entry: Entry): void;
   /** Deletes the snapshot and its record; never throws (a failure is logged and the record kept). */
@@ -94,7 +93,7 @@ async function takeBtrfs(plan: Extract<SnapshotPlan, { method: "btrfs" }>, ctx: 
   }
   const rel = plan.target.rel;
   const dir = rel.length ? Buffer.concat([made.root, Buffer.from("/"), rel]) : made.root;
-  return finish(ctx, base.name, `btrfs:${base.name}`, dir, plan.root, time, made.via, rel.length ? [] : [`/${SNAPSHOT_DIR}`], true, async () => {
+  return finish(ctx, base.name, `btrfs:${base.name}`, dir, plan.root, time, made.via, true, async () => {
     await destroyBtrfs(ctx.native, parent, base.name);
   });
 }
@@ -123,7 +122,7 @@ async function takeHook(plan: Extract<SnapshotPlan, { method: "hook" }>, ctx: Sn
   rec.hook!.dir = dir;
   rec.hook!.delete = fillIn(hook.delete, { ...vars, dir });
   writeRecord(ctx.stateDir, rec);
-  return finish(ctx, base.name, `hook:${base.name}`, Buffer.from(dir), plan.root, time, "hook", [], false, () => deleteHook(rec, ctx.log));
+  return finish(ctx, base.name, `hook:${base.name}`, Buffer.from(dir), plan.root, time, "hook", false, () => deleteHook(rec, ctx.log));
 }
 
 async function deleteHook(rec: SnapshotRecord, log: Logger): Promise<void> {
@@ -140,7 +139,6 @@ function finish(
   liveRoot: Buffer,
   time: bigint,
   via: string,
-  omit: string[],
   btrfs: boolean,
   destroy: () => Promise<void>,
 ): Snapshot {
@@ -156,7 +154,6 @@ function finish(
     dir,
     time,
     via,
-    omit,
     remap(entry) {
       if (entry.dev !== snapDev) return;
       // A subvolume nested in the snapshotted one is an empty directory numbered 2 in the snapshot:

@@ -29,6 +29,9 @@ import { BINARY, havePeers, IN_CI } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 import { compareTrees } from "../helpers/tree.ts";
+import { DUMPINSPECT } from "../helpers/dumpinspect.ts";
+import { NO_NATIVE } from "../../src/native/index.ts";
+import { createBtrfs, destroyBtrfs, findSubvolume } from "../../src/snapshot/btrfs.ts";
 
 const tools = ["mkfs.btrfs", "btrfs", "mkfs.ext4", "losetup", "inotifywait"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
 if (tools.length > 0 && IN_CI) it(`tools available: ${tools.join(", ")}`, () => expect(tools).toEqual([]));
@@ -189,11 +192,11 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
   const getEnv = async (session: NdmpClient) =>
     new Map(((await session.request(Message.DATA_GET_ENV)).body.env as Array<{ name: unknown; value: unknown }>).map((p) => [String(p.name), String(p.value)]));
   /** A whole backup; the stream as received, the halt reason, DATA_GET_ENV, the LOG_MESSAGEs. */
-  const backup = async (session: NdmpClient, env: Record<string, string>, opts: { whileRunning?: () => Promise<void> } = {}) => {
+  const backup = async (session: NdmpClient, env: Record<string, string>, opts: { whileRunning?: () => Promise<void>; butype?: string } = {}) => {
     const sock = await dataConnect(session);
     sock.pause();
     const since = session.posts.length;
-    const err = await start(session, env);
+    const err = await start(session, env, opts.butype);
     if (err !== ErrorCode.NO_ERR) throw new Error(`DATA_START_BACKUP: error ${err}: ${logsOf(session, since).join("; ")}`);
     await opts.whileRunning?.();
     const recv = new Receiver(sock);
@@ -371,6 +374,10 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(files.map(([k]) => k)).toContain("small/s5");
     expect(Buffer.concat(tarEntries(l1.stream).get("small/s5")!.data).toString()).toBe("changed during the level 0\n");
     expect(files.length).toBeLessThan(20); // only what changed
+    // A live level 2 builds on it: the snapshot's objects were recorded with the live identity.
+    const l2 = await backup(c!, { FILESYSTEM: TREE, LEVEL: "2", SNAPSHOT: "n" });
+    expect(l2.reason, l2.logs.join("\n")).toBe(Halt.SUCCESSFUL);
+    expect([...tarEntries(l2.stream)].filter(([, e]) => e.type !== "directory").map(([k]) => k)).toEqual([]);
     expect(snapshotsIn(VOL)).toEqual([]);
   }, 300_000);
 
@@ -442,4 +449,68 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(u.code).not.toBe(0);
     expect(u.stderr).toMatch(/--snapshot must be y, n, auto or required/);
   }, 300_000);
+
+  it("dump from snapshots: level 0 then 1 (a file changed during the level 0), valid streams, the level 1 holding the directories and that file only; a live level 2 builds on them", async () => {
+    const dvol = join(MNT, "dvol");
+    sh("btrfs", ["subvolume", "create", dvol]);
+    mkdirSync(join(dvol, "d"));
+    for (let i = 0; i < 20; i++) writeFileSync(join(dvol, "d", `f${i}`), seededBytes(300_000 + i, 100 + i));
+    const changing = join(dvol, "d", "f3");
+    const l0 = await backup(c!, { FILESYSTEM: dvol, LEVEL: "0", SNAPSHOT: "required" }, {
+      butype: "dump",
+      whileRunning: async () => {
+        await until(() => snapshotsIn(dvol).length === 1, 30_000, "the snapshot");
+        writeFileSync(changing, "changed during the level 0\n");
+      },
+    });
+    expect(l0.reason, l0.logs.join("\n")).toBe(Halt.SUCCESSFUL);
+    const l1 = await backup(c!, { FILESYSTEM: dvol, LEVEL: "1", SNAPSHOT: "required" }, { butype: "dump" });
+    expect(l1.reason, l1.logs.join("\n")).toBe(Halt.SUCCESSFUL);
+    expect(l1.env.get("SNAPSHOT")).toMatch(/^btrfs:/);
+    // A live level 2: same inode table and directory identities as the snapshots' (nothing changed).
+    const l2 = await backup(c!, { FILESYSTEM: dvol, LEVEL: "2", SNAPSHOT: "n" }, { butype: "dump" });
+    expect(l2.reason, l2.logs.join("\n")).toBe(Halt.SUCCESSFUL);
+    const inodes: number[] = [];
+    for (const [i, img] of [l0, l1, l2].entries()) {
+      const f = join(W, `dvol${i}.dump`);
+      writeFileSync(f, img.stream);
+      const r = await run("python3", [DUMPINSPECT, "--strict", "--headers", f]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      inodes.push(r.stdout.split("\n").filter((l) => /^\s*\d+ @\d+\s+TS_INODE /.test(l)).length);
+    }
+    // Level 0: the root, d and 20 files (d/f3 as it was at the snapshot); level 1: the two
+    // directories and d/f3; level 2 (live): the directories.
+    expect(inodes).toEqual([22, 3, 2]);
+    expect(l0.stream.includes(Buffer.from("changed during the level 0"))).toBe(false);
+    expect(l1.stream.includes(Buffer.from("changed during the level 0\n"))).toBe(true);
+    expect(snapshotsIn(dvol)).toEqual([]);
+  }, 300_000);
+
+  it("SIGTERM while a job holds a snapshot: the server deletes it before it exits", async () => {
+    const state = join(W, "state-t");
+    const t = await startServer({ config: config("127.0.0.1:0", state) });
+    const ct = await dma(t.port);
+    const sock = await dataConnect(ct);
+    sock.pause();
+    expect(await start(ct, { FILESYSTEM: TREE })).toBe(ErrorCode.NO_ERR);
+    await until(() => snapshotsIn(VOL).length === 1, 30_000, "the snapshot");
+    expect(await t.stop("SIGTERM")).toBe(0);
+    sock.destroy();
+    await ct.close().catch(() => {});
+    expect(snapshotsIn(VOL)).toEqual([]);
+    expect(recordsIn(state)).toEqual([]);
+  }, 120_000);
+
+  it("under Node (no FFI) the btrfs tool makes and deletes the snapshot: the portable path", async () => {
+    const target = findSubvolume(Buffer.from(TREE));
+    if (typeof target === "string") throw new Error(target);
+    expect(target.subvolume.toString()).toBe(VOL);
+    expect(target.rel.toString()).toBe("tree");
+    const made = await createBtrfs(NO_NATIVE, target, "ndmpd-tool-path");
+    expect(made.via).toBe("btrfs-tool");
+    expect(sh("btrfs", ["subvolume", "show", made.root.toString()])).toMatch(/Flags:\s+readonly/);
+    expect(statSync(join(made.root.toString(), "tree", "small", "s1")).ino).toBe(statSync(join(TREE, "small", "s1")).ino);
+    expect(await destroyBtrfs(NO_NATIVE, Buffer.from(join(VOL, ".ndmpd-snapshots")), "ndmpd-tool-path")).toBe(true);
+    expect(snapshotsIn(VOL)).toEqual([]);
+  }, 120_000);
 });
