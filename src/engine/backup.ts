@@ -23,7 +23,12 @@ import { NotRegular, READ_FLAGS, recycleFrames, scan, type ScanItem } from "./sc
 import type { Selection } from "./selection.ts";
 
 export interface BackupOptions {
+  /** FILESYSTEM, the live path: what the stream, the history and the records are about. */
   root: Buffer;
+  /** Where the tree is read from when not from `root`: FILESYSTEM's view in a snapshot (src/snapshot). */
+  source?: Buffer;
+  /** Gives each object read from `source` the identity it has in the live tree (a snapshot's st_dev differs). */
+  remap?: (entry: Entry) => void;
   out: Duplex;
   /** File history, when the DMA asked for it (HIST). */
   history?: FileHistory;
@@ -97,7 +102,8 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     opts.warn(m);
   };
   const items = scan({
-    root: opts.root,
+    root: opts.source ?? opts.root,
+    remap: opts.remap,
     native: opts.native,
     selection: opts.selection,
     readAhead: SMALL_FILE,
