@@ -13,6 +13,7 @@ import {
   MoverState,
   ErrorCode,
   errorName,
+  LogType,
   Message,
   MessageType,
   messageName,
@@ -21,6 +22,9 @@ import {
 import { FramingError, frameRecord, RecordReader } from "../protocol/framing.ts";
 import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } from "../protocol/message.ts";
 import type { DeviceRegistry } from "../devices/registry.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
+import type { UserScope } from "../security/scope.ts";
 import type { HandlerTable } from "../services/handler.ts";
 import type { MoverService } from "../mover/mover.ts";
 import type { OpenScsi } from "../services/scsi.ts";
@@ -89,6 +93,8 @@ export class Session implements Peer {
   readonly ended: Promise<void>;
   private markEnded!: () => void;
   private sequence = 0;
+  /** LOG_MESSAGE ids of the session's own messages (refusals); the data service counts its own. */
+  private messageId = 0x10000;
   private readonly reader: RecordReader;
   private queue: Buffer[] = [];
   private processing = false;
@@ -130,6 +136,11 @@ export class Session implements Peer {
 
   get remoteAddress(): string | undefined {
     return this.socket.remoteAddress;
+  }
+
+  /** What the authenticated user may touch ([[user]] paths, devices, read_only); undefined = anything. */
+  get scope(): UserScope | undefined {
+    return this.authUser === undefined ? undefined : this.config.scopes.get(this.authUser);
   }
 
   get isClosed(): boolean {
@@ -392,6 +403,7 @@ export class Session implements Peer {
     // about which interfaces this server implements.
     if (wire.schema(code) && !this.authenticated && !handler?.preAuth) {
       this.log.warn("request before authentication refused", { message: name });
+      audit(this.log, { event: "refused", user: undefined, peer: this.peer, operation: name, outcome: "NOT_AUTHORIZED_ERR", why: "not authenticated" });
       return this.replyHeaderError(h, ErrorCode.NOT_AUTHORIZED_ERR);
     }
     if (!handler || !wire.schema(code)) {
@@ -421,6 +433,7 @@ export class Session implements Peer {
     } catch (e) {
       if (e instanceof NdmpError) {
         this.log.debug("request refused", { message: name, error: errorName(e.code), why: e.message });
+        if (e instanceof Refusal || e.code === ErrorCode.NOT_AUTHORIZED_ERR) this.refused(name, e);
         reply = this.wire.errorReply(code, e.code);
       } else {
         this.log.error("handler failed", { message: name, err: e, stack: (e as Error)?.stack });
@@ -429,6 +442,29 @@ export class Session implements Peer {
     }
     if (this.wire.schema(code)?.reply === null) return; // CONNECT_CLOSE: no reply
     this.reply(h, reply);
+  }
+
+  /** A request refused for who asks or where it points: the audit line, and the DMA told why. */
+  private refused(operation: string, e: NdmpError): void {
+    const r = e instanceof Refusal ? e : undefined;
+    audit(this.log, {
+      event: "refused",
+      user: r?.detail.user ?? this.authUser,
+      peer: this.peer,
+      operation,
+      paths: r?.detail.paths,
+      devices: r?.detail.devices,
+      outcome: errorName(e.code),
+      why: r?.why ?? e.message,
+    });
+    if (!this.authenticated || !r) return;
+    this.post(Message.LOG_MESSAGE, {
+      log_type: LogType.ERROR,
+      message_id: ++this.messageId,
+      entry: r.why,
+      associated_message_valid: 0,
+      associated_message_sequence: 0,
+    });
   }
 
   private reply(req: Header, body: unknown): void {
