@@ -93,8 +93,17 @@ export function renderEffective(c: Config): string {
     },
     identity: c.identity,
     auth: { methods: c.authMethods },
-    user: [...c.users.keys()].map((name) => ({ name, password: MASK })),
-    ...(c.serverAuth ? { server_auth: { id: c.serverAuth.id, password: MASK } } : {}),
+    user: [...c.users.keys()].map((name) => {
+      const s = c.scopes.get(name);
+      return {
+        name,
+        password: MASK,
+        ...(s?.paths ? { paths: s.paths } : {}),
+        ...(s?.devices ? { devices: s.devices } : {}),
+        ...(s?.readOnly ? { read_only: true } : {}),
+      };
+    }),
+    ...(c.serverAuth ? { server_auth: { id: c.serverAuth.id, password: MASK, ...(c.serverAuth.allowText ? { allow_text: true } : {}) } } : {}),
     tape: c.tapes.map((t) => ({
       name: t.name,
       type: t.type,

@@ -33,5 +33,6 @@ export const NDMP_ENV: OptionDoc[] = [
   { flags: "RECOVER_FULL_PATHS", text: "recover: y restores each nlist entry at its full original path under destination_path (destination_path/original_path, the directories on the way created), n (default) at destination_path (and name)" },
   { flags: "RECORD_SIZE", text: "the tape record size direct-access reads align to (set by the server on LOCAL backups)" },
   { flags: "PATHNAME_SEPARATOR", text: "set by the server: /" },
+  { flags: "SNAPSHOT", text: "backup: y, n, auto or required (default: [backup] snapshot, auto): back up from a snapshot (btrfs built in, or a [[snapshot]] hook); DATA_GET_ENV returns what was done: btrfs:NAME, hook:NAME or none" },
   { flags: "DUMP_DATE", text: "set by the server on dump backups: the backup's date" },
 ];
