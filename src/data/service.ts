@@ -10,6 +10,7 @@ import { statSync } from "node:fs";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
+import { NDMP_ENV } from "../doc/environment.ts";
 import { BUTYPES, findButype } from "../engine/butypes.ts";
 import type { OverwritePolicy } from "../engine/restore-writer.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
@@ -723,12 +724,11 @@ export class DataService {
  * did not. Known: what any butype advertises, and what backups return and DMAs send back.
  */
 function unknownRecoveryEnv(env: Env): string[] {
-  const known = new Set([...BUTYPES.flatMap((b) => b.defaultEnv.map(([k]) => k)), ...RECOVERY_ENV_KNOWN]);
-  return [...env.map().keys()].filter((k) => !known.has(k));
+  return [...env.map().keys()].filter((k) => !KNOWN_ENV.has(k));
 }
 
-/** Names a recovery may carry besides the butypes' defaults: ours from DATA_GET_ENV, and aliases. */
-const RECOVERY_ENV_KNOWN = ["PREFIX", "RECORD_SIZE", "DUMP_DATE", "RESTORE_OVERWRITE"];
+/** What any butype advertises, and every variable the man page documents (ours, aliases, returned ones). */
+const KNOWN_ENV = new Set([...BUTYPES.flatMap((b) => b.defaultEnv.map(([k]) => k)), ...NDMP_ENV.flatMap((o) => o.flags.split(/[ ,|]+/))]);
 
 /** Errors of a data connection that failed (as opposed to a job that did). */
 const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);

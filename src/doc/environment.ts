@@ -30,6 +30,7 @@ export const NDMP_ENV: OptionDoc[] = [
   { flags: "DIRECT", text: "recover: y to read the selected paths by their fh_info offsets (direct access); set to y on every backup" },
   { flags: "RECURSIVE", text: "recover: y (default) restores a selected directory with its contents, n the directory alone" },
   { flags: "OVERWRITE", text: "recover: what to do with an object already at the destination: y (default) replace it, n keep it, newer replace it only with a newer copy (mtime); directories are merged; RESTORE_OVERWRITE (FluidFS's name) is the same" },
+  { flags: "RESTORE_OVERWRITE", text: "recover: the same as OVERWRITE (FluidFS's name); OVERWRITE wins when both are sent" },
   { flags: "RECOVER_FULL_PATHS", text: "recover: y restores each nlist entry at its full original path under destination_path (destination_path/original_path, the directories on the way created), n (default) at destination_path (and name)" },
   { flags: "RECORD_SIZE", text: "the tape record size direct-access reads align to (set by the server on LOCAL backups)" },
   { flags: "PATHNAME_SEPARATOR", text: "set by the server: /" },

@@ -118,6 +118,40 @@ describe.runIf(havePeers("binary", "ndmjob", "unshare"))("restores through a lib
     await restore(src, ["@1002", "@1003"], ["-D", A, "-T", A], "full-three-way");
     await restore(src, ["@1002", "@1003"], ["-D", A], "full-local");
   });
+
+  it("DAR of files on each cartridge of a spanned image: SEEK pauses where the image crosses, only the needed records read", async () => {
+    const src = join(W, "span");
+    makeTree(src, 5, 280_000); // about 1.4 MB: over two 1 MiB cartridges
+    const idx = join(W, "span.idx");
+    const b = await ndmjob(ns, ["-c", "-v", "-D", A, "-T", A, ...R, "-f", "vt0", "-m", "@1000", "-m", "@1001", "-B", "tar", "-C", src, "-I", idx], 120_000);
+    expect(jobSucceeded(b.stdout), b.stdout).toBe(true);
+    const index = parseIndex(readFileSync(idx, "latin1"));
+    expect(index.media).toEqual(["01 +0/960K@1000", "02 +0/420K@1001"]);
+    const onFirst = index.files.get("/f1.bin")!.fhInfo; // f4.bin would straddle the two
+    const onSecond = index.files.get("/sub/f0.bin")!.fhInfo;
+    expect(onFirst + 290_000).toBeLessThan(960 * 1024);
+    expect(onSecond).toBeGreaterThan(960 * 1024);
+    for (const [agents, name] of [[["-D", A, "-T", A], "dar-three-way"], [["-D", A], "dar-local"]] as const) {
+      const out = join(W, name);
+      const from = srv.logs.length;
+      const x = await ndmjob(ns, ["-x", "-v", ...agents, ...R, "-f", "vt0", "-m", "@1000", "-m", "@1001", "-B", "tar", "-E", "DIRECT=y", "-C", out, "-J", idx, "/f1.bin", "/sub/f0.bin"], 120_000);
+      expect(jobSucceeded(x.stdout), x.stdout).toBe(true);
+      expect(x.stdout).toContain('DLF "OK: /f1.bin"');
+      expect(x.stdout).toContain('DLF "OK: /sub/f0.bin"');
+      expect(x.stdout).toContain('"Commanding robot to load slot @1001 into drive @500"');
+      expect(readFileSync(join(out, "f1.bin")).equals(seededBytes(280_000, 1))).toBe(true);
+      expect(readFileSync(join(out, "sub/f0.bin")).equals(seededBytes(280_000, 0))).toBe(true);
+      // One SEEK pause, at the record holding the second cartridge's file, reaching the DMA in the
+      // local configuration too (where the data service asks our mover directly).
+      const pauses = srv.logs.slice(from).filter((l) => l.msg === "mover paused");
+      expect(pauses.map((p) => [p.reason, Number(p.seek_position)]), name).toEqual([["SEEK", Math.floor(onSecond / 10240) * 10240]]);
+      expect(moverEvents(srv, from).at(-1)).toBe("halted CONNECT_CLOSED");
+      // Direct access: the two files' records, not the whole 1.4 MB image.
+      const done = /DLMn "recovery done: \d+ entries read, 2 restored, (\d+) bytes, (\d+) direct reads"/.exec(x.stdout);
+      expect(done, x.stdout).not.toBeNull();
+      expect(Number(done![1])).toBeLessThan(700_000);
+    }
+  });
 });
 
 /**
