@@ -7,7 +7,7 @@
  * ours, and the local configuration), an image that fills the first cartridge to its logical
  * end, and a DMA of ours that polls DATA_GET_STATE and MOVER_GET_STATE on every post.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -28,7 +28,8 @@ import {
 import { dma, seededBytes, tapeServerConfig } from "../helpers/dma.ts";
 import { createNetns, type Netns } from "../helpers/netns.ts";
 import { jobSucceeded, ndmjob, parseIndex } from "../helpers/ndmjob.ts";
-import { havePeers } from "../helpers/peers.ts";
+import { BINARY, havePeers } from "../helpers/peers.ts";
+import { run } from "../helpers/run.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 import { compareTrees } from "../helpers/tree.ts";
 
@@ -151,6 +152,28 @@ describe.runIf(havePeers("binary", "ndmjob", "unshare"))("restores through a lib
       expect(done, x.stdout).not.toBeNull();
       expect(Number(done![1])).toBeLessThan(700_000);
     }
+
+    // The CLI's library path: `ndmpd recover --slot 1 --slot 2` of the same image, on a copy of
+    // the library (the running server holds this one).
+    const dir = join(W, "cli");
+    cpSync(join(srv.dir, "lib0"), join(dir, "lib0"), { recursive: true });
+    rmSync(join(dir, "lib0", "library.lock"), { force: true });
+    const cfg = join(dir, "c.toml");
+    writeFileSync(cfg, libraryConfig().replaceAll("$DIR", dir), { mode: 0o600 });
+    const cli = (...args: string[]) => run(BINARY, ["recover", "-c", cfg, "--tape-file", "0", "--record-size", "10240", ...args], { timeoutMs: 120_000 });
+    const all = await cli("--slot", "1", "--slot", "2", "--to", join(dir, "all"));
+    expect(all.code, all.stderr + all.stdout).toBe(0);
+    expect(all.stdout).toMatch(/next cartridge NDMP002L8: the image goes on at byte 983040/);
+    expect(await compareTrees(src, join(dir, "all"))).toEqual([]);
+    const some = await cli("--slot", "1", "--slot", "2", "--to", join(dir, "some"), "/f1.bin", "/sub/f0.bin");
+    expect(some.code, some.stderr + some.stdout).toBe(0);
+    expect(readFileSync(join(dir, "some", "sub/f0.bin")).equals(seededBytes(280_000, 0))).toBe(true);
+    expect(readFileSync(join(dir, "some", "f1.bin")).equals(seededBytes(280_000, 1))).toBe(true);
+    // One cartridge named for an image that goes on: the job fails and says the image is cut short.
+    const short = await cli("--slot", "1", "--to", join(dir, "short"));
+    expect(short.code).toBe(1);
+    // Several slots are for images another DMA wrote (our own backups fit on one cartridge).
+    expect((await run(BINARY, ["recover", "-c", cfg, "--slot", "1", "--slot", "2", "--to", join(dir, "x")])).code).toBe(2);
   });
 });
 
