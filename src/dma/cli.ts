@@ -4,7 +4,7 @@
  * Each returns the exit code: 0 ok, 1 the job failed, 2 bad usage or configuration.
  */
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { opendir, lstat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
@@ -20,6 +20,7 @@ import { loadNative } from "../native/index.ts";
 import { cleanupLeftovers } from "../snapshot/index.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import { formatBytes, Progress } from "./progress.ts";
+import { readNdmjobIndex } from "./ndmjob-index.ts";
 import { copyCmd, duplicateCmd } from "./cli-copy.ts";
 import { int, login, out, parse, parseHost, print, progressMode, UsageError } from "./cli-common.ts";
 import { commandHelp } from "../doc/render.ts";
@@ -88,11 +89,25 @@ function pickTape(config: Config, tape: string | undefined, cmd: string): string
   throw new UsageError(`${cmd} needs --tape NAME (the configuration has ${config.tapes.length === 0 ? "no [[tape]]" : `drives ${config.tapes.map((t) => t.name).join(", ")}`})`);
 }
 
-/** --tape-file N [--format F] [--record-size N]: an image with no ndmpd label (another DMA's). */
-function rawImage(values: { "tape-file"?: string; format?: string; "record-size"?: string }) {
+/**
+ * --tape-file N [--format F] [--record-size N] [--index FILE]: an image with no ndmpd label
+ * (another DMA's); an ndmjob index gives its paths' offsets, for direct access.
+ */
+function rawImage(values: { "tape-file"?: string; format?: string; "record-size"?: string; index?: string }) {
   const file = int(values["tape-file"], "--tape-file", 0, 1_000_000);
-  if (file === undefined) return undefined;
-  return { file, format: values.format ?? "tar", recordSize: int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? 10240 };
+  if (file === undefined) {
+    if (values.index !== undefined) throw new UsageError("--index goes with --tape-file (an image another DMA wrote)");
+    return undefined;
+  }
+  let offsets: Map<string, bigint> | undefined;
+  if (values.index !== undefined) {
+    try {
+      offsets = readNdmjobIndex(readFileSync(values.index, "latin1"));
+    } catch (e) {
+      throw new UsageError(`--index ${values.index}: ${(e as Error).message}`);
+    }
+  }
+  return { file, format: values.format ?? "tar", recordSize: int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? 10240, offsets };
 }
 
 async function localSession(config: Config, tape: string, slotOrSlots: number | number[] | undefined): Promise<Session> {
@@ -295,6 +310,7 @@ async function recoverCmd(args: string[]): Promise<number> {
     "tape-file": { type: "string" },
     format: { type: "string" },
     "record-size": { type: "string" },
+    index: { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return print(JOB_HELP.recover!);

@@ -394,6 +394,8 @@ export interface RawImage {
   file: number;
   format: string;
   recordSize: number;
+  /** Offsets of its paths (an ndmjob index, --index): the paths are then read by direct access. */
+  offsets?: Map<string, bigint>;
 }
 
 export interface RecoverOptions {
@@ -522,6 +524,7 @@ async function recoverOne(t: JobTarget, o: RecoverOptions, scanned: Awaited<Retu
     const nlist = o.paths.map((p) => {
       const path = backupPath(p);
       const entry = job ? o.catalog!.lookup(job.jobId, Buffer.from(path)) : undefined;
+      const given = o.raw?.offsets?.get(Buffer.from(path).toString("latin1"));
       // In a chain, an incremental need not hold the path: the data service reports it not found.
       if (job && !entry && !inChain) throw new JobError(`${path} is not in backup ${seq} (see 'ndmpd list --file ${seq}')`);
       return {
@@ -530,7 +533,7 @@ async function recoverOne(t: JobTarget, o: RecoverOptions, scanned: Awaited<Retu
         name: "",
         other_name: "",
         node: entry?.node != null ? BigInt(entry.node) : ALL1,
-        fh_info: entry?.fhInfo != null ? BigInt(entry.fhInfo) : ALL1,
+        fh_info: entry?.fhInfo != null ? BigInt(entry.fhInfo) : (given ?? ALL1),
       };
     });
     const direct = nlist.length > 0 && nlist.every((n) => n.fh_info !== ALL1);

@@ -119,6 +119,7 @@ export const COMMANDS: CommandDoc[] = [
       CONFIG_OPT,
       { flags: "--slot N", text: "first load slot N of the drive's [[changer]] into the drive; repeated (--slot 1 --slot 2 ...), the cartridges of an image that spans them, in order: when the image goes on past one, the next is loaded and the restore continues (needs --tape-file)" },
       { flags: "--tape-file N", text: "an image another DMA wrote, with no ndmpd label: its tape file number on the (first) cartridge; with --format F (default tar) and --record-size N (default 10240)" },
+      { flags: "--index FILE", text: "with --tape-file: the ndmjob index (ndmjob -I) of that image; the PATHs are then read by direct access at its offsets (tar, path-style history)" },
       JSON_OPT,
     ],
   },

@@ -165,8 +165,13 @@ describe.runIf(havePeers("binary", "ndmjob", "unshare"))("restores through a lib
     expect(all.code, all.stderr + all.stdout).toBe(0);
     expect(all.stdout).toMatch(/next cartridge NDMP002L8: the image goes on at byte 983040/);
     expect(await compareTrees(src, join(dir, "all"))).toEqual([]);
-    const some = await cli("--slot", "1", "--slot", "2", "--to", join(dir, "some"), "/f1.bin", "/sub/f0.bin");
+    // Two paths, one on each cartridge, by direct access at the offsets of ndmjob's index.
+    const some = await cli("--slot", "1", "--slot", "2", "--index", idx, "--json", "--to", join(dir, "some"), "/f1.bin", "/sub/f0.bin");
     expect(some.code, some.stderr + some.stdout).toBe(0);
+    const end = some.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event === "end");
+    expect(end, some.stdout).toMatchObject({ direct: true, restored: 2 });
+    expect(end.bytesRead).toBeLessThan(700_000);
+    expect(some.stdout).toMatch(/next cartridge NDMP002L8: the image goes on at byte 983040/);
     expect(readFileSync(join(dir, "some", "sub/f0.bin")).equals(seededBytes(280_000, 0))).toBe(true);
     expect(readFileSync(join(dir, "some", "f1.bin")).equals(seededBytes(280_000, 1))).toBe(true);
     // One cartridge named for an image that goes on: the job fails and says the image is cut short.
