@@ -200,7 +200,8 @@ export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promi
       await c.request(Message.DATA_ABORT, {}, { allowBodyError: true }).catch(() => {});
       await c.request(Message.DATA_STOP, {}, { allowBodyError: true }).catch(() => {});
     }
-    throw e;
+    // A request cut off by a lost connection says only "connection closed": say which one.
+    throw lost && !(e instanceof JobError) ? new JobError(lost) : e;
   } finally {
     for (const off of handlers) off();
   }

@@ -6,13 +6,15 @@
  *  - incremental copies: level 0, then the chain tree's step 1 (every change kind, deletions
  *    included), then a level 1 copy: the destination equals the source again (tar and dump);
  *  - a level 1 copy the source refuses (no level 0 of that path): the source's reason is shown;
- *  - copies whose DMA is killed midway (either side listening) and one interrupted by SIGINT
- *    (aborted the NDMP way): both servers stay usable (the next copy succeeds) and hold no
- *    more file descriptors than before.
+ *  - copies whose DMA is killed midway (either side listening), one interrupted by SIGINT
+ *    (aborted the NDMP way), and one whose source, then destination, session the server ends
+ *    (kill-session on its admin socket): both servers stay usable (the next copy succeeds) and
+ *    hold no more sockets than before.
  * The destination's recovery is our own server's; the source's file history reaches the DMA.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -29,6 +31,18 @@ const B = "127.0.0.1:10002";
 
 const serverConfig = (port: number) =>
   `[server]\nlisten = "127.0.0.1:${port}"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n`;
+
+/** One request on a server's admin socket (what `ndmpd sessions` and `kill-session` send). */
+function admin(server: RunningServer, req: object): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const s = connect(join(server.dir, "s", "admin.sock"));
+    let buf = "";
+    s.on("data", (c) => (buf += c));
+    s.once("error", reject);
+    s.once("close", () => resolve(JSON.parse(buf)));
+    s.write(JSON.stringify(req) + "\n"); // not end(): the server would close before it answers
+  });
+}
 
 type Events = Array<Record<string, any>>;
 const events = (stdout: string): Events => stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
@@ -136,7 +150,16 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
     for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((i * 2654435761) >>> 0, i);
     for (let f = 0; f < 8; f++) writeFileSync(join(BIG, `f${f}`), Buffer.concat(Array.from({ length: 64 }, (_, k) => (chunk[0] = k + f, chunk))));
 
-    const fds = [a.fdCount(), b.fdCount()];
+    // Sockets only: the scan workers' pool (bounded) keeps a thread's descriptors between backups.
+    const sockets = (srv: RunningServer) =>
+      readdirSync(`/proc/${srv.pid}/fd`).filter((f) => {
+        try {
+          return readlinkSync(`/proc/${srv.pid}/fd/${f}`).startsWith("socket:");
+        } catch {
+          return false; // closed meanwhile
+        }
+      }).length;
+    const fds = [sockets(a), sockets(b)];
     // The DMA is killed (SIGKILL) once the job runs: both control connections drop.
     for (const [listen, sig] of [["dst", "SIGKILL"], ["src", "SIGKILL"], ["dst", "SIGINT"]] as const) {
       const v = argv(`${A}:${BIG}`, `${B}:${join(W, `cut-${listen}-${sig}`)}`, "--listen", listen);
@@ -166,9 +189,38 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
       expect(r.code, `${listen} ${sig}: ` + r.stderr + r.stdout).toBe(0);
       expect(await compareTrees(join(SRC, "files"), dst)).toEqual([]);
     }
+    // One server ends its side's session mid-copy (as an administrator would): the DMA reports
+    // it, the other side is aborted, and both servers take the next copy.
+    for (const [victim, op] of [[a, "BACKUP"], [b, "RECOVER"]] as const) {
+      const v = argv(`${A}:${BIG}`, `${B}:${join(W, `killed-${op}`)}`);
+      const p = spawn(v[0]!, v.slice(1), { env: { ...process.env, NDMPD_PASSWORD: PASSWORD }, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      let killed: Promise<any> | undefined;
+      const code = await new Promise<number | null>((resolve) => {
+        p.stdout!.on("data", (c: Buffer) => {
+          out += c.toString();
+          if (!killed && out.includes('"event":"progress"')) {
+            killed = admin(victim, { op: "sessions" }).then((r) => {
+              const s = r.sessions.find((x: any) => x.data.operation === op);
+              return admin(victim, { op: "kill", id: s.id });
+            });
+          }
+        });
+        p.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+        p.once("close", (c) => resolve(c));
+      });
+      expect(await killed, op).toMatchObject({ ok: true });
+      expect(code, out + err).toBe(1);
+      expect(err + out, op).toMatch(/lost the connection to the (source|destination)|ABORTED/);
+      const dst = join(W, `after-killed-${op}`);
+      const r = await copy(`${A}:${join(SRC, "files")}`, `${B}:${dst}`);
+      expect(r.code, `${op}: ` + r.stderr + r.stdout).toBe(0);
+      expect(await compareTrees(join(SRC, "files"), dst)).toEqual([]);
+    }
     // Sessions, data connections and listeners are all gone (the sessions end as the DMA exits).
-    for (let i = 0; i < 50 && (a.fdCount() > fds[0]! || b.fdCount() > fds[1]!); i++) await new Promise((r) => setTimeout(r, 100));
-    expect([a.fdCount(), b.fdCount()]).toEqual(fds);
+    for (let i = 0; i < 50 && (sockets(a) > fds[0]! || sockets(b) > fds[1]!); i++) await new Promise((r) => setTimeout(r, 100));
+    expect([sockets(a), sockets(b)]).toEqual(fds);
     // Neither server crashed or logged an internal error.
     for (const s of [a, b]) {
       expect(s.proc.exitCode).toBe(null);
