@@ -10,6 +10,8 @@
  *    (aborted the NDMP way), and one whose source, then destination, session the server ends
  *    (kill-session on its admin socket): both servers stay usable (the next copy succeeds) and
  *    hold no more sockets than before.
+ *  - ndmjob as the DMA of one side (-c or -x with -o tape-tcp, which DATA_CONNECTs A's data
+ *    service to B's DATA_LISTEN) while our client drives B: a copy in each direction.
  * The destination's recovery is our own server's; the source's file history reaches the DMA.
  */
 import { spawn } from "node:child_process";
@@ -19,6 +21,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyChainStep, compareTrees, makeChainTree, type ChainSpec } from "../helpers/chain.ts";
+import { NdmpClient } from "../../src/client/client.ts";
+import { AddrType, DataHaltReason, DataState, Message } from "../../src/protocol/codes.ts";
+import { jobSucceeded, ndmjob } from "../helpers/ndmjob.ts";
+import { startDialer, type Dialer } from "../helpers/netns-dial.ts";
 import { createNetns, type Netns } from "../helpers/netns.ts";
 import { BINARY, havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
@@ -26,6 +32,7 @@ import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/serv
 import { makeEdgeTree } from "../helpers/tree.ts";
 
 const ready = havePeers("binary", "unshare");
+const withNdmjob = havePeers("binary", "unshare", "ndmjob");
 const A = "127.0.0.1:10000";
 const B = "127.0.0.1:10002";
 
@@ -56,6 +63,7 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
   const SRC = join(W, "src");
   const CHAIN = join(W, "chain");
   let spec: ChainSpec;
+  let dialer: Dialer;
 
   const argv = (...args: string[]) => [...ns.prefix(), BINARY, "remote", "copy", ...args, "--json"];
   const copy = (...args: string[]) => {
@@ -69,9 +77,11 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
     mkdirSync(CHAIN);
     spec = await makeChainTree(CHAIN);
     [a, b] = await Promise.all([startServer({ netns: ns, config: serverConfig(10000) }), startServer({ netns: ns, config: serverConfig(10002) })]);
+    dialer = await startDialer(ns);
   }, 180_000);
 
   afterAll(async () => {
+    await dialer?.stop();
     await a?.stop();
     await b?.stop();
     await ns?.stop();
@@ -227,4 +237,55 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
       expect(s.logs.filter((l) => /internal|uncaught/i.test(String(l.msg)))).toEqual([]);
     }
   }, 180_000);
+
+  it.runIf(withNdmjob)("ndmjob drives one side (-o tape-tcp: DATA_CONNECT to our other server's DATA_LISTEN), we drive the other: both directions", async () => {
+    const agentA = `${A}/4,${USER},${PASSWORD}`;
+    /** Our client on B (through the namespace), with B's data service listening on TCP. */
+    const listenOnB = async () => {
+      const c = await NdmpClient.over(await dialer.dial("127.0.0.1", 10002));
+      await c.open(4);
+      await c.authMd5(USER, PASSWORD);
+      const l = await c.request(Message.DATA_LISTEN, { addr_type: AddrType.TCP });
+      const t = l.body.connect_addr.tcp_addr[0];
+      return { c, port: t.port as number };
+    };
+    const connected = async (c: NdmpClient) => {
+      for (let i = 0; i < 1500; i++) {
+        if ((await c.request(Message.DATA_GET_STATE)).body.state === DataState.CONNECTED) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error("ndmjob's data agent never connected");
+    };
+
+    // ndmjob backs A up into B's listener; we have B recover what arrives.
+    {
+      const { c, port } = await listenOnB();
+      const dst = join(W, "by-ndmjob-c");
+      const job = ndmjob(ns, ["-c", "-v", "-D", agentA, "-o", `tape-tcp=127.0.0.1:${port}`, "-f", "unused", "-B", "tar", "-C", SRC], 120_000);
+      await connected(c);
+      const halted = c.waitForPost(Message.NOTIFY_DATA_HALTED, 120_000);
+      await c.request(Message.DATA_START_RECOVER, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: dst }], nlist: [] });
+      const [h, r] = await Promise.all([halted, job]);
+      expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
+      expect(h.body.reason).toBe(DataHaltReason.SUCCESSFUL);
+      await c.request(Message.DATA_STOP);
+      await c.close();
+      expect(await compareTrees(SRC, dst)).toEqual([]);
+    }
+    // ndmjob has A recover from B's listener; we have B back up into it.
+    {
+      const { c, port } = await listenOnB();
+      const dst = join(W, "by-ndmjob-x");
+      const job = ndmjob(ns, ["-x", "-v", "-D", agentA, "-o", `tape-tcp=127.0.0.1:${port}`, "-f", "unused", "-B", "tar", "-C", dst], 120_000);
+      await connected(c);
+      const halted = c.waitForPost(Message.NOTIFY_DATA_HALTED, 120_000);
+      await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: SRC }] });
+      const [h, r] = await Promise.all([halted, job]);
+      expect(jobSucceeded(r.stdout), r.stdout).toBe(true);
+      expect(h.body.reason).toBe(DataHaltReason.SUCCESSFUL);
+      await c.request(Message.DATA_STOP);
+      await c.close();
+      expect(await compareTrees(SRC, dst)).toEqual([]);
+    }
+  }, 240_000);
 });
