@@ -144,6 +144,23 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
     }
   });
 
+  it("bad usage exits 2 with what is wrong, before connecting anywhere", async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["copy", "x", "y"], /the source must be HOST\[:PORT\]:\/PATH/],
+      [["copy", `${A}:/a`, `127.0.0.1:/a`], /the same directory/],
+      [["copy", `${A}:/a`, `${B}:/b`, "--format", "zip"], /--format must be tar or dump/],
+      [["copy", `${A}:/a`, `${B}:/b`, "--level", "99"], /--level must be a number from 0 to/],
+      [["duplicate", "--from", `${A}/vt0`], /usage: ndmpd remote duplicate/],
+      [["duplicate", "--from", `${A}/vt0`, "--to", `127.0.0.1/vt0`], /the same drive/],
+      [["duplicate", "--from", `${A}/vt0`, "--to", `${B}/vt0`, "--files", "5-2"], /backwards/],
+    ];
+    for (const [args, why] of cases) {
+      const r = await run(BINARY, ["remote", ...args], { timeoutMs: 30_000 });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr, args.join(" ")).toMatch(why);
+    }
+  });
+
   it("a level 1 copy with no level 0 of that path is refused with the source's reason", async () => {
     const r = await copy(`${A}:${join(SRC, "files")}`, `${B}:${join(W, "never")}`, "--level", "1");
     expect(r.code).toBe(1);
