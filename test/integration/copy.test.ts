@@ -145,6 +145,15 @@ describe.runIf(ready)("ndmpd remote copy between two servers", () => {
     }
   });
 
+  it("--exclude leaves out what matches, as for a backup", async () => {
+    const dst = join(W, "excluded");
+    const r = await copy(`${A}:${join(SRC, "files")}`, `${B}:${dst}`, "--exclude", "mode0*", "--exclude", "b51*");
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const left = readdirSync(join(SRC, "files")).filter((n) => !/^(mode0|b51)/.test(n)).sort();
+    expect(left.length).toBeGreaterThan(0);
+    expect(readdirSync(dst).sort()).toEqual(left);
+  });
+
   it("bad usage exits 2 with what is wrong, before connecting anywhere", async () => {
     const cases: Array<[string[], RegExp]> = [
       [["copy", "x", "y"], /the source must be HOST\[:PORT\]:\/PATH/],
