@@ -48,7 +48,7 @@ import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
-import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
@@ -195,6 +195,7 @@ export class DataService {
     if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {
       throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unsupported address type ${addr.addr_type}`);
     }
+    if (addr.tcp_addr.length > MAX_CONNECT_ADDRS) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `${addr.tcp_addr.length} addresses (at most ${MAX_CONNECT_ADDRS})`);
     const allowed = this.peersOnly(addr.tcp_addr);
     let sock;
     try {
@@ -248,6 +249,7 @@ export class DataService {
 
   startBackup(butypeName: Bytes, envPairs: Pval[]): void {
     this.requireState([State.CONNECTED], "DATA_START_BACKUP");
+    checkEnv(envPairs);
     const butype = this.butype(butypeName);
     const engine = FORMAT_ENGINES[butype]!;
     const env = new Env(envPairs);
@@ -386,9 +388,13 @@ export class DataService {
 
   startRecover(butypeName: Bytes, envPairs: Pval[], nlist: NlistName[], filehist: boolean): void {
     this.requireState([State.CONNECTED], filehist ? "DATA_START_RECOVER_FILEHIST" : "DATA_START_RECOVER");
+    checkEnv(envPairs);
+    checkNlist(nlist, this.host.config.limits.maxNlist);
     const engine = FORMAT_ENGINES[this.butype(butypeName)]!;
     const env = new Env(envPairs);
     const targets = filehist ? [] : this.targets(env, nlist);
+    // The job keeps its targets, not the decoded request (a million-entry nlist is big).
+    const requested = nlist.length;
     // Reading a backup for its file history writes nothing: a read-only user may do that.
     if (!filehist) {
       requireRecover(this.scope, this.user, targets.map((t) => t.destination));
@@ -403,7 +409,7 @@ export class DataService {
     const input = this.conn!;
     const history = filehist ? new FileHistory(this.host) : undefined;
     this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
-      const what = filehist ? "reading the backup for file history" : `recovery of ${nlist.length || "all"} path(s) started`;
+      const what = filehist ? "reading the backup for file history" : `recovery of ${requested || "all"} path(s) started`;
       this.log(LogType.NORMAL, direct ? `${what} (direct access)` : what);
       const unknown = unknownRecoveryEnv(env);
       if (unknown.length > 0) this.log(LogType.NORMAL, `environment not used by this server, ignored: ${unknown.join(", ")}`);
@@ -429,7 +435,7 @@ export class DataService {
         this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
-        if (!filehist && nlist.length > 0) await this.reportFiles(targets, signal);
+        if (!filehist && requested > 0) await this.reportFiles(targets, signal);
       }
     });
   }
@@ -729,6 +735,49 @@ function unknownRecoveryEnv(env: Env): string[] {
 
 /** What any butype advertises, and every variable the man page documents (ours, aliases, returned ones). */
 const KNOWN_ENV = new Set([...BUTYPES.flatMap((b) => b.defaultEnv.map(([k]) => k)), ...NDMP_ENV.flatMap((o) => o.flags.split(/[ ,|]+/))]);
+
+/**
+ * Bounds on a job's input, each refused with a clear ILLEGAL_ARGS_ERR before the job starts
+ * (the XDR layer already bounds every array by the record's size, max_message_size).
+ */
+export const INPUT_LIMITS = {
+  envPairs: 1024,
+  envName: 256,
+  envValue: 1024 * 1024,
+  envTotal: 4 * 1024 * 1024,
+  /** PATH_MAX: no path on Linux is longer. */
+  path: 4096,
+};
+
+function illegal(why: string): NdmpError {
+  return new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+}
+
+function checkEnv(pairs: Pval[]): void {
+  const l = INPUT_LIMITS;
+  if (pairs.length > l.envPairs) throw illegal(`${pairs.length} environment variables (at most ${l.envPairs})`);
+  let total = 0;
+  for (const p of pairs) {
+    const name = toBuffer(p.name);
+    const value = toBuffer(p.value);
+    if (name.length > l.envName) throw illegal(`an environment variable name of ${name.length} bytes (at most ${l.envName})`);
+    if (value.length > l.envValue) throw illegal(`${name.toString("latin1")}: a value of ${value.length} bytes (at most ${l.envValue})`);
+    total += name.length + value.length;
+  }
+  if (total > l.envTotal) throw illegal(`an environment of ${total} bytes (at most ${l.envTotal})`);
+}
+
+function checkNlist(nlist: NlistName[], max: number): void {
+  if (nlist.length > max) throw illegal(`an nlist of ${nlist.length} entries (at most ${max}: limits.max_nlist)`);
+  const path = INPUT_LIMITS.path;
+  for (const n of nlist) {
+    for (const field of ["original_path", "destination_path", "name"] as const) {
+      const b = toBuffer(n[field]);
+      if (b.length > path) throw illegal(`an nlist ${field} of ${b.length} bytes (at most ${path})`);
+      if (b.includes(0)) throw illegal(`an nlist ${field} with a NUL byte`);
+    }
+  }
+}
 
 /** Errors of a data connection that failed (as opposed to a job that did). */
 const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);

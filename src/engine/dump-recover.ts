@@ -202,7 +202,8 @@ class DumpRecovery {
   async direct(source: StreamSource): Promise<void> {
     const targets = this.opts.targets;
     const unknown = targets.filter((t) => t.fhInfo === ALL1 || !Number.isSafeInteger(Number(t.fhInfo)));
-    const known = targets.filter((t) => !unknown.includes(t)).sort((a, b) => (a.fhInfo < b.fhInfo ? -1 : a.fhInfo > b.fhInfo ? 1 : 0));
+    const isUnknown = new Set(unknown);
+    const known = targets.filter((t) => !isUnknown.has(t)).sort((a, b) => (a.fhInfo < b.fhInfo ? -1 : a.fhInfo > b.fhInfo ? 1 : 0));
     /** Offset of the first inode header not read yet (Infinity after TS_END). */
     let resume = 0;
     try {

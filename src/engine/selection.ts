@@ -143,6 +143,20 @@ export interface Target {
   base?: Buffer;
 }
 
+/** Targets by archived path (the first of equal ones wins), kept per nlist and rebuilt if it grew. */
+const indexes = new WeakMap<Target[], { size: number; byPath: Map<string, Target> }>();
+function targetIndex(targets: Target[]): Map<string, Target> {
+  const known = indexes.get(targets);
+  if (known && known.size === targets.length) return known.byPath;
+  const byPath = new Map<string, Target>();
+  for (const t of targets) {
+    const k = t.original.toString(L1);
+    if (!byPath.has(k)) byPath.set(k, t);
+  }
+  indexes.set(targets, { size: targets.length, byPath });
+  return byPath;
+}
+
 /**
  * Where an archived object goes: the most specific target whose original path is the object
  * or one of its ancestors (when RECURSIVE), or undefined if no target asks for it. The result
@@ -155,15 +169,21 @@ export function placeFor(
   recursive: boolean,
 ): { target: Target; root: Buffer; rel: Buffer } | undefined {
   const s = rel.toString(L1) === "." ? "" : rel.toString(L1);
+  // The path itself, then (RECURSIVE) each ancestor up to the root: the first one an nlist
+  // entry names is the most specific. A lookup per level, whatever the size of the nlist.
+  const index = targetIndex(targets);
   let best: { target: Target; rest: string } | undefined;
-  for (const t of targets) {
-    const o = t.original.toString(L1);
-    let rest: string | undefined;
-    if (o === s) rest = "";
-    else if (o === "" && recursive) rest = s;
-    else if (s.startsWith(o + "/") && recursive) rest = s.slice(o.length + 1);
-    if (rest === undefined) continue;
-    if (!best || o.length > best.target.original.length) best = { target: t, rest };
+  const exact = index.get(s);
+  if (exact) best = { target: exact, rest: "" };
+  else if (recursive) {
+    for (let cut = s.lastIndexOf("/"); ; cut = s.lastIndexOf("/", cut - 1)) {
+      const t = index.get(cut < 0 ? "" : s.slice(0, cut));
+      if (t) {
+        best = { target: t, rest: cut < 0 ? s : s.slice(cut + 1) };
+        break;
+      }
+      if (cut <= 0) break;
+    }
   }
   if (!best) return undefined;
   const base = best.target.base;
