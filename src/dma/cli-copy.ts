@@ -5,7 +5,7 @@
 import type { NdmpClient } from "../client/client.ts";
 import { MAX_LEVEL } from "../incremental/index.ts";
 import { Message } from "../protocol/codes.ts";
-import { int, login, out, parse, parseHost, progressMode, UsageError } from "./cli-common.ts";
+import { int, login, out, parse, parseHost, progressMode, TLS_OPTIONS, tlsFrom, UsageError } from "./cli-common.ts";
 import { copyJob } from "./copy.ts";
 import { Progress } from "./progress.ts";
 
@@ -35,6 +35,7 @@ export async function copyCmd(args: string[], help: string): Promise<number> {
     "dst-password": { type: "string" },
     auth: { type: "string" },
     json: { type: "boolean" },
+    ...TLS_OPTIONS,
   });
   if (values.help) {
     out.write(help);
@@ -48,6 +49,7 @@ export async function copyCmd(args: string[], help: string): Promise<number> {
   const level = int(values.level, "--level", 0, MAX_LEVEL) ?? 0;
   const listen = values.listen ?? "dst";
   if (listen !== "src" && listen !== "dst") throw new UsageError("--listen must be src or dst");
+  const tls = tlsFrom(values);
   const auth = values.auth ?? "md5";
   if (auth !== "md5" && auth !== "text") throw new UsageError("--auth must be md5 or text");
   const one = sameServer(src.where, dst.where);
@@ -56,9 +58,9 @@ export async function copyCmd(args: string[], help: string): Promise<number> {
   const clients: NdmpClient[] = [];
   try {
     // Two sessions even on one server: each has one data service, and a copy needs two.
-    const s = await login(src.where, values["src-user"] ?? "ndmp", values["src-password"] ?? env.NDMPD_SRC_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    const s = await login(src.where, values["src-user"] ?? "ndmp", values["src-password"] ?? env.NDMPD_SRC_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     clients.push(s);
-    const d = await login(dst.where, values["dst-user"] ?? "ndmp", values["dst-password"] ?? env.NDMPD_DST_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    const d = await login(dst.where, values["dst-user"] ?? "ndmp", values["dst-password"] ?? env.NDMPD_DST_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     clients.push(d);
     const abort = onSignals(clients);
     try {

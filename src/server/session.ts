@@ -4,6 +4,7 @@
  * services register clean-up for when the connection goes away.
  */
 import type { Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -127,6 +128,11 @@ export class Session implements Peer {
   /** What the authenticated user may touch ([[user]] paths, devices, read_only); undefined = anything. */
   get scope(): UserScope | undefined {
     return this.authUser === undefined ? undefined : this.config.scopes.get(this.authUser);
+  }
+
+  /** The control connection is NDMPS (TLS): nothing on it is in clear. */
+  get secure(): boolean {
+    return this.socket instanceof TLSSocket;
   }
 
   get isClosed(): boolean {
