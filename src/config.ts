@@ -235,6 +235,19 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
+/**
+ * Why no DMA could log in to a server with this configuration (undefined when one can): no user,
+ * and auth.methods all need one. `ndmpd serve` refuses to start on it, `config check` reports it.
+ */
+export function loginProblem(config: Config, file: string): string | undefined {
+  if (config.users.size > 0 || config.authMethods.includes("none")) return undefined;
+  return (
+    `${file}: no [[user]], so no DMA can log in (auth.methods = ${config.authMethods.join(", ")} need one): ` +
+    `add a [[user]] table with name and password_file (or password / password_env), ` +
+    `or set NDMPD_PASSWORD for the user ndmp`
+  );
+}
+
 /** Where the CLI finds its configuration when none is named. */
 export const DEFAULT_CONFIG_FILE = "/etc/ndmpd/ndmpd.toml";
 
@@ -297,6 +310,11 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
 
   const cfg = defaultConfig({ NDMPD_STATE_DIR: env.NDMPD_STATE_DIR });
   delete cfg.generatedPassword;
+  // The users are the file's [[user]] tables. Without any, $NDMPD_PASSWORD keeps the embedded
+  // user `ndmp` (as with no file); otherwise there is nobody, and `serve` refuses (loginProblem):
+  // a random password nobody is shown would lock every DMA out without a word.
+  const fromEnv = env.NDMPD_PASSWORD || undefined;
+  cfg.users = fromEnv ? new Map([["ndmp", Buffer.from(fromEnv, "utf8")]]) : new Map();
   // A configuration file names its own devices: the embedded library is for running without one.
   cfg.tapes = [];
   cfg.changers = [];

@@ -14,7 +14,7 @@ import { findButype } from "../engine/butypes.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
-import { normalizeRel, selectionFilter, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
+import { normalizeRel, selectionFilter, splitFiles, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
 import { loadNative } from "../native/index.ts";
@@ -59,6 +59,8 @@ export interface DataHost {
   devices?(): string[];
   post(code: number, body: unknown): void;
   drained(): Promise<void>;
+  /** drained() while the DMA is behind reading posts, else undefined (see Peer.pace). */
+  pace(): Promise<void> | undefined;
   /** The session's mover (LOCAL connections and LOCAL reads). */
   mover(): MoverService | undefined;
 }
@@ -302,6 +304,7 @@ export class DataService {
         selection,
         warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
         progress,
+        pace: () => this.host.pace(),
       });
       // A backup halted meanwhile (DATA_ABORT) is not one to build on.
       if (signal.aborted) throw signal.reason ?? new Error("aborted");
@@ -354,12 +357,13 @@ export class DataService {
           signal,
           warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
+          pace: () => this.host.pace(),
         });
         const reads = source ? `, ${source.requests} direct reads` : "";
         this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
-        if (!filehist && nlist.length > 0) this.reportFiles(targets);
+        if (!filehist && nlist.length > 0) await this.reportFiles(targets, signal);
       }
     });
   }
@@ -439,8 +443,12 @@ export class DataService {
     this.host.post(Message.NOTIFY_DATA_READ, { offset, length });
   }
 
-  private reportFiles(targets: Target[]): void {
+  /** One LOG_FILE per nlist entry, paced like every post (a million-entry nlist is a million posts). */
+  private async reportFiles(targets: Target[], signal: AbortSignal): Promise<void> {
     for (const t of targets) {
+      if (signal.aborted) return; // halted: nothing more is posted after NOTIFY_DATA_HALTED
+      const wait = this.host.pace();
+      if (wait) await wait;
       let status: number = RecoveryStatus.SUCCESSFUL;
       if (t.error) status = /refused|permission|EACCES|EPERM/i.test(t.error) ? RecoveryStatus.FAILED_PERMISSION : RecoveryStatus.FAILED_IO_ERROR;
       else if (!t.found) status = RecoveryStatus.FAILED_NOT_FOUND;
@@ -616,14 +624,6 @@ export class DataService {
 
 /** Errors of a data connection that failed (as opposed to a job that did). */
 const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);
-
-/** FILES values: one path per pair (ndmjob), or several separated by spaces (illumos). */
-function splitFiles(v: Buffer): Buffer[] {
-  const s = v.toString("latin1").trim();
-  if (!s) return [];
-  // A single existing-looking path with spaces is ambiguous; paths in FILES rarely hold spaces.
-  return s.split(/ +/).map((x) => Buffer.from(x, "latin1"));
-}
 
 /** The spec's name of a code in one of the enums of codes.ts. */
 function nameOf(e: Record<string, number>, v: number): string {

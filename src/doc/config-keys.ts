@@ -64,7 +64,7 @@ export const CONFIG_TABLES: TableDoc[] = [
   {
     name: "user",
     array: true,
-    text: "A user a DMA logs in as; one table per user. NDMP's MD5 login needs the clear password on the server: keep it in a file only root reads.",
+    text: "A user a DMA logs in as; one table per user. NDMP's MD5 login needs the clear password on the server: keep it in a file only root reads. With no [[user]] at all, serve refuses to start (exit 2) unless NDMPD_PASSWORD is set (then user ndmp has that password) or auth.methods is [\"none\"].",
     keys: [
       { key: "name", value: '"ndmp"', text: "the user name" },
       { key: "password_file", value: '"/etc/ndmpd/ndmp.secret"', text: "a file holding the password (must not be readable by everyone)" },

@@ -53,6 +53,18 @@ export interface BackupOptions {
   /** Called after each entry with the running totals. */
   /** After each entry: bytes written so far, entries, and the entry's path (for `ndmpd sessions`). */
   progress?(bytes: number, entries: number, path?: Buffer): void;
+  /**
+   * Called once per entry (or chunk of input): a promise while the DMA has not read the posts
+   * already queued for it (LOG_MESSAGE, LOG_FILE, FH), which the job waits for (one bounded
+   * queue for every post); undefined when there is room.
+   */
+  pace?(): Promise<void> | undefined;
+}
+
+/** Waits while the DMA's posts are backed up (BackupOptions.pace / RecoverOptions.pace). */
+export async function paced(opts: { pace?(): Promise<void> | undefined }): Promise<void> {
+  const wait = opts.pace?.();
+  if (wait) await wait;
 }
 
 export interface BackupResult {
@@ -90,6 +102,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
 
   for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     if (!(await changes.take(q))) {
       // Unchanged since the base: not in this incremental (a later name of the inode takes over).
       if (q.entry.type !== "hardlink") dropped.set(q.entry.path.toString("latin1"), undefined);

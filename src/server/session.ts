@@ -31,15 +31,27 @@ import type { MoverService } from "../mover/mover.ts";
 import type { OpenScsi } from "../services/scsi.ts";
 import type { OpenTape } from "../services/tape.ts";
 
-/** What services use to talk back to the DMA (NOTIFY, LOG, FH posts). */
+/**
+ * What services use to talk back to the DMA (NOTIFY, LOG, FH posts). Every post goes into one
+ * queue, the control connection's send buffer: jobs wait (drained, or pace once per entry) while
+ * it holds CONTROL_HIGH_WATER bytes the DMA has not read, so a DMA that stops reading pauses the
+ * job at a fixed memory bound, and one that goes away ends it (the session's clean-up aborts it).
+ */
 export interface Peer {
   post(code: number, body: unknown): void;
-  /** Resolves when the control connection can take more (FH back-pressure). */
+  /** Resolves when the control connection can take more (or has closed). */
   drained(): Promise<void>;
+  /** drained() while the DMA is behind, undefined when there is room (cheap to call per entry). */
+  pace(): Promise<void> | undefined;
 }
 
-/** Bytes queued on the control connection before file history waits for the DMA to read. */
-const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
+/** Bytes queued on the control connection before a job waits for the DMA to read. */
+export const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
+/**
+ * Past this a DMA is not reading posts that every job paces itself by: something posts without
+ * waiting (a bug), and the session is closed rather than let memory grow.
+ */
+export const CONTROL_HARD_LIMIT = 64 * 1024 * 1024;
 
 /** Records waiting to be handled before we stop reading from a flooding peer. */
 const MAX_QUEUED_RECORDS = 64;
@@ -107,6 +119,8 @@ export class Session implements Peer {
     // Before authentication a record may be small: a stranger cannot make us buffer 32 MiB.
     this.reader = new RecordReader(Math.min(config.limits.preAuthMessageSize, config.maxMessageSize));
     socket.setNoDelay(true);
+    // A DMA whose host vanished (no RST) is found by keepalive and ends its jobs like a close.
+    socket.setKeepAlive(true, 60_000);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.log.debug("socket error", { err }));
     socket.on("close", () => void this.teardown("connection closed"));
@@ -224,6 +238,14 @@ export class Session implements Peer {
       return;
     }
     this.send(this.header(MessageType.REQUEST, code, 0, ErrorCode.NO_ERR), bytes);
+    if (this.socket.writableLength > CONTROL_HARD_LIMIT) {
+      this.log.error("closing: the DMA does not read its posts", { queued: this.socket.writableLength, limit: CONTROL_HARD_LIMIT });
+      this.close("post queue over its hard limit");
+    }
+  }
+
+  pace(): Promise<void> | undefined {
+    return this.closed || this.socket.writableLength < CONTROL_HIGH_WATER ? undefined : this.drained();
   }
 
   drained(): Promise<void> {

@@ -30,6 +30,7 @@ export function dataOf(s: Session): DataService {
     devices: () => [...(s.tape ? [s.tape.drive.config.name] : []), ...(s.scsi ? [s.scsi.target.config.name] : [])],
     post: (code, body) => s.post(code, body),
     drained: () => s.drained(),
+    pace: () => s.pace(),
     mover: () => moverOf(s),
   });
   s.data = data;
