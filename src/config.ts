@@ -112,6 +112,8 @@ export interface TlsConfig {
   key: string;
   /** PEM CA certificates client certificates are verified against; absent = none asked for. */
   clientCa?: string;
+  /** CA certificates of other ndmpd servers: data connections in TLS (the NDMPD_DATA_TLS extension). */
+  peerCa?: string;
   /** Refuse a connection without a valid client certificate (needs clientCa). */
   requireClientCert: boolean;
   /** A connection that has not finished its handshake by then (plain NDMP, say) is closed. */
@@ -483,7 +485,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
 function parseTls(doc: Table, cfg: Config, at: At): void {
   if (doc.tls === undefined) return;
   const t = table(doc, ["tls"], at);
-  checkKeys(t, ["tls"], ["listen", "cert", "key", "client_ca", "require_client_cert", "handshake_timeout_ms"], at);
+  checkKeys(t, ["tls"], ["listen", "cert", "key", "client_ca", "require_client_cert", "handshake_timeout_ms", "peer_ca"], at);
   const list = Array.isArray(t.listen) ? t.listen : t.listen === undefined ? [] : [t.listen];
   if (list.length === 0) throw at(["tls", "listen"], 'needs at least one "ADDR:PORT" (ONTAP uses port 30000)');
   const listen = list.map((v) => {
@@ -509,6 +511,7 @@ function parseTls(doc: Table, cfg: Config, at: At): void {
   };
   const tls: TlsConfig = { listen, cert: file("cert"), key: file("key", true), requireClientCert: false, handshakeTimeoutMs: 10_000 };
   if (t.client_ca !== undefined) tls.clientCa = file("client_ca");
+  if (t.peer_ca !== undefined) tls.peerCa = file("peer_ca");
   if (t.require_client_cert !== undefined) {
     if (typeof t.require_client_cert !== "boolean") throw at(["tls", "require_client_cert"], "must be true or false");
     if (t.require_client_cert && !tls.clientCa) throw at(["tls", "require_client_cert"], "needs client_ca, the CA client certificates are verified against");
@@ -516,7 +519,9 @@ function parseTls(doc: Table, cfg: Config, at: At): void {
   }
   if (t.handshake_timeout_ms !== undefined) tls.handshakeTimeoutMs = intIn(t.handshake_timeout_ms, 100, 600_000, ["tls", "handshake_timeout_ms"], at);
   try {
-    createSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key), ...(tls.clientCa ? { ca: readFileSync(tls.clientCa) } : {}) });
+    for (const ca of [tls.clientCa, tls.peerCa]) {
+      createSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key), ...(ca ? { ca: readFileSync(ca) } : {}) });
+    }
   } catch (e) {
     throw at(["tls", "cert"], `the certificate, key or CA cannot be used: ${(e as Error).message}`);
   }

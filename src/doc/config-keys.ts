@@ -155,6 +155,12 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "key", value: '"/etc/ndmpd/tls/server.key"', text: "its private key (PEM; must not be readable by everyone)" },
       { key: "client_ca", value: '"/etc/ndmpd/tls/clients-ca.pem"', text: "ask clients for a certificate and verify it against these CAs (mutual TLS)", commented: true },
       { key: "require_client_cert", value: "true", text: "refuse a connection without a valid client certificate (needs client_ca; default false)", commented: true },
+      {
+        key: "peer_ca",
+        value: '"/etc/ndmpd/tls/ndmp-servers-ca.pem"',
+        text: "offer the NDMPD_DATA_TLS extension (class 0x2dd0): a DMA that selects it on both servers' sessions gets data connections in TLS, each side presenting its cert and verifying the other's against these CAs",
+        commented: true,
+      },
       { key: "handshake_timeout_ms", value: "10000", text: "a connection that has not finished its TLS handshake by then (plain NDMP, say) is closed", commented: true },
     ],
   },

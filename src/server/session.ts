@@ -79,6 +79,8 @@ export class Session implements Peer {
   /** Extension negotiation state for CONFIG_GET/SET_EXT_LIST (digest §7.3). */
   extListQueried = false;
   extListSelected = false;
+  /** The DMA selected NDMPD_DATA_TLS: this session's TCP data connections are in TLS. */
+  dataTls = false;
   /** The tape drive this session has open (TAPE interface), if any. */
   tape: OpenTape | undefined;
   /** The SCSI device (changer) this session has open, if any: only one of tape and scsi is set. */

@@ -4,14 +4,18 @@
  *  - `ndmpd query --tls` and a CLI backup and recovery over TLS (`ndmpd remote ... --tls`);
  *  - a wrong CA on either side, an expired or a missing client certificate (when required) are
  *    refused, and so is plain NDMP on the TLS port (its handshake never starts);
- *  - a verified client certificate whose CN a [[user]] names logs the session in as that user.
+ *  - a verified client certificate whose CN a [[user]] names logs the session in as that user;
+ *  - NDMPD_DATA_TLS: a DMA selects the extension class on two servers' sessions, and a backup
+ *    and its recovery between them run over TLS data connections (a plain peer is dropped).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NdmpClient } from "../../src/client/client.ts";
-import { ErrorCode, Message } from "../../src/protocol/codes.ts";
+import { ALL1, AddrType, DataHaltReason, ErrorCode, Message, MoverMode, TapeMtioOp, TapeOpenMode } from "../../src/protocol/codes.ts";
+import { u32ToIp } from "../../src/transport/tcp.ts";
+import { DATA_TLS_CLASS } from "../../src/transport/tls.ts";
 import { makeCerts, type Certs } from "../helpers/certs.ts";
 import { until } from "../helpers/dma.ts";
 import { createNetns, type Netns } from "../helpers/netns.ts";
@@ -148,5 +152,119 @@ describe.runIf(ready)("NDMPS (NDMP over TLS)", () => {
     // The jobs came in on the TLS port: the server's sessions were opened there.
     const jobs = open.logs.filter((l) => l.msg === "audit" && l.audit === "job-end" && l.outcome === "SUCCESSFUL" && l.operation?.startsWith("DATA_OP_"));
     expect(jobs.map((l) => l.operation)).toEqual(["DATA_OP_BACKUP", "DATA_OP_RECOVER"]);
+  }, 300_000);
+});
+
+describe.runIf(ready)("TLS data connections between two ndmpd servers (NDMPD_DATA_TLS)", () => {
+  let ns: Netns;
+  let dialer: Dialer;
+  let certs: Certs;
+  let dataSrv: RunningServer;
+  let tapeSrv: RunningServer;
+  const W = mkdtempSync(join(tmpdir(), "ndmpd-datatls-"));
+
+  const config = (plain: number, tls: number) =>
+    `[server]\nlisten = "127.0.0.1:${plain}"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n` +
+    `[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n` +
+    `[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\ncapacity = "256MiB"\n` +
+    `[tls]\nlisten = "127.0.0.1:${tls}"\ncert = "${certs.serverCert}"\nkey = "${certs.serverKey}"\npeer_ca = "${certs.ca}"\n`;
+  const session = async (port: number, selectTls: boolean) => {
+    const c = await NdmpClient.over(await dialer.dial("127.0.0.1", port));
+    await c.open(4);
+    await c.authMd5(USER, PASSWORD);
+    const ext = await c.request(Message.CONFIG_GET_EXT_LIST);
+    expect(ext.body.class_list).toEqual([{ class_id: DATA_TLS_CLASS, class_version: [1] }]);
+    await c.request(Message.CONFIG_SET_EXT_LIST, { ndmp_selected_ext: selectTls ? [{ class_id: DATA_TLS_CLASS, class_version: 1 }] : [] });
+    return c;
+  };
+  const audits = (srv: RunningServer, event: string, operation: string) =>
+    srv.logs.filter((l) => l.msg === "audit" && l.audit === event && l.operation === operation);
+
+  beforeAll(async () => {
+    certs = await makeCerts(join(W, "pki"));
+    ns = await createNetns();
+    dialer = await startDialer(ns);
+    dataSrv = await startServer({ netns: ns, config: config(10004, 30004) });
+    tapeSrv = await startServer({ netns: ns, config: config(10006, 30006) });
+  }, 120_000);
+
+  afterAll(async () => {
+    await dataSrv?.stop();
+    await tapeSrv?.stop();
+    await dialer?.stop();
+    await ns?.stop();
+    rmSync(W, { recursive: true, force: true });
+  });
+
+  it("SET_EXT_LIST: an unknown class or version is refused and selects nothing", async () => {
+    const c = await NdmpClient.over(await dialer.dial("127.0.0.1", 10004));
+    try {
+      await c.open(4);
+      await c.authMd5(USER, PASSWORD);
+      await c.request(Message.CONFIG_GET_EXT_LIST);
+      await expect(c.request(Message.CONFIG_SET_EXT_LIST, { ndmp_selected_ext: [{ class_id: 0x2050, class_version: 1 }] })).rejects.toMatchObject({ error: ErrorCode.CLASS_NOT_SUPPORTED_ERR });
+      await expect(c.request(Message.CONFIG_SET_EXT_LIST, { ndmp_selected_ext: [{ class_id: DATA_TLS_CLASS, class_version: 2 }] })).rejects.toMatchObject({ error: ErrorCode.VERSION_NOT_SUPPORTED_ERR });
+      await c.request(Message.CONFIG_SET_EXT_LIST, { ndmp_selected_ext: [{ class_id: DATA_TLS_CLASS, class_version: 1 }] });
+      await expect(c.request(Message.CONFIG_SET_EXT_LIST, { ndmp_selected_ext: [] })).rejects.toMatchObject({ error: ErrorCode.EXT_DANDN_ILLEGAL_ERR });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a backup (our mover listens, our data service connects) and its recovery (the other way round), both in TLS", async () => {
+    const src = join(W, "src");
+    await makeEdgeTree(src);
+    const d = await session(10004, true);
+    const t = await session(10006, true);
+    try {
+      await t.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
+      await t.request(Message.MOVER_SET_RECORD_SIZE, { len: 10240 });
+      await t.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+      const listen = await t.request(Message.MOVER_LISTEN, { mode: MoverMode.READ, addr_type: AddrType.TCP });
+      const a = listen.body.connect_addr.tcp_addr[0];
+
+      // A plain peer cannot take the port: its handshake fails, it is dropped, the listen goes on.
+      const plain = await dialer.dial(u32ToIp(a.ip_addr), a.port);
+      plain.on("error", () => {});
+      plain.end("NDMP data in clear\n");
+      plain.resume();
+      await until(() => audits(tapeSrv, "refused", "MOVER_LISTEN connection").length > 0, 10_000, "the plain peer's refusal");
+      expect(audits(tapeSrv, "refused", "MOVER_LISTEN connection")[0]!.why).toMatch(/^TLS: /);
+
+      const since = d.posts.length;
+      const tSince = t.posts.length;
+      await d.request(Message.DATA_CONNECT, { addr: listen.body.connect_addr });
+      await d.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: src }] });
+      expect((await d.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since)).body.reason).toBe(DataHaltReason.SUCCESSFUL);
+      await t.waitForPost(Message.NOTIFY_MOVER_HALTED, 30_000, tSince);
+      await d.request(Message.DATA_STOP);
+      await t.request(Message.MOVER_STOP);
+      await t.request(Message.TAPE_MTIO, { tape_op: TapeMtioOp.REW, count: 1 });
+
+      const dStart = audits(dataSrv, "job-start", "DATA_OP_BACKUP").at(-1)!;
+      const mStart = audits(tapeSrv, "job-start", "MOVER_MODE_READ").at(-1)!;
+      expect(dStart.tls).toBe(true);
+      expect(mStart.tls).toBe(true);
+      const dEnd = audits(dataSrv, "job-end", "DATA_OP_BACKUP").at(-1)!;
+      const mEnd = audits(tapeSrv, "job-end", "MOVER_MODE_READ").at(-1)!;
+      expect(Number(mEnd.bytes)).toBe(Number(dEnd.bytes));
+
+      // Recovery: our data service listens, the other server's mover connects.
+      const dl = await d.request(Message.DATA_LISTEN, { addr_type: AddrType.TCP });
+      await t.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+      await t.request(Message.MOVER_CONNECT, { mode: MoverMode.WRITE, addr: dl.body.connect_addr });
+      const out = join(W, "out");
+      const since2 = d.posts.length;
+      await d.request(Message.DATA_START_RECOVER, { butype_name: "tar", env: [{ name: "PREFIX", value: out }], nlist: [] });
+      const read = await d.waitForPost(Message.NOTIFY_DATA_READ, 30_000, since2);
+      await t.request(Message.MOVER_READ, { offset: read.body.offset, length: read.body.length });
+      expect((await d.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since2)).body.reason).toBe(DataHaltReason.SUCCESSFUL);
+      expect(await compareTrees(src, out)).toEqual([]);
+      expect(audits(dataSrv, "job-start", "DATA_OP_RECOVER").at(-1)!.tls).toBe(true);
+      expect(audits(tapeSrv, "job-start", "MOVER_MODE_WRITE").at(-1)!.tls).toBe(true);
+    } finally {
+      await d.close();
+      await t.close();
+    }
   }, 300_000);
 });

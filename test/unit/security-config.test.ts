@@ -65,6 +65,7 @@ describe("[tls]", () => {
         handshakeTimeoutMs: 10_000,
       });
       expect(cfg.certUsers.get("dma-1")).toBe("dma");
+      expect(parseConfig(`${user}${tls}peer_ca = "${c.ca}"\n`, "t.toml").tls?.peerCa).toBe(c.ca);
       expect(cfg.users.get("dma")?.length).toBe(0);
       expect(() => parseConfig(`${user}${tls}require_client_cert = true\n`, "t.toml")).toThrow(/tls\.require_client_cert: needs client_ca/);
       expect(() => parseConfig(`${user}[tls]\ncert = "${c.serverCert}"\nkey = "${c.serverKey}"\n`, "t.toml")).toThrow(/tls\.listen: needs at least one/);
