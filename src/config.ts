@@ -11,6 +11,7 @@ import { parse, TomlError } from "smol-toml";
 import type { UserScope } from "./security/scope.ts";
 import { parseCidr } from "./transport/peers.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import { SNAPSHOT_POLICIES, type SnapshotPolicy } from "./snapshot/policy.ts";
 import { VERSION } from "./version.ts";
 
 export type AuthMethod = "md5" | "text" | "none";
@@ -76,6 +77,20 @@ export interface Config {
   limits: Limits;
   /** Set when the password was generated at start-up and must be shown once. */
   generatedPassword?: string;
+  /** [backup]: job defaults. snapshot: the SNAPSHOT policy of a job that sends none (src/snapshot). */
+  backup: { snapshot: SnapshotPolicy };
+  /** [[snapshot]]: the admin's snapshot commands, first match on FILESYSTEM wins (before btrfs). */
+  snapshotHooks: SnapshotHook[];
+}
+
+export interface SnapshotHook {
+  /** A glob (picomatch) matched against FILESYSTEM. */
+  path: string;
+  /** argv: prints the directory where FILESYSTEM's snapshot can be read. */
+  create: string[];
+  /** argv: deletes it. */
+  delete: string[];
+  timeoutMs: number;
 }
 
 /** The [limits] table: bounds on what one peer may hold, with safe defaults (see defaultLimits). */
@@ -234,6 +249,8 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     admin: { socket: join(stateDir, "admin.sock") },
     limits: defaultLimits(),
     generatedPassword: generated,
+    backup: { snapshot: "auto" },
+    snapshotHooks: [],
   };
 }
 
@@ -320,7 +337,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
   // A configuration file names its own devices: the embedded library is for running without one.
   cfg.tapes = [];
   cfg.changers = [];
-  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics", "limits", "tls"], at);
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics", "limits", "backup", "snapshot", "tls"], at);
 
   const server = table(doc, ["server"], at);
   checkKeys(server, ["server"], [
@@ -453,6 +470,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
   }
   parseOperations(doc, cfg, at);
   parseLimits(doc, cfg, at);
+  parseSnapshots(doc, cfg, at);
   // Changers first: a tape bound to a virtual library needs no path of its own.
   const bound = new Map<string, string>();
   if (doc.changer !== undefined) {
@@ -698,6 +716,32 @@ function parseOperations(doc: Table, cfg: Config, at: At): void {
       throw at(["metrics", "listen"], (e as Error).message);
     }
   }
+}
+
+/** [backup] snapshot and the [[snapshot]] hooks. */
+function parseSnapshots(doc: Table, cfg: Config, at: At): void {
+  const backup = table(doc, ["backup"], at);
+  checkKeys(backup, ["backup"], ["snapshot"], at);
+  if (backup.snapshot !== undefined) {
+    if (!SNAPSHOT_POLICIES.includes(backup.snapshot as SnapshotPolicy)) throw at(["backup", "snapshot"], `must be one of ${SNAPSHOT_POLICIES.join(", ")}`);
+    cfg.backup.snapshot = backup.snapshot as SnapshotPolicy;
+  }
+  if (doc.snapshot === undefined) return;
+  if (!Array.isArray(doc.snapshot)) throw at(["snapshot"], "must be an array of tables: [[snapshot]]");
+  cfg.snapshotHooks = doc.snapshot.map((h: Table, i: number) => {
+    const p = ["snapshot", i];
+    checkKeys(h, p, ["path", "create", "delete", "timeout"], at);
+    if (typeof h.path !== "string" || !h.path.startsWith("/")) throw at([...p, "path"], 'must be an absolute path or pattern ("/srv/db", "/srv/*")');
+    const argv = (k: "create" | "delete") => {
+      const v = h[k];
+      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string") || !(v[0] as string).startsWith("/")) {
+        throw at([...p, k], 'must be a command as a list of strings, the program as an absolute path (["/usr/local/sbin/snap", "create", "{path}"]); no shell runs it');
+      }
+      return v as string[];
+    };
+    const timeout = h.timeout === undefined ? 60 : intIn(h.timeout, 1, 3600, [...p, "timeout"], at);
+    return { path: h.path, create: argv("create"), delete: argv("delete"), timeoutMs: timeout * 1000 };
+  });
 }
 
 function secret(t: Table, p: (string | number)[], env: NodeJS.ProcessEnv, at: At): Buffer {

@@ -11,6 +11,8 @@ import { DeviceRegistry } from "./devices/registry.ts";
 import { JOB_HELP, runJobCommand } from "./dma/cli.ts";
 import { connectTo, TLS_OPTIONS, tlsFrom } from "./dma/cli-common.ts";
 import { NdmpServer } from "./server/listener.ts";
+import { cleanupLeftovers } from "./snapshot/index.ts";
+import { loadNative } from "./native/index.ts";
 import { VERSION } from "./version.ts";
 import { COMMANDS } from "./doc/commands.ts";
 import { configCheckCommand, configExample } from "./config-check.ts";
@@ -96,6 +98,9 @@ async function serve(args: string[]): Promise<number> {
   // log it loudly and keep serving (each session's own error paths halt its services).
   process.on("unhandledRejection", (reason) => log.error("unhandled rejection (a bug)", { err: reason, stack: (reason as Error)?.stack }));
   process.on("uncaughtException", (err) => log.error("uncaught exception (a bug)", { err, stack: err.stack }));
+  // Snapshots a crash or kill -9 left behind (recorded in the state directory): deleted before
+  // any job can make new ones.
+  await cleanupLeftovers(config.stateDir, await loadNative(), log.child({ service: "snapshot" }));
   const server = new NdmpServer(config, devices, log);
   // The admin socket is for operators; a server that cannot make it still serves its DMAs.
   // Made before the NDMP port opens, so it is there when "listening" is logged.

@@ -18,7 +18,7 @@ import { RecoverFailed } from "../engine/recover.ts";
 import { normalizeRel, selectionFilter, splitFiles, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
-import { loadNative } from "../native/index.ts";
+import { loadNative, type NativeApi } from "../native/index.ts";
 import {
   AddrType,
   ALL1,
@@ -41,6 +41,7 @@ import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, typ
 import { audit } from "../security/audit.ts";
 import { Refusal } from "../security/refusal.ts";
 import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
+import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
@@ -263,6 +264,7 @@ export class DataService {
     }
     if (!isDir) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `FILESYSTEM ${root.toString()} is not a directory here`);
     const base = this.resolveBase(env, butype, stripTrailingSlashes(root));
+    const { policy, plan } = this.snapshotPlan(env, stripTrailingSlashes(root));
     const hist = (env.get("HIST") ?? "n").trim().toLowerCase();
     const wantHistory = ["y", "yes", "t", "true", "f", "d", "1"].includes(hist);
     // HIST=f asks for path-style history, HIST=d for dir/node style; y lets the format choose.
@@ -289,41 +291,99 @@ export class DataService {
     this.run("backup", history, async (signal, progress) => {
       this.log(LogType.NORMAL, `backup of ${root.toString()} (${butype}, level ${base.level}) started`);
       for (const note of base.notes) this.log(LogType.NORMAL, note);
-      // Taken before the walk: whatever changes while we walk is newer, and goes into the next incremental.
-      const startTime = backupStartTime(stateDir);
       const native = await loadNative();
-      const result = await engine.backup({
-        root,
-        out,
-        history,
-        historyStyle,
-        level: base.level,
-        base,
-        startTime,
-        stateDir,
-        env: env.map(),
-        recordSize: rs,
-        native,
-        signal,
-        selection,
-        warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
-        progress,
-        pace: () => this.host.pace(),
-      });
-      // A backup halted meanwhile (DATA_ABORT) is not one to build on.
-      if (signal.aborted) throw signal.reason ?? new Error("aborted");
-      // Progress stops at the last entry: the stream's end (the format's trailer) counts too.
-      this.bytesProcessed = BigInt(result.bytes);
-      // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
-      for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
-      for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
-      // Only a backup that got this far is recorded (dumpdates with UPDATE, and the token's record).
-      await recordBackup(stateDir, base, startTime, result.dirs);
-      this.log(
-        LogType.NORMAL,
-        `backup done: ${result.entries} entries, ${result.bytes} bytes` + (result.warnings ? `, ${result.warnings} warnings` : ""),
-      );
+      const snap = await this.snapshot(policy, plan, root, native);
+      // Whatever happens from here (failure, DATA_ABORT, a lost DMA), the snapshot is deleted.
+      try {
+        if (signal.aborted) throw signal.reason ?? new Error("aborted");
+        // Without a snapshot, taken before the walk: whatever changes while we walk is newer and
+        // goes into the next incremental. With one, the file clock just before it was made.
+        const startTime = snap?.time ?? backupStartTime(stateDir);
+        const result = await engine.backup({
+          root,
+          // The snapshot is read; names, history, headers and records stay those of the live tree.
+          source: snap?.dir,
+          remap: snap && ((e) => snap.remap(e)),
+          out,
+          history,
+          historyStyle,
+          level: base.level,
+          base,
+          startTime,
+          stateDir,
+          env: env.map(),
+          recordSize: rs,
+          native,
+          signal,
+          // Our snapshot directory (at a subvolume's root) is never backed up, live or from a snapshot.
+          selection: { ...selection, exclude: [...selection.exclude, ...ownDirectories(root)] },
+          warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
+          progress,
+          pace: () => this.host.pace(),
+        });
+        // A backup halted meanwhile (DATA_ABORT) is not one to build on.
+        if (signal.aborted) throw signal.reason ?? new Error("aborted");
+        // Progress stops at the last entry: the stream's end (the format's trailer) counts too.
+        this.bytesProcessed = BigInt(result.bytes);
+        // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
+        for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
+        for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
+        // Only a backup that got this far is recorded (dumpdates with UPDATE, and the token's record).
+        await recordBackup(stateDir, base, startTime, result.dirs);
+        this.log(
+          LogType.NORMAL,
+          `backup done: ${result.entries} entries, ${result.bytes} bytes` + (result.warnings ? `, ${result.warnings} warnings` : ""),
+        );
+      } finally {
+        await snap?.release();
+      }
     });
+  }
+
+  /**
+   * SNAPSHOT (or the configured default) and how a snapshot of `root` would be made. `required`
+   * without a method is refused here, before the job starts (ILLEGAL_ARGS and a LOG_MESSAGE).
+   */
+  private snapshotPlan(env: Env, root: Buffer): { policy: SnapshotPolicy; plan: SnapshotPlan | string } {
+    const given = env.get("SNAPSHOT");
+    const policy = parsePolicy(given, this.host.config.backup.snapshot);
+    if (!policy) {
+      const why = `SNAPSHOT=${given}: must be y, n, auto or required`;
+      this.log(LogType.ERROR, why);
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    }
+    if (policy === "n") return { policy, plan: "SNAPSHOT=n" };
+    const plan = planSnapshot(this.host.config, root);
+    if (policy === "required" && typeof plan === "string") {
+      const why = `SNAPSHOT=required: ${root.toString()} has no snapshot method (${plan}; btrfs is built in, other filesystems need a [[snapshot]] hook)`;
+      this.log(LogType.ERROR, why);
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    }
+    return { policy, plan };
+  }
+
+  /**
+   * The job's snapshot, or undefined for a live backup (said in a warning unless SNAPSHOT=n).
+   * Under auto a snapshot that cannot be made means a live backup; under y and required, a failed job.
+   * DATA_GET_ENV's SNAPSHOT tells which: btrfs:<name>, hook:<name> or none.
+   */
+  private async snapshot(policy: SnapshotPolicy, plan: SnapshotPlan | string, root: Buffer, native: NativeApi): Promise<Snapshot | undefined> {
+    if (typeof plan === "string") {
+      if (policy !== "n") this.log(LogType.WARNING, `no snapshot of ${root.toString()} (${plan}): backing up the live tree`);
+      this.setEnv("SNAPSHOT", "none");
+      return undefined;
+    }
+    try {
+      const snap = await takeSnapshot(plan, { stateDir: this.host.config.stateDir, native, log: this.host.log });
+      this.setEnv("SNAPSHOT", snap.label);
+      this.log(LogType.NORMAL, `snapshot ${snap.label} made (${snap.via}): backing up ${root.toString()} as it was then`);
+      return snap;
+    } catch (e) {
+      if (policy !== "auto") throw new Error(`SNAPSHOT=${policy}: ${(e as Error).message}`);
+      this.log(LogType.WARNING, `${(e as Error).message}: backing up the live tree`);
+      this.setEnv("SNAPSHOT", "none");
+      return undefined;
+    }
   }
 
   startRecover(butypeName: Bytes, envPairs: Pval[], nlist: NlistName[], filehist: boolean): void {

@@ -16,6 +16,8 @@ import { DeviceRegistry } from "../devices/registry.ts";
 import { Logger } from "../log.ts";
 import { FileType, Message } from "../protocol/codes.ts";
 import { NdmpServer } from "../server/listener.ts";
+import { loadNative } from "../native/index.ts";
+import { cleanupLeftovers } from "../snapshot/index.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import { formatBytes, Progress } from "./progress.ts";
 import { copyCmd, duplicateCmd } from "./cli-copy.ts";
@@ -108,7 +110,10 @@ async function localSession(config: Config, tape: string, slot: number | undefin
       authMethods: ["md5"],
       authFailureDelayMs: 0,
     };
-    const server = new NdmpServer(cfg, devices, new Logger("warn", "human"));
+    const logger = new Logger("warn", "human");
+    // What a killed `ndmpd backup` left (its records name it; a running server's are left alone).
+    await cleanupLeftovers(config.stateDir, await loadNative(), logger);
+    const server = new NdmpServer(cfg, devices, logger);
     const [addr] = await server.listen();
     const client = await NdmpClient.connect("127.0.0.1", addr!.port);
     await client.open(4);
@@ -216,12 +221,13 @@ const backupOptions = {
   exclude: { type: "string", short: "x", multiple: true },
   label: { type: "string", short: "L" },
   level: { type: "string" },
+  snapshot: { type: "string" },
   slot: { type: "string" },
   "record-size": { type: "string" },
   json: { type: "boolean" },
 } as const;
 
-function backupSettings(values: { format?: string; level?: string; "record-size"?: string; exclude?: string[]; label?: string }, positionals: string[]) {
+function backupSettings(values: { format?: string; level?: string; "record-size"?: string; exclude?: string[]; label?: string; snapshot?: string }, positionals: string[]) {
   if (positionals.length !== 1) throw new UsageError("backup needs exactly one PATH");
   const path = resolve(positionals[0]!);
   const format = values.format ?? "tar";
@@ -229,7 +235,9 @@ function backupSettings(values: { format?: string; level?: string; "record-size"
   const level = int(values.level, "--level", 0, MAX_LEVEL) ?? 0;
   const recordSize = int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? DEFAULT_RECORD_SIZE;
   if (recordSize % 512 !== 0) throw new UsageError("--record-size must be a multiple of 512");
-  return { path, format, level, recordSize, excludes: values.exclude ?? [], label: values.label };
+  const snapshot = values.snapshot;
+  if (snapshot !== undefined && !["y", "n", "auto", "required"].includes(snapshot)) throw new UsageError("--snapshot must be y, n, auto or required");
+  return { path, format, level, recordSize, excludes: values.exclude ?? [], label: values.label, snapshot };
 }
 
 async function backupCmd(args: string[]): Promise<number> {

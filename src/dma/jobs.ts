@@ -247,6 +247,8 @@ export interface BackupOptions {
   label?: string;
   level: number;
   recordSize: number;
+  /** SNAPSHOT for the data service (y, n, auto, required); absent: the server's default. */
+  snapshot?: string;
   catalog: Catalog;
   progress: Progress;
   /** Expected total bytes, when an estimate is (or becomes) available. */
@@ -281,6 +283,7 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
     ];
     // Record this backup in dumpdates: the next one of a higher level is based on it.
     env.push(["UPDATE", "y"]);
+    if (o.snapshot !== undefined) env.push(["SNAPSHOT", o.snapshot]);
     const label: TapeLabel = {
       mediaId,
       seq,
@@ -345,7 +348,9 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
       },
       rows,
     );
-    o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId });
+    // What the data service did about a snapshot (btrfs:NAME, hook:NAME, none), when it says.
+    const snapshot = r.env.find(([n]) => n === "SNAPSHOT")?.[1];
+    o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId, ...(snapshot ? { snapshot } : {}) });
     return { ok: true, seq, mediaId, jobId, bytes: r.bytes, entries: rows.length, errors: [] };
   });
 }

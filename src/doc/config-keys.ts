@@ -138,6 +138,29 @@ export const CONFIG_TABLES: TableDoc[] = [
     ],
   },
   {
+    name: "backup",
+    text: "Defaults of backup jobs.",
+    keys: [
+      {
+        key: "snapshot",
+        value: '"auto"',
+        text: "SNAPSHOT of a job that sends none: auto (a snapshot where the filesystem has a method, btrfs or a [[snapshot]] hook, else the live tree with a warning), y (the same, but a snapshot that cannot be made fails the job), n (the live tree), required (no method: the job is refused)",
+      },
+    ],
+  },
+  {
+    name: "snapshot",
+    array: true,
+    text: "Snapshot commands for filesystems without a built-in method (LVM thin, ZFS, XFS on LVM, a SAN); the first whose path matches FILESYSTEM is used, before btrfs. Run without a shell; {path}, {name} and {dir} in the arguments (and NDMPD_SNAPSHOT_PATH, _NAME, _DIR in the environment) are FILESYSTEM, the snapshot's name and the directory create printed.",
+    commented: true,
+    keys: [
+      { key: "path", value: '"/srv/db{,/**}"', text: "a pattern (picomatch) matched against FILESYSTEM" },
+      { key: "create", value: '["/usr/local/sbin/db-snap", "create", "{path}", "{name}"]', text: "makes the snapshot and prints, as its last line, the directory where FILESYSTEM's snapshot can be read" },
+      { key: "delete", value: '["/usr/local/sbin/db-snap", "delete", "{name}", "{dir}"]', text: "deletes it (also at the next start, when the server died holding one)" },
+      { key: "timeout", value: "60", text: "seconds each command may take (1-3600)" },
+    ],
+  },
+  {
     name: "admin",
     text: "The local admin socket that 'ndmpd sessions' and 'ndmpd kill-session' use (no NDMP port is opened for it).",
     keys: [

@@ -29,5 +29,6 @@ export const NDMP_ENV: OptionDoc[] = [
   { flags: "RECURSIVE", text: "recover: y (default) restores a selected directory with its contents, n the directory alone" },
   { flags: "RECORD_SIZE", text: "the tape record size direct-access reads align to (set by the server on LOCAL backups)" },
   { flags: "PATHNAME_SEPARATOR", text: "set by the server: /" },
+  { flags: "SNAPSHOT", text: "backup: y, n, auto or required (default: [backup] snapshot, auto): back up from a snapshot (btrfs built in, or a [[snapshot]] hook); DATA_GET_ENV returns what was done: btrfs:NAME, hook:NAME or none" },
   { flags: "DUMP_DATE", text: "set by the server on dump backups: the backup's date" },
 ];

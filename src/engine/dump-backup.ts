@@ -128,6 +128,8 @@ async function dumpFilesystem(
   warningCount: () => number,
 ): Promise<BackupResult> {
   const base: BackupBase | undefined = opts.base?.since === undefined ? undefined : opts.base;
+  /** Where objects are read: the live root, or its view in a snapshot. Names and headers use `root`. */
+  const from = opts.source ? stripTrailingSlashes(opts.source) : root;
   const incremental = base !== undefined;
   const state = await loadState(statePath, incremental, warn);
   const inodes = state ? InodeMap.fromJSON(state.inodes) : new InodeMap();
@@ -145,7 +147,8 @@ async function dumpFilesystem(
   const dumped = new Set<number>();
   const seenKeys = new Set<string>();
   for await (const { entry } of scan({
-    root,
+    root: from,
+    remap: opts.remap,
     native: opts.native,
     selection: opts.selection,
     dumpNames: true,
@@ -271,7 +274,7 @@ async function dumpFilesystem(
   const refill = () => {
     while (next < dumpedFiles.length && pending.length < READ_AHEAD) {
       const ino = dumpedFiles[next++]!;
-      pending.push(prepare(ino, objects.get(ino)!, root, opts.native));
+      pending.push(prepare(ino, objects.get(ino)!, from, opts.native));
     }
   };
   refill();
@@ -288,7 +291,7 @@ async function dumpFilesystem(
     }
     const entry = p.entry;
     const { offset, steps } = writer.inode(p.ino, entry);
-    await writeSteps(out, steps, p, root, warn);
+    await writeSteps(out, steps, p, from, warn);
     forward();
     entries++;
     if (opts.history) {

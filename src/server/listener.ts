@@ -15,6 +15,10 @@ import type { HandlerTable } from "../services/handler.ts";
 import type { DeviceRegistry } from "../devices/registry.ts";
 import { Session, sourceAddress, type Admission } from "./session.ts";
 import { certificateUser, createNdmpsServer } from "./tls.ts";
+import { snapshotsHeld, waitForSnapshots } from "../snapshot/index.ts";
+
+/** How long a shutdown waits for stopped jobs to delete their snapshots. */
+const SNAPSHOT_WAIT_MS = 60_000;
 
 export class NdmpServer implements Admission {
   readonly sessions = new Set<Session>();
@@ -158,6 +162,10 @@ export class NdmpServer implements Admission {
     for (const s of this.sessions) s.notifyAndClose(ConnectionStatusReason.SHUTDOWN, why);
     const deadline = Date.now() + 5000;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Jobs that were stopped delete their snapshots as they wind down: give them time.
+    if (snapshotsHeld() > 0 && !(await waitForSnapshots(SNAPSHOT_WAIT_MS))) {
+      this.log.warn("snapshots still held at shutdown: the next start deletes them", { held: snapshotsHeld() });
+    }
     await Promise.all(closing);
     this.log.info("server stopped", { why });
   }
