@@ -1,5 +1,6 @@
 /** The security keys of the configuration: data_peers, per-user scopes, TLS, server_auth's clear text. */
 import { describe, expect, it } from "vitest";
+import { renderEffective } from "../../src/config-check.ts";
 import { parseConfig } from "../../src/config.ts";
 
 const user = `[[user]]\nname = "ndmp"\npassword = "pw"\n`;
@@ -67,6 +68,10 @@ describe("[tls]", () => {
       expect(cfg.certUsers.get("dma-1")).toBe("dma");
       expect(parseConfig(`${user}${tls}peer_ca = "${c.ca}"\n`, "t.toml").tls?.peerCa).toBe(c.ca);
       expect(cfg.users.get("dma")?.length).toBe(0);
+      // `config check` shows all of it, and what it shows reads back the same.
+      const again = parseConfig(renderEffective(cfg), "effective.toml");
+      expect(again.tls).toEqual(cfg.tls);
+      expect(again.certUsers).toEqual(cfg.certUsers);
       expect(() => parseConfig(`${user}${tls}require_client_cert = true\n`, "t.toml")).toThrow(/tls\.require_client_cert: needs client_ca/);
       expect(() => parseConfig(`${user}[tls]\ncert = "${c.serverCert}"\nkey = "${c.serverKey}"\n`, "t.toml")).toThrow(/tls\.listen: needs at least one/);
       expect(() => parseConfig(`${user}${tls.replace(c.serverKey, "/nonexistent.key")}`, "t.toml")).toThrow(/tls\.key: cannot read/);
