@@ -9,6 +9,7 @@ import { countJob } from "../metrics/metrics.ts";
 import { statSync } from "node:fs";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { TLSSocket } from "node:tls";
 import type { Config } from "../config.ts";
 import { NDMP_ENV } from "../doc/environment.ts";
 import { BUTYPES, findButype } from "../engine/butypes.ts";
@@ -48,12 +49,15 @@ import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
+import type { DataTls } from "../transport/tls.ts";
 import { allowedAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Data connections in TLS, when the DMA selected NDMPD_DATA_TLS on this session. */
+  dataTls?(): DataTls | undefined;
   /** Who authenticated on the control connection (scopes, the audit trail). */
   readonly user?: string;
   /** The control connection's peer, "addr:port" (the audit trail). */
@@ -153,8 +157,8 @@ export class DataService {
       l = await listenData(this.host.localAddress, {
         ports: this.host.config.dataPorts,
         peers: peerFilter(this.host.config.dataPeers),
-        refused: (peer) =>
-          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "DATA_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
+        refused: (peer, why) => audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "DATA_LISTEN connection", outcome: "dropped", why }),
+        tls: this.host.dataTls?.(),
       });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
@@ -199,7 +203,7 @@ export class DataService {
     const allowed = this.peersOnly(addr.tcp_addr);
     let sock;
     try {
-      sock = await connectData(allowed);
+      sock = await connectData(allowed, undefined, this.host.dataTls?.());
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -579,7 +583,8 @@ export class DataService {
     this.bytesProcessed = 0n;
     // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
     this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, paths: paths.map(showPath), devices: this.host.devices?.() ?? [] };
-    audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, outcome: "started" });
+    const tls = this.conn instanceof TLSSocket ? { tls: true } : {};
+    audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, ...tls, outcome: "started" });
   }
 
   private run(

@@ -22,7 +22,7 @@ import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJ
 import { formatBytes, Progress } from "./progress.ts";
 import { readNdmjobIndex } from "./ndmjob-index.ts";
 import { copyCmd, duplicateCmd } from "./cli-copy.ts";
-import { int, login, out, parse, parseHost, print, progressMode, UsageError } from "./cli-common.ts";
+import { int, login, out, parse, parseHost, print, progressMode, TLS_OPTIONS, tlsFrom, UsageError } from "./cli-common.ts";
 import { commandHelp } from "../doc/render.ts";
 import { formatNs, isoSeconds, MAX_LEVEL, readDumpdates } from "../incremental/index.ts";
 
@@ -441,8 +441,10 @@ async function remoteCmd(args: string[]): Promise<number> {
     file: { type: "string", short: "n" },
     to: { type: "string", short: "C" },
     "tape-file": { type: "string" },
+    ...TLS_OPTIONS,
   });
   if (values.help) return print(JOB_HELP.remote!);
+  const tls = tlsFrom(values);
   if (!values.data) throw new UsageError(`remote ${sub} needs --data HOST[:PORT]`);
   if (!values.device) throw new UsageError(`remote ${sub} needs --device NAME (the drive at the tape agent)`);
   const auth = values.auth ?? "md5";
@@ -450,10 +452,10 @@ async function remoteCmd(args: string[]): Promise<number> {
   const stateDir = values["state-dir"] ?? defaultStateDir();
   if (!isAbsolute(stateDir)) throw new UsageError("--state-dir must be an absolute path");
   const env = process.env;
-  const data = await login(values.data, values["data-user"] ?? "ndmp", values["data-password"] ?? env.NDMPD_DATA_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+  const data = await login(values.data, values["data-user"] ?? "ndmp", values["data-password"] ?? env.NDMPD_DATA_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
   let tape = data;
   try {
-    if (values.tape) tape = await login(values.tape, values["tape-user"] ?? "ndmp", values["tape-password"] ?? env.NDMPD_TAPE_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    if (values.tape) tape = await login(values.tape, values["tape-user"] ?? "ndmp", values["tape-password"] ?? env.NDMPD_TAPE_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     const target: JobTarget = {
       data,
       tape,
