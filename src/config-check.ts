@@ -4,7 +4,7 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { stringify } from "smol-toml";
-import { ConfigError, DEFAULT_CONFIG_FILE, defaultConfig, loadConfig, parseToml, validateConfig, type Config } from "./config.ts";
+import { ConfigError, DEFAULT_CONFIG_FILE, defaultConfig, loadConfig, loginProblem, parseToml, validateConfig, type Config } from "./config.ts";
 import { renderExample } from "./doc/config-keys.ts";
 import { VERSION } from "./version.ts";
 
@@ -38,6 +38,8 @@ export function checkConfigFile(file: string, env: NodeJS.ProcessEnv = process.e
   for (let round = 0; round < 200; round++) {
     try {
       const config = validateConfig(doc, source, file, env);
+      const locked = loginProblem(config, file);
+      if (locked) problems.push(locked);
       if (problems.length > 0) return { file, problems };
       // The checks of the file itself (a password readable by everyone) are loadConfig's.
       try {
@@ -81,6 +83,7 @@ export function renderEffective(c: Config): string {
       listen: c.listen.map(addr),
       state_dir: c.stateDir,
       ...(c.dataPorts ? { data_port_range: `${c.dataPorts.from}-${c.dataPorts.to}` } : {}),
+      ...(c.dataPeers ? { data_peers: c.dataPeers } : {}),
       max_sessions: c.maxSessions,
       versions: c.versions,
       max_message_size: c.maxMessageSize,
@@ -90,8 +93,17 @@ export function renderEffective(c: Config): string {
     },
     identity: c.identity,
     auth: { methods: c.authMethods },
-    user: [...c.users.keys()].map((name) => ({ name, password: MASK })),
-    ...(c.serverAuth ? { server_auth: { id: c.serverAuth.id, password: MASK } } : {}),
+    user: [...c.users.keys()].map((name) => {
+      const s = c.scopes.get(name);
+      return {
+        name,
+        password: MASK,
+        ...(s?.paths ? { paths: s.paths } : {}),
+        ...(s?.devices ? { devices: s.devices } : {}),
+        ...(s?.readOnly ? { read_only: true } : {}),
+      };
+    }),
+    ...(c.serverAuth ? { server_auth: { id: c.serverAuth.id, password: MASK, ...(c.serverAuth.allowText ? { allow_text: true } : {}) } } : {}),
     tape: c.tapes.map((t) => ({
       name: t.name,
       type: t.type,
@@ -122,6 +134,14 @@ export function renderEffective(c: Config): string {
     })),
     admin: { socket: c.admin.socket, ...(c.admin.group ? { group: c.admin.group } : {}) },
     ...(c.metrics ? { metrics: { listen: addr(c.metrics.listen) } } : {}),
+    limits: {
+      auth_timeout_s: c.limits.authTimeoutS,
+      preauth_max_message_size: c.limits.preAuthMessageSize,
+      max_unauthenticated: c.limits.maxUnauthenticated,
+      max_unauthenticated_per_source: c.limits.maxUnauthenticatedPerSource,
+      auth_failure_delay_max_ms: c.limits.authFailureDelayMaxMs,
+      idle_timeout_s: c.limits.idleTimeoutS,
+    },
   };
   return stringify(doc) + "\n";
 }

@@ -7,7 +7,10 @@ import { existsSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
+import type { UserScope } from "./security/scope.ts";
+import { parseCidr } from "./transport/peers.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import { SNAPSHOT_POLICIES, type SnapshotPolicy } from "./snapshot/policy.ts";
 import { VERSION } from "./version.ts";
 
 export type AuthMethod = "md5" | "text" | "none";
@@ -43,11 +46,15 @@ export interface Config {
   authMethods: AuthMethod[];
   /** User name -> clear password bytes (NDMP MD5 needs the clear secret). */
   users: Map<string, Buffer>;
+  /** User name -> what that user may touch ([[user]] paths, devices, read_only); absent = anything. */
+  scopes: Map<string, UserScope>;
   /** What CONNECT_SERVER_AUTH answers with; absent = NOT_SUPPORTED_ERR. */
-  serverAuth?: { id: string; password: Buffer };
+  serverAuth?: { id: string; password: Buffer; allowText: boolean };
   identity: { vendor: string; product: string; revision: string };
   /** Ports for DATA/MOVER LISTEN; null = any ephemeral port. */
   dataPorts: { from: number; to: number } | null;
+  /** CIDR blocks data connections may come from or go to (data_peers); null = any address. */
+  dataPeers: string[] | null;
   stateDir: string;
   maxSessions: number;
   maxMessageSize: number;
@@ -61,8 +68,51 @@ export interface Config {
   admin: { socket: string; group?: string };
   /** The Prometheus listener; absent = off. */
   metrics?: { listen: ListenAddress };
+  /** [limits]: what a hostile, slow or broken peer may hold. */
+  limits: Limits;
   /** Set when the password was generated at start-up and must be shown once. */
   generatedPassword?: string;
+  /** [backup]: job defaults. snapshot: the SNAPSHOT policy of a job that sends none (src/snapshot). */
+  backup: { snapshot: SnapshotPolicy };
+  /** [[snapshot]]: the admin's snapshot commands, first match on FILESYSTEM wins (before btrfs). */
+  snapshotHooks: SnapshotHook[];
+}
+
+export interface SnapshotHook {
+  /** A glob (picomatch) matched against FILESYSTEM. */
+  path: string;
+  /** argv: prints the directory where FILESYSTEM's snapshot can be read. */
+  create: string[];
+  /** argv: deletes it. */
+  delete: string[];
+  timeoutMs: number;
+}
+
+/** The [limits] table: bounds on what one peer may hold, with safe defaults (see defaultLimits). */
+export interface Limits {
+  /** Seconds a connection has to authenticate before it is closed. */
+  authTimeoutS: number;
+  /** The largest record accepted before authentication (max_message_size applies after). */
+  preAuthMessageSize: number;
+  /** Unauthenticated connections at once, in total; they never take max_sessions' slots. */
+  maxUnauthenticated: number;
+  /** Unauthenticated connections at once from one source address. */
+  maxUnauthenticatedPerSource: number;
+  /** The ceiling of the per-source delay after failed logins (it doubles from auth_failure_delay_ms). */
+  authFailureDelayMaxMs: number;
+  /** Seconds an authenticated session with no job may stay silent; 0 = no limit. */
+  idleTimeoutS: number;
+}
+
+export function defaultLimits(): Limits {
+  return {
+    authTimeoutS: 30,
+    preAuthMessageSize: 64 * 1024,
+    maxUnauthenticated: 32,
+    maxUnauthenticatedPerSource: 8,
+    authFailureDelayMaxMs: 10_000,
+    idleTimeoutS: 0,
+  };
 }
 
 export interface ChangerConfig {
@@ -164,8 +214,10 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     versions: [...SUPPORTED_VERSIONS],
     authMethods: ["md5", "text"],
     users: new Map([["ndmp", Buffer.from(fromEnv ?? generated!, "utf8")]]),
+    scopes: new Map(),
     identity: { vendor: "ndmpd", product: "ndmpd", revision: VERSION },
     dataPorts: null,
+    dataPeers: null,
     stateDir,
     maxSessions: 64,
     maxMessageSize: 32 * 1024 * 1024,
@@ -174,8 +226,24 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authFailureDelayMs: 250,
     ...embeddedDevices(stateDir),
     admin: { socket: join(stateDir, "admin.sock") },
+    limits: defaultLimits(),
     generatedPassword: generated,
+    backup: { snapshot: "auto" },
+    snapshotHooks: [],
   };
+}
+
+/**
+ * Why no DMA could log in to a server with this configuration (undefined when one can): no user,
+ * and auth.methods all need one. `ndmpd serve` refuses to start on it, `config check` reports it.
+ */
+export function loginProblem(config: Config, file: string): string | undefined {
+  if (config.users.size > 0 || config.authMethods.includes("none")) return undefined;
+  return (
+    `${file}: no [[user]], so no DMA can log in (auth.methods = ${config.authMethods.join(", ")} need one): ` +
+    `add a [[user]] table with name and password_file (or password / password_env), ` +
+    `or set NDMPD_PASSWORD for the user ndmp`
+  );
 }
 
 /** Where the CLI finds its configuration when none is named. */
@@ -240,10 +308,15 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
 
   const cfg = defaultConfig({ NDMPD_STATE_DIR: env.NDMPD_STATE_DIR });
   delete cfg.generatedPassword;
+  // The users are the file's [[user]] tables. Without any, $NDMPD_PASSWORD keeps the embedded
+  // user `ndmp` (as with no file); otherwise there is nobody, and `serve` refuses (loginProblem):
+  // a random password nobody is shown would lock every DMA out without a word.
+  const fromEnv = env.NDMPD_PASSWORD || undefined;
+  cfg.users = fromEnv ? new Map([["ndmp", Buffer.from(fromEnv, "utf8")]]) : new Map();
   // A configuration file names its own devices: the embedded library is for running without one.
   cfg.tapes = [];
   cfg.changers = [];
-  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics"], at);
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics", "limits", "backup", "snapshot"], at);
 
   const server = table(doc, ["server"], at);
   checkKeys(server, ["server"], [
@@ -251,6 +324,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     "versions",
     "state_dir",
     "data_port_range",
+    "data_peers",
     "max_sessions",
     "max_message_size",
     "log_level",
@@ -289,6 +363,20 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     const to = m ? Number(m[2]) : NaN;
     if (!m || from < 1 || to > 65535 || from > to) throw at(["server", "data_port_range"], 'must be "FROM-TO" within 1-65535');
     cfg.dataPorts = { from, to };
+  }
+  if (server.data_peers !== undefined) {
+    const list = server.data_peers;
+    if (!Array.isArray(list) || !list.every((x) => typeof x === "string")) {
+      throw at(["server", "data_peers"], 'must be a list of "ADDRESS/PREFIX" strings, e.g. ["10.0.0.0/8", "::1/128"]');
+    }
+    for (const c of list) {
+      try {
+        parseCidr(c);
+      } catch (e) {
+        throw at(["server", "data_peers"], (e as Error).message);
+      }
+    }
+    cfg.dataPeers = [...list];
   }
   if (server.max_sessions !== undefined) cfg.maxSessions = intIn(server.max_sessions, 1, 100_000, ["server", "max_sessions"], at);
   if (server.max_message_size !== undefined) {
@@ -335,21 +423,26 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     cfg.users = new Map();
     doc.user.forEach((u: Table, i: number) => {
       const p = ["user", i];
-      checkKeys(u, p, ["name", "password", "password_file", "password_env"], at);
+      checkKeys(u, p, ["name", "password", "password_file", "password_env", "paths", "devices", "read_only"], at);
       if (typeof u.name !== "string" || !/^[\x21-\x7e]{1,64}$/.test(u.name)) {
         throw at([...p, "name"], "must be 1-64 printable characters without spaces");
       }
       if (cfg.users.has(u.name)) throw at([...p, "name"], `user ${u.name} is defined twice`);
       cfg.users.set(u.name, secret(u, p, env, at));
+      const scope = parseScope(u, p, at);
+      if (scope) cfg.scopes.set(u.name, scope);
     });
   }
   if (doc.server_auth !== undefined) {
     const s = table(doc, ["server_auth"], at);
-    checkKeys(s, ["server_auth"], ["id", "password", "password_file", "password_env"], at);
+    checkKeys(s, ["server_auth"], ["id", "password", "password_file", "password_env", "allow_text"], at);
     if (typeof s.id !== "string" || s.id.length === 0) throw at(["server_auth", "id"], "must be a non-empty string");
-    cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at) };
+    if (s.allow_text !== undefined && typeof s.allow_text !== "boolean") throw at(["server_auth", "allow_text"], "must be true or false");
+    cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at), allowText: s.allow_text === true };
   }
   parseOperations(doc, cfg, at);
+  parseLimits(doc, cfg, at);
+  parseSnapshots(doc, cfg, at);
   // Changers first: a tape bound to a virtual library needs no path of its own.
   const bound = new Map<string, string>();
   if (doc.changer !== undefined) {
@@ -357,6 +450,17 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     for (const c of cfg.changers) for (const d of c.drives) bound.set(d, c.name);
   }
   if (doc.tape !== undefined) cfg.tapes = parseTapes(doc.tape, at, bound);
+  // A scope naming a device that does not exist is a typo that would lock the user out.
+  if (Array.isArray(doc.user)) {
+    doc.user.forEach((u: Table, i: number) => {
+      const s = cfg.scopes.get(u.name as string);
+      for (const d of s?.devices ?? []) {
+        if (!cfg.tapes.some((t) => t.name === d) && !cfg.changers.some((c) => c.name === d)) {
+          throw at(["user", i, "devices"], `no [[tape]] or [[changer]] named ${d}`);
+        }
+      }
+    });
+  }
   for (const [i, c] of cfg.changers.entries()) {
     for (const d of c.drives) {
       const t = cfg.tapes.find((x) => x.name === d);
@@ -365,6 +469,27 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     }
   }
   return cfg;
+}
+
+/** A [[user]]'s scope keys; undefined when it has none (the user may touch anything). */
+function parseScope(u: Table, p: (string | number)[], at: At): UserScope | undefined {
+  if (u.paths === undefined && u.devices === undefined && u.read_only === undefined) return undefined;
+  const scope: UserScope = { readOnly: false };
+  if (u.paths !== undefined) {
+    if (!Array.isArray(u.paths) || !u.paths.every((x) => typeof x === "string" && x.startsWith("/"))) {
+      throw at([...p, "paths"], "must be a list of absolute paths");
+    }
+    scope.paths = u.paths.map((x: string) => (x.length > 1 ? x.replace(/\/+$/, "") : x));
+  }
+  if (u.devices !== undefined) {
+    if (!Array.isArray(u.devices) || !u.devices.every((x) => typeof x === "string")) throw at([...p, "devices"], "must be a list of device names");
+    scope.devices = [...u.devices];
+  }
+  if (u.read_only !== undefined) {
+    if (typeof u.read_only !== "boolean") throw at([...p, "read_only"], "must be true or false");
+    scope.readOnly = u.read_only;
+  }
+  return scope;
 }
 
 function parseTapes(list: unknown, at: At, bound: Map<string, string>): TapeConfig[] {
@@ -472,6 +597,25 @@ function parseChangers(list: unknown, at: At): ChangerConfig[] {
 
 type At = (path: (string | number)[], problem: string) => ConfigError;
 
+/** [limits]: every key optional, each with a safe default. */
+function parseLimits(doc: Table, cfg: Config, at: At): void {
+  const t = table(doc, ["limits"], at);
+  const keys = ["auth_timeout_s", "preauth_max_message_size", "max_unauthenticated", "max_unauthenticated_per_source", "auth_failure_delay_max_ms", "idle_timeout_s"];
+  checkKeys(t, ["limits"], keys, at);
+  const l = cfg.limits;
+  const int = (k: string, min: number, max: number) => intIn(t[k], min, max, ["limits", k], at);
+  if (t.auth_timeout_s !== undefined) l.authTimeoutS = int("auth_timeout_s", 1, 3600);
+  if (t.preauth_max_message_size !== undefined) {
+    const n = parseSize(t.preauth_max_message_size);
+    if (n === undefined || n < 1024 || n > 16 * 1024 * 1024) throw at(["limits", "preauth_max_message_size"], 'must be a size between "1KiB" and "16MiB"');
+    l.preAuthMessageSize = n;
+  }
+  if (t.max_unauthenticated !== undefined) l.maxUnauthenticated = int("max_unauthenticated", 1, 100_000);
+  if (t.max_unauthenticated_per_source !== undefined) l.maxUnauthenticatedPerSource = int("max_unauthenticated_per_source", 1, 100_000);
+  if (t.auth_failure_delay_max_ms !== undefined) l.authFailureDelayMaxMs = int("auth_failure_delay_max_ms", 0, 600_000);
+  if (t.idle_timeout_s !== undefined) l.idleTimeoutS = int("idle_timeout_s", 0, 7 * 86400);
+}
+
 /** [admin] and [metrics]: the admin socket and the Prometheus listener. */
 function parseOperations(doc: Table, cfg: Config, at: At): void {
   const admin = table(doc, ["admin"], at);
@@ -496,6 +640,32 @@ function parseOperations(doc: Table, cfg: Config, at: At): void {
       throw at(["metrics", "listen"], (e as Error).message);
     }
   }
+}
+
+/** [backup] snapshot and the [[snapshot]] hooks. */
+function parseSnapshots(doc: Table, cfg: Config, at: At): void {
+  const backup = table(doc, ["backup"], at);
+  checkKeys(backup, ["backup"], ["snapshot"], at);
+  if (backup.snapshot !== undefined) {
+    if (!SNAPSHOT_POLICIES.includes(backup.snapshot as SnapshotPolicy)) throw at(["backup", "snapshot"], `must be one of ${SNAPSHOT_POLICIES.join(", ")}`);
+    cfg.backup.snapshot = backup.snapshot as SnapshotPolicy;
+  }
+  if (doc.snapshot === undefined) return;
+  if (!Array.isArray(doc.snapshot)) throw at(["snapshot"], "must be an array of tables: [[snapshot]]");
+  cfg.snapshotHooks = doc.snapshot.map((h: Table, i: number) => {
+    const p = ["snapshot", i];
+    checkKeys(h, p, ["path", "create", "delete", "timeout"], at);
+    if (typeof h.path !== "string" || !h.path.startsWith("/")) throw at([...p, "path"], 'must be an absolute path or pattern ("/srv/db", "/srv/*")');
+    const argv = (k: "create" | "delete") => {
+      const v = h[k];
+      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string") || !(v[0] as string).startsWith("/")) {
+        throw at([...p, k], 'must be a command as a list of strings, the program as an absolute path (["/usr/local/sbin/snap", "create", "{path}"]); no shell runs it');
+      }
+      return v as string[];
+    };
+    const timeout = h.timeout === undefined ? 60 : intIn(h.timeout, 1, 3600, [...p, "timeout"], at);
+    return { path: h.path, create: argv("create"), delete: argv("delete"), timeoutMs: timeout * 1000 };
+  });
 }
 
 function secret(t: Table, p: (string | number)[], env: NodeJS.ProcessEnv, at: At): Buffer {

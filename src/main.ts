@@ -5,12 +5,14 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { NdmpClient } from "./client/client.ts";
 import { runQuery } from "./client/query.ts";
-import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, loadConfigOrDefault, parseListen, type Config } from "./config.ts";
+import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, loadConfigOrDefault, loginProblem, parseListen, type Config } from "./config.ts";
 import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from "./log.ts";
 import { formatInventory, moveMedium, readInventory } from "./devices/changer/smc.ts";
 import { DeviceRegistry } from "./devices/registry.ts";
 import { JOB_HELP, runJobCommand } from "./dma/cli.ts";
 import { NdmpServer } from "./server/listener.ts";
+import { cleanupLeftovers } from "./snapshot/index.ts";
+import { loadNative } from "./native/index.ts";
 import { VERSION } from "./version.ts";
 import { COMMANDS } from "./doc/commands.ts";
 import { configCheckCommand, configExample } from "./config-check.ts";
@@ -57,6 +59,11 @@ async function serve(args: string[]): Promise<number> {
     }
     throw e;
   }
+  const locked = values.config ? loginProblem(config, values.config) : undefined;
+  if (locked) {
+    process.stderr.write(`ndmpd: ${locked}\n`);
+    return EXIT_USAGE;
+  }
   if (values.listen) {
     try {
       config.listen = values.listen.map(parseListen);
@@ -91,6 +98,9 @@ async function serve(args: string[]): Promise<number> {
   // log it loudly and keep serving (each session's own error paths halt its services).
   process.on("unhandledRejection", (reason) => log.error("unhandled rejection (a bug)", { err: reason, stack: (reason as Error)?.stack }));
   process.on("uncaughtException", (err) => log.error("uncaught exception (a bug)", { err, stack: err.stack }));
+  // Snapshots a crash or kill -9 left behind (recorded in the state directory): deleted before
+  // any job can make new ones.
+  await cleanupLeftovers(config.stateDir, await loadNative(), log.child({ service: "snapshot" }));
   const server = new NdmpServer(config, devices, log);
   // The admin socket is for operators; a server that cannot make it still serves its DMAs.
   // Made before the NDMP port opens, so it is there when "listening" is logged.

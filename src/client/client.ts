@@ -54,11 +54,16 @@ export class NdmpClient extends EventEmitter {
     socket.on("data", (c: Buffer) => this.onData(c));
     socket.on("error", (e) => this.fail(e));
     socket.on("close", () => this.fail(new Error("connection closed")));
+    socket.resume(); // one handed over paused (by a relay) starts flowing now that we listen
   }
 
   /** Connects and waits for the server's NOTIFY_CONNECTION_STATUS. */
   static async connect(host: string, port: number, opts: { timeoutMs?: number; maxRecord?: number } = {}): Promise<NdmpClient> {
-    const sock = connect({ host, port });
+    return NdmpClient.over(connect({ host, port }), opts);
+  }
+
+  /** Speaks NDMP over a connection made elsewhere (TLS, a test's relay); waits for the server's status. */
+  static async over(sock: Socket, opts: { timeoutMs?: number; maxRecord?: number } = {}): Promise<NdmpClient> {
     const client = new NdmpClient(sock, opts.maxRecord ?? 64 * 1024 * 1024);
     const timeout = opts.timeoutMs ?? 10_000;
     const status = await client.waitForPost(Message.NOTIFY_CONNECTION_STATUS, timeout);

@@ -7,16 +7,17 @@
  */
 import { countJob } from "../metrics/metrics.ts";
 import { statSync } from "node:fs";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import { findButype } from "../engine/butypes.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
-import { normalizeRel, selectionFilter, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
+import { normalizeRel, selectionFilter, splitFiles, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
-import { loadNative } from "../native/index.ts";
+import { loadNative, type NativeApi } from "../native/index.ts";
 import {
   AddrType,
   ALL1,
@@ -32,20 +33,35 @@ import {
   RecoveryStatus,
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
-import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
-import { stripTrailingSlashes } from "../engine/fsutil.ts";
+import { showPath, stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
+import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
+import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
+import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
-import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
+import { peerFilter } from "../transport/peers.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Who authenticated on the control connection (scopes, the audit trail). */
+  readonly user?: string;
+  /** The control connection's peer, "addr:port" (the audit trail). */
+  readonly peer?: string;
+  /** The devices the session holds (the audit trail). */
+  devices?(): string[];
   post(code: number, body: unknown): void;
   drained(): Promise<void>;
+  /** drained() while the DMA is behind reading posts, else undefined (see Peer.pace). */
+  pace(): Promise<void> | undefined;
   /** The session's mover (LOCAL connections and LOCAL reads). */
   mover(): MoverService | undefined;
 }
@@ -101,13 +117,16 @@ export class DataService {
   private env: Pval[] = [];
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
   private conn: Duplex | undefined;
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void; pending?(): Promise<void> } | undefined;
   private localListen = false;
   private job: AbortController | undefined;
   /** The running job's file history: closed (flushed) at the halt, before NOTIFY_DATA_HALTED. */
   private history: FileHistory | undefined;
   private running: Promise<void> | undefined;
   private messageId = 0;
+  /** The running job as the audit trail names it, until its end is written. */
+  private audited: { operation: string; paths: string[]; devices: string[] } | undefined;
 
   constructor(private readonly host: DataHost) {}
 
@@ -120,24 +139,41 @@ export class DataService {
       this.state = State.LISTEN;
       return { addr_type: AddrType.LOCAL };
     }
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a copy within one server) connects with the token.
+      const l = listenIpc();
+      this.await(l, l.addr);
+      return l.addr;
+    }
     if (addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     let l: DataListener;
     try {
-      l = await listenData(this.host.localAddress, this.host.config.dataPorts);
+      l = await listenData(this.host.localAddress, {
+        ports: this.host.config.dataPorts,
+        peers: peerFilter(this.host.config.dataPeers),
+        refused: (peer) =>
+          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "DATA_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
+      });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, addr?: Addr): void {
     this.listener = l;
     this.state = State.LISTEN;
     l.accepted.then(
-      (sock) => {
-        if (this.state !== State.LISTEN || this.listener !== l) return void sock.destroy();
+      (conn) => {
+        if (this.state !== State.LISTEN || this.listener !== l) return void conn.destroy();
         this.listener = undefined;
-        this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connected(conn, addr ?? peerAddr(sock.remoteAddress, sock.remotePort));
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(addr: Addr): Promise<void> {
@@ -148,12 +184,19 @@ export class DataService {
       this.connected(mover.acceptLocal(), { addr_type: AddrType.LOCAL });
       return;
     }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(toBuffer(addr.ipc_addr.comm_data)) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.connected(end, addr);
+      return;
+    }
     if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {
       throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unsupported address type ${addr.addr_type}`);
     }
+    const allowed = this.peersOnly(addr.tcp_addr);
     let sock;
     try {
-      sock = await connectData(addr.tcp_addr);
+      sock = await connectData(allowed);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -162,6 +205,19 @@ export class DataService {
       throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, "the data service changed state while connecting");
     }
     this.connected(sock, peerAddr(sock.remoteAddress, sock.remotePort));
+  }
+
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending?.();
+  }
+
+  /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
+  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
+    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
+    if (ok.length > 0) return ok;
+    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
+    throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
   }
 
   /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
@@ -174,6 +230,8 @@ export class DataService {
   }
 
   private connected(conn: Duplex, addr: Addr): void {
+    // A mover of this process on the other end (three-way between two sessions) sees our reads.
+    if (conn instanceof Socket) trackTcpReader(conn);
     this.conn = conn;
     this.connAddr = addr;
     this.state = State.CONNECTED;
@@ -193,6 +251,7 @@ export class DataService {
     const env = new Env(envPairs);
     const root = env.bytes("FILESYSTEM") ?? env.bytes("PREFIX");
     if (!root || root[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "FILESYSTEM must be an absolute path");
+    requireInScope(this.scope, this.user, root, "back up");
     let isDir = false;
     try {
       isDir = statSync(root).isDirectory();
@@ -201,6 +260,7 @@ export class DataService {
     }
     if (!isDir) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `FILESYSTEM ${root.toString()} is not a directory here`);
     const base = this.resolveBase(env, butype, stripTrailingSlashes(root));
+    const { policy, plan } = this.snapshotPlan(env, stripTrailingSlashes(root));
     const hist = (env.get("HIST") ?? "n").trim().toLowerCase();
     const wantHistory = ["y", "yes", "t", "true", "f", "d", "1"].includes(hist);
     // HIST=f asks for path-style history, HIST=d for dir/node style; y lets the format choose.
@@ -220,45 +280,106 @@ export class DataService {
     // With our own mover we know the tape's record size, which direct-access reads align to.
     const rs = this.connAddr.addr_type === AddrType.LOCAL ? this.host.mover()?.recordSize : undefined;
     if (rs) ours.push(["RECORD_SIZE", String(rs)]);
-    this.begin(Op.BACKUP, envPairs, ours);
+    this.begin(Op.BACKUP, envPairs, ours, [root]);
     const stateDir = this.host.config.stateDir;
     const out = this.conn!;
     const history = wantHistory ? new FileHistory(this.host) : undefined;
     this.run("backup", history, async (signal, progress) => {
       this.log(LogType.NORMAL, `backup of ${root.toString()} (${butype}, level ${base.level}) started`);
       for (const note of base.notes) this.log(LogType.NORMAL, note);
-      // Taken before the walk: whatever changes while we walk is newer, and goes into the next incremental.
-      const startTime = backupStartTime(stateDir);
       const native = await loadNative();
-      const result = await engine.backup({
-        root,
-        out,
-        history,
-        historyStyle,
-        level: base.level,
-        base,
-        startTime,
-        stateDir,
-        env: env.map(),
-        recordSize: rs,
-        native,
-        signal,
-        selection,
-        warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
-        progress,
-      });
-      // A backup halted meanwhile (DATA_ABORT) is not one to build on.
-      if (signal.aborted) throw signal.reason ?? new Error("aborted");
-      // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
-      for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
-      for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
-      // Only a backup that got this far is recorded (dumpdates with UPDATE, and the token's record).
-      await recordBackup(stateDir, base, startTime, result.dirs);
-      this.log(
-        LogType.NORMAL,
-        `backup done: ${result.entries} entries, ${result.bytes} bytes` + (result.warnings ? `, ${result.warnings} warnings` : ""),
-      );
+      const snap = await this.snapshot(policy, plan, root, native);
+      // Whatever happens from here (failure, DATA_ABORT, a lost DMA), the snapshot is deleted.
+      try {
+        if (signal.aborted) throw signal.reason ?? new Error("aborted");
+        // Without a snapshot, taken before the walk: whatever changes while we walk is newer and
+        // goes into the next incremental. With one, the file clock just before it was made.
+        const startTime = snap?.time ?? backupStartTime(stateDir);
+        const result = await engine.backup({
+          root,
+          // The snapshot is read; names, history, headers and records stay those of the live tree.
+          source: snap?.dir,
+          remap: snap && ((e) => snap.remap(e)),
+          out,
+          history,
+          historyStyle,
+          level: base.level,
+          base,
+          startTime,
+          stateDir,
+          env: env.map(),
+          recordSize: rs,
+          native,
+          signal,
+          // Our snapshot directory (at a subvolume's root) is never backed up, live or from a snapshot.
+          selection: { ...selection, exclude: [...selection.exclude, ...ownDirectories(root)] },
+          warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
+          progress,
+          pace: () => this.host.pace(),
+        });
+        // A backup halted meanwhile (DATA_ABORT) is not one to build on.
+        if (signal.aborted) throw signal.reason ?? new Error("aborted");
+        // Progress stops at the last entry: the stream's end (the format's trailer) counts too.
+        this.bytesProcessed = BigInt(result.bytes);
+        // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
+        for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
+        for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
+        // Only a backup that got this far is recorded (dumpdates with UPDATE, and the token's record).
+        await recordBackup(stateDir, base, startTime, result.dirs);
+        this.log(
+          LogType.NORMAL,
+          `backup done: ${result.entries} entries, ${result.bytes} bytes` + (result.warnings ? `, ${result.warnings} warnings` : ""),
+        );
+      } finally {
+        await snap?.release();
+      }
     });
+  }
+
+  /**
+   * SNAPSHOT (or the configured default) and how a snapshot of `root` would be made. `required`
+   * without a method is refused here, before the job starts (ILLEGAL_ARGS and a LOG_MESSAGE).
+   */
+  private snapshotPlan(env: Env, root: Buffer): { policy: SnapshotPolicy; plan: SnapshotPlan | string } {
+    const given = env.get("SNAPSHOT");
+    const policy = parsePolicy(given, this.host.config.backup.snapshot);
+    if (!policy) {
+      const why = `SNAPSHOT=${given}: must be y, n, auto or required`;
+      this.log(LogType.ERROR, why);
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    }
+    if (policy === "n") return { policy, plan: "SNAPSHOT=n" };
+    const plan = planSnapshot(this.host.config, root);
+    if (policy === "required" && typeof plan === "string") {
+      const why = `SNAPSHOT=required: ${root.toString()} has no snapshot method (${plan}; btrfs is built in, other filesystems need a [[snapshot]] hook)`;
+      this.log(LogType.ERROR, why);
+      throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    }
+    return { policy, plan };
+  }
+
+  /**
+   * The job's snapshot, or undefined for a live backup (said in a warning unless SNAPSHOT=n).
+   * Under auto a snapshot that cannot be made means a live backup; under y and required, a failed job.
+   * DATA_GET_ENV's SNAPSHOT tells which: btrfs:<name>, hook:<name> or none.
+   */
+  private async snapshot(policy: SnapshotPolicy, plan: SnapshotPlan | string, root: Buffer, native: NativeApi): Promise<Snapshot | undefined> {
+    if (typeof plan === "string") {
+      if (policy !== "n") this.log(LogType.WARNING, `no snapshot of ${root.toString()} (${plan}): backing up the live tree`);
+      this.setEnv("SNAPSHOT", "none");
+      return undefined;
+    }
+    try {
+      const snap = await takeSnapshot(plan, { stateDir: this.host.config.stateDir, native, log: this.host.log });
+      this.setEnv("SNAPSHOT", snap.label);
+      this.log(LogType.NORMAL, `snapshot ${snap.label} made (${snap.via}): backing up ${root.toString()} as it was then`);
+      return snap;
+    } catch (e) {
+      if (policy !== "auto") throw new Error(`SNAPSHOT=${policy}: ${(e as Error).message}`);
+      this.log(LogType.WARNING, `${(e as Error).message}: backing up the live tree`);
+      this.setEnv("SNAPSHOT", "none");
+      return undefined;
+    }
   }
 
   startRecover(butypeName: Bytes, envPairs: Pval[], nlist: NlistName[], filehist: boolean): void {
@@ -266,11 +387,16 @@ export class DataService {
     const engine = FORMAT_ENGINES[this.butype(butypeName)]!;
     const env = new Env(envPairs);
     const targets = filehist ? [] : this.targets(env, nlist);
+    // Reading a backup for its file history writes nothing: a read-only user may do that.
+    if (!filehist) {
+      requireRecover(this.scope, this.user, targets.map((t) => t.destination));
+      for (const t of targets) requireInScope(this.scope, this.user, t.destination, "restore to");
+    }
     const recursive = env.bool("RECURSIVE", true);
     // Direct access when the DMA asks for it and gave at least one offset to go to (digest §3.4);
     // targets without one are found by a scan from the start.
     const direct = !filehist && engine.direct && env.bool("DIRECT", false) && targets.some((t) => t.fhInfo !== ALL1);
-    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, []);
+    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, [], targets.map((t) => t.destination));
     const input = this.conn!;
     const history = filehist ? new FileHistory(this.host) : undefined;
     this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
@@ -291,14 +417,23 @@ export class DataService {
           signal,
           warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
+          pace: () => this.host.pace(),
         });
         const reads = source ? `, ${source.requests} direct reads` : "";
         this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
-        if (!filehist && nlist.length > 0) this.reportFiles(targets);
+        if (!filehist && nlist.length > 0) await this.reportFiles(targets, signal);
       }
     });
+  }
+
+  private get user(): string {
+    return this.host.user ?? "";
+  }
+
+  private get scope(): UserScope | undefined {
+    return this.host.user === undefined ? undefined : this.host.config.scopes.get(this.host.user);
   }
 
   /**
@@ -368,8 +503,12 @@ export class DataService {
     this.host.post(Message.NOTIFY_DATA_READ, { offset, length });
   }
 
-  private reportFiles(targets: Target[]): void {
+  /** One LOG_FILE per nlist entry, paced like every post (a million-entry nlist is a million posts). */
+  private async reportFiles(targets: Target[], signal: AbortSignal): Promise<void> {
     for (const t of targets) {
+      if (signal.aborted) return; // halted: nothing more is posted after NOTIFY_DATA_HALTED
+      const wait = this.host.pace();
+      if (wait) await wait;
       let status: number = RecoveryStatus.SUCCESSFUL;
       if (t.error) status = /refused|permission|EACCES|EPERM/i.test(t.error) ? RecoveryStatus.FAILED_PERMISSION : RecoveryStatus.FAILED_IO_ERROR;
       else if (!t.found) status = RecoveryStatus.FAILED_NOT_FOUND;
@@ -390,12 +529,15 @@ export class DataService {
   }
 
   /** Enters ACTIVE with the saved env: the DMA's pairs, with ours added or updated. */
-  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>): void {
+  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>, paths: Buffer[]): void {
     const names = new Set(ours.map(([n]) => n));
     this.env = [...envPairs.filter((p) => !names.has(toBuffer(p.name).toString())), ...ours.map(([name, value]) => ({ name, value }))];
     this.operation = op;
     this.state = State.ACTIVE;
     this.bytesProcessed = 0n;
+    // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
+    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, paths: paths.map(showPath), devices: this.host.devices?.() ?? [] };
+    audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, outcome: "started" });
   }
 
   private run(
@@ -514,6 +656,10 @@ export class DataService {
     this.history?.close();
     this.history = undefined;
     countJob(this.operation, reason, this.bytesProcessed, this.entries);
+    if (this.audited) {
+      audit(this.host.log, { event: "job-end", user: this.user, peer: this.host.peer, ...this.audited, bytes: this.bytesProcessed, outcome: nameOf(Halt, reason) });
+      this.audited = undefined;
+    }
     this.host.log.info("data halted", { reason: Object.entries(Halt).find(([, v]) => v === reason)?.[0], bytes: this.bytesProcessed });
     this.host.post(Message.NOTIFY_DATA_HALTED, { reason });
   }
@@ -539,12 +685,9 @@ export class DataService {
 /** Errors of a data connection that failed (as opposed to a job that did). */
 const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);
 
-/** FILES values: one path per pair (ndmjob), or several separated by spaces (illumos). */
-function splitFiles(v: Buffer): Buffer[] {
-  const s = v.toString("latin1").trim();
-  if (!s) return [];
-  // A single existing-looking path with spaces is ambiguous; paths in FILES rarely hold spaces.
-  return s.split(/ +/).map((x) => Buffer.from(x, "latin1"));
+/** The spec's name of a code in one of the enums of codes.ts. */
+function nameOf(e: Record<string, number>, v: number): string {
+  return Object.entries(e).find(([, x]) => x === v)?.[0] ?? String(v);
 }
 
 function peerAddr(address: string | undefined, port: number | undefined): Addr {

@@ -8,17 +8,20 @@ import { statSync } from "node:fs";
 import { opendir, lstat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { openCatalog, type Catalog, type FileRow } from "../catalog/catalog.ts";
 import { NdmpClient } from "../client/client.ts";
-import { ConfigError, DEFAULT_PORT, defaultStateDir, loadConfigOrDefault, parseListen, type Config } from "../config.ts";
+import { ConfigError, defaultStateDir, loadConfigOrDefault, type Config } from "../config.ts";
 import { moveMedium, readInventory } from "../devices/changer/smc.ts";
 import { DeviceRegistry } from "../devices/registry.ts";
 import { Logger } from "../log.ts";
 import { FileType, Message } from "../protocol/codes.ts";
 import { NdmpServer } from "../server/listener.ts";
+import { loadNative } from "../native/index.ts";
+import { cleanupLeftovers } from "../snapshot/index.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
-import { formatBytes, Progress, type ProgressMode } from "./progress.ts";
+import { formatBytes, Progress } from "./progress.ts";
+import { copyCmd, duplicateCmd } from "./cli-copy.ts";
+import { int, login, out, parse, parseHost, print, progressMode, UsageError } from "./cli-common.ts";
 import { commandHelp } from "../doc/render.ts";
 import { formatNs, isoSeconds, MAX_LEVEL, readDumpdates } from "../incremental/index.ts";
 
@@ -30,27 +33,6 @@ export const JOB_HELP: Record<string, string> = Object.fromEntries(
   ["backup", "list", "recover", "dumpdates", "catalog", "remote"].map((name) => [name, commandHelp(name)!]),
 );
 
-class UsageError extends Error {}
-
-function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
-function int(v: string | undefined, what: string, min: number, max: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${what} must be a number from ${min} to ${max}`);
-  return Number(v);
-}
-
-function progressMode(json: boolean | undefined): ProgressMode {
-  return json ? "json" : process.stdout.isTTY ? "tty" : "plain";
-}
-
-const out = { write: (s: string) => process.stdout.write(s) };
 
 /** Runs one command, turning usage and job errors into messages and exit codes. */
 export async function runJobCommand(cmd: string, args: string[]): Promise<number> {
@@ -128,7 +110,10 @@ async function localSession(config: Config, tape: string, slot: number | undefin
       authMethods: ["md5"],
       authFailureDelayMs: 0,
     };
-    const server = new NdmpServer(cfg, devices, new Logger("warn", "human"));
+    const logger = new Logger("warn", "human");
+    // What a killed `ndmpd backup` left (its records name it; a running server's are left alone).
+    await cleanupLeftovers(config.stateDir, await loadNative(), logger);
+    const server = new NdmpServer(cfg, devices, logger);
     const [addr] = await server.listen();
     const client = await NdmpClient.connect("127.0.0.1", addr!.port);
     await client.open(4);
@@ -236,12 +221,13 @@ const backupOptions = {
   exclude: { type: "string", short: "x", multiple: true },
   label: { type: "string", short: "L" },
   level: { type: "string" },
+  snapshot: { type: "string" },
   slot: { type: "string" },
   "record-size": { type: "string" },
   json: { type: "boolean" },
 } as const;
 
-function backupSettings(values: { format?: string; level?: string; "record-size"?: string; exclude?: string[]; label?: string }, positionals: string[]) {
+function backupSettings(values: { format?: string; level?: string; "record-size"?: string; exclude?: string[]; label?: string; snapshot?: string }, positionals: string[]) {
   if (positionals.length !== 1) throw new UsageError("backup needs exactly one PATH");
   const path = resolve(positionals[0]!);
   const format = values.format ?? "tar";
@@ -249,7 +235,9 @@ function backupSettings(values: { format?: string; level?: string; "record-size"
   const level = int(values.level, "--level", 0, MAX_LEVEL) ?? 0;
   const recordSize = int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? DEFAULT_RECORD_SIZE;
   if (recordSize % 512 !== 0) throw new UsageError("--record-size must be a multiple of 512");
-  return { path, format, level, recordSize, excludes: values.exclude ?? [], label: values.label };
+  const snapshot = values.snapshot;
+  if (snapshot !== undefined && !["y", "n", "auto", "required"].includes(snapshot)) throw new UsageError("--snapshot must be y, n, auto or required");
+  return { path, format, level, recordSize, excludes: values.exclude ?? [], label: values.label, snapshot };
 }
 
 async function backupCmd(args: string[]): Promise<number> {
@@ -387,30 +375,12 @@ async function catalogCmd(args: string[]): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // Remote jobs
 
-function parseHost(s: string): { host: string; port: number } {
-  if (/^\[.*\]:\d+$/.test(s) || /^[^:]+:\d+$/.test(s)) return parseListen(s);
-  return { host: s.replace(/^\[(.*)\]$/, "$1"), port: DEFAULT_PORT };
-}
-
-async function login(where: string, user: string, password: string | undefined, auth: string): Promise<NdmpClient> {
-  if (password === undefined) throw new UsageError(`no password for ${where}: give it as an option or in the environment`);
-  const a = parseHost(where);
-  const c = await NdmpClient.connect(a.host, a.port);
-  try {
-    await c.open(Math.min(c.offeredVersion, 4));
-    if (auth === "text") await c.authText(user, password);
-    else await c.authMd5(user, password);
-    return c;
-  } catch (e) {
-    await c.close();
-    throw new JobError(`${where}: ${(e as Error).message}`);
-  }
-}
-
 async function remoteCmd(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === undefined || sub === "--help" || sub === "-h") return print(JOB_HELP.remote!);
-  if (sub !== "backup" && sub !== "recover") throw new UsageError("usage: ndmpd remote backup|recover ... (see 'ndmpd remote --help')");
+  if (sub === "copy") return copyCmd(rest, JOB_HELP.remote!);
+  if (sub === "duplicate") return duplicateCmd(rest, JOB_HELP.remote!);
+  if (sub !== "backup" && sub !== "recover") throw new UsageError("usage: ndmpd remote backup|recover|copy|duplicate ... (see 'ndmpd remote --help')");
   const { values, positionals } = parse(rest, {
     ...backupOptions,
     data: { type: "string", short: "D" },
@@ -475,11 +445,6 @@ async function remoteCmd(args: string[]): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-function print(s: string): number {
-  process.stdout.write(s);
-  return 0;
-}
 
 /** A path for display: UTF-8 when it is, else with \xNN escapes for the bytes that are not. */
 export function showPath(p: Buffer): string {

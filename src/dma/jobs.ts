@@ -9,12 +9,11 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Catalog, FileRow, JobRow } from "../catalog/catalog.ts";
-import { NdmpClientError, type NdmpClient, type Post } from "../client/client.ts";
+import type { NdmpClient, Post } from "../client/client.ts";
 import {
   AddrType,
   ALL1,
   DataHaltReason,
-  ErrorCode,
   LogType,
   Message,
   MoverMode,
@@ -24,183 +23,20 @@ import {
   TapeMtioOp,
   TapeOpenMode,
 } from "../protocol/codes.ts";
-import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
+import { toBuffer } from "../protocol/xdr/codec.ts";
 import { VERSION } from "../version.ts";
-import { decodeLabel, encodeLabel, imageFile, labelFile, MAX_LABEL, type TapeLabel } from "./label.ts";
+import { HistoryCollector } from "./history.ts";
+import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
+import { mtio, scanTape, toFile, withTape } from "./tape.ts";
+import { JobError, type JobTarget } from "./target.ts";
 
-/** The agents of one job. `data === tape` is the local configuration (LOCAL data connection). */
-export interface JobTarget {
-  data: NdmpClient;
-  tape: NdmpClient;
-  /** The drive's name at the tape agent (TAPE_OPEN). */
-  device: string;
-  /** How the catalog names the drive: "vt0", or "host:port/device" for a remote one. */
-  driveId: string;
-  /** The cartridge's volume tag, when a library loaded it; else "". */
-  barcode: string;
-  /** The data agent's host, for the label. */
-  host: string;
-}
-
-export class JobError extends Error {
-  override name = "JobError";
-}
-
-/** Default tape record size: 256 KiB streams well on real drives and on the virtual one. */
-export const DEFAULT_RECORD_SIZE = 256 * 1024;
+// Split out of this file; still importable from here.
+export { DEFAULT_RECORD_SIZE, JobError, type JobTarget } from "./target.ts";
+export { scanTape, type TapeScan } from "./tape.ts";
+export { HistoryCollector } from "./history.ts";
 
 const isLocal = (t: JobTarget) => t.data === t.tape;
-
-// ---------------------------------------------------------------------------------------------
-// Tape handling over NDMP
-
-async function mtio(c: NdmpClient, op: number, count = 1): Promise<number> {
-  const r = await c.request(Message.TAPE_MTIO, { tape_op: op, count });
-  return r.body.resid_count as number;
-}
-
-/** Reads one record; undefined at a filemark or the end of data (the position stays there). */
-async function readRecord(c: NdmpClient, max = MAX_LABEL): Promise<Buffer | undefined> {
-  const r = await c.request(Message.TAPE_READ, { count: max }, { allowBodyError: true });
-  const err = r.body.error as number;
-  if (err === ErrorCode.EOF_ERR || err === ErrorCode.EOM_ERR) return undefined;
-  if (err !== ErrorCode.NO_ERR) throw new NdmpClientError(Message.TAPE_READ, err, "body");
-  return toBuffer(r.body.data_in as Bytes);
-}
-
-/** Puts the tape at the start of tape file `n`. */
-async function toFile(c: NdmpClient, n: number): Promise<void> {
-  await mtio(c, TapeMtioOp.REW);
-  if (n === 0) return;
-  const resid = await mtio(c, TapeMtioOp.FSF, n);
-  if (resid !== 0) throw new JobError(`the tape has no file ${n} (it ends ${resid} filemark(s) short)`);
-}
-
-export interface TapeScan {
-  labels: TapeLabel[];
-  /** The tape file where the next backup goes (the label of backup labels.length + 1). */
-  appendAt: number;
-  /** Set when a tape file holds something that is not an ndmpd label (another program's tape). */
-  foreign?: number;
-}
-
-/**
- * Reads the labels forward from the start: label, skip the label's and the image's filemarks,
- * next label... An empty tape file or the end of data ends the list. A label whose image has no
- * closing filemark (a backup cut short) is not counted: the next backup overwrites it.
- */
-export async function scanTape(c: NdmpClient, opts: { firstOnly?: boolean } = {}): Promise<TapeScan> {
-  await mtio(c, TapeMtioOp.REW);
-  const labels: TapeLabel[] = [];
-  for (let file = 0; ; file += 2) {
-    const rec = await readRecord(c);
-    if (rec === undefined) return { labels, appendAt: file };
-    const label = decodeLabel(rec);
-    if (!label) return { labels, appendAt: file, foreign: file };
-    if (labels.length > 0 && label.mediaId !== labels[0]!.mediaId) throw new JobError(`tape file ${file} has the label of another cartridge`);
-    if (opts.firstOnly) return { labels: [label], appendAt: -1 };
-    const resid = await mtio(c, TapeMtioOp.FSF, 2);
-    if (resid !== 0) return { labels, appendAt: file };
-    labels.push({ ...label, seq: labels.length + 1 });
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// File history: FH posts -> catalog rows
-
-/** Collects FH_ADD_FILE (path style) and FH_ADD_DIR/FH_ADD_NODE (dir/node style) into rows. */
-export class HistoryCollector {
-  private readonly files: FileRow[] = [];
-  private readonly dirs: Array<{ name: Buffer; node: bigint; parent: bigint }> = [];
-  private readonly nodes = new Map<bigint, { stat: any; fhInfo: bigint }>();
-  count = 0;
-
-  add(p: Post): void {
-    if (p.code === Message.FH_ADD_FILE) {
-      for (const f of p.body?.files ?? []) {
-        const name = f.names.find((n: any) => n.fs_type === 0) ?? f.names[0];
-        this.files.push(row(toBuffer(name.unix_name), f.stats[0], f.node, f.fh_info));
-        this.count++;
-      }
-    } else if (p.code === Message.FH_ADD_DIR) {
-      for (const d of p.body?.dirs ?? []) {
-        const name = d.names.find((n: any) => n.fs_type === 0) ?? d.names[0];
-        this.dirs.push({ name: toBuffer(name.unix_name), node: d.node, parent: d.parent });
-      }
-    } else if (p.code === Message.FH_ADD_NODE) {
-      for (const n of p.body?.nodes ?? []) {
-        this.nodes.set(n.node, { stat: n.stats[0], fhInfo: n.fh_info });
-        this.count++;
-      }
-    }
-  }
-
-  /** Every entry with its full path ("/" = the root). Dir/node history is resolved here. */
-  rows(): FileRow[] {
-    if (this.dirs.length === 0) return this.files;
-    // Each directory names itself "." and its parent ".."; every other entry links a child to
-    // its directory. The root is the directory whose ".." is itself.
-    const up = new Map<bigint, { parent: bigint; name: Buffer }[]>();
-    let root: bigint | undefined;
-    for (const d of this.dirs) {
-      const n = d.name.toString("latin1");
-      if (n === "..") {
-        if (d.node === d.parent) root = d.node;
-        continue;
-      }
-      if (n === ".") continue;
-      let list = up.get(d.node);
-      if (!list) up.set(d.node, (list = []));
-      list.push({ parent: d.parent, name: d.name });
-    }
-    const pathOf = new Map<bigint, Buffer>();
-    if (root !== undefined) pathOf.set(root, Buffer.from("/"));
-    const resolve = (node: bigint, depth = 0): Buffer | undefined => {
-      const known = pathOf.get(node);
-      if (known) return known;
-      const link = up.get(node)?.[0];
-      if (!link || depth > 4096) return undefined;
-      const parent = resolve(link.parent, depth + 1);
-      if (!parent) return undefined;
-      const p = parent.length === 1 ? Buffer.concat([parent, link.name]) : Buffer.concat([parent, Buffer.from("/"), link.name]);
-      pathOf.set(node, p);
-      return p;
-    };
-    const out = [...this.files];
-    if (root !== undefined && this.nodes.has(root)) {
-      const n = this.nodes.get(root)!;
-      out.push(row(Buffer.from("/"), n.stat, root, n.fhInfo));
-    }
-    for (const [node, links] of up) {
-      const n = this.nodes.get(node);
-      if (!n) continue;
-      // Hard links: one row per name, all with the node's offset.
-      for (const link of links) {
-        const parent = resolve(link.parent);
-        if (!parent) continue;
-        const p = parent.length === 1 ? Buffer.concat([parent, link.name]) : Buffer.concat([parent, Buffer.from("/"), link.name]);
-        out.push(row(p, n.stat, node, n.fhInfo));
-      }
-    }
-    return out;
-  }
-}
-
-function row(path: Buffer, stat: any, node: bigint, fhInfo: bigint): FileRow {
-  const n = (v: bigint) => (v === ALL1 ? null : Number(v));
-  return {
-    path,
-    node: n(node),
-    fhInfo: n(fhInfo),
-    ftype: stat?.ftype ?? 8,
-    mode: stat?.fattr ?? 0,
-    uid: stat?.owner ?? 0,
-    gid: stat?.group ?? 0,
-    size: stat ? Number(stat.size === ALL1 ? 0n : stat.size) : 0,
-    mtime: stat?.mtime ?? 0,
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // One data transfer between the data service and the mover
@@ -401,23 +237,6 @@ async function stopMover(c: NdmpClient, mode: "backup" | "recover" | "filehist")
   }
 }
 
-async function withTape<T>(t: JobTarget, mode: number, body: () => Promise<T>): Promise<T> {
-  try {
-    await t.tape.request(Message.TAPE_OPEN, { device: t.device, mode });
-  } catch (e) {
-    // The reply carries only the code: say what it means for someone at the command line.
-    if (e instanceof NdmpClientError && e.error === ErrorCode.DEVICE_BUSY_ERR) {
-      throw new JobError(`tape ${t.device} is busy: it is in use by another drive or process (an ndmpd server serving a DMA, or another job); try again when it is free`);
-    }
-    throw e;
-  }
-  try {
-    return await body();
-  } finally {
-    await t.tape.request(Message.TAPE_CLOSE, {}, { allowBodyError: true }).catch(() => {});
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
@@ -428,6 +247,8 @@ export interface BackupOptions {
   label?: string;
   level: number;
   recordSize: number;
+  /** SNAPSHOT for the data service (y, n, auto, required); absent: the server's default. */
+  snapshot?: string;
   catalog: Catalog;
   progress: Progress;
   /** Expected total bytes, when an estimate is (or becomes) available. */
@@ -462,6 +283,7 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
     ];
     // Record this backup in dumpdates: the next one of a higher level is based on it.
     env.push(["UPDATE", "y"]);
+    if (o.snapshot !== undefined) env.push(["SNAPSHOT", o.snapshot]);
     const label: TapeLabel = {
       mediaId,
       seq,
@@ -526,7 +348,9 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
       },
       rows,
     );
-    o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId });
+    // What the data service did about a snapshot (btrfs:NAME, hook:NAME, none), when it says.
+    const snapshot = r.env.find(([n]) => n === "SNAPSHOT")?.[1];
+    o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId, ...(snapshot ? { snapshot } : {}) });
     return { ok: true, seq, mediaId, jobId, bytes: r.bytes, entries: rows.length, errors: [] };
   });
 }

@@ -33,7 +33,13 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "listen", value: '["127.0.0.1:10000"]', text: 'addresses to listen on, "ADDR:PORT" or "[V6]:PORT" (default 127.0.0.1:10000 only); add "0.0.0.0:10000" to serve the network' },
       { key: "state_dir", value: '"/var/lib/ndmpd"', text: "catalog, dump dates, the embedded library (default /var/lib/ndmpd as root, else $XDG_STATE_HOME/ndmpd; $NDMPD_STATE_DIR overrides the default)" },
       { key: "data_port_range", value: '"10100-10199"', text: "ports for data connections (DATA_LISTEN, MOVER_LISTEN), for a firewall; default any", commented: true },
-      { key: "max_sessions", value: "64", text: "connections past this get NOTIFY_CONNECTION_STATUS REFUSED" },
+      {
+        key: "data_peers",
+        value: '["10.0.0.0/8", "::1/128"]',
+        text: "CIDR blocks a data connection may come from (DATA_LISTEN, MOVER_LISTEN) or go to (DATA_CONNECT, MOVER_CONNECT); others are logged and dropped, the listen goes on. Default any address (three-way backups need the other server's); set it on shared networks",
+        commented: true,
+      },
+      { key: "max_sessions", value: "64", text: "authenticated sessions at once; connections past this get NOTIFY_CONNECTION_STATUS REFUSED (unauthenticated ones are bounded apart, see [limits])" },
       { key: "versions", value: "[4, 3]", text: "NDMP versions offered, highest first" },
       { key: "max_message_size", value: '"32MiB"', text: "larger records are refused and the connection closed" },
       { key: "log_level", value: '"info"', text: "error | warn | info | debug" },
@@ -58,12 +64,20 @@ export const CONFIG_TABLES: TableDoc[] = [
   {
     name: "user",
     array: true,
-    text: "A user a DMA logs in as; one table per user. NDMP's MD5 login needs the clear password on the server: keep it in a file only root reads.",
+    text: "A user a DMA logs in as; one table per user. NDMP's MD5 login needs the clear password on the server: keep it in a file only root reads. With no [[user]] at all, serve refuses to start (exit 2) unless NDMPD_PASSWORD is set (then user ndmp has that password) or auth.methods is [\"none\"].",
     keys: [
       { key: "name", value: '"ndmp"', text: "the user name" },
       { key: "password_file", value: '"/etc/ndmpd/ndmp.secret"', text: "a file holding the password (must not be readable by everyone)" },
       { key: "password_env", value: '"NDMP_PW"', text: "or: an environment variable holding it", commented: true },
       { key: "password", value: '"…"', text: "or: the password itself (the file must then not be readable by everyone)", commented: true },
+      {
+        key: "paths",
+        value: '["/srv/projects"]',
+        text: "scope: backup roots and restore destinations must lie inside these, symlinks resolved, checked before any byte moves (NOT_AUTHORIZED_ERR and a LOG_MESSAGE otherwise); default anywhere",
+        commented: true,
+      },
+      { key: "devices", value: '["vt0", "lib0"]', text: "scope: the [[tape]] and [[changer]] names this user may open; default all", commented: true },
+      { key: "read_only", value: "true", text: "scope: backups only, never a recovery (default false)", commented: true },
     ],
   },
   {
@@ -75,6 +89,12 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "password_env", value: '"NDMPD_SERVER_SECRET"', text: "its secret: password, password_file or password_env, as for [[user]]" },
       { key: "password_file", value: '"/etc/ndmpd/server.secret"', text: "or: a file", commented: true },
       { key: "password", value: '"…"', text: "or: the secret itself", commented: true },
+      {
+        key: "allow_text",
+        value: "false",
+        text: "answer a TEXT CONNECT_SERVER_AUTH too, which sends the secret in clear (default false: MD5 only; over NDMPS the TLS channel protects it)",
+        commented: true,
+      },
     ],
   },
   {
@@ -112,6 +132,29 @@ export const CONFIG_TABLES: TableDoc[] = [
     ],
   },
   {
+    name: "backup",
+    text: "Defaults of backup jobs.",
+    keys: [
+      {
+        key: "snapshot",
+        value: '"auto"',
+        text: "SNAPSHOT of a job that sends none: auto (a snapshot where the filesystem has a method, btrfs or a [[snapshot]] hook, else the live tree with a warning), y (the same, but a snapshot that cannot be made fails the job), n (the live tree), required (no method: the job is refused)",
+      },
+    ],
+  },
+  {
+    name: "snapshot",
+    array: true,
+    text: "Snapshot commands for filesystems without a built-in method (LVM thin, ZFS, XFS on LVM, a SAN); the first whose path matches FILESYSTEM is used, before btrfs. Run without a shell; {path}, {name} and {dir} in the arguments (and NDMPD_SNAPSHOT_PATH, _NAME, _DIR in the environment) are FILESYSTEM, the snapshot's name and the directory create printed.",
+    commented: true,
+    keys: [
+      { key: "path", value: '"/srv/db{,/**}"', text: "a pattern (picomatch) matched against FILESYSTEM" },
+      { key: "create", value: '["/usr/local/sbin/db-snap", "create", "{path}", "{name}"]', text: "makes the snapshot and prints, as its last line, the directory where FILESYSTEM's snapshot can be read" },
+      { key: "delete", value: '["/usr/local/sbin/db-snap", "delete", "{name}", "{dir}"]', text: "deletes it (also at the next start, when the server died holding one)" },
+      { key: "timeout", value: "60", text: "seconds each command may take (1-3600)" },
+    ],
+  },
+  {
     name: "admin",
     text: "The local admin socket that 'ndmpd sessions' and 'ndmpd kill-session' use (no NDMP port is opened for it).",
     keys: [
@@ -124,6 +167,18 @@ export const CONFIG_TABLES: TableDoc[] = [
     text: "An optional HTTP listener serving Prometheus metrics at /metrics (off unless listen is set).",
     commented: true,
     keys: [{ key: "listen", value: '"127.0.0.1:9610"', text: "ADDR:PORT of the metrics listener" }],
+  },
+  {
+    name: "limits",
+    text: "What a hostile, slow or broken peer may hold; each limit is logged when it acts. The defaults are safe: change them only to loosen them for a known peer.",
+    keys: [
+      { key: "auth_timeout_s", value: "30", text: "seconds a connection has to authenticate before it is closed" },
+      { key: "preauth_max_message_size", value: '"64KiB"', text: "larger records before authentication close the connection (max_message_size applies after)" },
+      { key: "max_unauthenticated", value: "32", text: "unauthenticated connections at once, in total; past it a connection is refused (they never take the slots of max_sessions)" },
+      { key: "max_unauthenticated_per_source", value: "8", text: "unauthenticated connections at once from one source address" },
+      { key: "auth_failure_delay_max_ms", value: "10000", text: "after each failed login from an address the delay doubles from server.auth_failure_delay_ms up to this; a success resets it" },
+      { key: "idle_timeout_s", value: "0", text: "close an authenticated session with no job after this many silent seconds (0: never)" },
+    ],
   },
 ];
 

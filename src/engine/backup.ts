@@ -23,7 +23,12 @@ import { NotRegular, READ_FLAGS, recycleFrames, scan, type ScanItem } from "./sc
 import type { Selection } from "./selection.ts";
 
 export interface BackupOptions {
+  /** FILESYSTEM, the live path: what the stream, the history and the records are about. */
   root: Buffer;
+  /** Where the tree is read from when not from `root`: FILESYSTEM's view in a snapshot (src/snapshot). */
+  source?: Buffer;
+  /** Gives each object read from `source` the identity it has in the live tree (a snapshot's st_dev differs). */
+  remap?: (entry: Entry) => void;
   out: Duplex;
   /** File history, when the DMA asked for it (HIST). */
   history?: FileHistory;
@@ -54,6 +59,18 @@ export interface BackupOptions {
   /** Called after each entry with the running totals. */
   /** After each entry: bytes written so far, entries, and the entry's path (for `ndmpd sessions`). */
   progress?(bytes: number, entries: number, path?: Buffer): void;
+  /**
+   * Called once per entry (or chunk of input): a promise while the DMA has not read the posts
+   * already queued for it (LOG_MESSAGE, LOG_FILE, FH), which the job waits for (one bounded
+   * queue for every post); undefined when there is room.
+   */
+  pace?(): Promise<void> | undefined;
+}
+
+/** Waits while the DMA's posts are backed up (BackupOptions.pace / RecoverOptions.pace). */
+export async function paced(opts: { pace?(): Promise<void> | undefined }): Promise<void> {
+  const wait = opts.pace?.();
+  if (wait) await wait;
 }
 
 export interface BackupResult {
@@ -85,7 +102,8 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     opts.warn(m);
   };
   const items = scan({
-    root: opts.root,
+    root: opts.source ?? opts.root,
+    remap: opts.remap,
     native: opts.native,
     selection: opts.selection,
     readAhead: SMALL_FILE,
@@ -101,6 +119,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
 
   for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     if (q.frame) frames.enter(q.frame.buffer);
     if (!(await changes.take(q))) {
       // Unchanged since the base: not in this incremental (a later name of the inode takes over).

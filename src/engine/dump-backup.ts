@@ -32,7 +32,7 @@ import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning,
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
-import { show, type BackupOptions, type BackupResult } from "./backup.ts";
+import { paced, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { listScanAvailable, scan } from "./scan.ts";
@@ -128,6 +128,8 @@ async function dumpFilesystem(
   warningCount: () => number,
 ): Promise<BackupResult> {
   const base: BackupBase | undefined = opts.base?.since === undefined ? undefined : opts.base;
+  /** Where objects are read: the live root, or its view in a snapshot. Names and headers use `root`. */
+  const from = opts.source ? stripTrailingSlashes(opts.source) : root;
   const incremental = base !== undefined;
   const state = await loadState(statePath, incremental, warn);
   const inodes = state ? InodeMap.fromJSON(state.inodes) : new InodeMap();
@@ -145,7 +147,8 @@ async function dumpFilesystem(
   const dumped = new Set<number>();
   const seenKeys = new Set<string>();
   for await (const { entry } of scan({
-    root,
+    root: from,
+    remap: opts.remap,
     native: opts.native,
     selection: opts.selection,
     dumpNames: true,
@@ -153,6 +156,7 @@ async function dumpFilesystem(
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     const isRoot = entry.path.equals(DOT);
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
@@ -250,6 +254,7 @@ async function dumpFilesystem(
 
   for (const d of dirs) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     const { offset, bytes } = writer.directory(d.ino, d.entry, d.children, d.parent);
     forward();
     await out.push(bytes);
@@ -265,8 +270,9 @@ async function dumpFilesystem(
   // Non-directories, ascending, each described again just before it is written: by the scan
   // workers when there are some (a list scan, small files read ahead on another core), else
   // here, the next READ_AHEAD described (and small files read) while earlier ones stream.
-  for await (const p of prepared(dumpedFiles, objects, root, opts)) {
+  for await (const p of prepared(dumpedFiles, objects, from, opts)) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     if (!writer.isNamed(p.ino)) continue; // every name was left out: nothing would find it
     if (p.entry instanceof Error) {
       skipped.add(p.ino);
@@ -275,7 +281,7 @@ async function dumpFilesystem(
     }
     const entry = p.entry;
     const { offset, steps } = writer.inode(p.ino, entry);
-    await writeSteps(out, steps, p, root, warn);
+    await writeSteps(out, steps, p, from, warn);
     forward();
     entries++;
     if (opts.history) {

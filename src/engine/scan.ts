@@ -24,7 +24,10 @@ import { decodeBatch, type WireError } from "./scan-wire.ts";
 import { walk } from "./walker.ts";
 
 export interface ScanOptions {
+  /** Where the walk reads (the live root, or its view in a snapshot). */
   root: Buffer;
+  /** Applied to each entry before it is handed on (a snapshot's objects get the live st_dev). */
+  remap?: (entry: Entry) => void;
   native?: NativeApi;
   /** FILES / EXCLUDE; absent = everything. */
   selection?: Selection;
@@ -73,7 +76,19 @@ export function listScanAvailable(opts: Pick<ScanOptions, "mode"> = {}): boolean
 export function scan(opts: ScanOptions): AsyncGenerator<ScanItem> {
   if (opts.list && !listScanAvailable(opts)) throw new Error("a list scan needs the scan workers");
   const url = (opts.mode ?? "auto") === "auto" && isBun() ? scanWorkerUrl() : undefined;
-  return url ? scanInWorker(opts, url) : scanInThread(opts);
+  const items = url ? scanInWorker(opts, url) : scanInThread(opts);
+  return opts.remap ? remapped(items, opts.remap) : items;
+}
+
+async function* remapped(items: AsyncGenerator<ScanItem>, remap: (entry: Entry) => void): AsyncGenerator<ScanItem> {
+  try {
+    for await (const item of items) {
+      remap(item.entry);
+      yield item;
+    }
+  } finally {
+    await items.return(undefined);
+  }
 }
 
 /** The walk filter for a scan: the selection, and for dump the names restore cannot take. */

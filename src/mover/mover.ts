@@ -36,10 +36,15 @@ import {
   MoverState as State,
   NdmpError,
 } from "../protocol/codes.ts";
-import type { Addr } from "../protocol/xdr/v4.ts";
+import type { Addr, TcpAddr } from "../protocol/xdr/v4.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
+import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
-import { connectData, ipv4Of, listenData, tcpAddr, type DataListener } from "../transport/tcp.ts";
+import { connectIpc, listenIpc } from "../transport/ipc.ts";
+import { peerFilter } from "../transport/peers.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
@@ -52,6 +57,12 @@ export interface MoverHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Who authenticated on the control connection (the audit trail). */
+  readonly user?: string;
+  /** The control connection's peer, "addr:port" (the audit trail). */
+  readonly peer?: string;
+  /** The configured name of the open tape (the audit trail). */
+  deviceName?(): string | undefined;
   /** The session's NDMP version (fixed before the mover is made); 3 changes a few rules. */
   readonly version: number;
   post(code: number, body: unknown): void;
@@ -71,6 +82,8 @@ export class MoverService {
   recordSize = 0;
   recordNum = 0;
   bytesMoved = 0n;
+  /** The running transfer as the audit trail names it, until its end is written. */
+  private audited: { operation: string; devices: string[] } | undefined;
   seekPosition = 0n;
   bytesLeftToRead = 0n;
   windowOffset = 0n;
@@ -78,7 +91,8 @@ export class MoverService {
   /** The data connection's peer, for GET_STATE (LOCAL when idle or local). */
   private connAddr: Addr = { addr_type: AddrType.LOCAL };
 
-  private listener: DataListener | undefined;
+  /** TCP or IPC: waiting for the peer's CONNECT. */
+  private listener: { accepted: Promise<Duplex>; close(): void; pending?(): Promise<void> } | undefined;
   /** LISTEN(LOCAL): waiting for the session's data service to connect. */
   private localListen = false;
   private conn: Duplex | undefined;
@@ -164,27 +178,44 @@ export class MoverService {
       this.enter(State.LISTEN, mode);
       return { addr_type: AddrType.LOCAL };
     }
+    if (addrType === AddrType.IPC) {
+      // Another session of this server (a duplication between two of its drives) connects.
+      const l = listenIpc();
+      this.await(l, mode, l.addr);
+      return l.addr;
+    }
     let l: DataListener;
     try {
-      l = await listenData(this.host.localAddress, this.host.config.dataPorts);
+      l = await listenData(this.host.localAddress, {
+        ports: this.host.config.dataPorts,
+        peers: peerFilter(this.host.config.dataPeers),
+        refused: (peer) =>
+          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "MOVER_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
+      });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
+    this.await(l, mode);
+    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
+  }
+
+  /** LISTEN over TCP or IPC: the first connection is the data connection. */
+  private await(l: { accepted: Promise<Duplex>; close(): void }, mode: number, addr?: Addr): void {
     this.listener = l;
     this.enter(State.LISTEN, mode);
     l.accepted.then(
-      (sock) => {
+      (conn) => {
         if (this.state !== State.LISTEN || this.listener !== l) {
-          sock.destroy();
+          conn.destroy();
           return;
         }
         this.listener = undefined;
-        this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
-        this.attach(sock);
+        const sock = conn as { remoteAddress?: string; remotePort?: number };
+        this.connAddr = addr ?? peerAddr(sock.remoteAddress, sock.remotePort);
+        this.attach(conn);
       },
       () => {},
     );
-    return { addr_type: AddrType.TCP, tcp_addr: l.addrs };
   }
 
   async connect(mode: number, addr: Addr): Promise<void> {
@@ -198,11 +229,20 @@ export class MoverService {
       this.attach(end);
       return;
     }
+    if (addr.addr_type === AddrType.IPC) {
+      const end = addr.ipc_addr ? connectIpc(addr.ipc_addr.comm_data as Uint8Array) : undefined;
+      if (!end) throw new NdmpError(ErrorCode.CONNECT_ERR, "no session of this server listens at that IPC address");
+      this.enter(State.ACTIVE, mode);
+      this.connAddr = addr;
+      this.attach(end);
+      return;
+    }
     const addrs = addr.tcp_addr ?? [];
     if (addrs.length === 0) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "no TCP address");
+    const allowed = this.peersOnly(addrs);
     let sock;
     try {
-      sock = await connectData(addrs);
+      sock = await connectData(allowed);
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -213,6 +253,19 @@ export class MoverService {
     this.enter(State.ACTIVE, mode);
     this.connAddr = peerAddr(sock.remoteAddress, sock.remotePort);
     this.attach(sock);
+  }
+
+  /** Takes in a data connection the peer has already made, before a request looks at the state. */
+  async takePending(): Promise<void> {
+    if (this.state === State.LISTEN) await this.listener?.pending?.();
+  }
+
+  /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
+  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
+    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
+    if (ok.length > 0) return ok;
+    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
+    throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
   }
 
   /** DATA_CONNECT(LOCAL) on this session: hands the data service its end of the pipe. */
@@ -306,7 +359,7 @@ export class MoverService {
   /** LISTEN and CONNECT checks, in the order ndmjob's conformance tests expect. */
   private checkStart(mode: number, addrType: number): void {
     if (mode !== Mode.READ && mode !== Mode.WRITE) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `mover mode ${mode}`);
-    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
+    if (addrType !== AddrType.LOCAL && addrType !== AddrType.TCP && addrType !== AddrType.IPC) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `address type ${addrType}`);
     if (this.recordSize === 0) throw new NdmpError(ErrorCode.PRECONDITION_ERR, "set the record size first");
     const tape = this.host.tape();
     if (!tape) throw new NdmpError(ErrorCode.DEV_NOT_OPEN_ERR, "no tape is open");
@@ -362,11 +415,23 @@ export class MoverService {
     this.readWaiter?.();
     countMoverHalt(this.mode, reason, this.bytesMoved);
     this.host.log.info("mover halted", { reason: haltName(reason), bytes_moved: this.bytesMoved });
+    if (this.audited) {
+      audit(this.host.log, { event: "job-end", user: this.host.user, peer: this.host.peer, ...this.audited, bytes: this.bytesMoved, outcome: haltName(reason) });
+      this.audited = undefined;
+    }
     this.host.post(Message.NOTIFY_MOVER_HALTED, { reason });
   }
 
   /** Pauses and waits for CONTINUE; throws Halted if the mover halts instead. */
   private async pause(reason: number, seek = this.seekPosition): Promise<void> {
+    // Recovery: not before the data service has consumed what was read before the pause. A DMA
+    // seeing "mover PAUSED, data ACTIVE" takes the image to go on elsewhere (the next cartridge),
+    // while the data service may be about to find the archive's end in those bytes and halt;
+    // then the connection closes meanwhile and the mover halts CONNECT_CLOSED instead.
+    if (this.mode === Mode.WRITE && this.conn) {
+      await consumed(this.conn);
+      if (this.state !== State.ACTIVE) throw new Halted();
+    }
     this.state = State.PAUSED;
     this.pauseReason = reason;
     this.windowSetSincePause = false;
@@ -382,6 +447,10 @@ export class MoverService {
     this.state = State.ACTIVE;
     conn.on("error", (e) => this.host.log.debug("data connection error", { err: e }));
     this.host.log.info("mover active", { mode: this.mode === Mode.READ ? "READ" : "WRITE" });
+    const device = this.host.deviceName?.();
+    // READ: the data connection to tape (a backup); WRITE: tape to the data connection.
+    this.audited = { operation: this.mode === Mode.READ ? "MOVER_MODE_READ" : "MOVER_MODE_WRITE", devices: device ? [device] : [] };
+    audit(this.host.log, { event: "job-start", user: this.host.user, peer: this.host.peer, ...this.audited, outcome: "started" });
     this.pump = (this.mode === Mode.READ ? this.toTape(conn) : this.fromTape(conn)).catch((e) => {
       if (e instanceof Halted) return;
       this.host.log.error("mover failed", { err: e });
@@ -533,6 +602,7 @@ export class MoverService {
       this.seekPosition += BigInt(take);
       this.bytesLeftToRead -= BigInt(take);
       this.bytesMoved += BigInt(take);
+      noteSent(conn, take);
       try {
         await writeAll(conn, data.subarray(within, within + take));
       } catch (e) {

@@ -28,7 +28,8 @@ export class RecordReader {
   private recordParts: Buffer[] = [];
   private recordSize = 0;
 
-  constructor(private readonly maxRecord: number) {}
+  /** May change between records (it grows once the peer authenticates). */
+  constructor(public maxRecord: number) {}
 
   /** Feeds bytes in; returns every record completed by them (possibly none). */
   push(chunk: Buffer): Buffer[] {

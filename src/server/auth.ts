@@ -45,3 +45,35 @@ export function checkMd5(users: Map<string, Buffer>, id: Buffer, digest: Buffer,
   const ok = digest.length === 16 && timingSafeEqual(expected, digest);
   return known !== undefined && known.length > 0 && ok;
 }
+
+/**
+ * The growing delay after failed logins, per source address: base, then doubling with each
+ * failure up to max; a success from the address resets it, and an address quiet for
+ * FORGET_AFTER_MS is forgotten. At most MAX_SOURCES addresses are remembered (the oldest go
+ * first), so a scan from many addresses cannot grow it without bound.
+ */
+export class AuthThrottle {
+  static readonly FORGET_AFTER_MS = 15 * 60 * 1000;
+  static readonly MAX_SOURCES = 4096;
+  private readonly failures = new Map<string, { count: number; last: number }>();
+
+  /** Records a failure from `source`; returns how long to wait before answering it. */
+  failed(source: string, baseMs: number, maxMs: number, now = Date.now()): number {
+    const prev = this.failures.get(source);
+    const count = prev && now - prev.last < AuthThrottle.FORGET_AFTER_MS ? prev.count + 1 : 1;
+    this.failures.delete(source); // re-inserted last: the Map's order is the age order
+    this.failures.set(source, { count, last: now });
+    while (this.failures.size > AuthThrottle.MAX_SOURCES) this.failures.delete(this.failures.keys().next().value!);
+    if (baseMs <= 0) return 0;
+    return Math.min(Math.max(baseMs, maxMs), baseMs * 2 ** Math.min(count - 1, 30));
+  }
+
+  succeeded(source: string): void {
+    this.failures.delete(source);
+  }
+
+  /** Failures remembered for `source` (for tests and the log). */
+  count(source: string): number {
+    return this.failures.get(source)?.count ?? 0;
+  }
+}

@@ -13,10 +13,17 @@ import { wireV4 } from "../protocol/message.ts";
 import { allHandlers } from "../services/index.ts";
 import type { HandlerTable } from "../services/handler.ts";
 import type { DeviceRegistry } from "../devices/registry.ts";
-import { Session } from "./session.ts";
+import { Session, sourceAddress, type Admission } from "./session.ts";
+import { snapshotsHeld, waitForSnapshots } from "../snapshot/index.ts";
 
-export class NdmpServer {
+/** How long a shutdown waits for stopped jobs to delete their snapshots. */
+const SNAPSHOT_WAIT_MS = 60_000;
+
+export class NdmpServer implements Admission {
   readonly sessions = new Set<Session>();
+  /** Unauthenticated connections per source address (limits.max_unauthenticated_per_source). */
+  private readonly unauthBySource = new Map<string, number>();
+  private unauthTotal = 0;
   private servers: Server[] = [];
   private nextId = 1;
   private stopping = false;
@@ -33,7 +40,8 @@ export class NdmpServer {
     const bound: AddressInfo[] = [];
     for (const a of this.config.listen) {
       const srv = createServer({ allowHalfOpen: false }, (sock) => this.accept(sock));
-      srv.maxConnections = this.config.maxSessions * 2; // hard stop far past the polite refusal
+      // A hard stop far past the polite refusals below.
+      srv.maxConnections = (this.config.maxSessions + this.config.limits.maxUnauthenticated) * 2;
       await new Promise<void>((resolve, reject) => {
         srv.once("error", reject);
         srv.listen({ host: a.host, port: a.port, backlog: 128 }, () => {
@@ -50,30 +58,84 @@ export class NdmpServer {
     return bound;
   }
 
+  /** Sessions that authenticated and are still open. */
+  get authenticatedCount(): number {
+    let n = 0;
+    for (const s of this.sessions) if (s.authenticated && !s.isClosed) n++;
+    return n;
+  }
+
+  /**
+   * Before a session exists: the server's state, max_sessions (authenticated sessions) and the
+   * unauthenticated limits, in total and for the source address. Returns why it is refused.
+   */
+  private refusal(source: string): string | undefined {
+    const l = this.config.limits;
+    if (this.stopping) return "server shutting down";
+    if (this.authenticatedCount >= this.config.maxSessions) return "too many sessions";
+    if (this.unauthTotal >= l.maxUnauthenticated) return "too many unauthenticated connections";
+    if ((this.unauthBySource.get(source) ?? 0) >= l.maxUnauthenticatedPerSource) return "too many unauthenticated connections from this address";
+    return undefined;
+  }
+
   private accept(sock: Socket): void {
-    if (this.stopping || this.sessions.size >= this.config.maxSessions) {
+    const source = sourceAddress(sock.remoteAddress);
+    const why = this.refusal(source);
+    if (why) {
       countConnection("refused");
-      this.refuse(sock);
+      this.refuse(sock, why);
       return;
     }
     countConnection("accepted");
-    const session = new Session(this.nextId++, sock, this.config, this.devices, this.handlers, this.log);
+    const session = new Session(this.nextId++, sock, this.config, this.devices, this.handlers, this.log, this);
     this.sessions.add(session);
-    sock.once("close", () => this.sessions.delete(session));
+    this.countUnauth(source, +1);
+    let counted = true;
+    const uncount = () => {
+      if (counted) this.countUnauth(source, -1);
+      counted = false;
+    };
+    this.pendingUncount.set(session, uncount);
+    sock.once("close", () => {
+      uncount();
+      this.pendingUncount.delete(session);
+      this.sessions.delete(session);
+    });
     session.start();
   }
 
+  /** How each unauthenticated session leaves the unauthenticated counts (once). */
+  private readonly pendingUncount = new Map<Session, () => void>();
+
+  private countUnauth(source: string, d: number): void {
+    this.unauthTotal += d;
+    const n = (this.unauthBySource.get(source) ?? 0) + d;
+    if (n > 0) this.unauthBySource.set(source, n);
+    else this.unauthBySource.delete(source);
+  }
+
+  /** Admission (called by the session at CONNECT_CLIENT_AUTH): within max_sessions? */
+  admit(s: Session): boolean {
+    if (this.stopping || this.authenticatedCount >= this.config.maxSessions) return false;
+    this.pendingUncount.get(s)?.();
+    this.pendingUncount.delete(s);
+    return true;
+  }
+
   /** Over the limit: NOTIFY_CONNECTION_STATUS(REFUSED), then close (digest §1.6). */
-  private refuse(sock: Socket): void {
-    this.log.warn("connection refused: session limit reached", {
+  private refuse(sock: Socket, why: string): void {
+    const l = this.config.limits;
+    this.log.warn(`connection refused: ${why}`, {
       peer: `${sock.remoteAddress}:${sock.remotePort}`,
-      limit: this.config.maxSessions,
+      max_sessions: this.config.maxSessions,
+      max_unauthenticated: l.maxUnauthenticated,
+      max_unauthenticated_per_source: l.maxUnauthenticatedPerSource,
     });
     sock.on("error", () => {});
     const body = wireV4.encodePost(Message.NOTIFY_CONNECTION_STATUS, {
       reason: ConnectionStatusReason.REFUSED,
       protocol_version: this.config.versions[0]!,
-      text_reason: this.stopping ? "server shutting down" : "too many sessions",
+      text_reason: why,
     });
     const header = {
       sequence: 1,
@@ -95,6 +157,10 @@ export class NdmpServer {
     for (const s of this.sessions) s.notifyAndClose(ConnectionStatusReason.SHUTDOWN, why);
     const deadline = Date.now() + 5000;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Jobs that were stopped delete their snapshots as they wind down: give them time.
+    if (snapshotsHeld() > 0 && !(await waitForSnapshots(SNAPSHOT_WAIT_MS))) {
+      this.log.warn("snapshots still held at shutdown: the next start deletes them", { held: snapshotsHeld() });
+    }
     await Promise.all(closing);
     this.log.info("server stopped", { why });
   }

@@ -13,6 +13,7 @@ import {
   MoverState,
   ErrorCode,
   errorName,
+  LogType,
   Message,
   MessageType,
   messageName,
@@ -21,23 +22,51 @@ import {
 import { FramingError, frameRecord, RecordReader } from "../protocol/framing.ts";
 import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } from "../protocol/message.ts";
 import type { DeviceRegistry } from "../devices/registry.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
+import type { UserScope } from "../security/scope.ts";
 import type { HandlerTable } from "../services/handler.ts";
 import type { MoverService } from "../mover/mover.ts";
 import type { OpenScsi } from "../services/scsi.ts";
 import type { OpenTape } from "../services/tape.ts";
 
-/** What services use to talk back to the DMA (NOTIFY, LOG, FH posts). */
+/**
+ * What services use to talk back to the DMA (NOTIFY, LOG, FH posts). Every post goes into one
+ * queue, the control connection's send buffer: jobs wait (drained, or pace once per entry) while
+ * it holds CONTROL_HIGH_WATER bytes the DMA has not read, so a DMA that stops reading pauses the
+ * job at a fixed memory bound, and one that goes away ends it (the session's clean-up aborts it).
+ */
 export interface Peer {
   post(code: number, body: unknown): void;
-  /** Resolves when the control connection can take more (FH back-pressure). */
+  /** Resolves when the control connection can take more (or has closed). */
   drained(): Promise<void>;
+  /** drained() while the DMA is behind, undefined when there is room (cheap to call per entry). */
+  pace(): Promise<void> | undefined;
 }
 
-/** Bytes queued on the control connection before file history waits for the DMA to read. */
-const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
+/** Bytes queued on the control connection before a job waits for the DMA to read. */
+export const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
+/**
+ * Past this a DMA is not reading posts that every job paces itself by: something posts without
+ * waiting (a bug), and the session is closed rather than let memory grow.
+ */
+export const CONTROL_HARD_LIMIT = 64 * 1024 * 1024;
 
 /** Records waiting to be handled before we stop reading from a flooding peer. */
 const MAX_QUEUED_RECORDS = 64;
+/** The same before authentication: a stranger gets little buffering (limits.preauth_max_message_size each). */
+const MAX_QUEUED_RECORDS_PREAUTH = 4;
+
+/** The listener's say when a session authenticates: false = over max_sessions, refuse it. */
+export interface Admission {
+  admit(s: Session): boolean;
+}
+
+/** The source address of a connection, IPv4-mapped IPv6 unwrapped (the key of per-source limits). */
+export function sourceAddress(a: string | undefined): string {
+  if (!a) return "?";
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
 
 export class Session implements Peer {
   /** The version fixed by CONNECT_OPEN or by the first other request; undefined until then. */
@@ -56,7 +85,7 @@ export class Session implements Peer {
   /** The session's mover (MOVER interface), made on first use. */
   mover: MoverService | undefined;
   /** The session's data service, as far as the mover needs it (LOCAL connections). */
-  data: { acceptLocalFromMover(mode: number): Duplex | undefined } | undefined;
+  data: { acceptLocalFromMover(mode: number): Duplex | undefined; takePending(): Promise<void> } | undefined;
   readonly log: Logger;
   /** When the connection was accepted (ms since the epoch), for `ndmpd sessions`. */
   readonly openedAt = Date.now();
@@ -64,11 +93,16 @@ export class Session implements Peer {
   readonly ended: Promise<void>;
   private markEnded!: () => void;
   private sequence = 0;
+  /** LOG_MESSAGE ids of the session's own messages (refusals); the data service counts its own. */
+  private messageId = 0x10000;
   private readonly reader: RecordReader;
   private queue: Buffer[] = [];
   private processing = false;
   private closed = false;
   private readonly cleanups: Array<() => void | Promise<void>> = [];
+  /** limits.auth_timeout_s, then limits.idle_timeout_s once authenticated. */
+  private timer: NodeJS.Timeout | undefined;
+  private lastRequestAt = Date.now();
 
   constructor(
     readonly id: number,
@@ -77,11 +111,15 @@ export class Session implements Peer {
     readonly devices: DeviceRegistry,
     private readonly handlers: HandlerTable,
     log: Logger,
+    private readonly admission?: Admission,
   ) {
     this.ended = new Promise((r) => (this.markEnded = r));
     this.log = log.child({ session: id, peer: `${socket.remoteAddress}:${socket.remotePort}` });
-    this.reader = new RecordReader(config.maxMessageSize);
+    // Before authentication a record may be small: a stranger cannot make us buffer 32 MiB.
+    this.reader = new RecordReader(Math.min(config.limits.preAuthMessageSize, config.maxMessageSize));
     socket.setNoDelay(true);
+    // A DMA whose host vanished (no RST) is found by keepalive and ends its jobs like a close.
+    socket.setKeepAlive(true, 60_000);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.log.debug("socket error", { err }));
     socket.on("close", () => void this.teardown("connection closed"));
@@ -100,13 +138,78 @@ export class Session implements Peer {
     return this.socket.remoteAddress;
   }
 
+  /** What the authenticated user may touch ([[user]] paths, devices, read_only); undefined = anything. */
+  get scope(): UserScope | undefined {
+    return this.authUser === undefined ? undefined : this.config.scopes.get(this.authUser);
+  }
+
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** The connection's source address (the key of the per-source limits). */
+  get source(): string {
+    return sourceAddress(this.socket.remoteAddress);
+  }
+
+  /**
+   * CONNECT_CLIENT_AUTH succeeded: admits the session (unless max_sessions authenticated ones
+   * are open: then it is refused and closed, and this returns false), lifts the record limit to
+   * max_message_size and trades the authentication deadline for the idle timeout.
+   */
+  authenticate(user: string): boolean {
+    if (this.admission && !this.admission.admit(this)) {
+      this.log.warn("connection refused at authentication: session limit reached", { limit: this.config.maxSessions });
+      this.notifyAndClose(ConnectionStatusReason.REFUSED, "too many sessions");
+      return false;
+    }
+    this.authenticated = true;
+    this.authUser = user;
+    this.reader.maxRecord = this.config.maxMessageSize;
+    this.armIdleTimer();
+    return true;
+  }
+
+  private armAuthTimer(): void {
+    const ms = this.config.limits.authTimeoutS * 1000;
+    this.timer = setTimeout(() => {
+      if (this.authenticated || this.closed) return;
+      this.log.warn("connection closed: no authentication in time", { limit_s: this.config.limits.authTimeoutS });
+      this.notifyAndClose(ConnectionStatusReason.SHUTDOWN, "authentication timeout");
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** Closes the session after limits.idle_timeout_s without a request while it has no job. */
+  private armIdleTimer(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const idleMs = this.config.limits.idleTimeoutS * 1000;
+    if (idleMs <= 0 || this.closed) return;
+    const wait = Math.max(0, this.lastRequestAt + idleMs - Date.now());
+    this.timer = setTimeout(() => {
+      if (this.closed) return;
+      if (Date.now() - this.lastRequestAt < idleMs || this.hasJob()) {
+        if (this.hasJob()) this.lastRequestAt = Date.now(); // a job counts as activity
+        return this.armIdleTimer();
+      }
+      this.log.warn("session closed: idle with no job", { limit_s: this.config.limits.idleTimeoutS });
+      this.notifyAndClose(ConnectionStatusReason.SHUTDOWN, "idle timeout");
+    }, wait);
+    this.timer.unref();
+  }
+
+  /** A data or mover operation is under way (not idle, not halted). */
+  hasJob(): boolean {
+    const data = this.data as { state?: number } | undefined;
+    const busy = (st: number | undefined, idle: number[]) => st !== undefined && !idle.includes(st);
+    return busy(data?.state, [DataState.IDLE, DataState.HALTED]) || busy(this.mover?.state, [MoverState.IDLE, MoverState.HALTED]);
   }
 
   /** Sends NOTIFY_CONNECTION_STATUS(CONNECTED) — the first thing a DMA expects. */
   start(): void {
     this.log.info("session opened");
+    this.armAuthTimer();
     this.post(Message.NOTIFY_CONNECTION_STATUS, {
       reason: ConnectionStatusReason.CONNECTED,
       protocol_version: this.config.versions[0]!,
@@ -129,6 +232,14 @@ export class Session implements Peer {
       return;
     }
     this.send(this.header(MessageType.REQUEST, code, 0, ErrorCode.NO_ERR), bytes);
+    if (this.socket.writableLength > CONTROL_HARD_LIMIT) {
+      this.log.error("closing: the DMA does not read its posts", { queued: this.socket.writableLength, limit: CONTROL_HARD_LIMIT });
+      this.close("post queue over its hard limit");
+    }
+  }
+
+  pace(): Promise<void> | undefined {
+    return this.closed || this.socket.writableLength < CONTROL_HIGH_WATER ? undefined : this.drained();
   }
 
   drained(): Promise<void> {
@@ -165,6 +276,7 @@ export class Session implements Peer {
   private async teardown(why: string): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.timer);
     this.queue = [];
     for (const fn of this.cleanups.splice(0).reverse()) {
       try {
@@ -248,8 +360,12 @@ export class Session implements Peer {
     }
     if (records.length === 0) return;
     this.queue.push(...records);
-    if (this.queue.length >= MAX_QUEUED_RECORDS) this.socket.pause();
+    if (this.queue.length >= this.maxQueued) this.socket.pause();
     void this.drain();
+  }
+
+  private get maxQueued(): number {
+    return this.authenticated ? MAX_QUEUED_RECORDS : MAX_QUEUED_RECORDS_PREAUTH;
   }
 
   private async drain(): Promise<void> {
@@ -258,7 +374,7 @@ export class Session implements Peer {
     try {
       while (this.queue.length > 0 && !this.closed) {
         await this.dispatch(this.queue.shift()!);
-        if (this.queue.length < MAX_QUEUED_RECORDS / 2 && this.socket.isPaused()) this.socket.resume();
+        if (this.queue.length < this.maxQueued / 2 && this.socket.isPaused()) this.socket.resume();
       }
     } finally {
       this.processing = false;
@@ -287,6 +403,7 @@ export class Session implements Peer {
     // about which interfaces this server implements.
     if (wire.schema(code) && !this.authenticated && !handler?.preAuth) {
       this.log.warn("request before authentication refused", { message: name });
+      audit(this.log, { event: "refused", user: undefined, peer: this.peer, operation: name, outcome: "NOT_AUTHORIZED_ERR", why: "not authenticated" });
       return this.replyHeaderError(h, ErrorCode.NOT_AUTHORIZED_ERR);
     }
     if (!handler || !wire.schema(code)) {
@@ -305,12 +422,18 @@ export class Session implements Peer {
       this.version = this.config.versions[0];
     }
     this.log.debug("request", { message: name, seq: h.sequence });
+    this.lastRequestAt = Date.now();
     let reply: unknown;
     try {
+      // A DMA that has just connected to our LISTEN address and sends a request at once must
+      // find the connection made (the kernel has completed it; we may not have looked yet).
+      await this.mover?.takePending();
+      await this.data?.takePending();
       reply = await handler.handle(this, request, h);
     } catch (e) {
       if (e instanceof NdmpError) {
         this.log.debug("request refused", { message: name, error: errorName(e.code), why: e.message });
+        if (e instanceof Refusal || e.code === ErrorCode.NOT_AUTHORIZED_ERR) this.refused(name, e);
         reply = this.wire.errorReply(code, e.code);
       } else {
         this.log.error("handler failed", { message: name, err: e, stack: (e as Error)?.stack });
@@ -319,6 +442,29 @@ export class Session implements Peer {
     }
     if (this.wire.schema(code)?.reply === null) return; // CONNECT_CLOSE: no reply
     this.reply(h, reply);
+  }
+
+  /** A request refused for who asks or where it points: the audit line, and the DMA told why. */
+  private refused(operation: string, e: NdmpError): void {
+    const r = e instanceof Refusal ? e : undefined;
+    audit(this.log, {
+      event: "refused",
+      user: r?.detail.user ?? this.authUser,
+      peer: this.peer,
+      operation,
+      paths: r?.detail.paths,
+      devices: r?.detail.devices,
+      outcome: errorName(e.code),
+      why: r?.why ?? e.message,
+    });
+    if (!this.authenticated || !r) return;
+    this.post(Message.LOG_MESSAGE, {
+      log_type: LogType.ERROR,
+      message_id: ++this.messageId,
+      entry: r.why,
+      associated_message_valid: 0,
+      associated_message_sequence: 0,
+    });
   }
 
   private reply(req: Header, body: unknown): void {

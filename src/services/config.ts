@@ -2,7 +2,9 @@
  * CONFIG interface (digest §2.5): what this server is, which auth, connection kinds,
  * backup methods, filesystems and devices it offers.
  */
+import type { Config } from "../config.ts";
 import { BUTYPES } from "../engine/butypes.ts";
+import { snapshotMethod } from "../snapshot/index.ts";
 import { hostIdentity } from "../host/identity.ts";
 import { isNetworkFs, listFilesystems, usage } from "../host/mounts.ts";
 import { ALL1, AddrType, AuthType, ErrorCode, FsInfoUnsupported as U, Message, NdmpError } from "../protocol/codes.ts";
@@ -61,7 +63,7 @@ function butypeInfo() {
   };
 }
 
-export function fsInfoList(): FsInfo[] {
+export function fsInfoList(config: Pick<Config, "snapshotHooks">): FsInfo[] {
   const methods = BUTYPES.map((b) => b.name).join(",");
   return listFilesystems().map((m) => {
     const u = usage(m.mountPoint);
@@ -82,6 +84,8 @@ export function fsInfoList(): FsInfo[] {
         { name: "TYPE", value: m.fsType },
         { name: "AVAILABLE_BACKUP", value: methods },
         { name: "AVAILABLE_RECOVERY", value: methods },
+        // How a backup of this filesystem gets its snapshot (SNAPSHOT=auto|y|required): btrfs, hook or none.
+        { name: "SNAPSHOT_METHOD", value: snapshotMethod(config, m.mountPoint, m.fsType) },
       ],
       fs_status: m.options.split(",").includes("ro") ? "online, read-only" : "online",
     };
@@ -121,11 +125,11 @@ export const configHandlers: HandlerTable = {
   [Message.CONFIG_GET_HOST_INFO]: { handle: hostInfo },
   [Message.CONFIG_GET_SERVER_INFO]: { preAuth: true, handle: serverInfo },
   [Message.CONFIG_GET_CONNECTION_TYPE]: {
-    handle: () => ({ error: OK, addr_types: [AddrType.LOCAL, AddrType.TCP] }),
+    handle: () => ({ error: OK, addr_types: [AddrType.LOCAL, AddrType.TCP, AddrType.IPC] }),
   },
   [Message.CONFIG_GET_AUTH_ATTR]: { preAuth: true, handle: authAttr },
   [Message.CONFIG_GET_BUTYPE_INFO]: { handle: butypeInfo },
-  [Message.CONFIG_GET_FS_INFO]: { handle: () => ({ error: OK, fs_info: fsInfoList() }) },
+  [Message.CONFIG_GET_FS_INFO]: { handle: (s) => ({ error: OK, fs_info: fsInfoList(s.config) }) },
   [Message.CONFIG_GET_TAPE_INFO]: { handle: (s) => ({ error: OK, tape_info: s.devices.tapeInfo() }) },
   [Message.CONFIG_GET_SCSI_INFO]: { handle: (s) => ({ error: OK, scsi_info: s.devices.scsiInfo() }) },
   [Message.CONFIG_GET_EXT_LIST]: { handle: getExtList },

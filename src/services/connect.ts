@@ -6,7 +6,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { AuthMethod } from "../config.ts";
 import { AuthType, ErrorCode, Message, NdmpError } from "../protocol/codes.ts";
 import type { AuthData } from "../protocol/xdr/v4.ts";
-import { checkMd5, checkText, md5Digest } from "../server/auth.ts";
+import { AuthThrottle, checkMd5, checkText, md5Digest } from "../server/auth.ts";
+import { Refusal } from "../security/refusal.ts";
 import type { Session } from "../server/session.ts";
 import type { HandlerTable } from "./handler.ts";
 
@@ -15,6 +16,9 @@ const methodOf: Record<number, AuthMethod | undefined> = {
   [AuthType.TEXT]: "text",
   [AuthType.MD5]: "md5",
 };
+
+/** Failed logins per source address: each one from an address waits twice as long as the last. */
+const throttle = new AuthThrottle();
 
 export function offeredAuthTypes(methods: AuthMethod[]): number[] {
   const code: Record<AuthMethod, number> = { none: AuthType.NONE, text: AuthType.TEXT, md5: AuthType.MD5 };
@@ -53,13 +57,14 @@ async function clientAuth(s: Session, req: { auth_data: AuthData }): Promise<{ e
     ok = true;
   }
   if (!ok) {
-    s.log.warn("authentication failed", { method, user });
     countAuthFailure(method);
-    if (s.config.authFailureDelayMs > 0) await sleep(s.config.authFailureDelayMs);
-    throw new NdmpError(ErrorCode.NOT_AUTHORIZED_ERR, "wrong user or password");
+    const delayMs = throttle.failed(s.source, s.config.authFailureDelayMs, s.config.limits.authFailureDelayMaxMs);
+    s.log.warn("authentication failed", { method, user, source: s.source, failures: throttle.count(s.source), delay_ms: delayMs });
+    if (delayMs > 0) await sleep(delayMs);
+    throw new Refusal(ErrorCode.NOT_AUTHORIZED_ERR, "wrong user or password", { user });
   }
-  s.authenticated = true;
-  s.authUser = user;
+  throttle.succeeded(s.source);
+  if (!s.authenticate(user)) throw new NdmpError(ErrorCode.NOT_AUTHORIZED_ERR, "too many sessions");
   s.log.info("authenticated", { method, user });
   return { error: ErrorCode.NO_ERR };
 }
@@ -73,6 +78,10 @@ function serverAuth(s: Session, req: { client_attr: { auth_type: number; challen
       error: ErrorCode.NO_ERR,
       server_result: { auth_type: AuthType.MD5, auth_md5: { auth_id: sa.id, auth_digest: md5Digest(sa.password, attr.challenge) } },
     };
+  }
+  // TEXT would send the secret in clear: only where the configuration says so.
+  if (attr.auth_type === AuthType.TEXT && !sa.allowText) {
+    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "TEXT server authentication sends the secret in clear; use MD5 (or set server_auth.allow_text)");
   }
   if (attr.auth_type === AuthType.TEXT) {
     return {

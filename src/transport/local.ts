@@ -5,6 +5,7 @@
  * path for both kinds of connection.
  */
 import { Duplex } from "node:stream";
+import { pairReader } from "./consumers.ts";
 
 /** Bytes buffered per direction before the writer is asked to wait (like socket buffers). */
 const HIGH_WATER = 1024 * 1024;
@@ -63,5 +64,8 @@ export function createLocalPair(): LocalPair {
   const b = new LocalEnd();
   a.peer = b;
   b.peer = a;
+  // Each end's writer learns how far the other end's reader has got (a mover pausing in recovery).
+  pairReader(a, b);
+  pairReader(b, a);
   return { mover: a, data: b };
 }

@@ -5,6 +5,7 @@
 import { createServer, connect, isIPv4, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import type { TcpAddr } from "../protocol/xdr/v4.ts";
+import { ANY_PEER, type PeerFilter } from "./peers.ts";
 
 /** "1.2.3.4" -> 0x01020304 (the first octet is the most significant byte, as on the wire). */
 export function ipToU32(ip: string): number {
@@ -32,24 +33,57 @@ export interface DataListener {
   addrs: TcpAddr[];
   /** Resolves with the first connection; the listener then closes (one connection only). */
   accepted: Promise<Socket>;
+  /**
+   * Resolves once a connection the kernel has already completed has been taken in (`accepted`
+   * has resolved and its handlers have run): a request that depends on the state must see
+   * the connection the peer has made, not the LISTEN we would report before our next look.
+   */
+  pending(): Promise<void>;
   close(): void;
+}
+
+/** One turn of the event loop: the I/O that is ready now has been handled when it resolves. */
+const turn = () => new Promise<void>((r) => setImmediate(r));
+
+export interface ListenOptions {
+  /** Ports to bind in (data_port_range); null = any ephemeral port. */
+  ports: { from: number; to: number } | null;
+  /** Who may connect (data_peers); default anyone. */
+  peers?: PeerFilter;
+  /** Told of each connection from outside `peers`, which is dropped while the listen goes on. */
+  refused?: (peer: string) => void;
 }
 
 /**
  * Listens for one data connection. NDMP v4 addresses are IPv4: bind to the IPv4 address the
  * DMA reached us on (that is what it can route to), or, when the control connection is IPv6,
  * to every IPv4 address, advertising each non-loopback one.
+ *
+ * The port takes exactly one connection and then closes, so nobody can join a data stream
+ * that has its peer. A connection from outside `peers` is dropped without consuming the
+ * listen: a stranger who comes first cannot lock the real peer out.
  */
-export async function listenData(localAddress: string | undefined, ports: { from: number; to: number } | null): Promise<DataListener> {
+export async function listenData(localAddress: string | undefined, opts: ListenOptions): Promise<DataListener> {
   const ip = ipv4Of(localAddress);
   const bindHost = ip ?? "0.0.0.0";
-  const server = await bindInRange(bindHost, ports);
+  const server = await bindInRange(bindHost, opts.ports);
   const port = (server.address() as { port: number }).port;
   const advertised = ip ? [ip] : externalIPv4s();
+  const peers = opts.peers ?? ANY_PEER;
   let settle: { resolve: (s: Socket) => void; reject: (e: Error) => void };
   const accepted = new Promise<Socket>((resolve, reject) => (settle = { resolve, reject }));
   accepted.catch(() => {}); // a listener closed before anyone came is not an unhandled error
-  server.once("connection", (sock) => {
+  let taken = false;
+  server.on("connection", (sock) => {
+    sock.on("error", () => {}); // a dropped socket's reset is nobody's business
+    // Several connections may be accepted in one turn: only the first allowed one is served.
+    if (taken) return void sock.destroy();
+    if (!peers.allows(sock.remoteAddress)) {
+      opts.refused?.(socketPeer(sock));
+      return void sock.destroy();
+    }
+    taken = true;
+    sock.removeAllListeners("error");
     server.close();
     settle.resolve(sock);
   });
@@ -57,11 +91,27 @@ export async function listenData(localAddress: string | undefined, ports: { from
   return {
     addrs: advertised.map((a) => tcpAddr(a, port)),
     accepted,
+    async pending() {
+      // The end of this turn (events already polled), then one more poll of the sockets.
+      await turn();
+      await turn();
+    },
     close() {
       server.close();
       settle.reject(new Error("listener closed"));
     },
   };
+}
+
+/** "1.2.3.4:5678" or "[::1]:5678". */
+export function socketPeer(sock: { remoteAddress?: string; remotePort?: number }): string {
+  const a = sock.remoteAddress ?? "?";
+  return `${a.includes(":") ? `[${a}]` : a}:${sock.remotePort ?? "?"}`;
+}
+
+/** The addresses of a DATA_CONNECT/MOVER_CONNECT that `peers` allows (data_peers binds both ways). */
+export function allowedAddrs(addrs: TcpAddr[], peers: PeerFilter): TcpAddr[] {
+  return addrs.filter((a) => peers.allows(u32ToIp(a.ip_addr)));
 }
 
 function externalIPv4s(): string[] {

@@ -104,6 +104,8 @@ describe.runIf(ready)("ndmpd binary: TAPE and MOVER services", () => {
         { name: "vw" },
         { name: "va" },
         { name: "vs" },
+        { name: "vr" },
+        { name: "pe", capacity: "1MiB" },
       ]),
     });
     fdBaseline = srv.fdCount();
@@ -487,6 +489,72 @@ describe.runIf(ready)("ndmpd binary: TAPE and MOVER services", () => {
       await c2.request(Message.TAPE_CLOSE);
     });
     await until(() => srv.fdCount() <= fdBaseline, 5000, `descriptors back to ${fdBaseline} (now ${srv.fdCount()})`);
+  });
+
+  it("TAPE_WRITE past the early warning: EOM_ERR once, then IO_ERR at the physical end (every time); all written reads back", async () => {
+    const rs = 32 * KiB;
+    await session(srv.port, async (c) => {
+      await c.request(Message.TAPE_OPEN, { device: "pe", mode: Mode.RDWR });
+      const written: Buffer[] = [];
+      const answers: string[] = [];
+      // A DMA that takes EOM_ERR for the early warning and writes on (its trailer, the rest).
+      for (let i = 0; i < 200; i++) {
+        const rec = seededBytes(rs, 100 + written.length);
+        const r = await c.request(Message.TAPE_WRITE, { data_out: rec }, { allowBodyError: true });
+        const name = Object.entries(ErrorCode).find(([, v]) => v === r.body.error)![0];
+        if (answers.at(-1) !== name) answers.push(name);
+        if (r.body.error === ErrorCode.NO_ERR) written.push(rec);
+        if (r.body.error === ErrorCode.IO_ERR) break;
+      }
+      expect(answers).toEqual(["NO_ERR", "EOM_ERR", "NO_ERR", "IO_ERR"]);
+      expect(written.length).toBeGreaterThan(28); // LEOM is at 960 KiB
+      // Past the end it stays IO_ERR: no EOM_ERR that a DMA would retry for ever.
+      expect(await c.request(Message.TAPE_WRITE, { data_out: seededBytes(rs, 0) }, { allowBodyError: true }).then((r) => r.body.error)).toBe(ErrorCode.IO_ERR);
+      expect((await tapeState(c)).space_remain).toBeLessThan(BigInt(rs + 64));
+      await mtio(c, Op.REW, 1);
+      const back = await readTapeFile(c, rs);
+      expect(back.length).toBe(written.length);
+      expect(back.every((b, i) => Buffer.from(b).equals(written[i]!))).toBe(true);
+      await c.request(Message.TAPE_CLOSE);
+    });
+  });
+
+  it("MOVER_READ and DATA_START_BACKUP sent the moment the data connection is made see it made (many attempts)", async () => {
+    const rs = 4 * KiB;
+    await session(srv.port, async (c) => {
+      await c.request(Message.TAPE_OPEN, { device: "vr", mode: Mode.RDWR });
+      await c.request(Message.TAPE_WRITE, { data_out: seededBytes(rs, 7) });
+      await mtio(c, Op.EOF, 1);
+      const refused: string[] = [];
+      for (let i = 0; i < 150; i++) {
+        await mtio(c, Op.REW, 1);
+        await c.request(Message.MOVER_SET_RECORD_SIZE, { len: rs });
+        await c.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+        const l = await c.request(Message.MOVER_LISTEN, { mode: MoverMode.WRITE, addr_type: AddrType.TCP });
+        const sock = await connectTo(l.body.connect_addr);
+        // At once, as a DMA that has just connected its data side does: no look at the state first.
+        const r = await c.request(Message.MOVER_READ, { offset: 0n, length: BigInt(rs) }, { allowBodyError: true });
+        if (r.body.error !== ErrorCode.NO_ERR) refused.push(`attempt ${i}: ${r.body.error}`);
+        sock.destroy();
+        await c.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
+        await until(async () => (await moverState(c)).state === MoverState.HALTED, 5000, "the mover to halt");
+        await c.request(Message.MOVER_STOP);
+      }
+      expect(refused).toEqual([]);
+      await c.request(Message.TAPE_CLOSE);
+      // The data service's listen side: a DATA_START_* right after the connection is in CONNECTED.
+      for (let i = 0; i < 50; i++) {
+        const l = await c.request(Message.DATA_LISTEN, { addr_type: AddrType.TCP });
+        const sock = await connectTo(l.body.connect_addr);
+        sock.resume();
+        const r = await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: srv.dir }] }, { allowBodyError: true });
+        if (r.body.error !== ErrorCode.NO_ERR) refused.push(`data attempt ${i}: ${r.body.error}`);
+        await c.request(Message.DATA_ABORT, {}, { allowBodyError: true });
+        await c.request(Message.DATA_STOP, {}, { allowBodyError: true });
+        sock.destroy();
+      }
+      expect(refused).toEqual([]);
+    });
   });
 
   it("two sessions: the second TAPE_OPEN is DEVICE_BUSY_ERR until the first closes; the mover owns the tape in LISTEN and ACTIVE", async () => {

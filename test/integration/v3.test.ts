@@ -172,7 +172,7 @@ describe.runIf(ready)("NDMP v3 with ndmjob /3 agents", () => {
   it("query: -q at v3 lists the data and tape agents (v3 butype bits) without errors", async () => {
     const r = await ndmjob(ns, ["-q", "-v", "-D", D3, "-T", D3], 30_000);
     expect(r.stdout).toContain('QR "Data Agent 127.0.0.1 NDMPv3"');
-    expect(r.stdout).toMatch(/QR "\s+addr_types \(2\)\s+NDMP3_ADDR_LOCAL NDMP3_ADDR_TCP"/);
+    expect(r.stdout).toMatch(/QR "\s+addr_types \(3\)\s+NDMP3_ADDR_LOCAL NDMP3_ADDR_TCP NDMP3_ADDR_IPC"/);
     expect(r.stdout).toMatch(/QR "\s+Backup type info of tar format"/);
     // tar at v3: BACKUP_FILE_HISTORY 0x1, and no bit above NDMJOB's RECOVER_FILE_HISTORY 0x200.
     const attrs = Number(/Backup type info of tar format"\nQR "\s+attrs\s+(0x[0-9a-f]+)"/.exec(r.stdout)?.[1]);

@@ -28,7 +28,7 @@ describe("config check", () => {
     const r = checkConfigFile(p, {});
     expect(r.config).toBeUndefined();
     expect(r.problems).toEqual([
-      `${p}:4: server.bogus: unknown key (known here: listen, versions, state_dir, data_port_range, max_sessions, max_message_size, log_level, log_format, auth_failure_delay_ms)`,
+      `${p}:4: server.bogus: unknown key (known here: listen, versions, state_dir, data_port_range, data_peers, max_sessions, max_message_size, log_level, log_format, auth_failure_delay_ms)`,
       `${p}:2: server.listen: "nope" is not ADDR:PORT (IPv6 as [ADDR]:PORT)`,
       `${p}:3: server.max_sessions: must be an integer from 1 to 100000`,
       `${p}:6: auth.methods: must be a non-empty list of "md5", "text", "none"`,
@@ -67,7 +67,9 @@ describe("config check", () => {
   it("exit 2 and a count when there are problems; --json prints the effective configuration as JSON", () => {
     let err = "";
     expect(configCheckCommand(file("b2.toml", "[server]\nmax_sessions = -1\nlog_level = 3\n"), false, () => {}, (s) => (err += s), {})).toBe(2);
-    expect(err).toMatch(/2 problems in .*b2\.toml\n$/);
+    // Two bad keys, and (no [[user]], no NDMPD_PASSWORD) nobody could log in.
+    expect(err).toMatch(/b2\.toml: no \[\[user\]\], so no DMA can log in .*or set NDMPD_PASSWORD/);
+    expect(err).toMatch(/3 problems in .*b2\.toml\n$/);
     let out = "";
     expect(configCheckCommand(file("g2.toml", `[server]\nstate_dir = "${dir}/s2"\n`), true, (s) => (out += s), () => {}, { NDMPD_PASSWORD: "x" })).toBe(0);
     const j = JSON.parse(out);

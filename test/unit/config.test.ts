@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ConfigError, defaultConfig, loadConfig, locate, parseConfig, parseListen, parseSize } from "../../src/config.ts";
+import { ConfigError, defaultConfig, loadConfig, locate, loginProblem, parseConfig, parseListen, parseSize } from "../../src/config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ndmpd-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -86,6 +86,20 @@ password_env = "MY_PW"
     expect(() => parseConfig(`[server\n`, "f.toml")).toThrow(/^f.toml:1: /);
   });
 
+  it("[limits]: safe defaults, each key parsed and bounded", () => {
+    const d = parseConfig(`[[user]]\nname = "a"\npassword = "x"\n`, "f.toml").limits;
+    expect(d).toEqual({ authTimeoutS: 30, preAuthMessageSize: 65536, maxUnauthenticated: 32, maxUnauthenticatedPerSource: 8, authFailureDelayMaxMs: 10_000, idleTimeoutS: 0 });
+    const l = parseConfig(
+      `[limits]\nauth_timeout_s = 5\npreauth_max_message_size = "16KiB"\nmax_unauthenticated = 3\nmax_unauthenticated_per_source = 1\nauth_failure_delay_max_ms = 0\nidle_timeout_s = 600\n`,
+      "f.toml",
+      { NDMPD_PASSWORD: "x" },
+    ).limits;
+    expect(l).toEqual({ authTimeoutS: 5, preAuthMessageSize: 16384, maxUnauthenticated: 3, maxUnauthenticatedPerSource: 1, authFailureDelayMaxMs: 0, idleTimeoutS: 600 });
+    expect(() => parseConfig(`[limits]\nauth_timeout_s = 0\n`, "f.toml")).toThrow(/f.toml:2: limits.auth_timeout_s: must be an integer from 1/);
+    expect(() => parseConfig(`[limits]\npreauth_max_message_size = "1GiB"\n`, "f.toml")).toThrow(/limits.preauth_max_message_size/);
+    expect(() => parseConfig(`[limits]\nmax_unauthenticated = 0\n`, "f.toml")).toThrow(/limits.max_unauthenticated/);
+  });
+
   it("refuses a world-readable file that holds a password, and a world-readable password_file", () => {
     const p = write("open.toml", `[[user]]\nname = "ndmp"\npassword = "x"\n`, 0o644);
     expect(() => loadConfig(p)).toThrow(/readable by everyone/);
@@ -119,5 +133,19 @@ describe("embedded defaults and the environment", () => {
     const c = defaultConfig({ NDMPD_PASSWORD: "" });
     expect(c.generatedPassword).toBeDefined();
     expect(c.users.get("ndmp")!.length).toBeGreaterThan(0);
+  });
+});
+
+describe("a file without [[user]]", () => {
+  it("has no users (so loginProblem names the file), or user ndmp with NDMPD_PASSWORD; methods [\"none\"] need none", () => {
+    const none = parseConfig("[server]\n", "/etc/x.toml", {});
+    expect(none.users.size).toBe(0);
+    expect(loginProblem(none, "/etc/x.toml")).toMatch(/^\/etc\/x\.toml: no \[\[user\]\], so no DMA can log in \(auth\.methods = md5, text need one\)/);
+    const env = parseConfig("[server]\n", "/etc/x.toml", { NDMPD_PASSWORD: "pw" });
+    expect([...env.users].map(([k, v]) => [k, v.toString()])).toEqual([["ndmp", "pw"]]);
+    expect(loginProblem(env, "x")).toBeUndefined();
+    expect(loginProblem(parseConfig('[auth]\nmethods = ["none"]\n', "x", {}), "x")).toBeUndefined();
+    expect(loginProblem(parseConfig('[auth]\nmethods = ["md5"]\n', "x", {}), "x")).toMatch(/auth\.methods = md5 need one/);
+    expect(loginProblem(parseConfig('[[user]]\nname = "a"\npassword = "b"\n', "x", {}), "x")).toBeUndefined();
   });
 });

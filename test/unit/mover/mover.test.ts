@@ -105,12 +105,15 @@ function closedWhenRead(d: Duplex): Promise<void> {
 class Sink {
   chunks: Buffer[] = [];
   length = 0;
+  /** Reads through the iterator, as the data service does: a mover pauses once it asks for more. */
   constructor(d: Duplex) {
-    d.on("data", (c: Buffer) => {
-      this.chunks.push(c);
-      this.length += c.length;
-    });
     d.on("error", () => {});
+    void (async () => {
+      for await (const c of d as AsyncIterable<Buffer>) {
+        this.chunks.push(c);
+        this.length += c.length;
+      }
+    })().catch(() => {});
   }
   async waitFor(n: number): Promise<Buffer> {
     const deadline = Date.now() + 5000;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { checkMd5, checkText, md5Digest, secretEquals } from "../../../src/server/auth.ts";
+import { AuthThrottle, checkMd5, checkText, md5Digest, secretEquals } from "../../../src/server/auth.ts";
 
 describe("NDMP MD5 authentication", () => {
   const challenge = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
@@ -43,3 +43,23 @@ describe("NDMP MD5 authentication", () => {
   });
 });
 const MD5_NDMP_VECTOR = "bc7d61077ebc1e1bf84a59827c26dd65";
+
+describe("AuthThrottle: the growing delay after failed logins, per source", () => {
+  it("doubles from the base up to the ceiling, per address; a success or a quiet spell resets it", () => {
+    const t = new AuthThrottle();
+    const d = (src: string, now: number) => t.failed(src, 100, 1000, now);
+    expect([d("a", 0), d("a", 1), d("a", 2), d("a", 3), d("a", 4), d("a", 5)]).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect(d("b", 6)).toBe(100); // another address has its own count
+    t.succeeded("a");
+    expect(d("a", 7)).toBe(100);
+    expect(d("a", 8 + AuthThrottle.FORGET_AFTER_MS)).toBe(100);
+    expect(t.failed("c", 0, 1000, 9)).toBe(0); // no base delay configured: none
+  });
+
+  it("remembers a bounded number of addresses, forgetting the oldest", () => {
+    const t = new AuthThrottle();
+    for (let i = 0; i < AuthThrottle.MAX_SOURCES + 10; i++) t.failed(`10.0.${i >> 8}.${i & 255}`, 1, 1, i);
+    expect(t.count("10.0.0.0")).toBe(0);
+    expect(t.count(`10.0.${(AuthThrottle.MAX_SOURCES + 9) >> 8}.${(AuthThrottle.MAX_SOURCES + 9) & 255}`)).toBe(1);
+  });
+});

@@ -1,11 +1,19 @@
 /** TCP data connections: NDMP's IPv4 address form, the one-shot listener, port ranges, connecting. */
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { connectData, ipToU32, ipv4Of, listenData, tcpAddr, u32ToIp } from "../../../src/transport/tcp.ts";
+import { peerFilter } from "../../../src/transport/peers.ts";
+import { allowedAddrs, connectData, ipToU32, ipv4Of, listenData, tcpAddr, u32ToIp } from "../../../src/transport/tcp.ts";
 
-function tryConnect(port: number): Promise<Socket> {
+/** Resolves when the peer closes the socket (a refusal: the server accepted, then dropped it). */
+function closedByPeer(s: Socket): Promise<void> {
+  s.on("error", () => {});
+  s.resume();
+  return new Promise((r) => s.once("close", () => r()));
+}
+
+function tryConnect(port: number, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: "127.0.0.1", port });
+    const s = connect({ host: "127.0.0.1", port, localAddress });
     s.once("connect", () => resolve(s));
     s.once("error", reject);
   });
@@ -39,7 +47,7 @@ describe("NDMP IPv4 addresses", () => {
 
 describe("listenData", () => {
   it("binds the address the DMA reached us on, advertises it, and accepts exactly one connection", async () => {
-    const l = await listenData("::ffff:127.0.0.1", null);
+    const l = await listenData("::ffff:127.0.0.1", { ports: null });
     expect(l.addrs).toHaveLength(1);
     expect(l.addrs[0]!.ip_addr).toBe(0x7f000001);
     const port = l.addrs[0]!.port;
@@ -59,7 +67,7 @@ describe("listenData", () => {
   });
 
   it("close() before anyone connects rejects `accepted` and frees the port", async () => {
-    const l = await listenData("127.0.0.1", null);
+    const l = await listenData("127.0.0.1", { ports: null });
     const port = l.addrs[0]!.port;
     l.close();
     await expect(l.accepted).rejects.toThrow(/closed/);
@@ -71,17 +79,48 @@ describe("listenData", () => {
     const base = (probe.address() as { port: number }).port;
     probe.close();
     const range = { from: base, to: base + 1 };
-    const a = await listenData("127.0.0.1", range);
-    const b = await listenData("127.0.0.1", range);
+    const a = await listenData("127.0.0.1", { ports: range });
+    const b = await listenData("127.0.0.1", { ports: range });
     const ports = [a.addrs[0]!.port, b.addrs[0]!.port].sort();
     expect(ports).toEqual([base, base + 1]);
-    await expect(listenData("127.0.0.1", range)).rejects.toThrow(new RegExp(`no free port in ${base}-${base + 1}`));
+    await expect(listenData("127.0.0.1", { ports: range })).rejects.toThrow(new RegExp(`no free port in ${base}-${base + 1}`));
     a.close();
     b.close();
   });
 
+  it("drops a connection from outside data_peers without consuming the listen; the real peer gets in", async () => {
+    const refused: string[] = [];
+    const l = await listenData("127.0.0.1", { ports: null, peers: peerFilter(["127.0.0.1/32"]), refused: (p) => refused.push(p) });
+    const port = l.addrs[0]!.port;
+    // 127.0.0.2 is another address of lo (all of 127/8 is local): a stranger on this host.
+    const stranger = await tryConnect(port, "127.0.0.2");
+    const strangerPort = stranger.localPort;
+    await closedByPeer(stranger);
+    expect(refused).toEqual([`127.0.0.2:${strangerPort}`]);
+    const real = await tryConnect(port, "127.0.0.1");
+    const accepted = await l.accepted;
+    expect(accepted.remoteAddress).toBe("127.0.0.1");
+    expect(accepted.remotePort).toBe(real.localPort);
+    await expect(tryConnect(port)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    real.destroy();
+    accepted.destroy();
+  });
+
+  it("serves only the first of connections accepted together; the others are closed", async () => {
+    const l = await listenData("127.0.0.1", { ports: null });
+    const port = l.addrs[0]!.port;
+    const [a, b] = await Promise.all([tryConnect(port), tryConnect(port).catch(() => undefined)]);
+    const accepted = await l.accepted;
+    const [served, other] = accepted.remotePort === a.localPort ? [a, b] : [b, a];
+    expect(served).toBeDefined();
+    // The second one was either refused by the kernel or accepted and dropped at once.
+    if (other) await closedByPeer(other);
+    served!.destroy();
+    accepted.destroy();
+  });
+
   it("with an IPv6 control connection, listens on IPv4 and advertises at least one address", async () => {
-    const l = await listenData("::1", null);
+    const l = await listenData("::1", { ports: null });
     expect(l.addrs.length).toBeGreaterThan(0);
     for (const a of l.addrs) expect(a.port).toBe(l.addrs[0]!.port);
     const c = await tryConnect(l.addrs[0]!.port); // 0.0.0.0 includes loopback
@@ -91,6 +130,13 @@ describe("listenData", () => {
 });
 
 describe("connectData", () => {
+  it("data_peers also limits where DATA_CONNECT and MOVER_CONNECT may go", () => {
+    const addrs = [tcpAddr("10.1.2.3", 5000), tcpAddr("127.0.0.1", 5001)];
+    expect(allowedAddrs(addrs, peerFilter(["127.0.0.0/8"]))).toEqual([addrs[1]]);
+    expect(allowedAddrs(addrs, peerFilter(null))).toEqual(addrs);
+    expect(allowedAddrs(addrs, peerFilter(["192.168.0.0/16"]))).toEqual([]);
+  });
+
   it("tries the addresses in order and returns the first that answers", async () => {
     const dead = await serverOn();
     const deadPort = (dead.address() as { port: number }).port;

@@ -1,0 +1,56 @@
+/**
+ * What the CLI's job commands share: option parsing with usage errors, numbers, progress mode,
+ * and logging in to a remote NDMP server.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { NdmpClient } from "../client/client.ts";
+import { DEFAULT_PORT, parseListen } from "../config.ts";
+import type { ProgressMode } from "./progress.ts";
+import { JobError } from "./target.ts";
+
+export class UsageError extends Error {}
+
+export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+export function int(v: string | undefined, what: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${what} must be a number from ${min} to ${max}`);
+  return Number(v);
+}
+
+export function progressMode(json: boolean | undefined): ProgressMode {
+  return json ? "json" : process.stdout.isTTY ? "tty" : "plain";
+}
+
+export const out = { write: (s: string) => process.stdout.write(s) };
+
+export function parseHost(s: string): { host: string; port: number } {
+  if (/^\[.*\]:\d+$/.test(s) || /^[^:]+:\d+$/.test(s)) return parseListen(s);
+  return { host: s.replace(/^\[(.*)\]$/, "$1"), port: DEFAULT_PORT };
+}
+
+export async function login(where: string, user: string, password: string | undefined, auth: string): Promise<NdmpClient> {
+  if (password === undefined) throw new UsageError(`no password for ${where}: give it as an option or in the environment`);
+  const a = parseHost(where);
+  const c = await NdmpClient.connect(a.host, a.port);
+  try {
+    await c.open(Math.min(c.offeredVersion, 4));
+    if (auth === "text") await c.authText(user, password);
+    else await c.authMd5(user, password);
+    return c;
+  } catch (e) {
+    await c.close();
+    throw new JobError(`${where}: ${(e as Error).message}`);
+  }
+}
+
+export function print(s: string): number {
+  process.stdout.write(s);
+  return 0;
+}

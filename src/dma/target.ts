@@ -1,0 +1,25 @@
+/**
+ * What every CLI job is given: the agents it drives, and the error a job reports to the user.
+ */
+import type { NdmpClient } from "../client/client.ts";
+
+/** The agents of one job. `data === tape` is the local configuration (LOCAL data connection). */
+export interface JobTarget {
+  data: NdmpClient;
+  tape: NdmpClient;
+  /** The drive's name at the tape agent (TAPE_OPEN). */
+  device: string;
+  /** How the catalog names the drive: "vt0", or "host:port/device" for a remote one. */
+  driveId: string;
+  /** The cartridge's volume tag, when a library loaded it; else "". */
+  barcode: string;
+  /** The data agent's host, for the label. */
+  host: string;
+}
+
+export class JobError extends Error {
+  override name = "JobError";
+}
+
+/** Default tape record size: 256 KiB streams well on real drives and on the virtual one. */
+export const DEFAULT_RECORD_SIZE = 256 * 1024;

@@ -1,0 +1,178 @@
+/**
+ * `ndmpd remote copy` (data migration, data service to data service) against two compiled
+ * servers, A on 127.0.0.1:10000 and B on 127.0.0.1:10002, in one private network namespace:
+ *  - the edge-case corpus A -> B in tar (B listens) and in dump (A listens), equal after;
+ *  - A -> A into another directory: two sessions of one server joined by NDMP IPC;
+ *  - incremental copies: level 0, then the chain tree's step 1 (every change kind, deletions
+ *    included), then a level 1 copy: the destination equals the source again (tar and dump);
+ *  - a level 1 copy the source refuses (no level 0 of that path): the source's reason is shown;
+ *  - copies whose DMA is killed midway (either side listening) and one interrupted by SIGINT
+ *    (aborted the NDMP way): both servers stay usable (the next copy succeeds) and hold no
+ *    more file descriptors than before.
+ * The destination's recovery is our own server's; the source's file history reaches the DMA.
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyChainStep, compareTrees, makeChainTree, type ChainSpec } from "../helpers/chain.ts";
+import { createNetns, type Netns } from "../helpers/netns.ts";
+import { BINARY, havePeers } from "../helpers/peers.ts";
+import { run } from "../helpers/run.ts";
+import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
+import { makeEdgeTree } from "../helpers/tree.ts";
+
+const ready = havePeers("binary", "unshare");
+const A = "127.0.0.1:10000";
+const B = "127.0.0.1:10002";
+
+const serverConfig = (port: number) =>
+  `[server]\nlisten = "127.0.0.1:${port}"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n`;
+
+type Events = Array<Record<string, any>>;
+const events = (stdout: string): Events => stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+const endOf = (stdout: string): Record<string, any> | undefined => events(stdout).find((e) => e.event === "end");
+
+describe.runIf(ready)("ndmpd remote copy between two servers", () => {
+  let ns: Netns;
+  let a: RunningServer;
+  let b: RunningServer;
+  const W = mkdtempSync(join(tmpdir(), "ndmpd-copy-"));
+  const SRC = join(W, "src");
+  const CHAIN = join(W, "chain");
+  let spec: ChainSpec;
+
+  const argv = (...args: string[]) => [...ns.prefix(), BINARY, "remote", "copy", ...args, "--json"];
+  const copy = (...args: string[]) => {
+    const v = argv(...args);
+    return run(v[0]!, v.slice(1), { timeoutMs: 120_000, env: { ...process.env, NDMPD_PASSWORD: PASSWORD } });
+  };
+
+  beforeAll(async () => {
+    ns = await createNetns();
+    await makeEdgeTree(SRC);
+    mkdirSync(CHAIN);
+    spec = await makeChainTree(CHAIN);
+    [a, b] = await Promise.all([startServer({ netns: ns, config: serverConfig(10000) }), startServer({ netns: ns, config: serverConfig(10002) })]);
+  }, 180_000);
+
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+    await ns?.stop();
+    rmSync(W, { recursive: true, force: true });
+  });
+
+  it("tar, A -> B, the destination listening: the edge-case corpus is equal after; file history reached the DMA", async () => {
+    const dst = join(W, "tar-b");
+    const r = await copy(`${A}:${SRC}`, `${B}:${dst}`);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const ev = events(r.stdout);
+    expect(ev[0]).toMatchObject({ event: "start", job: "copy", format: "tar", connection: "TCP (destination listens)" });
+    const end = endOf(r.stdout)!;
+    expect(end).toMatchObject({ ok: true });
+    expect(end.entries).toBeGreaterThan(20);
+    expect(end.restored).toBeGreaterThan(20);
+    expect(end.bytes).toBeGreaterThan(1024 * 1024);
+    expect(await compareTrees(SRC, dst)).toEqual([]);
+  });
+
+  it("dump, A -> B, the source listening: equal after", async () => {
+    const dst = join(W, "dump-b");
+    const r = await copy(`${A}:${SRC}`, `${B}:${dst}`, "--format", "dump", "--listen", "src");
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(events(r.stdout)[0]).toMatchObject({ connection: "TCP (source listens)", format: "dump" });
+    expect(endOf(r.stdout)).toMatchObject({ ok: true });
+    expect(await compareTrees(SRC, dst)).toEqual([]);
+  });
+
+  for (const format of ["tar", "dump"]) {
+    it(`${format}, A -> A (one server, two sessions joined by IPC): equal after`, async () => {
+      const dst = join(W, `${format}-a`);
+      const r = await copy(`${A}:${SRC}`, `${A}:${dst}`, "--format", format);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(events(r.stdout)[0]).toMatchObject({ connection: "IPC" });
+      expect(endOf(r.stdout)).toMatchObject({ ok: true });
+      expect(await compareTrees(SRC, dst)).toEqual([]);
+    });
+  }
+
+  it("incremental copies: level 0, every change kind on the source, level 1: the destinations are up to date, deletions included", async () => {
+    const dsts = { tar: join(W, "chain-tar"), dump: join(W, "chain-dump") };
+    const level0: Record<string, number> = {};
+    for (const [format, dst] of Object.entries(dsts)) {
+      const r = await copy(`${A}:${CHAIN}`, `${B}:${dst}`, "--format", format, "--level", "0");
+      expect(r.code, format + r.stderr + r.stdout).toBe(0);
+      level0[format] = endOf(r.stdout)!.bytes;
+      expect(await compareTrees(CHAIN, dst), `${format} level 0`).toEqual([]);
+    }
+    const step = applyChainStep(spec, 1);
+    expect(step.removed.length).toBeGreaterThan(0);
+    for (const [format, dst] of Object.entries(dsts)) {
+      const r = await copy(`${A}:${CHAIN}`, `${B}:${dst}`, "--format", format, "--level", "1");
+      expect(r.code, format + r.stderr + r.stdout).toBe(0);
+      const end = endOf(r.stdout)!;
+      expect(end).toMatchObject({ ok: true });
+      // An incremental: a small part of the level 0 stream.
+      expect(end.bytes, format).toBeLessThan(level0[format]! / 2);
+      expect(await compareTrees(CHAIN, dst), `${format} level 1`).toEqual([]);
+    }
+  });
+
+  it("a level 1 copy with no level 0 of that path is refused with the source's reason", async () => {
+    const r = await copy(`${A}:${join(SRC, "files")}`, `${B}:${join(W, "never")}`, "--level", "1");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/source refused to start.*level/i);
+    const ok = await copy(`${A}:${join(SRC, "files")}`, `${B}:${join(W, "after-refusal")}`);
+    expect(ok.code, ok.stderr + ok.stdout).toBe(0);
+  });
+
+  it("aborts and dropped connections leave both servers usable", async () => {
+    const BIG = join(W, "big");
+    mkdirSync(BIG);
+    // Enough to be still running when we interrupt it (incompressible, written for real).
+    const chunk = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((i * 2654435761) >>> 0, i);
+    for (let f = 0; f < 8; f++) writeFileSync(join(BIG, `f${f}`), Buffer.concat(Array.from({ length: 64 }, (_, k) => (chunk[0] = k + f, chunk))));
+
+    const fds = [a.fdCount(), b.fdCount()];
+    // The DMA is killed (SIGKILL) once the job runs: both control connections drop.
+    for (const [listen, sig] of [["dst", "SIGKILL"], ["src", "SIGKILL"], ["dst", "SIGINT"]] as const) {
+      const v = argv(`${A}:${BIG}`, `${B}:${join(W, `cut-${listen}-${sig}`)}`, "--listen", listen);
+      const p = spawn(v[0]!, v.slice(1), { env: { ...process.env, NDMPD_PASSWORD: PASSWORD }, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let sent = false;
+      const code = await new Promise<number | null>((resolve) => {
+        p.stdout!.on("data", (c: Buffer) => {
+          out += c.toString();
+          // The first progress event comes as the loop starts: both data services are ACTIVE.
+          if (!sent && out.includes('"event":"progress"')) sent = p.kill(sig);
+        });
+        p.stderr!.resume();
+        p.once("close", (c) => resolve(c));
+      });
+      if (sig === "SIGINT") {
+        // Aborted the NDMP way: the job fails, and says so.
+        expect(code).toBe(1);
+        expect(endOf(out)).toMatchObject({ ok: false });
+      } else {
+        expect(code).toBe(null);
+        expect(endOf(out), "killed before the end").toBeUndefined();
+      }
+      // Both servers take the next copy at once (their sessions were torn down).
+      const dst = join(W, `after-${listen}-${sig}`);
+      const r = await copy(`${A}:${join(SRC, "files")}`, `${B}:${dst}`, "--listen", listen);
+      expect(r.code, `${listen} ${sig}: ` + r.stderr + r.stdout).toBe(0);
+      expect(await compareTrees(join(SRC, "files"), dst)).toEqual([]);
+    }
+    // Sessions, data connections and listeners are all gone (the sessions end as the DMA exits).
+    for (let i = 0; i < 50 && (a.fdCount() > fds[0]! || b.fdCount() > fds[1]!); i++) await new Promise((r) => setTimeout(r, 100));
+    expect([a.fdCount(), b.fdCount()]).toEqual(fds);
+    // Neither server crashed or logged an internal error.
+    for (const s of [a, b]) {
+      expect(s.proc.exitCode).toBe(null);
+      expect(s.logs.filter((l) => /internal|uncaught/i.test(String(l.msg)))).toEqual([]);
+    }
+  }, 180_000);
+});

@@ -1,0 +1,80 @@
+/** What a mover waits for before a pause in recovery: its reader starved, or the bytes written out. */
+import { createServer, connect, type Socket } from "node:net";
+import { describe, expect, it } from "vitest";
+import { consumed, noteSent, trackTcpReader } from "../../../src/transport/consumers.ts";
+import { createLocalPair } from "../../../src/transport/local.ts";
+
+const tick = () => new Promise((r) => setImmediate(r));
+const settledFlag = (p: Promise<void>) => {
+  const s = { done: false };
+  void p.then(() => (s.done = true));
+  return s;
+};
+
+describe("consumed()", () => {
+  it("LOCAL: waits until the reader has taken every byte and asks for more", async () => {
+    const { mover, data } = createLocalPair();
+    const it = data[Symbol.asyncIterator]();
+    mover.write(Buffer.alloc(5000, 1));
+    noteSent(mover, 5000);
+    const s = settledFlag(consumed(mover));
+    await tick();
+    await tick();
+    expect(s.done).toBe(false); // nothing read yet
+    const first = await it.next();
+    expect(first.value.length).toBe(5000);
+    await tick();
+    await tick();
+    expect(s.done).toBe(false); // taken, but the reader is busy with it: it has not asked again
+    const pending = it.next();
+    await tick();
+    await tick();
+    expect(s.done).toBe(true);
+    mover.end();
+    expect((await pending).done).toBe(true);
+  });
+
+  it("LOCAL: a reader that stops reading and closes ends the wait", async () => {
+    const { mover, data } = createLocalPair();
+    const it = data[Symbol.asyncIterator]();
+    mover.resume();
+    mover.write(Buffer.alloc(20_000, 2));
+    noteSent(mover, 20_000);
+    await it.next();
+    const s = settledFlag(consumed(mover));
+    await tick();
+    expect(s.done).toBe(false);
+    data.destroy();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(s.done).toBe(true);
+  });
+
+  it("TCP between two ends of this process: waits for the reader; to another process, for the socket", async () => {
+    const server = createServer();
+    const accepted = new Promise<Socket>((r) => server.once("connection", r));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const writer = connect((server.address() as { port: number }).port, "127.0.0.1");
+    await new Promise((r) => writer.once("connect", r));
+    const reader = await accepted;
+    server.close();
+    // Not tracked: the bytes leaving our buffers is all there is to wait for.
+    writer.write(Buffer.alloc(1000));
+    noteSent(writer, 1000);
+    await consumed(writer);
+    trackTcpReader(reader);
+    const it = reader[Symbol.asyncIterator]();
+    writer.write(Buffer.alloc(1000));
+    noteSent(writer, 1000);
+    const s = settledFlag(consumed(writer));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.done).toBe(false); // the kernel has the bytes, our reader has not read them
+    let got = 0;
+    while (got < 2000) got += ((await it.next()).value as Buffer).length;
+    const pending = it.next();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.done).toBe(true);
+    writer.destroy();
+    await pending.catch(() => {});
+    reader.destroy();
+  });
+});
