@@ -122,6 +122,14 @@ CREATE TABLE IF NOT EXISTS files (
 ) WITHOUT ROWID;
 `;
 
+/** Rows per multi-row INSERT: 10 values each, under SQLite's oldest limit of 999 parameters. */
+const INSERT_ROWS = 99;
+const ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+function pushRow(values: unknown[], jobId: number, f: FileRow): void {
+  values.push(jobId, f.path, f.node, f.fhInfo, f.ftype, f.mode, f.uid, f.gid, f.size, f.mtime);
+}
+
 export class SqlCatalog implements Catalog {
   constructor(
     private readonly db: SqlDatabase,
@@ -151,8 +159,22 @@ export class SqlCatalog implements Catalog {
         .prepare("INSERT INTO jobs (media_id, seq, label_file, image_file, label, date, format, host, root, level, record_size, env, bytes, entries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING job_id")
         .get(j.mediaId, j.seq, j.labelFile, j.imageFile, j.label, j.date, j.format, j.host, j.root, j.level, j.recordSize, JSON.stringify(j.env), j.bytes, j.entries) as { job_id: number };
       const jobId = Number(r.job_id);
-      const ins = this.db.prepare("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-      for (const f of files) ins.run(jobId, f.path, f.node, f.fhInfo, f.ftype, f.mode, f.uid, f.gid, f.size, f.mtime);
+      // Many rows per statement: one call into SQLite per INSERT_ROWS rows, not per row (a tree
+      // of small files made that call a third of a CLI backup's time).
+      const many = this.db.prepare(`INSERT OR REPLACE INTO files VALUES ${Array(INSERT_ROWS).fill(ROW).join(", ")}`);
+      const values: unknown[] = [];
+      let i = 0;
+      for (; i + INSERT_ROWS <= files.length; i += INSERT_ROWS) {
+        values.length = 0;
+        for (let k = i; k < i + INSERT_ROWS; k++) pushRow(values, jobId, files[k]!);
+        many.run(...values);
+      }
+      const one = this.db.prepare(`INSERT OR REPLACE INTO files VALUES ${ROW}`);
+      for (; i < files.length; i++) {
+        values.length = 0;
+        pushRow(values, jobId, files[i]!);
+        one.run(...values);
+      }
       this.db.exec("COMMIT");
       return jobId;
     } catch (e) {
