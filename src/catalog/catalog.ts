@@ -71,7 +71,8 @@ export interface Catalog {
   upsertMedia(m: MediaRow): void;
   media(mediaId: string): MediaRow | undefined;
   /** Adds a backup with its file history; replaces an earlier row for the same (media, seq). */
-  addJob(job: NewJob, files: FileRow[]): number;
+  /** `files` is read once, in order (a backup's rows may come from a spill file, never all in memory). */
+  addJob(job: NewJob, files: Iterable<FileRow>): number;
   jobs(mediaId: string): JobRow[];
   job(mediaId: string, seq: number): JobRow | undefined;
   files(jobId: number): FileRow[];
@@ -150,7 +151,7 @@ export class SqlCatalog implements Catalog {
     return r ? { mediaId: r.media_id, drive: r.drive, barcode: r.barcode, created: r.created } : undefined;
   }
 
-  addJob(j: NewJob, files: FileRow[]): number {
+  addJob(j: NewJob, files: Iterable<FileRow>): number {
     // One transaction: a crash leaves either the whole backup's history or none of it.
     this.db.exec("BEGIN");
     try {
@@ -163,18 +164,16 @@ export class SqlCatalog implements Catalog {
       // of small files made that call a third of a CLI backup's time).
       const many = this.db.prepare(`INSERT OR REPLACE INTO files VALUES ${Array(INSERT_ROWS).fill(ROW).join(", ")}`);
       const values: unknown[] = [];
-      let i = 0;
-      for (; i + INSERT_ROWS <= files.length; i += INSERT_ROWS) {
-        values.length = 0;
-        for (let k = i; k < i + INSERT_ROWS; k++) pushRow(values, jobId, files[k]!);
+      let rows = 0;
+      for (const f of files) {
+        pushRow(values, jobId, f);
+        if (++rows < INSERT_ROWS) continue;
         many.run(...values);
+        values.length = 0;
+        rows = 0;
       }
       const one = this.db.prepare(`INSERT OR REPLACE INTO files VALUES ${ROW}`);
-      for (; i < files.length; i++) {
-        values.length = 0;
-        pushRow(values, jobId, files[i]!);
-        one.run(...values);
-      }
+      for (let i = 0; i < rows; i++) one.run(...values.slice(i * 10, i * 10 + 10));
       this.db.exec("COMMIT");
       return jobId;
     } catch (e) {
@@ -310,9 +309,9 @@ export class JsonlCatalog implements Catalog {
     return this.mediaRows.get(mediaId);
   }
 
-  addJob(j: NewJob, files: FileRow[]): number {
+  addJob(j: NewJob, files: Iterable<FileRow>): number {
     const jobId = this.nextId++;
-    const rows = files.map((f) => ({ ...f, path: f.path.toString("base64") }));
+    const rows = [...files].map((f) => ({ ...f, path: f.path.toString("base64") }));
     this.append({ t: "job", j: { ...j, jobId }, files: rows });
     return jobId;
   }
