@@ -287,9 +287,12 @@ async function backupCmd(args: string[]): Promise<number> {
   const tape = pickTape(config, values.tape, "backup");
   const session = await localSession(config, tape, int(values.slot, "--slot", 1, 9999));
   try {
-    const est = estimate(s.path);
+    // The ETA's estimate walks the tree a second time, beside the backup: only for a person
+    // watching a terminal. Logs and --json show the elapsed time instead.
+    const mode = progressMode(values.json);
+    const est = mode === "tty" ? estimate(s.path) : undefined;
     const r = await withCatalog(config.stateDir, (catalog) =>
-      backupJob(session.target, { ...s, catalog, progress: new Progress(out, progressMode(values.json), "backup"), total: est.get }),
+      backupJob(session.target, { ...s, catalog, progress: new Progress(out, mode, "backup"), total: est?.get }),
       session.target,
     );
     return r.ok ? 0 : 1;

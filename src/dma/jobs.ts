@@ -326,7 +326,8 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
     await mtio(t.tape, TapeMtioOp.EOF);
 
     o.progress.start({ path: o.path, tape: t.driveId, backup: seq, label: label.label, format: o.format });
-    const history = new HistoryCollector();
+    // The rows wait in a spill file until the catalog takes them: memory does not grow with the tree.
+    const history = new HistoryCollector({ spill: true });
     let r: TransferResult;
     try {
       r = await transfer(t, {
@@ -340,42 +341,49 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
         },
       });
     } catch (e) {
+      history.dispose();
       await eraseFrom(t, scan.appendAt);
       throw e;
     }
     // Anything the catalog knew from this position on is gone from the tape now.
     o.catalog.dropJobsFrom(mediaId, seq);
     if (!r.ok) {
+      history.dispose();
       await eraseFrom(t, scan.appendAt);
       o.progress.end(false, { backup: seq, errors: r.errors.length });
       return { ok: false, seq, mediaId, bytes: r.bytes, entries: history.count, errors: r.errors };
     }
-    await mtio(t.tape, TapeMtioOp.EOF);
-    const rows = history.rows();
-    o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: t.barcode, created: scan.labels[0]?.date ?? date });
-    const jobId = o.catalog.addJob(
-      {
-        mediaId,
-        seq,
-        labelFile: labelFile(seq),
-        imageFile: imageFile(seq),
-        label: label.label,
-        date,
-        format: o.format,
-        host: t.host,
-        root: o.path,
-        level: o.level,
-        recordSize: o.recordSize,
-        env: r.env.length ? r.env : label.env,
-        bytes: r.bytes,
-        entries: rows.length,
-      },
-      rows,
-    );
+    let jobId: number;
+    const rowCount = history.rowCount();
+    try {
+      await mtio(t.tape, TapeMtioOp.EOF);
+      o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: t.barcode, created: scan.labels[0]?.date ?? date });
+      jobId = o.catalog.addJob(
+        {
+          mediaId,
+          seq,
+          labelFile: labelFile(seq),
+          imageFile: imageFile(seq),
+          label: label.label,
+          date,
+          format: o.format,
+          host: t.host,
+          root: o.path,
+          level: o.level,
+          recordSize: o.recordSize,
+          env: r.env.length ? r.env : label.env,
+          bytes: r.bytes,
+          entries: rowCount,
+        },
+        history.each(),
+      );
+    } finally {
+      history.dispose();
+    }
     // What the data service did about a snapshot (btrfs:NAME, hook:NAME, none), when it says.
     const snapshot = r.env.find(([n]) => n === "SNAPSHOT")?.[1];
     o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId, ...(snapshot ? { snapshot } : {}) });
-    return { ok: true, seq, mediaId, jobId, bytes: r.bytes, entries: rows.length, errors: [] };
+    return { ok: true, seq, mediaId, jobId, bytes: r.bytes, entries: rowCount, errors: [] };
   });
 }
 
