@@ -9,6 +9,7 @@ import fs from "node:fs";
 import { btrfsApi, BTRFS_SUPER_MAGIC, SUBVOL_ROOT_INO } from "../native/btrfs.ts";
 import type { NativeApi } from "../native/index.ts";
 import { joinPath } from "../engine/fsutil.ts";
+import { listFilesystems } from "../host/mounts.ts";
 import { SNAPSHOT_PREFIX } from "./records.ts";
 
 /** The directory, at the subvolume's root, that holds our snapshots. */
@@ -43,7 +44,19 @@ export function findSubvolume(path: Buffer): BtrfsTarget | string {
     dir = slash <= 0 ? Buffer.from("/") : dir.subarray(0, slash);
   }
   const rel = real.length === dir.length ? Buffer.alloc(0) : real.subarray(dir.length === 1 ? 1 : dir.length + 1);
+  // A snapshot we could make but not delete would stay behind after every backup.
+  if (!mayDeleteSubvolumes(real)) return "deleting btrfs snapshots needs root (or the filesystem mounted with user_subvol_rm_allowed)";
   return { subvolume: Buffer.from(dir), rel: Buffer.from(rel) };
+}
+
+/** Root may delete subvolumes; anyone else only on a filesystem mounted with user_subvol_rm_allowed. */
+function mayDeleteSubvolumes(real: Buffer): boolean {
+  if (process.getuid?.() === 0) return true;
+  const path = real.toString("utf8");
+  const mount = listFilesystems()
+    .filter((m) => path === m.mountPoint || path.startsWith(m.mountPoint.endsWith("/") ? m.mountPoint : `${m.mountPoint}/`))
+    .sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+  return !!mount && `${mount.options},${mount.superOptions}`.split(",").includes("user_subvol_rm_allowed");
 }
 
 /**

@@ -513,4 +513,17 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(await destroyBtrfs(NO_NATIVE, Buffer.from(join(VOL, ".ndmpd-snapshots")), "ndmpd-tool-path")).toBe(true);
     expect(snapshotsIn(VOL)).toEqual([]);
   }, 120_000);
+
+  it("not root: btrfs is no method unless the filesystem lets users delete subvolumes (user_subvol_rm_allowed)", () => {
+    const getuid = process.getuid;
+    try {
+      process.getuid = () => 1000;
+      expect(findSubvolume(Buffer.from(TREE))).toMatch(/deleting btrfs snapshots needs root \(or the filesystem mounted with user_subvol_rm_allowed\)/);
+      sh("mount", ["-o", "remount,user_subvol_rm_allowed", MNT]);
+      const t = findSubvolume(Buffer.from(TREE));
+      expect(typeof t === "string" ? t : t.subvolume.toString()).toBe(VOL);
+    } finally {
+      process.getuid = getuid;
+    }
+  });
 });

@@ -5,7 +5,7 @@
  * choice of a method. Making and deleting real btrfs snapshots is test/integration/snapshot.test.ts.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -205,6 +205,29 @@ describe("hooks", () => {
     await snap.release();
     expect(readRecords(state).records).toEqual([]);
     expect(() => printedDir(join(copy, snap.name))).toThrow(/cannot be read/);
+  });
+});
+
+describe("a delete that fails", () => {
+  it("keeps the record, and the next start (the owner gone) deletes it then", async () => {
+    const state = join(dir, "state-failing-delete");
+    const flag = join(dir, "delete-may-work");
+    const made = join(dir, "made");
+    mkdirSync(made);
+    const hook = script("flaky.sh", `case "$1" in create) echo "${made}";; delete) [ -e "${flag}" ] || { echo "device busy" >&2; exit 1; }; echo "$2" >> "${flag}";; esac`);
+    const config = { snapshotHooks: [{ path: "/flaky", create: [hook, "create"], delete: [hook, "delete", "{name}"], timeoutMs: 5000 }] };
+    const plan = planSnapshot(config, Buffer.from("/flaky"));
+    if (typeof plan === "string") throw new Error(plan);
+    const snap = await takeSnapshot({ ...plan, root: Buffer.from(made) }, { stateDir: state, native: NO_NATIVE, log: quiet });
+    await snap.release(); // never throws
+    const kept = readRecords(state).records;
+    expect(kept.map((r) => r.name)).toEqual([snap.name]);
+    expect(await cleanupLeftovers(state, NO_NATIVE, quiet)).toBe(0); // its owner (this process) is alive
+    writeRecord(state, { ...kept[0]!, pid: 999_999_999, pidStart: "5" });
+    writeFileSync(flag, "");
+    expect(await cleanupLeftovers(state, NO_NATIVE, quiet)).toBe(1);
+    expect(readRecords(state).records).toEqual([]);
+    expect(readFileSync(flag, "utf8")).toBe(`${snap.name}\n`);
   });
 });
 
