@@ -68,9 +68,8 @@ export interface SnapshotContext {
   log: Logger;
 }
 
-/** Snapshots made and not yet released, for the server's shutdown (it waits for them). */
+/** Snapshots made and not yet deleted (each settles when its release is done), for the server's shutdown. */
 const active = new Set<Promise<void>>();
-let releasing: Array<Promise<void>> = [];
 
 export async function takeSnapshot(plan: SnapshotPlan, ctx: SnapshotContext): Promise<Snapshot> {
   const name = newSnapshotName();
@@ -174,7 +173,6 @@ function finish(
           done();
         }
       })();
-      releasing.push(released);
       return released;
     },
   };
@@ -182,11 +180,9 @@ function finish(
 
 /** Waits up to `ms` for every snapshot still held by a job to be deleted; false when time ran out. */
 export async function waitForSnapshots(ms: number): Promise<boolean> {
-  const all = Promise.all([...active, ...releasing]).then(() => true);
+  const all = Promise.all([...active]).then(() => true);
   const timer = new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
-  const ok = await Promise.race([all, timer]);
-  releasing = [];
-  return ok;
+  return Promise.race([all, timer]);
 }
 
 export function snapshotsHeld(): number {
