@@ -4,7 +4,7 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { stringify } from "smol-toml";
-import { ConfigError, DEFAULT_CONFIG_FILE, defaultConfig, loadConfig, parseToml, validateConfig, type Config } from "./config.ts";
+import { ConfigError, DEFAULT_CONFIG_FILE, defaultConfig, loadConfig, loginProblem, parseToml, validateConfig, type Config } from "./config.ts";
 import { renderExample } from "./doc/config-keys.ts";
 import { VERSION } from "./version.ts";
 
@@ -38,6 +38,8 @@ export function checkConfigFile(file: string, env: NodeJS.ProcessEnv = process.e
   for (let round = 0; round < 200; round++) {
     try {
       const config = validateConfig(doc, source, file, env);
+      const locked = loginProblem(config, file);
+      if (locked) problems.push(locked);
       if (problems.length > 0) return { file, problems };
       // The checks of the file itself (a password readable by everyone) are loadConfig's.
       try {
@@ -91,8 +93,17 @@ export function renderEffective(c: Config): string {
     },
     identity: c.identity,
     auth: { methods: c.authMethods },
-    user: [...c.users.keys()].map((name) => ({ name, password: MASK })),
-    ...(c.serverAuth ? { server_auth: { id: c.serverAuth.id, password: MASK } } : {}),
+    user: [...c.users.keys()].map((name) => {
+      const s = c.scopes.get(name);
+      return {
+        name,
+        password: MASK,
+        ...(s?.paths ? { paths: s.paths } : {}),
+        ...(s?.devices ? { devices: s.devices } : {}),
+        ...(s?.readOnly ? { read_only: true } : {}),
+      };
+    }),
+    ...(c.serverAuth ? { server_auth: { id: c.serverAuth.id, password: MASK, ...(c.serverAuth.allowText ? { allow_text: true } : {}) } } : {}),
     tape: c.tapes.map((t) => ({
       name: t.name,
       type: t.type,

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, TomlError } from "smol-toml";
+import type { UserScope } from "./security/scope.ts";
 import { parseCidr } from "./transport/peers.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { SNAPSHOT_POLICIES, type SnapshotPolicy } from "./snapshot/policy.ts";
@@ -45,8 +46,10 @@ export interface Config {
   authMethods: AuthMethod[];
   /** User name -> clear password bytes (NDMP MD5 needs the clear secret). */
   users: Map<string, Buffer>;
+  /** User name -> what that user may touch ([[user]] paths, devices, read_only); absent = anything. */
+  scopes: Map<string, UserScope>;
   /** What CONNECT_SERVER_AUTH answers with; absent = NOT_SUPPORTED_ERR. */
-  serverAuth?: { id: string; password: Buffer };
+  serverAuth?: { id: string; password: Buffer; allowText: boolean };
   identity: { vendor: string; product: string; revision: string };
   /** Ports for DATA/MOVER LISTEN; null = any ephemeral port. */
   dataPorts: { from: number; to: number } | null;
@@ -211,6 +214,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     versions: [...SUPPORTED_VERSIONS],
     authMethods: ["md5", "text"],
     users: new Map([["ndmp", Buffer.from(fromEnv ?? generated!, "utf8")]]),
+    scopes: new Map(),
     identity: { vendor: "ndmpd", product: "ndmpd", revision: VERSION },
     dataPorts: null,
     dataPeers: null,
@@ -227,6 +231,19 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     backup: { snapshot: "auto" },
     snapshotHooks: [],
   };
+}
+
+/**
+ * Why no DMA could log in to a server with this configuration (undefined when one can): no user,
+ * and auth.methods all need one. `ndmpd serve` refuses to start on it, `config check` reports it.
+ */
+export function loginProblem(config: Config, file: string): string | undefined {
+  if (config.users.size > 0 || config.authMethods.includes("none")) return undefined;
+  return (
+    `${file}: no [[user]], so no DMA can log in (auth.methods = ${config.authMethods.join(", ")} need one): ` +
+    `add a [[user]] table with name and password_file (or password / password_env), ` +
+    `or set NDMPD_PASSWORD for the user ndmp`
+  );
 }
 
 /** Where the CLI finds its configuration when none is named. */
@@ -291,6 +308,11 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
 
   const cfg = defaultConfig({ NDMPD_STATE_DIR: env.NDMPD_STATE_DIR });
   delete cfg.generatedPassword;
+  // The users are the file's [[user]] tables. Without any, $NDMPD_PASSWORD keeps the embedded
+  // user `ndmp` (as with no file); otherwise there is nobody, and `serve` refuses (loginProblem):
+  // a random password nobody is shown would lock every DMA out without a word.
+  const fromEnv = env.NDMPD_PASSWORD || undefined;
+  cfg.users = fromEnv ? new Map([["ndmp", Buffer.from(fromEnv, "utf8")]]) : new Map();
   // A configuration file names its own devices: the embedded library is for running without one.
   cfg.tapes = [];
   cfg.changers = [];
@@ -401,19 +423,22 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     cfg.users = new Map();
     doc.user.forEach((u: Table, i: number) => {
       const p = ["user", i];
-      checkKeys(u, p, ["name", "password", "password_file", "password_env"], at);
+      checkKeys(u, p, ["name", "password", "password_file", "password_env", "paths", "devices", "read_only"], at);
       if (typeof u.name !== "string" || !/^[\x21-\x7e]{1,64}$/.test(u.name)) {
         throw at([...p, "name"], "must be 1-64 printable characters without spaces");
       }
       if (cfg.users.has(u.name)) throw at([...p, "name"], `user ${u.name} is defined twice`);
       cfg.users.set(u.name, secret(u, p, env, at));
+      const scope = parseScope(u, p, at);
+      if (scope) cfg.scopes.set(u.name, scope);
     });
   }
   if (doc.server_auth !== undefined) {
     const s = table(doc, ["server_auth"], at);
-    checkKeys(s, ["server_auth"], ["id", "password", "password_file", "password_env"], at);
+    checkKeys(s, ["server_auth"], ["id", "password", "password_file", "password_env", "allow_text"], at);
     if (typeof s.id !== "string" || s.id.length === 0) throw at(["server_auth", "id"], "must be a non-empty string");
-    cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at) };
+    if (s.allow_text !== undefined && typeof s.allow_text !== "boolean") throw at(["server_auth", "allow_text"], "must be true or false");
+    cfg.serverAuth = { id: s.id, password: secret(s, ["server_auth"], env, at), allowText: s.allow_text === true };
   }
   parseOperations(doc, cfg, at);
   parseLimits(doc, cfg, at);
@@ -425,6 +450,17 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     for (const c of cfg.changers) for (const d of c.drives) bound.set(d, c.name);
   }
   if (doc.tape !== undefined) cfg.tapes = parseTapes(doc.tape, at, bound);
+  // A scope naming a device that does not exist is a typo that would lock the user out.
+  if (Array.isArray(doc.user)) {
+    doc.user.forEach((u: Table, i: number) => {
+      const s = cfg.scopes.get(u.name as string);
+      for (const d of s?.devices ?? []) {
+        if (!cfg.tapes.some((t) => t.name === d) && !cfg.changers.some((c) => c.name === d)) {
+          throw at(["user", i, "devices"], `no [[tape]] or [[changer]] named ${d}`);
+        }
+      }
+    });
+  }
   for (const [i, c] of cfg.changers.entries()) {
     for (const d of c.drives) {
       const t = cfg.tapes.find((x) => x.name === d);
@@ -433,6 +469,27 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     }
   }
   return cfg;
+}
+
+/** A [[user]]'s scope keys; undefined when it has none (the user may touch anything). */
+function parseScope(u: Table, p: (string | number)[], at: At): UserScope | undefined {
+  if (u.paths === undefined && u.devices === undefined && u.read_only === undefined) return undefined;
+  const scope: UserScope = { readOnly: false };
+  if (u.paths !== undefined) {
+    if (!Array.isArray(u.paths) || !u.paths.every((x) => typeof x === "string" && x.startsWith("/"))) {
+      throw at([...p, "paths"], "must be a list of absolute paths");
+    }
+    scope.paths = u.paths.map((x: string) => (x.length > 1 ? x.replace(/\/+$/, "") : x));
+  }
+  if (u.devices !== undefined) {
+    if (!Array.isArray(u.devices) || !u.devices.every((x) => typeof x === "string")) throw at([...p, "devices"], "must be a list of device names");
+    scope.devices = [...u.devices];
+  }
+  if (u.read_only !== undefined) {
+    if (typeof u.read_only !== "boolean") throw at([...p, "read_only"], "must be true or false");
+    scope.readOnly = u.read_only;
+  }
+  return scope;
 }
 
 function parseTapes(list: unknown, at: At, bound: Map<string, string>): TapeConfig[] {

@@ -5,7 +5,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { NdmpClient } from "./client/client.ts";
 import { runQuery } from "./client/query.ts";
-import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, loadConfigOrDefault, parseListen, type Config } from "./config.ts";
+import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, loadConfigOrDefault, loginProblem, parseListen, type Config } from "./config.ts";
 import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from "./log.ts";
 import { formatInventory, moveMedium, readInventory } from "./devices/changer/smc.ts";
 import { DeviceRegistry } from "./devices/registry.ts";
@@ -58,6 +58,11 @@ async function serve(args: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     throw e;
+  }
+  const locked = values.config ? loginProblem(config, values.config) : undefined;
+  if (locked) {
+    process.stderr.write(`ndmpd: ${locked}\n`);
+    return EXIT_USAGE;
   }
   if (values.listen) {
     try {

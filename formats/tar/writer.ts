@@ -18,7 +18,7 @@
  * one 512-byte header. Callers wanting compact archives of files with nanosecond mtimes can
  * round `mtime.nsec` to 0 and leave out atime/ctime before calling.
  */
-import { type Entry, type EntryType, storedSize } from "../entry.ts";
+import { type Entry, type EntryType, type Timespec, storedSize } from "../entry.ts";
 import {
   BLOCK,
   F,
@@ -66,6 +66,41 @@ export function endOfArchive(): Buffer {
  * entries tar cannot represent (sockets, NUL bytes in names, inconsistent sparse runs).
  */
 export function encodeHeader(entry: Entry): Buffer {
+  const h = prepareHeader(entry);
+  const out = Buffer.alloc(h.length);
+  assemble(h, out, 0);
+  return out;
+}
+
+/**
+ * encodeHeader's bytes written into `target`, right-aligned so that they end at `end` (the
+ * content follows there): the length written, or -1 (nothing written) when they take more
+ * than `end` bytes. The bytes before the header are left as they are.
+ */
+export function encodeHeaderInto(entry: Entry, target: Buffer, end: number): number {
+  const plain = writePlainHeader(entry, target, end);
+  if (plain >= 0) return plain;
+  const h = prepareHeader(entry);
+  if (h.length > end) return -1;
+  const at = end - h.length;
+  target.fill(0, at, end);
+  assemble(h, target, at);
+  return h.length;
+}
+
+interface PreparedHeader {
+  /** The ustar block (the shared scratch block: assemble before the next prepareHeader). */
+  block: Buffer;
+  records: Array<Buffer | string>;
+  bodyLength: number;
+  paxLength: number;
+  sparseMap?: Buffer;
+  tarPath: Buffer;
+  mtimeSec: number;
+  length: number;
+}
+
+function prepareHeader(entry: Entry): PreparedHeader {
   validate(entry);
   // Records are Buffers, or strings for all-ASCII text ones (written as latin1).
   const records: Array<Buffer | string> = [];
@@ -152,7 +187,6 @@ export function encodeHeader(entry: Entry): Buffer {
 
   writeChecksum(block);
 
-  // Everything goes into one buffer: [pax block, pax body, padding], ustar block, [sparse map].
   // POSIX: hdrcharset=BINARY says the names below are raw bytes, not UTF-8. libarchive
   // needs it to accept such names; GNU tar 1.34 ignores it (with a warning) and uses the
   // raw bytes anyway, which is what we want.
@@ -160,15 +194,221 @@ export function encodeHeader(entry: Entry): Buffer {
   let bodyLength = 0;
   for (const r of records) bodyLength += r.length; // strings are ASCII: one byte per char
   const paxLength = records.length > 0 ? BLOCK + bodyLength + paddingSize(bodyLength) : 0;
-  const out = Buffer.alloc(paxLength + BLOCK + (sparseMap ? sparseMap.length : 0));
-  if (records.length > 0) {
-    writePaxHeaderBlock(out.subarray(0, BLOCK), tarPath, mtime.sec, bodyLength);
-    let p = BLOCK;
-    for (const r of records) p += typeof r === "string" ? out.write(r, p, "latin1") : r.copy(out, p);
+  const length = paxLength + BLOCK + (sparseMap ? sparseMap.length : 0);
+  return { block, records, bodyLength, paxLength, sparseMap, tarPath, mtimeSec: mtime.sec, length };
+}
+
+/** [pax block, pax body, padding], ustar block, [sparse map] into `out` at `at` (zeros there). */
+function assemble(h: PreparedHeader, out: Buffer, at: number): void {
+  if (h.records.length > 0) {
+    writePaxHeaderBlock(out.subarray(at, at + BLOCK), h.tarPath, h.mtimeSec, h.bodyLength);
+    let p = at + BLOCK;
+    for (const r of h.records) p += typeof r === "string" ? out.write(r, p, "latin1") : r.copy(out, p);
   }
-  block.copy(out, paxLength);
-  if (sparseMap) sparseMap.copy(out, paxLength + BLOCK);
-  return out;
+  h.block.copy(out, at + h.paxLength);
+  if (h.sparseMap) h.sparseMap.copy(out, at + h.paxLength + BLOCK);
+}
+
+// ---------------------------------------------------------------------------------------
+// The common case, written in place. A tree of small files is mostly entries whose header is
+// a ustar block and, at most, a pax block of times: this writes exactly the bytes
+// encodeHeader would (test/unit/formats/tar/plain-header.test.ts holds it to that), with
+// plain stores instead of Buffer methods, each of which costs a native call (under Bun about
+// as much as the rest of a header).
+
+const PAX_NAME = [..."PaxHeaders/"].map((c) => c.charCodeAt(0));
+const MAGIC = [..."ustar\u000000"].map((c) => c.charCodeAt(0));
+const KEY_MTIME = [..."mtime="].map((c) => c.charCodeAt(0));
+const KEY_ATIME = [..."atime="].map((c) => c.charCodeAt(0));
+const KEY_CTIME = [..."ctime="].map((c) => c.charCodeAt(0));
+
+/**
+ * Writes the header of a "plain" entry so that it ends at `end` of `out`, and returns its
+ * length; -1 (nothing written) for anything else: a name or link target longer than its
+ * ustar field, a name that needs hdrcharset, big ids or sizes, times before the epoch or past
+ * the octal field, xattrs, sparse maps, listings, sockets, NUL bytes.
+ */
+export function writePlainHeader(entry: Entry, out: Buffer, end: number): number {
+  const type = entry.type;
+  if (type === "socket" || entry.xattrs?.length || (type === "directory" && entry.dumpdir) || (type === "file" && entry.sparse)) return -1;
+  const path = entry.path;
+  const dirSlash = type === "directory" && path[path.length - 1] !== SLASH ? 1 : 0;
+  if (path.length === 0 || path.length + dirSlash > F.name[1] || !noNul(path)) return -1;
+  const link = type === "symlink" || type === "hardlink" ? entry.linkTarget : undefined;
+  if ((type === "symlink" || type === "hardlink") && (!link || link.length === 0 || link.length > F.linkname[1] || !noNul(link))) return -1;
+  const size = contentSize(entry);
+  if (!plainCount(size, MAX_OCTAL_11) || !plainCount(entry.uid, MAX_OCTAL_7) || !plainCount(entry.gid, MAX_OCTAL_7)) return -1;
+  if (!plainCount(entry.mode, Infinity)) return -1;
+  const { mtime, atime, ctime } = entry;
+  if (!plainTime(mtime) || mtime.sec > MAX_OCTAL_11 || (atime && !plainTime(atime)) || (ctime && !plainTime(ctime))) return -1;
+  if ((entry.uname && entry.uname.length >= F.uname[1]) || (entry.gname && entry.gname.length >= F.gname[1])) return -1;
+  const isDevice = type === "chardev" || type === "blockdev";
+  const major = isDevice ? (entry.devMajor ?? 0) : 0;
+  const minor = isDevice ? (entry.devMinor ?? 0) : 0;
+  if (!plainCount(major, MAX_OCTAL_7) || !plainCount(minor, MAX_OCTAL_7)) return -1;
+
+  const mLen = mtime.nsec !== 0 ? timeRecordLength(mtime) : 0;
+  const aLen = atime ? timeRecordLength(atime) : 0;
+  const cLen = ctime ? timeRecordLength(ctime) : 0;
+  const body = mLen + aLen + cLen;
+  const paxLength = body > 0 ? BLOCK + body + paddingSize(body) : 0;
+  const length = paxLength + BLOCK;
+  if (length > end) return -1;
+  const at = end - length;
+  Uint8Array.prototype.fill.call(out, 0, at, end);
+
+  // Each store below adds its bytes to the block's sum: the checksum needs no second pass.
+  if (body > 0) {
+    // The x block: "PaxHeaders/" + the base name, cut at 100 bytes.
+    let n = at;
+    let sum = MAGIC_SUM + PAX_NAME_SUM + 0x78; // "x"
+    for (let i = 0; i < PAX_NAME.length; i++) out[n++] = PAX_NAME[i]!;
+    const stop = path[path.length - 1] === SLASH ? path.length - 1 : path.length;
+    let from = stop - 1;
+    while (from >= 0 && path[from] !== SLASH) from--;
+    for (let i = from + 1; i < stop && n < at + F.name[1]; i++) sum += out[n++] = path[i]!;
+    sum += octal(out, at + F.mode[0], F.mode[1], 0o644);
+    sum += octal(out, at + F.uid[0], F.uid[1], 0);
+    sum += octal(out, at + F.gid[0], F.gid[1], 0);
+    sum += octal(out, at + F.size[0], F.size[1], body);
+    sum += octal(out, at + F.mtime[0], F.mtime[1], mtime.sec);
+    out[at + F.typeflag[0]] = 0x78;
+    magic(out, at);
+    checksum(out, at, sum);
+    let p = at + BLOCK;
+    if (mLen) p = timeRecord(out, p, mLen, KEY_MTIME, mtime);
+    if (aLen) p = timeRecord(out, p, aLen, KEY_ATIME, atime!);
+    if (cLen) timeRecord(out, p, cLen, KEY_CTIME, ctime!);
+  }
+
+  const u = at + paxLength;
+  const typeflag = TYPEFLAG[type];
+  let sum = MAGIC_SUM + typeflag;
+  for (let i = 0; i < path.length; i++) sum += out[u + i] = path[i]!;
+  if (dirSlash) sum += out[u + path.length] = SLASH;
+  if (link) for (let i = 0; i < link.length; i++) sum += out[u + F.linkname[0] + i] = link[i]!;
+  sum += octal(out, u + F.size[0], F.size[1], size);
+  sum += octal(out, u + F.mode[0], F.mode[1], entry.mode & 0o7777);
+  sum += octal(out, u + F.uid[0], F.uid[1], entry.uid);
+  sum += octal(out, u + F.gid[0], F.gid[1], entry.gid);
+  sum += octal(out, u + F.mtime[0], F.mtime[1], mtime.sec);
+  out[u + F.typeflag[0]] = typeflag;
+  magic(out, u);
+  const { uname, gname } = entry;
+  if (uname) for (let i = 0; i < uname.length; i++) sum += out[u + F.uname[0] + i] = uname[i]!;
+  if (gname) for (let i = 0; i < gname.length; i++) sum += out[u + F.gname[0] + i] = gname[i]!;
+  sum += octal(out, u + F.devmajor[0], F.devmajor[1], major);
+  sum += octal(out, u + F.devminor[0], F.devminor[1], minor);
+  checksum(out, u, sum);
+  return length;
+}
+
+const MAGIC_SUM = MAGIC.reduce((a, c) => a + c, 0);
+const PAX_NAME_SUM = PAX_NAME.reduce((a, c) => a + c, 0);
+
+function noNul(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] === 0) return false;
+  return true;
+}
+
+function plainCount(n: number, max: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0 && n <= max;
+}
+
+function plainTime(t: Timespec): boolean {
+  return Number.isSafeInteger(t.sec) && t.sec >= 0 && Number.isInteger(t.nsec) && t.nsec >= 0 && t.nsec <= 999_999_999;
+}
+
+/** As writeOctal: len - 1 octal digits and a NUL, at `off`; returns the sum of the bytes. */
+function octal(out: Buffer, off: number, len: number, value: number): number {
+  let sum = 0;
+  let i = off + len - 2;
+  let v = value;
+  // Above 2^31 (sizes past 2 GiB, times past 2038) the low digits in floating point first.
+  for (; v > 0x7fffffff && i >= off; i--) {
+    const d = 0x30 + (v % 8);
+    out[i] = d;
+    sum += d;
+    v = Math.floor(v / 8);
+  }
+  for (; i >= off; i--) {
+    const d = 0x30 | (v & 7);
+    out[i] = d;
+    sum += d;
+    v >>>= 3;
+  }
+  out[off + len - 1] = 0;
+  return sum;
+}
+
+function magic(out: Buffer, block: number): void {
+  for (let i = 0; i < MAGIC.length; i++) out[block + F.magic[0] + i] = MAGIC[i]!;
+}
+
+/** As writeChecksum, given the sum of every byte of the block but the checksum field. */
+function checksum(out: Buffer, block: number, sum: number): void {
+  const cs = block + F.chksum[0];
+  octal(out, cs, 7, sum + 8 * 0x20);
+  out[cs + 7] = 0x20;
+}
+
+function decimalDigits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = n <= 0x7fffffff ? (n / 10) | 0 : Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** The fraction of formatTimeText: nine digits less the trailing zeros (nsec > 0). */
+function fractionDigits(nsec: number): number {
+  let d = 9;
+  while (nsec % 10 === 0) {
+    nsec = (nsec / 10) | 0;
+    d--;
+  }
+  return d;
+}
+
+/** "<len> key=<sec>[.<fraction>]\n" for a time of 0 or more seconds: its length. */
+function timeRecordLength(t: Timespec): number {
+  const rest = 6 + decimalDigits(t.sec) + (t.nsec === 0 ? 0 : 1 + fractionDigits(t.nsec)) + 2; // "key=", value, " ", "\n"
+  const digits = rest + 2 <= 99 ? 2 : 3; // 11-digit seconds and nine fraction digits: 31 bytes
+  return rest + digits;
+}
+
+function timeRecord(out: Buffer, p: number, len: number, key: number[], t: Timespec): number {
+  p = decimalAt(out, p, len);
+  out[p++] = 0x20;
+  for (let i = 0; i < key.length; i++) out[p++] = key[i]!;
+  p = decimalAt(out, p, t.sec);
+  if (t.nsec !== 0) {
+    out[p++] = 0x2e; // "."
+    let frac = t.nsec;
+    let digits = 9;
+    while (frac % 10 === 0) {
+      frac = (frac / 10) | 0;
+      digits--;
+    }
+    for (let i = digits - 1; i >= 0; i--) {
+      out[p + i] = 0x30 + (frac % 10);
+      frac = (frac / 10) | 0;
+    }
+    p += digits;
+  }
+  out[p++] = 0x0a;
+  return p;
+}
+
+function decimalAt(out: Buffer, p: number, n: number): number {
+  const d = decimalDigits(n);
+  for (let i = d - 1; i >= 0; i--) {
+    const q = n <= 0x7fffffff ? (n / 10) | 0 : Math.floor(n / 10);
+    out[p + i] = 0x30 + (n - q * 10);
+    n = q;
+  }
+  return p + d;
 }
 
 /** The ustar block is built here and copied out: one reused buffer instead of one per entry. */

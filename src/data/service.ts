@@ -14,7 +14,7 @@ import { findButype } from "../engine/butypes.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
-import { normalizeRel, selectionFilter, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
+import { normalizeRel, selectionFilter, splitFiles, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
 import { loadNative, type NativeApi } from "../native/index.ts";
@@ -35,8 +35,11 @@ import {
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
 import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
-import { stripTrailingSlashes } from "../engine/fsutil.ts";
+import { showPath, stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
+import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
 import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { trackTcpReader } from "../transport/consumers.ts";
@@ -49,8 +52,16 @@ export interface DataHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Who authenticated on the control connection (scopes, the audit trail). */
+  readonly user?: string;
+  /** The control connection's peer, "addr:port" (the audit trail). */
+  readonly peer?: string;
+  /** The devices the session holds (the audit trail). */
+  devices?(): string[];
   post(code: number, body: unknown): void;
   drained(): Promise<void>;
+  /** drained() while the DMA is behind reading posts, else undefined (see Peer.pace). */
+  pace(): Promise<void> | undefined;
   /** The session's mover (LOCAL connections and LOCAL reads). */
   mover(): MoverService | undefined;
 }
@@ -114,6 +125,8 @@ export class DataService {
   private history: FileHistory | undefined;
   private running: Promise<void> | undefined;
   private messageId = 0;
+  /** The running job as the audit trail names it, until its end is written. */
+  private audited: { operation: string; paths: string[]; devices: string[] } | undefined;
 
   constructor(private readonly host: DataHost) {}
 
@@ -138,7 +151,8 @@ export class DataService {
       l = await listenData(this.host.localAddress, {
         ports: this.host.config.dataPorts,
         peers: peerFilter(this.host.config.dataPeers),
-        refused: (peer) => this.host.log.warn("data connection refused: not in data_peers", { from: peer, audit: "refused" }),
+        refused: (peer) =>
+          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "DATA_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
       });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
@@ -198,15 +212,12 @@ export class DataService {
     if (this.state === State.LISTEN) await this.listener?.pending?.();
   }
 
-  /** The addresses data_peers allows; none is a refusal the DMA hears of (ILLEGAL_ARGS, LOG_MESSAGE). */
+  /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
   private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
     const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
     if (ok.length > 0) return ok;
     const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
-    const why = `refused to connect to ${to}: not in data_peers`;
-    this.host.log.warn("data connection refused: not in data_peers", { to, audit: "refused" });
-    this.log(LogType.ERROR, why);
-    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
   }
 
   /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
@@ -240,6 +251,7 @@ export class DataService {
     const env = new Env(envPairs);
     const root = env.bytes("FILESYSTEM") ?? env.bytes("PREFIX");
     if (!root || root[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "FILESYSTEM must be an absolute path");
+    requireInScope(this.scope, this.user, root, "back up");
     let isDir = false;
     try {
       isDir = statSync(root).isDirectory();
@@ -268,7 +280,7 @@ export class DataService {
     // With our own mover we know the tape's record size, which direct-access reads align to.
     const rs = this.connAddr.addr_type === AddrType.LOCAL ? this.host.mover()?.recordSize : undefined;
     if (rs) ours.push(["RECORD_SIZE", String(rs)]);
-    this.begin(Op.BACKUP, envPairs, ours);
+    this.begin(Op.BACKUP, envPairs, ours, [root]);
     const stateDir = this.host.config.stateDir;
     const out = this.conn!;
     const history = wantHistory ? new FileHistory(this.host) : undefined;
@@ -303,9 +315,12 @@ export class DataService {
           selection: { ...selection, exclude: [...selection.exclude, ...ownDirectories(root)] },
           warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
+          pace: () => this.host.pace(),
         });
         // A backup halted meanwhile (DATA_ABORT) is not one to build on.
         if (signal.aborted) throw signal.reason ?? new Error("aborted");
+        // Progress stops at the last entry: the stream's end (the format's trailer) counts too.
+        this.bytesProcessed = BigInt(result.bytes);
         // The format's own additions to DATA_GET_ENV, then DUMP_DATE (a token) and LEVEL for every backup.
         for (const [name, value] of result.envOut ?? []) this.setEnv(name, value);
         for (const [name, value] of dumpDateEnv(base, startTime)) this.setEnv(name, value);
@@ -372,11 +387,16 @@ export class DataService {
     const engine = FORMAT_ENGINES[this.butype(butypeName)]!;
     const env = new Env(envPairs);
     const targets = filehist ? [] : this.targets(env, nlist);
+    // Reading a backup for its file history writes nothing: a read-only user may do that.
+    if (!filehist) {
+      requireRecover(this.scope, this.user, targets.map((t) => t.destination));
+      for (const t of targets) requireInScope(this.scope, this.user, t.destination, "restore to");
+    }
     const recursive = env.bool("RECURSIVE", true);
     // Direct access when the DMA asks for it and gave at least one offset to go to (digest §3.4);
     // targets without one are found by a scan from the start.
     const direct = !filehist && engine.direct && env.bool("DIRECT", false) && targets.some((t) => t.fhInfo !== ALL1);
-    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, []);
+    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, [], targets.map((t) => t.destination));
     const input = this.conn!;
     const history = filehist ? new FileHistory(this.host) : undefined;
     this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
@@ -397,14 +417,23 @@ export class DataService {
           signal,
           warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
+          pace: () => this.host.pace(),
         });
         const reads = source ? `, ${source.requests} direct reads` : "";
         this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
-        if (!filehist && nlist.length > 0) this.reportFiles(targets);
+        if (!filehist && nlist.length > 0) await this.reportFiles(targets, signal);
       }
     });
+  }
+
+  private get user(): string {
+    return this.host.user ?? "";
+  }
+
+  private get scope(): UserScope | undefined {
+    return this.host.user === undefined ? undefined : this.host.config.scopes.get(this.host.user);
   }
 
   /**
@@ -474,8 +503,12 @@ export class DataService {
     this.host.post(Message.NOTIFY_DATA_READ, { offset, length });
   }
 
-  private reportFiles(targets: Target[]): void {
+  /** One LOG_FILE per nlist entry, paced like every post (a million-entry nlist is a million posts). */
+  private async reportFiles(targets: Target[], signal: AbortSignal): Promise<void> {
     for (const t of targets) {
+      if (signal.aborted) return; // halted: nothing more is posted after NOTIFY_DATA_HALTED
+      const wait = this.host.pace();
+      if (wait) await wait;
       let status: number = RecoveryStatus.SUCCESSFUL;
       if (t.error) status = /refused|permission|EACCES|EPERM/i.test(t.error) ? RecoveryStatus.FAILED_PERMISSION : RecoveryStatus.FAILED_IO_ERROR;
       else if (!t.found) status = RecoveryStatus.FAILED_NOT_FOUND;
@@ -496,12 +529,15 @@ export class DataService {
   }
 
   /** Enters ACTIVE with the saved env: the DMA's pairs, with ours added or updated. */
-  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>): void {
+  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>, paths: Buffer[]): void {
     const names = new Set(ours.map(([n]) => n));
     this.env = [...envPairs.filter((p) => !names.has(toBuffer(p.name).toString())), ...ours.map(([name, value]) => ({ name, value }))];
     this.operation = op;
     this.state = State.ACTIVE;
     this.bytesProcessed = 0n;
+    // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
+    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, paths: paths.map(showPath), devices: this.host.devices?.() ?? [] };
+    audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, outcome: "started" });
   }
 
   private run(
@@ -620,6 +656,10 @@ export class DataService {
     this.history?.close();
     this.history = undefined;
     countJob(this.operation, reason, this.bytesProcessed, this.entries);
+    if (this.audited) {
+      audit(this.host.log, { event: "job-end", user: this.user, peer: this.host.peer, ...this.audited, bytes: this.bytesProcessed, outcome: nameOf(Halt, reason) });
+      this.audited = undefined;
+    }
     this.host.log.info("data halted", { reason: Object.entries(Halt).find(([, v]) => v === reason)?.[0], bytes: this.bytesProcessed });
     this.host.post(Message.NOTIFY_DATA_HALTED, { reason });
   }
@@ -645,12 +685,9 @@ export class DataService {
 /** Errors of a data connection that failed (as opposed to a job that did). */
 const CONNECTION_ERRORS = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNABORTED"]);
 
-/** FILES values: one path per pair (ndmjob), or several separated by spaces (illumos). */
-function splitFiles(v: Buffer): Buffer[] {
-  const s = v.toString("latin1").trim();
-  if (!s) return [];
-  // A single existing-looking path with spaces is ambiguous; paths in FILES rarely hold spaces.
-  return s.split(/ +/).map((x) => Buffer.from(x, "latin1"));
+/** The spec's name of a code in one of the enums of codes.ts. */
+function nameOf(e: Record<string, number>, v: number): string {
+  return Object.entries(e).find(([, x]) => x === v)?.[0] ?? String(v);
 }
 
 function peerAddr(address: string | undefined, port: number | undefined): Addr {

@@ -20,7 +20,7 @@ import { loadNative } from "../native/index.ts";
 import { cleanupLeftovers } from "../snapshot/index.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import { formatBytes, Progress } from "./progress.ts";
-import { copyCmd } from "./cli-copy.ts";
+import { copyCmd, duplicateCmd } from "./cli-copy.ts";
 import { int, login, out, parse, parseHost, print, progressMode, UsageError } from "./cli-common.ts";
 import { commandHelp } from "../doc/render.ts";
 import { formatNs, isoSeconds, MAX_LEVEL, readDumpdates } from "../incremental/index.ts";
@@ -379,6 +379,7 @@ async function remoteCmd(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === undefined || sub === "--help" || sub === "-h") return print(JOB_HELP.remote!);
   if (sub === "copy") return copyCmd(rest, JOB_HELP.remote!);
+  if (sub === "duplicate") return duplicateCmd(rest, JOB_HELP.remote!);
   if (sub !== "backup" && sub !== "recover") throw new UsageError("usage: ndmpd remote backup|recover|copy|duplicate ... (see 'ndmpd remote --help')");
   const { values, positionals } = parse(rest, {
     ...backupOptions,

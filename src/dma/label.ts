@@ -43,6 +43,8 @@ export interface TapeLabel {
   env: Array<[string, string]>;
   /** The ndmpd version that wrote it. */
   writer: string;
+  /** On a duplicate (`ndmpd remote duplicate`): the original, as "mediaId#seq". */
+  copyOf?: string;
 }
 
 export function labelFile(seq: number): number {
@@ -98,5 +100,6 @@ export function decodeLabel(rec: Buffer): TapeLabel | undefined {
     recordSize: int("recordSize"),
     env,
     writer: typeof v.writer === "string" ? v.writer : "",
+    ...(typeof v.copyOf === "string" ? { copyOf: v.copyOf } : {}),
   };
 }

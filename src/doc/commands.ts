@@ -149,10 +149,12 @@ export const COMMANDS: CommandDoc[] = [
       "remote backup PATH --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME [options]",
       "remote recover --data HOST[:PORT] [--tape HOST[:PORT]] --device NAME --to DIR [PATH...] [options]",
       "remote copy SRC_HOST[:PORT]:/PATH DST_HOST[:PORT]:/PATH [--format F] [--level N] [--exclude PAT]... [--listen src|dst] [options]",
+      "remote duplicate --from HOST[:PORT]/DRIVE --to HOST[:PORT]/DRIVE [--files N-M] [--slot N[,N...]] [--from-slot N] [--listen src|dst] [--overwrite] [options]",
     ],
     description: [
       "Runs a job on other NDMP servers, ndmpd acting as the DMA: the data agent (--data) backs up or restores its own files, the tape agent (--tape; default: the data agent itself) writes or reads drive NAME there, with a TCP data connection between them (LOCAL when they are one server). The tape layout and the catalog are those of 'ndmpd backup'.",
       "copy moves a tree from one server to another without the data passing through ndmpd (data migration, like ndmpcopy): the source's data service backs up PATH straight into the destination's data service, which recovers it into its PATH. One side listens (--listen, default the destination) and the other connects over TCP; when both are the same server, its two sessions are joined by an NDMP IPC connection instead. --level N copies only what changed since the source's last copy or backup of a lower level (its dumpdates), deletions included: a level 0 then level 1 copy brings the destination up to date.",
+      "duplicate copies the tape files of the cartridge in one drive onto the cartridge in another (tape duplication), mover to mover: the source's mover reads each file and the destination's writes it, record for record with the same record size, each file ended by a filemark. On an ndmpd cartridge it copies whole backups (label and image); the copy's labels get a new media id per destination cartridge, and the catalog (--state-dir) records the copy with the original's file history, so either cartridge restores. A destination cartridge that fills up gets no partial backup: the next slot of --slot is loaded and the backup is written there. The two drives may be on one server (two sessions, IPC) or on two (TCP).",
     ],
     options: [
       { flags: "-D, --data HOST[:PORT]", text: `the data agent (default port ${DEFAULT_PORT})` },
@@ -173,6 +175,14 @@ export const COMMANDS: CommandDoc[] = [
       { flags: "copy: --src-user U, --src-password P", text: "the source's login (default ndmp, $NDMPD_SRC_PASSWORD or $NDMPD_PASSWORD)" },
       { flags: "copy: --dst-user U, --dst-password P", text: "the destination's login (default ndmp, $NDMPD_DST_PASSWORD or $NDMPD_PASSWORD)" },
       { flags: "copy: --auth md5|text, --json", text: "as above" },
+      { flags: "duplicate: --from HOST[:PORT]/DRIVE", text: "the source drive (the drive name is what follows the first /, a path for ndmjob's simulated tapes)" },
+      { flags: "duplicate: --to HOST[:PORT]/DRIVE", text: "the destination drive; its cartridge must be blank unless --overwrite" },
+      { flags: "duplicate: --files N-M", text: "the source's tape files to copy (N, N-M or N-; default all); on an ndmpd cartridge, whole backups (even to odd)" },
+      { flags: "duplicate: --slot N[,N...]", text: "the destination library's slots to load into the destination drive, in order: the first before the job, the next each time a cartridge is full" },
+      { flags: "duplicate: --from-slot N", text: "load this slot of the source's library into the source drive first" },
+      { flags: "duplicate: --listen src|dst", text: "the mover that listens for the data connection (default dst)" },
+      { flags: "duplicate: --overwrite", text: "write over a destination cartridge that is not blank" },
+      { flags: "duplicate: --state-dir DIR, --src-user, --src-password, --dst-user, --dst-password, --auth, --json", text: "as for copy and the other remote jobs" },
     ],
   },
   {

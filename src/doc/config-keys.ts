@@ -64,12 +64,20 @@ export const CONFIG_TABLES: TableDoc[] = [
   {
     name: "user",
     array: true,
-    text: "A user a DMA logs in as; one table per user. NDMP's MD5 login needs the clear password on the server: keep it in a file only root reads.",
+    text: "A user a DMA logs in as; one table per user. NDMP's MD5 login needs the clear password on the server: keep it in a file only root reads. With no [[user]] at all, serve refuses to start (exit 2) unless NDMPD_PASSWORD is set (then user ndmp has that password) or auth.methods is [\"none\"].",
     keys: [
       { key: "name", value: '"ndmp"', text: "the user name" },
       { key: "password_file", value: '"/etc/ndmpd/ndmp.secret"', text: "a file holding the password (must not be readable by everyone)" },
       { key: "password_env", value: '"NDMP_PW"', text: "or: an environment variable holding it", commented: true },
       { key: "password", value: '"…"', text: "or: the password itself (the file must then not be readable by everyone)", commented: true },
+      {
+        key: "paths",
+        value: '["/srv/projects"]',
+        text: "scope: backup roots and restore destinations must lie inside these, symlinks resolved, checked before any byte moves (NOT_AUTHORIZED_ERR and a LOG_MESSAGE otherwise); default anywhere",
+        commented: true,
+      },
+      { key: "devices", value: '["vt0", "lib0"]', text: "scope: the [[tape]] and [[changer]] names this user may open; default all", commented: true },
+      { key: "read_only", value: "true", text: "scope: backups only, never a recovery (default false)", commented: true },
     ],
   },
   {
@@ -81,6 +89,12 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "password_env", value: '"NDMPD_SERVER_SECRET"', text: "its secret: password, password_file or password_env, as for [[user]]" },
       { key: "password_file", value: '"/etc/ndmpd/server.secret"', text: "or: a file", commented: true },
       { key: "password", value: '"…"', text: "or: the secret itself", commented: true },
+      {
+        key: "allow_text",
+        value: "false",
+        text: "answer a TEXT CONNECT_SERVER_AUTH too, which sends the secret in clear (default false: MD5 only; over NDMPS the TLS channel protects it)",
+        commented: true,
+      },
     ],
   },
   {

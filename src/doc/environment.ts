@@ -6,7 +6,7 @@
 import type { OptionDoc } from "./commands.ts";
 
 export const PROCESS_ENV: OptionDoc[] = [
-  { flags: "NDMPD_PASSWORD", text: "with no configuration: the password of user ndmp (else a one-time one is printed); for query and remote: the password to log in with" },
+  { flags: "NDMPD_PASSWORD", text: "with no configuration, or a file without [[user]]: the password of user ndmp (with no configuration and no NDMPD_PASSWORD a one-time one is printed; a file without users and without it is refused); for query and remote: the password to log in with" },
   { flags: "NDMPD_CONFIG", text: "the configuration file of the CLI's commands when --config is not given" },
   { flags: "NDMPD_STATE_DIR", text: "the default state directory (when the configuration does not set state_dir)" },
   { flags: "XDG_STATE_HOME", text: "not root: the state directory is $XDG_STATE_HOME/ndmpd (default ~/.local/state/ndmpd)" },
@@ -24,7 +24,7 @@ export const NDMP_ENV: OptionDoc[] = [
   { flags: "UPDATE", text: "dump: y (default) records the backup's date for later incrementals, n does not" },
   { flags: "HIST", text: "y: file history (the format's style), f: path style (FH_ADD_FILE), d: directory style (FH_ADD_DIR and FH_ADD_NODE), n (default): none" },
   { flags: "EXCLUDE", text: "patterns (comma separated, repeatable) of paths to leave out" },
-  { flags: "FILES", text: "backup: only these paths (space separated, repeatable)" },
+  { flags: "FILES", text: "backup: only these paths (space separated, repeatable); a path with spaces is written with \\ before each space or inside double quotes (\\\" and \\\\ for a quote and a backslash)" },
   { flags: "DIRECT", text: "recover: y to read the selected paths by their fh_info offsets (direct access); set to y on every backup" },
   { flags: "RECURSIVE", text: "recover: y (default) restores a selected directory with its contents, n the directory alone" },
   { flags: "RECORD_SIZE", text: "the tape record size direct-access reads align to (set by the server on LOCAL backups)" },

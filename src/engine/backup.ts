@@ -8,17 +8,18 @@
 import type { FileHandle } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
-import { contentSize, encodeHeader, endOfArchive, padding } from "../../formats/tar/writer.ts";
+import { contentSize, encodeHeader, encodeHeaderInto, endOfArchive, padding } from "../../formats/tar/writer.ts";
 import type { BackupBase, DirInventory } from "../incremental/index.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ChunkedWriter, ConnectionGone, endAll } from "../transport/backpressure.ts";
 import fsp from "node:fs/promises";
+import { Socket } from "node:net";
 import { encodeDumpdir, type DumpdirChild } from "../../formats/tar/dumpdir.ts";
 import type { Timespec } from "../../formats/entry.ts";
 import { changedSince, dirIsKnown } from "../incremental/index.ts";
 import { joinPath, openForBackup, timespecFromNs } from "./fsutil.ts";
 import { fileStat, type FileHistory } from "./history.ts";
-import { NotRegular, READ_FLAGS, scan, type ScanItem } from "./scan.ts";
+import { NotRegular, READ_FLAGS, recycleFrames, scan, type ScanItem } from "./scan.ts";
 import type { Selection } from "./selection.ts";
 
 export interface BackupOptions {
@@ -58,6 +59,18 @@ export interface BackupOptions {
   /** Called after each entry with the running totals. */
   /** After each entry: bytes written so far, entries, and the entry's path (for `ndmpd sessions`). */
   progress?(bytes: number, entries: number, path?: Buffer): void;
+  /**
+   * Called once per entry (or chunk of input): a promise while the DMA has not read the posts
+   * already queued for it (LOG_MESSAGE, LOG_FILE, FH), which the job waits for (one bounded
+   * queue for every post); undefined when there is room.
+   */
+  pace?(): Promise<void> | undefined;
+}
+
+/** Waits while the DMA's posts are backed up (BackupOptions.pace / RecoverOptions.pace). */
+export async function paced(opts: { pace?(): Promise<void> | undefined }): Promise<void> {
+  const wait = opts.pace?.();
+  if (wait) await wait;
 }
 
 export interface BackupResult {
@@ -73,6 +86,12 @@ export interface BackupResult {
 /** Files up to this size are read ahead whole. */
 const SMALL_FILE = 256 * 1024;
 const PIECE = 1024 * 1024;
+/**
+ * Room for a header in front of each scanned item (the worker scan lays its read-ahead buffer
+ * out as the stream): a pax block, one block of records (the times, a long name) and the ustar
+ * block. A header that needs more is written on its own.
+ */
+const HEADER_ROOM = 3 * 512;
 
 export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
   const out = new ChunkedWriter(opts.out);
@@ -88,14 +107,20 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     native: opts.native,
     selection: opts.selection,
     readAhead: SMALL_FILE,
+    headerRoom: HEADER_ROOM,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   });
   /** First names (keys: latin1 paths) that were not archived, and the name that took over, if any. */
   const dropped = new Map<string, Buffer | undefined>();
   const changes = new ChangeSelector(opts.base);
+  // Only a socket is done with bytes when its write callback runs (they are in the kernel); the
+  // LOCAL pipe hands them on to the mover by reference, so there the buffers are not reused.
+  const frames = new FrameRecycler(out, opts.out instanceof Socket);
 
   for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
+    if (q.frame) frames.enter(q.frame.buffer);
     if (!(await changes.take(q))) {
       // Unchanged since the base: not in this incremental (a later name of the inode takes over).
       if (q.entry.type !== "hardlink") dropped.set(q.entry.path.toString("latin1"), undefined);
@@ -130,20 +155,64 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     if (heirOf !== undefined) dropped.set(heirOf, entry.path);
     const offset = out.offset;
     try {
-      const header = encodeHeader(entry);
-      if (!out.tryPush(header)) await out.push(header);
-      if (source) await writeContent(out, entry, source, warn);
+      if (!(q.frame && (await writeFramed(out, entry, q.frame, source, warn)))) {
+        const header = encodeHeader(entry);
+        if (!out.tryPush(header)) await out.push(header);
+        if (source) await writeContent(out, entry, source, warn);
+      }
     } finally {
       if (source && !Buffer.isBuffer(source)) await source.close().catch(() => {});
     }
     entries++;
+    frames.used(out.offset);
     if (opts.history) await opts.history.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
     opts.progress?.(out.offset, entries, entry.path);
   }
   await out.push(endOfArchive());
   await out.flush();
   await endAll(opts.out);
+  frames.end();
   return { bytes: out.offset, entries, warnings, dirs: changes.dirs };
+}
+
+/**
+ * Gives the scan's read-ahead buffers back (recycleFrames) once every byte sent from them was
+ * written: items come batch after batch, so a buffer is done with when the next one starts,
+ * and free when the connection's writes (ChunkedWriter.written) pass its last byte.
+ */
+class FrameRecycler {
+  private current: ArrayBufferLike | undefined;
+  private until = 0;
+  private readonly waiting: Array<{ buffer: ArrayBufferLike; until: number }> = [];
+
+  constructor(
+    out: ChunkedWriter,
+    private readonly enabled: boolean,
+  ) {
+    if (!enabled) return;
+    out.onWritten = (offset) => {
+      while (this.waiting.length > 0 && this.waiting[0]!.until <= offset) recycleFrames(this.waiting.shift()!.buffer);
+    };
+  }
+
+  /** An item of the batch in `buffer` is next. */
+  enter(buffer: ArrayBufferLike): void {
+    if (!this.enabled || buffer === this.current) return;
+    if (this.current) this.waiting.push({ buffer: this.current, until: this.until });
+    this.current = buffer;
+  }
+
+  /** The current batch's bytes so far end at stream offset `offset`. */
+  used(offset: number): void {
+    if (this.current) this.until = offset;
+  }
+
+  /** The stream has ended: everything was written. */
+  end(): void {
+    for (const w of this.waiting.splice(0)) recycleFrames(w.buffer);
+    if (this.current) recycleFrames(this.current);
+    this.current = undefined;
+  }
 }
 
 /**
@@ -248,6 +317,21 @@ function why(e: Error): string {
     default:
       return e.message;
   }
+}
+
+/**
+ * The entry's header written into its frame (scan.ts), and sent from there with the content the
+ * frame holds, without a copy: false (nothing sent) when the header does not fit the room.
+ * A content that is not the expected size goes the general way (writeContent warns and pads).
+ */
+async function writeFramed(out: ChunkedWriter, entry: Entry, frame: Buffer, source: Buffer | FileHandle | undefined, warn: (m: string) => void): Promise<boolean> {
+  const n = encodeHeaderInto(entry, frame, HEADER_ROOM);
+  if (n < 0) return false;
+  const inFrame = frame.length > HEADER_ROOM && Buffer.isBuffer(source) && source.length === contentSize(entry);
+  const to = inFrame ? frame.length : HEADER_ROOM;
+  if (!out.tryPushOwned(frame, HEADER_ROOM - n, to)) await out.pushOwned(frame, HEADER_ROOM - n, to);
+  if (source && !inFrame) await writeContent(out, entry, source, warn);
+  return true;
 }
 
 /** Streams exactly contentSize(entry) bytes: a file that shrank is padded, one that grew is cut. */

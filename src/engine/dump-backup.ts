@@ -32,7 +32,7 @@ import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning,
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
-import { show, type BackupOptions, type BackupResult } from "./backup.ts";
+import { paced, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { scan } from "./scan.ts";
@@ -156,6 +156,7 @@ async function dumpFilesystem(
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     const isRoot = entry.path.equals(DOT);
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
@@ -253,6 +254,7 @@ async function dumpFilesystem(
 
   for (const d of dirs) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     const { offset, bytes } = writer.directory(d.ino, d.entry, d.children, d.parent);
     forward();
     await out.push(bytes);
@@ -278,6 +280,7 @@ async function dumpFilesystem(
   refill();
   while (pending.length > 0) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    await paced(opts);
     const p = await pending.shift()!;
     refill();
     if (!writer.isNamed(p.ino)) continue; // every name was left out: nothing would find it

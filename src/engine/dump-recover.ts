@@ -38,7 +38,7 @@ import type { Entry } from "../../formats/entry.ts";
 import { DumpFormatError, DumpReader, type DecodedDirEntry, type DumpEvent } from "../../formats/dump/index.ts";
 import { DR_EXTATTRIBUTES, TS_ADDR, TS_INODE, decodeHeader } from "../../formats/dump/header.ts";
 import { ALL1 } from "../protocol/codes.ts";
-import { show } from "./backup.ts";
+import { paced, show } from "./backup.ts";
 import { fileStat } from "./history.ts";
 import { RecoverFailed, type RecoverOptions, type RecoverResult } from "./recover.ts";
 import type { RestoreWriter } from "./restore-writer.ts";
@@ -179,6 +179,7 @@ class DumpRecovery {
         this.bytes += next.value.length;
         for (const ev of reader.feed(next.value)) await this.onEvent(ev, pass);
         this.opts.progress?.(this.bytes, this.entries);
+        await paced(this.opts);
       }
       if (!this.complete) {
         // The data connection closed before TS_END: the stream was cut, not damaged (the tar
@@ -252,6 +253,7 @@ class DumpRecovery {
         reader = new DumpReader({ startOffset: pos });
       }
       this.opts.progress?.(this.bytes, this.entries);
+      await paced(this.opts);
     }
   }
 

@@ -20,7 +20,7 @@ import { hostIdOf } from "../host/accounts.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ALL1 } from "../protocol/codes.ts";
-import { show } from "./backup.ts";
+import { paced, show } from "./backup.ts";
 import { fileStat, type FileHistory } from "./history.ts";
 import type { RestoreWriter } from "./restore-writer.ts";
 import { RestoreSet } from "./restore-set.ts";
@@ -42,6 +42,12 @@ export interface RecoverOptions {
   warn(message: string): void;
   /** Bytes read so far, entries, and the entry being read (tar), for `ndmpd sessions`. */
   progress?(bytes: number, entries: number, path?: Buffer): void;
+  /**
+   * Called once per entry (or chunk of input): a promise while the DMA has not read the posts
+   * already queued for it (LOG_MESSAGE, LOG_FILE, FH), which the job waits for (one bounded
+   * queue for every post); undefined when there is room.
+   */
+  pace?(): Promise<void> | undefined;
 }
 
 export interface RecoverResult {
@@ -115,6 +121,7 @@ class TarRecovery {
       this.bytes += next.value.length;
       ended = await this.feed(reader, next.value, () => false);
       this.opts.progress?.(this.bytes, this.entries, this.reading);
+      await paced(this.opts);
     }
     // The peer closed the data connection before the archive's end: a data connection failure (CONNECT_ERROR).
     if (!ended) throw new ConnectionGone(`the data connection closed after ${this.bytes} bytes, before the end of the archive`);
@@ -175,6 +182,7 @@ class TarRecovery {
       const ended = await this.feed(reader, bytes, enough, first ? expect : undefined);
       first = false;
       this.opts.progress?.(this.bytes, this.entries, this.reading);
+      await paced(this.opts);
       if (ended) break;
     }
     return pos;

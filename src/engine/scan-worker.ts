@@ -22,6 +22,7 @@ import {
   WORKER_CREDIT,
   type BatchMessage,
   type ReadMessage,
+  type RecycleMessage,
   type StartMessage,
   type WorkerMessage,
 } from "./scan.ts";
@@ -45,6 +46,7 @@ port.on("message", (m: { type: string }) => {
     waiting = undefined;
     void walkRole(m as StartMessage).catch((e: unknown) => fatal(e, (m as StartMessage).to ?? port));
   } else if (m.type === "read") readRole(m as ReadMessage);
+  else if (m.type === "recycle") keepForReuse((m as RecycleMessage).buffer);
   else if (m.type === "more") {
     credit++;
     waiting?.();
@@ -95,8 +97,10 @@ function readRole(m: ReadMessage): void {
   m.from.on("message", (msg: WorkerMessage) => {
     try {
       if (msg.type === "batch") {
-        const filled = readContents(msg.data, m.readAhead);
-        port.postMessage(filled, [filled.data, filled.contents!, filled.slots!.buffer as ArrayBuffer]);
+        const filled = readContents(msg.data, m.readAhead, m.headerRoom);
+        const moved = [filled.data, filled.contents!, filled.slots!.buffer as ArrayBuffer];
+        if (filled.heads) moved.push(filled.heads.buffer as ArrayBuffer);
+        port.postMessage(filled, moved);
       } else {
         port.postMessage(msg);
         // This scan is over: the next one (the worker is kept) comes with a port of its own.
@@ -108,30 +112,72 @@ function readRole(m: ReadMessage): void {
   });
 }
 
-/** Reads the small files of a batch, all into one buffer. */
-function readContents(data: ArrayBuffer, limit: number): BatchMessage {
+/**
+ * Reads the small files of a batch, all into one buffer. With `headerRoom` (the tar backup)
+ * the buffer is laid out as the stream will be: every item gets that many bytes before it for
+ * its header, and a content is followed by zeros to the next 512-byte boundary, so the backup
+ * writes header, content and padding of many files as one slice, with no copy.
+ */
+function readContents(data: ArrayBuffer, limit: number, headerRoom = 0): BatchMessage {
   const records = decodeBatch(data);
   const slots = new Int32Array(2 * records.length).fill(-1);
-  let total = 0;
-  for (const r of records) if ("entry" in r && readsAhead(r.entry, limit)) total += r.entry.size + 1;
-  const contents = Buffer.allocUnsafeSlow(total);
+  const heads = headerRoom > 0 ? new Int32Array(records.length).fill(-1) : undefined;
+  const room = (r: (typeof records)[number]) => ("entry" in r && readsAhead(r.entry, limit) ? framed(r.entry.size, headerRoom) : 0);
+  let total = 1; // the last file's extra byte
+  for (const r of records) total += (heads && "entry" in r ? headerRoom : 0) + room(r);
+  const contents = reusedOr(total, headerRoom > 0);
   const errors: Array<[number, WireError]> = [];
   let pos = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    if (!("entry" in r) || !readsAhead(r.entry, limit)) continue;
+    if (!("entry" in r)) continue;
+    if (heads) {
+      heads[i] = pos;
+      pos += headerRoom;
+    }
+    if (!readsAhead(r.entry, limit)) continue;
+    const size = r.entry.size;
     try {
-      const got = readWholeSync(r.absPath, r.entry.size, contents, pos);
+      // The extra byte that tells a file grew lands in the padding or in the next item's header
+      // room, both rewritten: the padding here, the header by the backup.
+      const got = readWholeSync(r.absPath, size, contents, pos);
       slots[2 * i] = pos;
       slots[2 * i + 1] = got;
+      if (heads) contents.fill(0, pos + Math.min(got, size), pos + framed(size, headerRoom));
     } catch (error) {
       errors.push([i, toWire(error as Error)]);
     }
-    pos += r.entry.size + 1;
+    pos += room(r);
   }
   const msg: BatchMessage = { type: "batch", data, slots, contents: contents.buffer as ArrayBuffer };
+  if (heads) msg.heads = heads;
   if (errors.length > 0) msg.errors = errors;
   return msg;
+}
+
+/** Contents buffers the backup gave back (scan.ts recycleFrames), for the next batches. */
+const spare: ArrayBuffer[] = [];
+/** About the batches a backup has in flight (WORKER_CREDIT, the one being written, the socket's). */
+const SPARE_KEPT = 4;
+/** A new buffer is at least this big (a batch's contents and header room), so a given-back one fits most batches. */
+const MIN_CONTENTS = BATCH_BYTES + BATCH_ITEMS * 1536;
+
+function keepForReuse(buffer: ArrayBuffer): void {
+  if (spare.length < SPARE_KEPT) spare.push(buffer);
+}
+
+/** A buffer of `size` bytes: a given-back one when one fits (the backup gives them back only with header room). */
+function reusedOr(size: number, reusable: boolean): Buffer {
+  if (!reusable) return Buffer.allocUnsafeSlow(size);
+  const i = spare.findIndex((b) => b.byteLength >= size);
+  if (i >= 0) return Buffer.from(spare.splice(i, 1)[0]!, 0, size);
+  spare.shift(); // one too small for this batch makes room for the new one
+  return Buffer.from(Buffer.allocUnsafeSlow(Math.max(size, MIN_CONTENTS)).buffer, 0, size);
+}
+
+/** Bytes a read-ahead content takes: with header room, padded to 512; else one more (the growth probe). */
+function framed(size: number, headerRoom: number): number {
+  return headerRoom > 0 ? size + ((512 - (size % 512)) % 512) : size + 1;
 }
 
 /**

@@ -37,6 +37,11 @@ export interface ScanOptions {
   readAhead: number;
   /** Objects the walk could not read, names left out: reported here, the scan goes on. */
   onError(rel: Buffer, error: Error): void;
+  /**
+   * Bytes to leave before each item in the read-ahead buffer, for its header (tar); 0 = none.
+   * Items then come with a `frame`. Only the worker scan makes frames.
+   */
+  headerRoom?: number;
   /** "inline" forces the in-thread scan (tests compare the two). */
   mode?: "auto" | "inline";
 }
@@ -46,6 +51,12 @@ export interface ScanItem {
   absPath: Buffer;
   /** For a small regular file (opts.readAhead): its content, or why it could not be read. */
   content?: Buffer | Error;
+  /**
+   * With ScanOptions.headerRoom: the item's stretch of the read-ahead buffer, headerRoom bytes
+   * (free for its header, right-aligned) then, for a file read ahead, its content and zeros to
+   * the next 512-byte boundary. Frames of consecutive items are adjacent, in one buffer.
+   */
+  frame?: Buffer;
 }
 
 /** Read-ahead depth of the in-thread scan: file reads in flight while earlier entries are written. */
@@ -184,6 +195,7 @@ export interface ReadMessage {
   type: "read";
   from: MessagePort;
   readAhead: number;
+  headerRoom?: number;
 }
 /** A batch of scan-wire.ts records, with the contents the reader filled in. */
 export interface BatchMessage {
@@ -192,8 +204,15 @@ export interface BatchMessage {
   /** Per record [start, length] in `contents`; start -1 = no content. */
   slots?: Int32Array;
   contents?: ArrayBuffer;
+  /** With headerRoom: per record where its header room starts in `contents` (-1: a report). */
+  heads?: Int32Array;
   /** Records whose file could not be read: index and why. */
   errors?: Array<[number, WireError]>;
+}
+/** To the reader: a contents buffer to fill again. */
+export interface RecycleMessage {
+  type: "recycle";
+  buffer: ArrayBuffer;
 }
 export type WorkerMessage = BatchMessage | { type: "end" } | { type: "fatal"; message: string };
 
@@ -221,6 +240,26 @@ function findWorker(): URL | undefined {
     if (fs.existsSync(url.pathname)) return url;
   }
   return undefined;
+}
+
+/**
+ * Read-ahead buffers go back to the reader that filled them once the backup is done with them
+ * (recycleFrames: their bytes were written), so a backup reuses a few buffers instead of
+ * leaving one per batch to the garbage collector, which under Bun does not count memory that
+ * arrived from another thread and let a backup of small files grow by its stream size.
+ */
+const frameOwners = new WeakMap<ArrayBufferLike, Worker>();
+
+/** Gives a frame buffer (ScanItem.frame's .buffer) back; nothing may use its bytes after this. */
+export function recycleFrames(buffer: ArrayBufferLike): void {
+  const reader = frameOwners.get(buffer);
+  if (!reader) return;
+  frameOwners.delete(buffer);
+  try {
+    reader.postMessage({ type: "recycle", buffer: buffer as ArrayBuffer } satisfies RecycleMessage, [buffer as ArrayBuffer]);
+  } catch {
+    // The reader has ended: the buffer is left to the garbage collector.
+  }
 }
 
 /**
@@ -321,7 +360,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
   };
   if (reader) {
     const { port1, port2 } = new MessageChannel();
-    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead } satisfies ReadMessage, [port2]);
+    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom } satisfies ReadMessage, [port2]);
     walker.postMessage({ ...start, to: port1 }, [port1]);
   } else walker.postMessage(start);
   try {
@@ -340,6 +379,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
       walker.postMessage({ type: "more" });
       const records = decodeBatch(batch.data);
       const contents = batch.contents ? Buffer.from(batch.contents) : undefined;
+      if (batch.heads && reader && batch.contents) frameOwners.set(batch.contents, reader);
       const errors = new Map(batch.errors ?? []);
       for (let i = 0; i < records.length; i++) {
         const r = records[i]!;
@@ -349,8 +389,15 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
         }
         const item: ScanItem = r;
         const start = batch.slots?.[2 * i] ?? -1;
-        if (contents && start >= 0) item.content = contents.subarray(start, start + batch.slots![2 * i + 1]!);
+        const got = start >= 0 ? batch.slots![2 * i + 1]! : 0;
+        if (contents && start >= 0) item.content = contents.subarray(start, start + got);
         else if (errors.has(i)) item.content = fromWire(errors.get(i)!);
+        const head = batch.heads?.[i] ?? -1;
+        if (contents && head >= 0) {
+          const size = r.entry.size;
+          const end = start >= 0 ? start + size + ((512 - (size % 512)) % 512) : head + opts.headerRoom!;
+          item.frame = contents.subarray(head, end);
+        }
         yield item;
       }
     }

@@ -39,6 +39,34 @@ export function splitPatterns(value: string): string[] {
 }
 
 /**
+ * Splits a FILES value into paths: one per pair (ndmjob) or several separated by spaces
+ * (illumos). A path with spaces is written with `\ ` for each space or inside double quotes
+ * (`"My Documents/a b"`); `\"` and `\\` stand for a quote and a backslash, and any other
+ * backslash is kept as it is (names are bytes: nothing else is decoded).
+ */
+export function splitFiles(value: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let cur: number[] = [];
+  let quoted = false;
+  const end = () => {
+    if (cur.length > 0) out.push(Buffer.from(cur));
+    cur = [];
+  };
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    const next = value[i + 1];
+    if (c === 0x5c && (next === 0x20 || next === 0x22 || next === 0x5c)) {
+      cur.push(next);
+      i++;
+    } else if (c === 0x22) quoted = !quoted;
+    else if ((c === 0x20 || c === 0x09) && !quoted) end();
+    else cur.push(c);
+  }
+  end();
+  return out;
+}
+
+/**
  * EXCLUDE: a pattern without "/" matches any object of that base name at any depth (like
  * `tar --exclude`); a pattern with "/" matches the relative path from the root (a leading
  * "/" anchors it there). An excluded directory takes its subtree with it.

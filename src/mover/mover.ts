@@ -29,7 +29,6 @@ import {
   AddrType,
   ALL1,
   ErrorCode,
-  LogType,
   Message,
   MoverHaltReason as Halt,
   MoverMode as Mode,
@@ -38,6 +37,8 @@ import {
   NdmpError,
 } from "../protocol/codes.ts";
 import type { Addr, TcpAddr } from "../protocol/xdr/v4.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
 import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
@@ -56,6 +57,12 @@ export interface MoverHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Who authenticated on the control connection (the audit trail). */
+  readonly user?: string;
+  /** The control connection's peer, "addr:port" (the audit trail). */
+  readonly peer?: string;
+  /** The configured name of the open tape (the audit trail). */
+  deviceName?(): string | undefined;
   /** The session's NDMP version (fixed before the mover is made); 3 changes a few rules. */
   readonly version: number;
   post(code: number, body: unknown): void;
@@ -75,6 +82,8 @@ export class MoverService {
   recordSize = 0;
   recordNum = 0;
   bytesMoved = 0n;
+  /** The running transfer as the audit trail names it, until its end is written. */
+  private audited: { operation: string; devices: string[] } | undefined;
   seekPosition = 0n;
   bytesLeftToRead = 0n;
   windowOffset = 0n;
@@ -180,7 +189,8 @@ export class MoverService {
       l = await listenData(this.host.localAddress, {
         ports: this.host.config.dataPorts,
         peers: peerFilter(this.host.config.dataPeers),
-        refused: (peer) => this.host.log.warn("data connection refused: not in data_peers", { from: peer, audit: "refused" }),
+        refused: (peer) =>
+          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "MOVER_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
       });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
@@ -250,21 +260,12 @@ export class MoverService {
     if (this.state === State.LISTEN) await this.listener?.pending?.();
   }
 
-  /** The addresses data_peers allows; none is a refusal the DMA hears of (ILLEGAL_ARGS, LOG_MESSAGE). */
+  /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
   private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
     const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
     if (ok.length > 0) return ok;
     const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
-    const why = `refused to connect to ${to}: not in data_peers`;
-    this.host.log.warn("data connection refused: not in data_peers", { to, audit: "refused" });
-    this.host.post(Message.LOG_MESSAGE, {
-      log_type: LogType.ERROR,
-      message_id: 0,
-      entry: why,
-      associated_message_valid: 0,
-      associated_message_sequence: 0,
-    });
-    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+    throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
   }
 
   /** DATA_CONNECT(LOCAL) on this session: hands the data service its end of the pipe. */
@@ -414,6 +415,10 @@ export class MoverService {
     this.readWaiter?.();
     countMoverHalt(this.mode, reason, this.bytesMoved);
     this.host.log.info("mover halted", { reason: haltName(reason), bytes_moved: this.bytesMoved });
+    if (this.audited) {
+      audit(this.host.log, { event: "job-end", user: this.host.user, peer: this.host.peer, ...this.audited, bytes: this.bytesMoved, outcome: haltName(reason) });
+      this.audited = undefined;
+    }
     this.host.post(Message.NOTIFY_MOVER_HALTED, { reason });
   }
 
@@ -442,6 +447,10 @@ export class MoverService {
     this.state = State.ACTIVE;
     conn.on("error", (e) => this.host.log.debug("data connection error", { err: e }));
     this.host.log.info("mover active", { mode: this.mode === Mode.READ ? "READ" : "WRITE" });
+    const device = this.host.deviceName?.();
+    // READ: the data connection to tape (a backup); WRITE: tape to the data connection.
+    this.audited = { operation: this.mode === Mode.READ ? "MOVER_MODE_READ" : "MOVER_MODE_WRITE", devices: device ? [device] : [] };
+    audit(this.host.log, { event: "job-start", user: this.host.user, peer: this.host.peer, ...this.audited, outcome: "started" });
     this.pump = (this.mode === Mode.READ ? this.toTape(conn) : this.fromTape(conn)).catch((e) => {
       if (e instanceof Halted) return;
       this.host.log.error("mover failed", { err: e });

@@ -13,6 +13,7 @@ import {
   MoverState,
   ErrorCode,
   errorName,
+  LogType,
   Message,
   MessageType,
   messageName,
@@ -21,20 +22,35 @@ import {
 import { FramingError, frameRecord, RecordReader } from "../protocol/framing.ts";
 import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } from "../protocol/message.ts";
 import type { DeviceRegistry } from "../devices/registry.ts";
+import { audit } from "../security/audit.ts";
+import { Refusal } from "../security/refusal.ts";
+import type { UserScope } from "../security/scope.ts";
 import type { HandlerTable } from "../services/handler.ts";
 import type { MoverService } from "../mover/mover.ts";
 import type { OpenScsi } from "../services/scsi.ts";
 import type { OpenTape } from "../services/tape.ts";
 
-/** What services use to talk back to the DMA (NOTIFY, LOG, FH posts). */
+/**
+ * What services use to talk back to the DMA (NOTIFY, LOG, FH posts). Every post goes into one
+ * queue, the control connection's send buffer: jobs wait (drained, or pace once per entry) while
+ * it holds CONTROL_HIGH_WATER bytes the DMA has not read, so a DMA that stops reading pauses the
+ * job at a fixed memory bound, and one that goes away ends it (the session's clean-up aborts it).
+ */
 export interface Peer {
   post(code: number, body: unknown): void;
-  /** Resolves when the control connection can take more (FH back-pressure). */
+  /** Resolves when the control connection can take more (or has closed). */
   drained(): Promise<void>;
+  /** drained() while the DMA is behind, undefined when there is room (cheap to call per entry). */
+  pace(): Promise<void> | undefined;
 }
 
-/** Bytes queued on the control connection before file history waits for the DMA to read. */
-const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
+/** Bytes queued on the control connection before a job waits for the DMA to read. */
+export const CONTROL_HIGH_WATER = 4 * 1024 * 1024;
+/**
+ * Past this a DMA is not reading posts that every job paces itself by: something posts without
+ * waiting (a bug), and the session is closed rather than let memory grow.
+ */
+export const CONTROL_HARD_LIMIT = 64 * 1024 * 1024;
 
 /** Records waiting to be handled before we stop reading from a flooding peer. */
 const MAX_QUEUED_RECORDS = 64;
@@ -77,6 +93,8 @@ export class Session implements Peer {
   readonly ended: Promise<void>;
   private markEnded!: () => void;
   private sequence = 0;
+  /** LOG_MESSAGE ids of the session's own messages (refusals); the data service counts its own. */
+  private messageId = 0x10000;
   private readonly reader: RecordReader;
   private queue: Buffer[] = [];
   private processing = false;
@@ -100,6 +118,8 @@ export class Session implements Peer {
     // Before authentication a record may be small: a stranger cannot make us buffer 32 MiB.
     this.reader = new RecordReader(Math.min(config.limits.preAuthMessageSize, config.maxMessageSize));
     socket.setNoDelay(true);
+    // A DMA whose host vanished (no RST) is found by keepalive and ends its jobs like a close.
+    socket.setKeepAlive(true, 60_000);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.log.debug("socket error", { err }));
     socket.on("close", () => void this.teardown("connection closed"));
@@ -116,6 +136,11 @@ export class Session implements Peer {
 
   get remoteAddress(): string | undefined {
     return this.socket.remoteAddress;
+  }
+
+  /** What the authenticated user may touch ([[user]] paths, devices, read_only); undefined = anything. */
+  get scope(): UserScope | undefined {
+    return this.authUser === undefined ? undefined : this.config.scopes.get(this.authUser);
   }
 
   get isClosed(): boolean {
@@ -207,6 +232,14 @@ export class Session implements Peer {
       return;
     }
     this.send(this.header(MessageType.REQUEST, code, 0, ErrorCode.NO_ERR), bytes);
+    if (this.socket.writableLength > CONTROL_HARD_LIMIT) {
+      this.log.error("closing: the DMA does not read its posts", { queued: this.socket.writableLength, limit: CONTROL_HARD_LIMIT });
+      this.close("post queue over its hard limit");
+    }
+  }
+
+  pace(): Promise<void> | undefined {
+    return this.closed || this.socket.writableLength < CONTROL_HIGH_WATER ? undefined : this.drained();
   }
 
   drained(): Promise<void> {
@@ -370,6 +403,7 @@ export class Session implements Peer {
     // about which interfaces this server implements.
     if (wire.schema(code) && !this.authenticated && !handler?.preAuth) {
       this.log.warn("request before authentication refused", { message: name });
+      audit(this.log, { event: "refused", user: undefined, peer: this.peer, operation: name, outcome: "NOT_AUTHORIZED_ERR", why: "not authenticated" });
       return this.replyHeaderError(h, ErrorCode.NOT_AUTHORIZED_ERR);
     }
     if (!handler || !wire.schema(code)) {
@@ -399,6 +433,7 @@ export class Session implements Peer {
     } catch (e) {
       if (e instanceof NdmpError) {
         this.log.debug("request refused", { message: name, error: errorName(e.code), why: e.message });
+        if (e instanceof Refusal || e.code === ErrorCode.NOT_AUTHORIZED_ERR) this.refused(name, e);
         reply = this.wire.errorReply(code, e.code);
       } else {
         this.log.error("handler failed", { message: name, err: e, stack: (e as Error)?.stack });
@@ -407,6 +442,29 @@ export class Session implements Peer {
     }
     if (this.wire.schema(code)?.reply === null) return; // CONNECT_CLOSE: no reply
     this.reply(h, reply);
+  }
+
+  /** A request refused for who asks or where it points: the audit line, and the DMA told why. */
+  private refused(operation: string, e: NdmpError): void {
+    const r = e instanceof Refusal ? e : undefined;
+    audit(this.log, {
+      event: "refused",
+      user: r?.detail.user ?? this.authUser,
+      peer: this.peer,
+      operation,
+      paths: r?.detail.paths,
+      devices: r?.detail.devices,
+      outcome: errorName(e.code),
+      why: r?.why ?? e.message,
+    });
+    if (!this.authenticated || !r) return;
+    this.post(Message.LOG_MESSAGE, {
+      log_type: LogType.ERROR,
+      message_id: ++this.messageId,
+      entry: r.why,
+      associated_message_valid: 0,
+      associated_message_sequence: 0,
+    });
   }
 
   private reply(req: Header, body: unknown): void {

@@ -7,6 +7,7 @@ import type { AuthMethod } from "../config.ts";
 import { AuthType, ErrorCode, Message, NdmpError } from "../protocol/codes.ts";
 import type { AuthData } from "../protocol/xdr/v4.ts";
 import { AuthThrottle, checkMd5, checkText, md5Digest } from "../server/auth.ts";
+import { Refusal } from "../security/refusal.ts";
 import type { Session } from "../server/session.ts";
 import type { HandlerTable } from "./handler.ts";
 
@@ -60,7 +61,7 @@ async function clientAuth(s: Session, req: { auth_data: AuthData }): Promise<{ e
     const delayMs = throttle.failed(s.source, s.config.authFailureDelayMs, s.config.limits.authFailureDelayMaxMs);
     s.log.warn("authentication failed", { method, user, source: s.source, failures: throttle.count(s.source), delay_ms: delayMs });
     if (delayMs > 0) await sleep(delayMs);
-    throw new NdmpError(ErrorCode.NOT_AUTHORIZED_ERR, "wrong user or password");
+    throw new Refusal(ErrorCode.NOT_AUTHORIZED_ERR, "wrong user or password", { user });
   }
   throttle.succeeded(s.source);
   if (!s.authenticate(user)) throw new NdmpError(ErrorCode.NOT_AUTHORIZED_ERR, "too many sessions");
@@ -77,6 +78,10 @@ function serverAuth(s: Session, req: { client_attr: { auth_type: number; challen
       error: ErrorCode.NO_ERR,
       server_result: { auth_type: AuthType.MD5, auth_md5: { auth_id: sa.id, auth_digest: md5Digest(sa.password, attr.challenge) } },
     };
+  }
+  // TEXT would send the secret in clear: only where the configuration says so.
+  if (attr.auth_type === AuthType.TEXT && !sa.allowText) {
+    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "TEXT server authentication sends the secret in clear; use MD5 (or set server_auth.allow_text)");
   }
   if (attr.auth_type === AuthType.TEXT) {
     return {

@@ -21,8 +21,16 @@ export function dataOf(s: Session): DataService {
     get localAddress() {
       return s.localAddress;
     },
+    get user() {
+      return s.authUser;
+    },
+    get peer() {
+      return s.peer;
+    },
+    devices: () => [...(s.tape ? [s.tape.drive.config.name] : []), ...(s.scsi ? [s.scsi.target.config.name] : [])],
     post: (code, body) => s.post(code, body),
     drained: () => s.drained(),
+    pace: () => s.pace(),
     mover: () => moverOf(s),
   });
   s.data = data;

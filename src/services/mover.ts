@@ -19,6 +19,13 @@ export function moverOf(s: Session): MoverService {
     get localAddress() {
       return s.localAddress;
     },
+    get user() {
+      return s.authUser;
+    },
+    get peer() {
+      return s.peer;
+    },
+    deviceName: () => s.tape?.drive.config.name,
     // Fixed before any MOVER request runs: the first request after CONNECT_OPEN fixes it.
     version: s.version ?? s.config.versions[0]!,
     post: (code, body) => s.post(code, body),

@@ -6,6 +6,7 @@ import type { ScsiTarget } from "../devices/registry.ts";
 import { SCSI_NDMP_ERROR_NAME, ScsiError, type ScsiDevice, type ScsiResult } from "../devices/changer/device.ts";
 import { ErrorCode, Message, NdmpError, ScsiFlag } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
+import { requireDevice } from "../security/scope.ts";
 import type { Session } from "../server/session.ts";
 import type { HandlerTable } from "./handler.ts";
 
@@ -35,6 +36,7 @@ async function open(s: Session, req: { device: Bytes }) {
   if (s.scsi) throw new NdmpError(ErrorCode.DEVICE_OPENED_ERR, `${s.scsi.target.config.name} is already open`);
   if (s.tape) throw new NdmpError(ErrorCode.DEVICE_OPENED_ERR, `tape ${s.tape.drive.config.name} is open in this session`);
   const name = toBuffer(req.device).toString("utf8");
+  requireDevice(s.scope, s.authUser ?? "", name);
   const target = s.devices.changers.get(name);
   if (!target) throw new NdmpError(ErrorCode.NO_DEVICE_ERR, `no SCSI device named ${JSON.stringify(name)}`);
   if (target.owner && target.owner !== s) throw new NdmpError(ErrorCode.DEVICE_BUSY_ERR, `${name} is open in another session`);

@@ -17,6 +17,7 @@ import {
   TapeStateUnsupported as U,
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
+import { requireDevice } from "../security/scope.ts";
 import type { Session } from "../server/session.ts";
 import { emulatedInquiry } from "../devices/changer/virtual.ts";
 import type { HandlerTable } from "./handler.ts";
@@ -64,6 +65,8 @@ async function open(s: Session, req: { device: Bytes; mode: number }) {
   if (s.scsi) throw new NdmpError(ErrorCode.DEVICE_OPENED_ERR, `SCSI device ${s.scsi.target.config.name} is open in this session`);
   const name = toBuffer(req.device).toString("utf8");
   const drive = s.devices.findTape(name);
+  // By its configured name, whatever the DMA called it (a drive may be opened by its path too).
+  requireDevice(s.scope, s.authUser ?? "", drive?.config.name ?? name);
   if (!drive) throw new NdmpError(ErrorCode.NO_DEVICE_ERR, `no tape drive named ${JSON.stringify(name)}`);
   if (drive.owner && drive.owner !== s) throw new NdmpError(ErrorCode.DEVICE_BUSY_ERR, `${name} is open in another session`);
   drive.owner = s; // claimed before the await, so two sessions cannot race for the drive

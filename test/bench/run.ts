@@ -11,6 +11,9 @@
  *           sink, beside `tar -cf -` into the same kind of sink; FH entries/s and the HIST=y cost.
  *   dar     direct access recovery of one 4 KiB file out of a BENCH_MIB backup, beside a full
  *           sequential restore of the same file: times and their ratio (goal <= 1/100).
+ *   migrate `remote copy` of a BENCH_MIB tree (data service to data service, TCP between two
+ *           servers and IPC within one) and `remote duplicate` of a BENCH_MIB tape file (mover to
+ *           mover, the same two ways), beside a plain tar backup of the tree to a TCP sink.
  *
  * Add a section by appending to SECTIONS (for example tar: our backup vs GNU tar; dar: DAR reads).
  * Environment: BENCH_MIB (stream size, default 1024), BENCH_DIR (scratch directory, default tmp).
@@ -21,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AddrType, ALL1, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
 import { printDar, runDarBench } from "./dar.ts";
+import { runMigrateBench } from "./migrate.ts";
 import { connectTo, sendAll, seededBytes } from "../helpers/dma.ts";
 import { benchClient, BINARY, startBenchServer } from "./server.ts";
 import { runTarBench } from "./tar.ts";
@@ -131,7 +135,16 @@ const tarSection: Section = {
   },
 };
 
-const SECTIONS: Section[] = [moverSection, tarSection, darSection];
+const migrateSection: Section = {
+  name: "migrate",
+  describe: "remote copy (data -> data) and remote duplicate (mover -> mover), TCP and IPC, vs a plain tar backup to a TCP sink",
+  async run(ctx) {
+    const r = await runMigrateBench(ctx.dir, ctx.stream());
+    return { ours: r.copy[0], extra: [...r.copy.slice(1), ...r.duplicate], reference: r.reference };
+  },
+};
+
+const SECTIONS: Section[] = [moverSection, tarSection, darSection, migrateSection];
 
 // ---- main ----
 

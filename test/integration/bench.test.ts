@@ -13,7 +13,7 @@ const ROOT = join(import.meta.dirname, "../..");
 const ready = havePeers("binary", "bun", "tar");
 
 describe.runIf(ready)("npm run bench, small (BENCH_MIB=128, 3,000 small files)", () => {
-  it("prints mover, tar/dump and DAR figures, each as a ratio against its reference measured in the same run", async () => {
+  it("prints mover, tar/dump, DAR, copy and duplicate figures, each as a ratio against its reference measured in the same run", async () => {
     const r = await run(join(ROOT, "node_modules/.bin/bun"), [join(ROOT, "test/bench/run.ts")], {
       timeoutMs: 300_000,
       env: { ...process.env, BENCH_MIB: "128", BENCH_TAR_GIB: "0.125", BENCH_TAR_FILES: "3000" },
@@ -34,6 +34,10 @@ describe.runIf(ready)("npm run bench, small (BENCH_MIB=128, 3,000 small files)",
     ratio(/HIST=y \/ HIST=n \(time\): ([\d.]+)/);
     expect(Number(/FH entries: (\d+)/.exec(r.stdout)?.[1])).toBe(3016); // the files, their directories and the root
     ratio(/ratio DAR\/sequential: ([\d.]+)/);
+    // Migration and duplication, each way, beside a plain backup to a sink.
+    for (const what of ["copy A -> B \\(TCP\\)", "copy A -> A \\(IPC\\)", "duplicate A/vt0 -> B/vt0 \\(TCP\\)", "duplicate A/vt0 -> A/vt1 \\(IPC\\)"]) {
+      ratio(new RegExp(`ratio ours/reference \\(throughput\\), ${what}[^:]*: ([\\d.]+)`));
+    }
     const [, dar, seq] = /bytes read from tape: DAR (\d+), sequential (\d+)/.exec(r.stdout) ?? [];
     expect(Number(dar)).toBeLessThanOrEqual(1024 * 1024);
     expect(Number(seq)).toBeGreaterThanOrEqual(128 * 1024 * 1024);

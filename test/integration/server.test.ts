@@ -2,7 +2,10 @@
  * The compiled binary on a loopback port, driven by ndmjob (the real DMA), by `ndmpd query`
  * and by our own client for what ndmjob cannot send (hostile input).
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NdmpClient, NdmpClientError } from "../../src/client/client.ts";
 import { ConnectionStatusReason, ErrorCode, Message } from "../../src/protocol/codes.ts";
@@ -266,5 +269,53 @@ describe.runIf(ready)("ndmpd binary: limits and shutdown", () => {
     const post = await shutdown;
     expect(post.body.reason).toBe(ConnectionStatusReason.SHUTDOWN);
     expect(await code).toBe(0);
+  });
+});
+
+describe.runIf(havePeers("binary"))("a configuration file without [[user]]", () => {
+  const cfg = (extra = "") => `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "$DIR/state"\nauth_failure_delay_ms = 0\n${extra}`;
+
+  it("`serve` refuses to start (exit 2), naming the file and what to add; also for auth.methods no user can satisfy", async () => {
+    for (const extra of ["", '[auth]\nmethods = ["md5"]\n', "user = []\n"]) {
+      const dir = mkdtempSync(join(tmpdir(), "ndmpd-nouser-"));
+      try {
+        const file = join(dir, "ndmpd.toml");
+        writeFileSync(file, extra.startsWith("user") ? extra + cfg().replaceAll("$DIR", dir) : cfg(extra).replaceAll("$DIR", dir), { mode: 0o600 });
+        const env = { ...process.env };
+        delete env.NDMPD_PASSWORD;
+        const r = await run(BINARY, ["serve", "--config", file], { env, timeoutMs: 15_000 });
+        expect(r.code, extra).toBe(2);
+        expect(r.stderr).toContain(`${file}: no [[user]], so no DMA can log in`);
+        expect(r.stderr).toMatch(/add a \[\[user\]\] table .* or set NDMPD_PASSWORD for the user ndmp/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it("with $NDMPD_PASSWORD the embedded user ndmp logs in; auth.methods = [\"none\"] needs no user", async () => {
+    const srv = await startServer({ config: cfg(), env: { NDMPD_PASSWORD: "from-env" } });
+    try {
+      const c = await client(srv.port);
+      await c.open(4);
+      await c.authMd5("ndmp", "from-env");
+      await c.close();
+      const bad = await client(srv.port);
+      await bad.open(4);
+      await expect(bad.authMd5("ndmp", "wrong")).rejects.toThrow();
+      await bad.close();
+    } finally {
+      await srv.stop();
+    }
+    const open = await startServer({ config: cfg('[auth]\nmethods = ["none"]\n'), env: { NDMPD_PASSWORD: "" } });
+    try {
+      const c = await client(open.port);
+      await c.open(4);
+      await c.request(Message.CONNECT_CLIENT_AUTH, { auth_data: { auth_type: 0 } });
+      expect((await c.request(Message.CONFIG_GET_HOST_INFO)).body.error).toBe(ErrorCode.NO_ERR);
+      await c.close();
+    } finally {
+      await open.stop();
+    }
   });
 });

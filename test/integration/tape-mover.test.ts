@@ -105,6 +105,7 @@ describe.runIf(ready)("ndmpd binary: TAPE and MOVER services", () => {
         { name: "va" },
         { name: "vs" },
         { name: "vr" },
+        { name: "pe", capacity: "1MiB" },
       ]),
     });
     fdBaseline = srv.fdCount();
@@ -488,6 +489,34 @@ describe.runIf(ready)("ndmpd binary: TAPE and MOVER services", () => {
       await c2.request(Message.TAPE_CLOSE);
     });
     await until(() => srv.fdCount() <= fdBaseline, 5000, `descriptors back to ${fdBaseline} (now ${srv.fdCount()})`);
+  });
+
+  it("TAPE_WRITE past the early warning: EOM_ERR once, then IO_ERR at the physical end (every time); all written reads back", async () => {
+    const rs = 32 * KiB;
+    await session(srv.port, async (c) => {
+      await c.request(Message.TAPE_OPEN, { device: "pe", mode: Mode.RDWR });
+      const written: Buffer[] = [];
+      const answers: string[] = [];
+      // A DMA that takes EOM_ERR for the early warning and writes on (its trailer, the rest).
+      for (let i = 0; i < 200; i++) {
+        const rec = seededBytes(rs, 100 + written.length);
+        const r = await c.request(Message.TAPE_WRITE, { data_out: rec }, { allowBodyError: true });
+        const name = Object.entries(ErrorCode).find(([, v]) => v === r.body.error)![0];
+        if (answers.at(-1) !== name) answers.push(name);
+        if (r.body.error === ErrorCode.NO_ERR) written.push(rec);
+        if (r.body.error === ErrorCode.IO_ERR) break;
+      }
+      expect(answers).toEqual(["NO_ERR", "EOM_ERR", "NO_ERR", "IO_ERR"]);
+      expect(written.length).toBeGreaterThan(28); // LEOM is at 960 KiB
+      // Past the end it stays IO_ERR: no EOM_ERR that a DMA would retry for ever.
+      expect(await c.request(Message.TAPE_WRITE, { data_out: seededBytes(rs, 0) }, { allowBodyError: true }).then((r) => r.body.error)).toBe(ErrorCode.IO_ERR);
+      expect((await tapeState(c)).space_remain).toBeLessThan(BigInt(rs + 64));
+      await mtio(c, Op.REW, 1);
+      const back = await readTapeFile(c, rs);
+      expect(back.length).toBe(written.length);
+      expect(back.every((b, i) => Buffer.from(b).equals(written[i]!))).toBe(true);
+      await c.request(Message.TAPE_CLOSE);
+    });
   });
 
   it("MOVER_READ and DATA_START_BACKUP sent the moment the data connection is made see it made (many attempts)", async () => {

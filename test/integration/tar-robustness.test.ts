@@ -400,7 +400,7 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
       writeFileSync(join(SEL, rel), body);
     };
     beforeAll(() => {
-      for (const f of ["keep/a.txt", "keep/b.log", "keep/tmp/x", "skip/y", "top.log", "top.txt", "deep/sub/cache/z", "deep/sub/keep.txt", "deep/other.txt", "deep/tmp.d/w"]) mk(f);
+      for (const f of ["keep/a.txt", "keep/b.log", "keep/tmp/x", "skip/y", "top.log", "top.txt", "deep/sub/cache/z", "deep/sub/keep.txt", "deep/other.txt", "deep/tmp.d/w", "My Docs/a b.txt", "My Docs/c.txt", "two words"]) mk(f);
     });
 
     async function archived(env: Array<[string, string]>): Promise<string[]> {
@@ -423,7 +423,7 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
         ["EXCLUDE", "deep/sub/cache"],
       ]);
       expect(got.sort()).toEqual(
-        [".", "deep", "deep/other.txt", "deep/sub", "deep/sub/keep.txt", "deep/tmp.d", "deep/tmp.d/w", "keep", "keep/a.txt", "top.txt"].sort(),
+        [".", "deep", "deep/other.txt", "deep/sub", "deep/sub/keep.txt", "deep/tmp.d", "deep/tmp.d/w", "keep", "keep/a.txt", "top.txt", "My Docs", "My Docs/a b.txt", "My Docs/c.txt", "two words"].sort(),
       );
     });
 
@@ -434,6 +434,11 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
         ["FILES", "./top.log"],
       ]);
       expect(got.sort()).toEqual([".", "deep", "deep/sub", "deep/sub/cache", "deep/sub/cache/z", "deep/sub/keep.txt", "keep", "keep/a.txt", "top.log"].sort());
+    });
+
+    it("FILES: paths with spaces, escaped (\\ ) or double-quoted, several in one value", async () => {
+      const got = await archived([["FILES", 'My\\ Docs/a\\ b.txt "two words"']]);
+      expect(got.sort()).toEqual([".", "My Docs", "My Docs/a b.txt", "two words"].sort());
     });
 
     it("DATA_GET_ENV keeps unknown variables and adds TYPE, PATHNAME_SEPARATOR, DIRECT=y", async () => {

@@ -67,7 +67,9 @@ describe("config check", () => {
   it("exit 2 and a count when there are problems; --json prints the effective configuration as JSON", () => {
     let err = "";
     expect(configCheckCommand(file("b2.toml", "[server]\nmax_sessions = -1\nlog_level = 3\n"), false, () => {}, (s) => (err += s), {})).toBe(2);
-    expect(err).toMatch(/2 problems in .*b2\.toml\n$/);
+    // Two bad keys, and (no [[user]], no NDMPD_PASSWORD) nobody could log in.
+    expect(err).toMatch(/b2\.toml: no \[\[user\]\], so no DMA can log in .*or set NDMPD_PASSWORD/);
+    expect(err).toMatch(/3 problems in .*b2\.toml\n$/);
     let out = "";
     expect(configCheckCommand(file("g2.toml", `[server]\nstate_dir = "${dir}/s2"\n`), true, (s) => (out += s), () => {}, { NDMPD_PASSWORD: "x" })).toBe(0);
     const j = JSON.parse(out);

@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ConfigError, defaultConfig, loadConfig, locate, parseConfig, parseListen, parseSize } from "../../src/config.ts";
+import { ConfigError, defaultConfig, loadConfig, locate, loginProblem, parseConfig, parseListen, parseSize } from "../../src/config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ndmpd-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -133,5 +133,19 @@ describe("embedded defaults and the environment", () => {
     const c = defaultConfig({ NDMPD_PASSWORD: "" });
     expect(c.generatedPassword).toBeDefined();
     expect(c.users.get("ndmp")!.length).toBeGreaterThan(0);
+  });
+});
+
+describe("a file without [[user]]", () => {
+  it("has no users (so loginProblem names the file), or user ndmp with NDMPD_PASSWORD; methods [\"none\"] need none", () => {
+    const none = parseConfig("[server]\n", "/etc/x.toml", {});
+    expect(none.users.size).toBe(0);
+    expect(loginProblem(none, "/etc/x.toml")).toMatch(/^\/etc\/x\.toml: no \[\[user\]\], so no DMA can log in \(auth\.methods = md5, text need one\)/);
+    const env = parseConfig("[server]\n", "/etc/x.toml", { NDMPD_PASSWORD: "pw" });
+    expect([...env.users].map(([k, v]) => [k, v.toString()])).toEqual([["ndmp", "pw"]]);
+    expect(loginProblem(env, "x")).toBeUndefined();
+    expect(loginProblem(parseConfig('[auth]\nmethods = ["none"]\n', "x", {}), "x")).toBeUndefined();
+    expect(loginProblem(parseConfig('[auth]\nmethods = ["md5"]\n', "x", {}), "x")).toMatch(/auth\.methods = md5 need one/);
+    expect(loginProblem(parseConfig('[[user]]\nname = "a"\npassword = "b"\n', "x", {}), "x")).toBeUndefined();
   });
 });

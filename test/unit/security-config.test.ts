@@ -16,3 +16,31 @@ describe("data_peers", () => {
     expect(() => parseConfig(`[server]\ndata_peers = "10.0.0.0/8"\n${user}`, "t.toml")).toThrow(/server\.data_peers: must be a list/);
   });
 });
+
+describe("[[user]] scopes", () => {
+  const tape = `[[tape]]\nname = "vt0"\npath = "/tmp/vt0.tape"\n`;
+  it("paths, devices and read_only make a scope; a user without them has none", () => {
+    const c = parseConfig(
+      `${user}[[user]]\nname = "s"\npassword = "p"\npaths = ["/srv/a/", "/srv/b"]\ndevices = ["vt0"]\n[[user]]\nname = "r"\npassword = "p"\nread_only = true\n${tape}`,
+      "t.toml",
+    );
+    expect(c.scopes.get("ndmp")).toBeUndefined();
+    expect(c.scopes.get("s")).toEqual({ paths: ["/srv/a", "/srv/b"], devices: ["vt0"], readOnly: false });
+    expect(c.scopes.get("r")).toEqual({ readOnly: true });
+  });
+
+  it("refuses relative paths, unknown devices and a read_only that is not a boolean", () => {
+    expect(() => parseConfig(`[[user]]\nname = "s"\npassword = "p"\npaths = ["srv"]\n`, "t.toml")).toThrow(/user\[0\]\.paths: must be a list of absolute paths/);
+    expect(() => parseConfig(`[[user]]\nname = "s"\npassword = "p"\ndevices = ["vt9"]\n${tape}`, "t.toml")).toThrow(/user\[0\]\.devices: no \[\[tape\]\] or \[\[changer\]\] named vt9/);
+    expect(() => parseConfig(`[[user]]\nname = "s"\npassword = "p"\nread_only = "yes"\n`, "t.toml")).toThrow(/read_only: must be true or false/);
+  });
+});
+
+describe("[server_auth] allow_text", () => {
+  it("is off unless set to true", () => {
+    const sa = `[server_auth]\nid = "f"\npassword = "s"\n`;
+    expect(parseConfig(`${user}${sa}`, "t.toml").serverAuth?.allowText).toBe(false);
+    expect(parseConfig(`${user}${sa}allow_text = true\n`, "t.toml").serverAuth?.allowText).toBe(true);
+    expect(() => parseConfig(`${user}${sa}allow_text = 1\n`, "t.toml")).toThrow(/server_auth\.allow_text: must be true or false/);
+  });
+});

@@ -13,8 +13,9 @@ export const TAPE_OPEN_MODES: readonly TapeOpenMode[] = ["READ", "RDWR", "RAW"];
 export const TapeErrorCode = {
   /** A read met a filemark. No data; the position stays before (BOT side of) the filemark. */
   EOF: "EOF",
-  /** Read: blank tape / end of data. Write: logical end of medium passed, or no room left. */
+  /** Read: blank tape / end of data. Write: the logical end of medium (early warning) passed. */
   EOM: "EOM",
+  /** A media or drive error; for writes also the physical end of medium (nothing more fits). */
   IO: "IO",
   NO_TAPE_LOADED: "NO_TAPE_LOADED",
   WRITE_PROTECT: "WRITE_PROTECT",

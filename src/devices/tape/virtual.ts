@@ -36,9 +36,9 @@
 //   last 4 MiB are scanned), ignores the torn bytes and the next write overwrites them.
 // * Space: an entry of n payload bytes uses n + 64 bytes of capacity, a filemark 64. The record
 //   write that crosses LEOM succeeds; the next record write fails with EOM (count 0) once, and later
-//   writes succeed again until the physical end, where any write that does not fit fails with EOM
-//   (NDMJOB's simulator behaves the same way: the DMA can still write its trailer labels).
-//   Filemarks are never refused at LEOM, only at the physical end.
+//   writes succeed again (the DMA can still write its trailer labels) until the physical end, where
+//   any write or filemark that does not fit fails with IO, as Linux st (EIO) and NDMJOB's simulator
+//   (IO_ERR) answer there. Filemarks are never refused at LEOM, only at the physical end.
 // * Write protection: the header flag, or a file without write permission bits (or one that cannot
 //   be opened for writing). Either way the drive reports WR_PROT and refuses RDWR opens.
 // * Positions (file number, block number) live in memory while the cartridge is mounted. The drive
@@ -304,7 +304,7 @@ export class VirtualTapeDrive extends TapeDriveBase {
         try {
           this.checkRoom(medium, ENTRY_OVERHEAD, "filemark");
         } catch (error) {
-          throw new TapeError("EOM", (error as Error).message, { resid: count - written });
+          throw new TapeError((error as TapeError).code, (error as Error).message, { resid: count - written });
         }
         this.writeEntry(medium, this.entryHere("filemark", 0), null);
         this.fileNum++;
@@ -473,7 +473,9 @@ export class VirtualTapeDrive extends TapeDriveBase {
     const used = this.position - DATA_START;
     const { capacity, earlyWarning } = medium.header;
     if (used + size > capacity) {
-      throw new TapeError("EOM", `${this.name}: physical end of medium`);
+      // As Linux st answers past the end (EIO) and NDMJOB's simulator (IO_ERR): EOM means the
+      // early warning only, so a DMA that writes on after it cannot take this for it.
+      throw new TapeError("IO", `${this.name}: physical end of medium`);
     }
     if (kind === "record" && used >= capacity - earlyWarning && !this.leomReported) {
       this.leomReported = true;

@@ -26,6 +26,10 @@ describe("tape label", () => {
     expect(rec.subarray(0, 14).toString()).toBe("NDMPD-LABEL 1\n");
     expect(decodeLabel(rec)).toEqual(label);
     expect(decodeLabel(Buffer.concat([rec, Buffer.alloc(4096)]))).toEqual(label);
+    // A duplicate's label says what it copies; an original has no copyOf at all.
+    const copy = { ...label, mediaId: "0b1c2d3e-0000-4000-8000-000000000002", seq: 1, copyOf: `${label.mediaId}#2` };
+    expect(decodeLabel(encodeLabel(copy))).toEqual(copy);
+    expect("copyOf" in decodeLabel(rec)!).toBe(false);
   });
 
   it("is not found in another program's record; a damaged or newer one is an error", () => {

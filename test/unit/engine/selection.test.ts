@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { excludeMatcher, includeMatcher, normalizeRel, placeFor, splitPatterns, type Target } from "../../../src/engine/selection.ts";
+import { excludeMatcher, includeMatcher, normalizeRel, placeFor, splitFiles, splitPatterns, type Target } from "../../../src/engine/selection.ts";
 
 const b = (s: string) => Buffer.from(s, "latin1");
 const target = (original: string, destination: string): Target => ({
@@ -19,6 +19,12 @@ describe("selection", () => {
 
   it("splits EXCLUDE lists with escaped commas", () => {
     expect(splitPatterns("*.o, core ,a\\,b")).toEqual(["*.o", "core", "a,b"]);
+    const files = (v: string) => splitFiles(Buffer.from(v, "latin1")).map((b) => b.toString("latin1"));
+    expect(files(" a  b/c ")).toEqual(["a", "b/c"]);
+    expect(files("My\\ Documents/a\\ b c")).toEqual(["My Documents/a b", "c"]);
+    expect(files('"My Documents/x y" z "q"')).toEqual(["My Documents/x y", "z", "q"]);
+    expect(files('say\\"hi\\" back\\\\slash keep\\n')).toEqual(['say"hi"', "back\\slash", "keep\\n"]);
+    expect(splitFiles(Buffer.from([0x22, 0xff, 0x20, 0x80, 0x22])).map((b) => [...b])).toEqual([[0xff, 0x20, 0x80]]);
   });
 
   it("excludes by base name anywhere, or by anchored path; bytes match themselves", () => {

@@ -189,7 +189,7 @@ describe("end of medium", () => {
   const record = 1000;
   const entry = record + ENTRY_OVERHEAD;
 
-  it("the write crossing LEOM succeeds, the next fails with EOM once; physical EOM refuses", async () => {
+  it("the write crossing LEOM succeeds, the next fails with EOM once; the physical end refuses with IO", async () => {
     const small = path.join(dir, "small.vtape");
     // LEOM after 5.5 entries, physical end after 8 entries and a bit.
     await createCartridge(small, { capacity: 8 * entry + 100, earlyWarning: 2.5 * entry + 100 });
@@ -200,12 +200,13 @@ describe("end of medium", () => {
     // After the one EOM, the DMA may go on (labels, or finish the record) up to the physical end.
     expect(await drive.write(pattern(record, 6))).toBe(record);
     expect(await drive.write(pattern(record, 7))).toBe(record);
-    await expectTapeError(drive.write(pattern(record, 8)), "EOM"); // 8 entries + 100 B left: no room
-    await expectTapeError(drive.write(pattern(record, 8)), "EOM");
+    // 8 entries + 100 B left: no room. IO (not EOM, which is the early warning), every time.
+    await expectTapeError(drive.write(pattern(record, 8)), "IO");
+    await expectTapeError(drive.write(pattern(record, 8)), "IO");
     const state = await drive.getState();
     expect(state.spaceRemain).toBe(100);
     // A filemark (64 bytes) still fits; the second does not.
-    const error = await expectTapeError(drive.writeFilemarks(2), "EOM");
+    const error = await expectTapeError(drive.writeFilemarks(2), "IO");
     expect(error.resid).toBe(1);
     await drive.rewind();
     for (let i = 0; i < 8; i++) expect((await drive.read(record)).equals(pattern(record, i))).toBe(true);

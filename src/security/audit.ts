@@ -1,0 +1,32 @@
+/**
+ * The audit trail: one structured line per job start and end and per refused request, with who
+ * (user, peer address), what (operation, paths, devices), how much (bytes) and the outcome.
+ * They are ordinary log lines (msg "audit"), so `log_format = "json"` makes them one JSON
+ * object each for a log shipper; refusals are warnings, jobs info.
+ */
+import type { Logger } from "../log.ts";
+
+export type AuditEvent = "job-start" | "job-end" | "refused";
+
+export interface AuditRecord {
+  event: AuditEvent;
+  /** The authenticated user ("" with auth "none"; the name tried, for a failed login). */
+  user: string | undefined;
+  /** The control connection's peer ("addr:port"); a data connection's refusal names its own. */
+  peer: string | undefined;
+  /** The NDMP request (DATA_START_BACKUP ...) or the job (BACKUP, RECOVER, MOVER_READ ...). */
+  operation: string;
+  paths?: string[];
+  devices?: string[];
+  bytes?: bigint | number;
+  /** "started", a halt reason (SUCCESSFUL, ABORTED ...), or the error of a refusal. */
+  outcome: string;
+  /** Why a request was refused, in words. */
+  why?: string;
+}
+
+export function audit(log: Logger, r: AuditRecord): void {
+  const { event, ...fields } = r;
+  const clean = Object.fromEntries(Object.entries({ audit: event, ...fields }).filter(([, v]) => v !== undefined));
+  log.log(event === "refused" ? "warn" : "info", "audit", clean);
+}
