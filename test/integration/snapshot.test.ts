@@ -8,7 +8,8 @@
  *    of the server followed by a restart;
  *  - a [[snapshot]] hook (a script making a btrfs snapshot) is used, a failing one is a clear
  *    error (or a live backup under auto); SNAPSHOT=required on ext4 is refused;
- *  - a level 1 after a level 0 catches a file changed during the level 0;
+ *  - a level 1 after a level 0 catches a file changed during the level 0 (tar; and dump, whose
+ *    chain, with a live level 2 on top, Linux restore -r replays);
  *  - CONFIG_GET_FS_INFO says SNAPSHOT_METHOD per filesystem.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -35,7 +36,7 @@ import { createBtrfs, destroyBtrfs, findSubvolume } from "../../src/snapshot/btr
 
 const tools = ["mkfs.btrfs", "btrfs", "mkfs.ext4", "losetup", "inotifywait"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
 if (tools.length > 0 && IN_CI) it(`tools available: ${tools.join(", ")}`, () => expect(tools).toEqual([]));
-const ready = havePeers("binary", "ndmjob", "tar", "unshare") && tools.length === 0;
+const ready = havePeers("binary", "ndmjob", "tar", "restore", "unshare") && tools.length === 0;
 
 const MiB = 1024 * 1024;
 
@@ -450,7 +451,7 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(u.stderr).toMatch(/--snapshot must be y, n, auto or required/);
   }, 300_000);
 
-  it("dump from snapshots: level 0 then 1 (a file changed during the level 0), valid streams, the level 1 holding the directories and that file only; a live level 2 builds on them", async () => {
+  it("dump from snapshots: level 0 then 1 (a file changed during the level 0), valid streams, the level 1 holding the directories and that file only; a live level 2 builds on them; restore -r replays the chain", async () => {
     const dvol = join(MNT, "dvol");
     sh("btrfs", ["subvolume", "create", dvol]);
     mkdirSync(join(dvol, "d"));
@@ -481,6 +482,16 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     // Level 0: the root, d and 20 files (d/f3 as it was at the snapshot); level 1: the two
     // directories and d/f3; level 2 (live): the directories.
     expect(inodes).toEqual([22, 3, 2]);
+    // Linux restore -r replays the chain into the tree as it is now (nothing changed after the
+    // level 1; restore keeps microseconds and leaves "." alone).
+    const dest = join(W, "dvol-restore");
+    mkdirSync(dest);
+    for (let i = 0; i < 3; i++) {
+      const r = await run("restore", ["-r", "-f", join(W, `dvol${i}.dump`)], { cwd: dest });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }
+    const ours = (rel: Buffer) => rel.equals(Buffer.from("restoresymtable")) || rel.equals(Buffer.from(".ndmpd-snapshots"));
+    expect(await compareTrees(dvol, dest, { timePrecisionNs: 1000, rootTimes: false, ignore: ours, xattrs: false })).toEqual([]);
     expect(l0.stream.includes(Buffer.from("changed during the level 0"))).toBe(false);
     expect(l1.stream.includes(Buffer.from("changed during the level 0\n"))).toBe(true);
     expect(snapshotsIn(dvol)).toEqual([]);
