@@ -299,13 +299,20 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     }
   }, 600_000);
 
-  it("DATA_ABORT mid-stream: the snapshot is deleted", async () => {
+  it("DATA_ABORT mid-stream: the snapshot is deleted (ndmpd sessions showed it while held)", async () => {
     const sock = await dataConnect(c!);
     sock.pause(); // never read: the backup stalls with the snapshot held
     const since = c!.posts.length;
     expect(await start(c!, { FILESYSTEM: TREE })).toBe(ErrorCode.NO_ERR);
     await until(() => snapshotsIn(VOL).length === 1 && recordsIn(STATE).length === 1, 30_000, "the snapshot and its record");
     expect((await getEnv(c!)).get("SNAPSHOT")).toBe(`btrfs:${snapshotsIn(VOL)[0]}`);
+    // ndmpd sessions shows it too.
+    const list = await run(BINARY, ["sessions", "--json", "--config", join(srv!.dir, "ndmpd.toml")]);
+    expect(list.code, list.stderr).toBe(0);
+    const mine = (JSON.parse(list.stdout) as Array<{ data: { operation: string; path: string; snapshot?: string } }>).find((x) => x.data.operation === "BACKUP");
+    expect(mine?.data).toMatchObject({ path: TREE, snapshot: `btrfs:${snapshotsIn(VOL)[0]}` });
+    const table = await run(BINARY, ["sessions", "--config", join(srv!.dir, "ndmpd.toml")]);
+    expect(table.stdout).toContain(`${TREE} [btrfs:${snapshotsIn(VOL)[0]}]`);
     await c!.request(Message.DATA_ABORT);
     expect((await c!.waitForPost(Message.NOTIFY_DATA_HALTED, 30_000, since)).body.reason).toBe(Halt.ABORTED);
     await c!.request(Message.DATA_STOP);
