@@ -48,8 +48,15 @@ export interface Snapshot {
 
 /** How the snapshot of `root` would be made: a [[snapshot]] hook that matches, else btrfs; or why none. */
 export function planSnapshot(config: Pick<Config, "snapshotHooks">, root: Buffer): SnapshotPlan | string {
-  const hook = findHook(config.snapshotHooks, root.toString("utf8"));
-  if (hook) return { method: "hook", root, hook };
+  // Hooks see the real path: a FILESYSTEM with ".." or a symlink in it matches what it names.
+  let real: Buffer;
+  try {
+    real = fs.realpathSync(root, { encoding: "buffer" });
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const hook = findHook(config.snapshotHooks, real.toString("utf8"));
+  if (hook) return { method: "hook", root: real, hook };
   const target = findSubvolume(root);
   if (typeof target === "string") return target;
   return { method: "btrfs", root, target };

@@ -5,7 +5,7 @@
  * choice of a method. Making and deleting real btrfs snapshots is test/integration/snapshot.test.ts.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -196,6 +196,12 @@ describe("hooks", () => {
     const config = { snapshotHooks: [{ path: `${live}`, create: [hook, "create", "{path}", "{name}"], delete: [hook, "delete", "{name}", "{dir}"], timeoutMs: 5000 }] };
     const plan = planSnapshot(config, Buffer.from(live));
     expect(typeof plan === "string" ? plan : plan.method).toBe("hook");
+    // Matched on the real path: a symlink inside the pattern to a place outside it matches nothing.
+    mkdirSync(join(dir, "elsewhere"));
+    symlinkSync(join(dir, "elsewhere"), join(live, "out"));
+    const inside = { snapshotHooks: [{ ...config.snapshotHooks[0]!, path: `${live}/**` }] };
+    expect(planSnapshot(inside, Buffer.from(join(live, "out")))).not.toHaveProperty("method", "hook");
+    expect(planSnapshot(inside, Buffer.from(live))).toHaveProperty("method", "hook");
     expect(snapshotMethod(config, live, "ext4")).toBe("hook");
     expect(snapshotMethod(config, "/elsewhere", "ext4")).toBe("none");
     const snap = await takeSnapshot(plan as Exclude<typeof plan, string>, { stateDir: state, native: NO_NATIVE, log: quiet });
@@ -215,10 +221,10 @@ describe("a delete that fails", () => {
     const made = join(dir, "made");
     mkdirSync(made);
     const hook = script("flaky.sh", `case "$1" in create) echo "${made}";; delete) [ -e "${flag}" ] || { echo "device busy" >&2; exit 1; }; echo "$2" >> "${flag}";; esac`);
-    const config = { snapshotHooks: [{ path: "/flaky", create: [hook, "create"], delete: [hook, "delete", "{name}"], timeoutMs: 5000 }] };
-    const plan = planSnapshot(config, Buffer.from("/flaky"));
+    const config = { snapshotHooks: [{ path: made, create: [hook, "create"], delete: [hook, "delete", "{name}"], timeoutMs: 5000 }] };
+    const plan = planSnapshot(config, Buffer.from(made));
     if (typeof plan === "string") throw new Error(plan);
-    const snap = await takeSnapshot({ ...plan, root: Buffer.from(made) }, { stateDir: state, native: NO_NATIVE, log: quiet });
+    const snap = await takeSnapshot(plan, { stateDir: state, native: NO_NATIVE, log: quiet });
     await snap.release(); // never throws
     const kept = readRecords(state).records;
     expect(kept.map((r) => r.name)).toEqual([snap.name]);
