@@ -532,11 +532,34 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(snapshotsIn(VOL)).toEqual([]);
   }, 120_000);
 
+  it("a server without CAP_SYS_ADMIN (as the packaged unit runs it): btrfs is no method, required is refused and says why", async () => {
+    // setpriv drops it from the bounding set, as the unit's CapabilityBoundingSet does.
+    const capless = { pid: 0, prefix: () => ["setpriv", "--bounding-set=-sys_admin"], stop: async () => {} };
+    const p = await startServer({ netns: capless, config: config("127.0.0.1:0", join(W, "state-capless")) });
+    try {
+      expect(readFileSync(`/proc/${p.pid}/status`, "utf8")).toMatch(/^CapEff:\s*[0-9a-f]+$/m);
+      const cp = await dma(p.port);
+      const fsInfo = await cp.request(Message.CONFIG_GET_FS_INFO);
+      const mine = (fsInfo.body.fs_info as Array<{ fs_logical_device: unknown; fs_env: Array<{ name: unknown; value: unknown }> }>).find((f) => String(f.fs_logical_device) === MNT);
+      expect(mine?.fs_env.find((e) => String(e.name) === "SNAPSHOT_METHOD")?.value?.toString()).toBe("none");
+      const sock = await dataConnect(cp);
+      sock.resume();
+      const since = cp.posts.length;
+      expect(await start(cp, { FILESYSTEM: TREE, SNAPSHOT: "required" })).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
+      expect(logsOf(cp, since, LogType.ERROR).join("\n")).toMatch(/no snapshot method \(deleting btrfs snapshots needs CAP_SYS_ADMIN/);
+      sock.destroy();
+      await cp.close();
+      expect(snapshotsIn(VOL)).toEqual([]);
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+  // Last: it remounts the filesystem with user_subvol_rm_allowed, which has no undo.
   it("not root: btrfs is no method unless the filesystem lets users delete subvolumes (user_subvol_rm_allowed)", () => {
     const getuid = process.getuid;
     try {
       process.getuid = () => 1000;
-      expect(findSubvolume(Buffer.from(TREE))).toMatch(/deleting btrfs snapshots needs root \(or the filesystem mounted with user_subvol_rm_allowed\)/);
+      expect(findSubvolume(Buffer.from(TREE))).toMatch(/deleting btrfs snapshots needs CAP_SYS_ADMIN \(root; the packaged service drops it\) or the filesystem mounted with user_subvol_rm_allowed/);
       sh("mount", ["-o", "remount,user_subvol_rm_allowed", MNT]);
       const t = findSubvolume(Buffer.from(TREE));
       expect(typeof t === "string" ? t : t.subvolume.toString()).toBe(VOL);

@@ -14,7 +14,7 @@ import { Logger } from "../../../src/log.ts";
 import { NO_NATIVE } from "../../../src/native/index.ts";
 import { BTRFS_IOC_SNAP_CREATE_V2, BTRFS_SUPER_MAGIC, BTRFS_IOC_SNAP_DESTROY, btrfsApi, snapCreateArgs, snapDestroyArgs } from "../../../src/native/btrfs.ts";
 import { cleanupLeftovers, parsePolicy, planSnapshot, snapshotMethod, takeSnapshot } from "../../../src/snapshot/index.ts";
-import { destroyBtrfs, findSubvolume } from "../../../src/snapshot/btrfs.ts";
+import { destroyBtrfs, findSubvolume, hasSysAdmin } from "../../../src/snapshot/btrfs.ts";
 import { fillIn, findHook, printedDir, runHook } from "../../../src/snapshot/hook.ts";
 import { newSnapshotName, ownerAlive, processStart, readRecords, recordsDir, removeRecord, SNAPSHOT_PREFIX, writeRecord, type SnapshotRecord } from "../../../src/snapshot/records.ts";
 
@@ -238,6 +238,14 @@ describe("a delete that fails", () => {
 });
 
 describe("choosing a method", () => {
+  it("reads CAP_SYS_ADMIN from the effective capabilities (what deleting a subvolume needs)", () => {
+    expect(hasSysAdmin("Name:\tx\nCapEff:\t000001ffffffffff\n")).toBe(true);
+    // The packaged unit's bounding set: DAC_READ_SEARCH, DAC_OVERRIDE, CHOWN, FOWNER, FSETID, MKNOD, SETFCAP, SYS_RAWIO.
+    const unit = (1n << 2n) | (1n << 1n) | (1n << 0n) | (1n << 3n) | (1n << 4n) | (1n << 27n) | (1n << 31n) | (1n << 17n);
+    expect(hasSysAdmin(`CapEff:\t${unit.toString(16).padStart(16, "0")}\n`)).toBe(false);
+    expect(hasSysAdmin("no such line")).toBe(false);
+  });
+
   it.runIf(Number(statfsSync(dir).type) !== BTRFS_SUPER_MAGIC)("a path that is not on btrfs has none, and says why", () => {
     expect(planSnapshot({ snapshotHooks: [] }, Buffer.from(dir))).toBe("not on btrfs");
     const none = findSubvolume(Buffer.from(join(dir, "does-not-exist")));
