@@ -19,11 +19,11 @@ import { TarReader, type TarEvent } from "../../formats/tar/reader.ts";
 import { hostIdOf } from "../host/accounts.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import type { NativeApi } from "../native/index.ts";
-import { ALL1 } from "../protocol/codes.ts";
+import { ALL1, RecoveryStatus } from "../protocol/codes.ts";
 import { paced, show } from "./backup.ts";
 import { fileStat, type FileHistory } from "./history.ts";
-import type { RestoreWriter } from "./restore-writer.ts";
-import { RestoreSet } from "./restore-set.ts";
+import type { OverwritePolicy, RestoreWriter } from "./restore-writer.ts";
+import { failTarget, RestoreSet } from "./restore-set.ts";
 import { placeFor, type Target } from "./selection.ts";
 import type { StreamSource } from "./stream-source.ts";
 
@@ -38,6 +38,8 @@ export interface RecoverOptions {
   extract: boolean;
   history?: FileHistory;
   native?: NativeApi;
+  /** OVERWRITE: what to do with objects already at the destination (default: replace them). */
+  overwrite?: OverwritePolicy;
   signal: AbortSignal;
   warn(message: string): void;
   /** Bytes read so far, entries, and the entry being read (tar), for `ndmpd sessions`. */
@@ -112,7 +114,7 @@ class TarRecovery {
   private reading: Buffer | undefined;
 
   constructor(private readonly opts: RecoverOptions) {
-    this.restores = new RestoreSet(opts.native, opts.warn);
+    this.restores = new RestoreSet(opts.native, opts.warn, opts.overwrite);
     for (const t of opts.targets) {
       const p: Progress = { original: t.original.toString("latin1"), seen: false, done: false };
       this.progress.set(t, p);
@@ -174,7 +176,7 @@ class TarRecovery {
         pos = await this.readFrom(source, off, 1, () => p.done, t);
       } catch (err) {
         if (!(err as Error).message.startsWith("direct access went backwards")) throw err;
-        t.error ??= `its data was read past and is no longer at hand (${(err as Error).message})`;
+        failTarget(t, RecoveryStatus.FAILED_UNDEFINED_ERROR, `its data was read past and is no longer at hand (${(err as Error).message})`);
         p.done = true;
       }
     }
@@ -221,7 +223,7 @@ class TarRecovery {
         // The first entry at a target's offset must be that target (digest §3.4: the node and
         // fh_info let the server check it found the right file).
         if (!sameRel(ev.entry.path, expect.original)) {
-          expect.error ??= `the backup holds ${show(ev.entry.path)} at offset ${expect.fhInfo}, not ${show(expect.original)}`;
+          failTarget(expect, RecoveryStatus.FAILED_NOT_FOUND, `the backup holds ${show(ev.entry.path)} at offset ${expect.fhInfo}, not ${show(expect.original)}`);
           this.progress.get(expect)!.done = true;
           return false;
         }

@@ -134,6 +134,13 @@ export interface Target {
   found: boolean;
   /** The first problem writing it, if any. */
   error?: string;
+  /** That problem as LOG_FILE reports it (RecoveryStatus). */
+  status?: number;
+  /**
+   * RECOVER_FULL_PATHS: the directory the original path is recreated under (the destination is
+   * base/original); the writer is confined to it rather than to the destination's parent.
+   */
+  base?: Buffer;
 }
 
 /** Targets by archived path (the first of equal ones wins), kept per nlist and rebuilt if it grew. */
@@ -179,6 +186,12 @@ export function placeFor(
     }
   }
   if (!best) return undefined;
+  const base = best.target.base;
+  if (base) {
+    const o = best.target.original.toString(L1);
+    const rel = [o, best.rest].filter((x) => x !== "").join("/");
+    return { target: best.target, root: base, rel: Buffer.from(rel || ".", L1) };
+  }
   const dest = best.target.destination.toString(L1);
   if (dest === "/") return { target: best.target, root: Buffer.from("/"), rel: Buffer.from(best.rest || ".", L1) };
   const name = basename(dest);

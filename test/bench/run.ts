@@ -28,6 +28,7 @@ import { runMigrateBench } from "./migrate.ts";
 import { connectTo, sendAll, seededBytes } from "../helpers/dma.ts";
 import { benchClient, BINARY, startBenchServer } from "./server.ts";
 import { runTarBench } from "./tar.ts";
+import { runTable } from "./table.ts";
 
 const MiB = 1024 * 1024;
 
@@ -144,7 +145,16 @@ const migrateSection: Section = {
   },
 };
 
-const SECTIONS: Section[] = [moverSection, tarSection, darSection, migrateSection];
+const tableSection: Section = {
+  name: "table",
+  describe: "issue 18's table: small files, dump, the CLI job, one big file, HIST cost, peak RSS, recovery and scale, each row beside its reference (medians of BENCH_RUNS, with the spread)",
+  async run() {
+    await runTable();
+    return {};
+  },
+};
+
+const SECTIONS: Section[] = [moverSection, tarSection, darSection, migrateSection, tableSection];
 
 // ---- main ----
 

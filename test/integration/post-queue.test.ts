@@ -41,7 +41,9 @@ function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> }> {
 }
 
 async function scrapeQueue(port: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  // A new connection per scrape: a keep-alive socket the server times out while its event loop
+  // is busy (a 600,000-entry nlist under load) would fail the fetch, not the server.
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { connection: "close" } })).text();
   return Number(/^ndmpd_control_queue_bytes (\S+)$/m.exec(text)![1]);
 }
 

@@ -251,7 +251,7 @@ describe("writer behaviour", () => {
     fs.mkdirSync(dest);
     fs.writeFileSync(path.join(dest, "f"), "old");
     fs.symlinkSync("somewhere", path.join(dest, "l"));
-    const w = new RestoreWriter({ destination: B(dest), overwrite: false });
+    const w = new RestoreWriter({ destination: B(dest), overwrite: "never" });
     await w.begin(entry("file", { size: 3 }), B("f"));
     await w.write(B("new"), 0);
     await w.end();
@@ -264,8 +264,28 @@ describe("writer behaviour", () => {
     expect(fs.readFileSync(path.join(dest, "f"), "utf8")).toBe("old");
     expect(fs.readlinkSync(path.join(dest, "l"))).toBe("somewhere");
     expect(fs.readFileSync(path.join(dest, "fresh"), "utf8")).toBe("fresh");
-    expect(w.stats.errors.map((e) => [e.path.toString(), /exists/.test(e.reason)])).toEqual([["f", true], ["l", true]]);
+    // Kept on purpose: not errors, but counted (the recovery reports them).
+    expect(w.stats.errors).toEqual([]);
+    expect(w.stats.kept.map(String)).toEqual([path.join(dest, "f"), path.join(dest, "l")]);
     expect(w.stats.files).toBe(1);
+  });
+
+  it("overwrite \"newer\": replaces what is older than the archive's copy, keeps what is as new or newer", async () => {
+    const dest = path.join(tmp, "dest-newer");
+    fs.mkdirSync(dest);
+    for (const [name, sec] of [["old", 1_000_000], ["same", 2_000_000], ["young", 3_000_000]] as const) {
+      fs.writeFileSync(path.join(dest, name), "disk");
+      fs.utimesSync(path.join(dest, name), sec, sec);
+    }
+    const w = new RestoreWriter({ destination: B(dest), overwrite: "newer" });
+    for (const name of ["old", "same", "young"]) {
+      await w.begin(entry("file", { size: 4, mtime: { sec: 2_000_000, nsec: 0 } }), B(name));
+      await w.write(B("tape"), 0);
+      await w.end();
+    }
+    await w.finish();
+    expect(["old", "same", "young"].map((n) => fs.readFileSync(path.join(dest, n), "utf8"))).toEqual(["tape", "disk", "disk"]);
+    expect(w.stats.kept.map(String)).toEqual([path.join(dest, "same"), path.join(dest, "young")]);
   });
 
   it("gives parents it had to invent mode 0755, and archive directories their own mode after their children", async () => {
