@@ -254,8 +254,9 @@ export class RestoreWriter {
         await this.setTimes(rel, abs, entry);
         return;
       default:
+        // The mode was set on the node itself before it got its name (makeNode): a chmod by path
+        // here would follow a symlink planted at the name meanwhile.
         await this.step(rel, "chown", this.sameOwner && (() => fsp.lchown(abs, entry.uid, entry.gid)));
-        await this.step(rel, "chmod", () => fsp.chmod(abs, entry.mode & 0o7777));
         this.applyXattrs(abs, rel, entry);
         await this.setTimes(rel, abs, entry);
     }
@@ -566,11 +567,31 @@ export class RestoreWriter {
     }
     const temp = joinPath(parent, Buffer.from(tempName));
     try {
+      await chmodNode(temp, entry.mode & 0o7777);
       await fsp.rename(temp, abs); // atomically replaces a non-directory; never follows a symlink
     } catch (error) {
       await fsp.unlink(temp).catch(() => undefined);
       throw error;
     }
+  }
+}
+
+/** Linux's O_PATH (x86_64, aarch64): a descriptor that names an inode without opening it. */
+const O_PATH = 0o10000000;
+
+/**
+ * chmod of the fifo or device node just made at `path`, through an O_PATH descriptor of that very
+ * inode (O_NOFOLLOW: a symlink put there instead is refused): opening a device node for real could
+ * act on the device, and fchmod does not take O_PATH descriptors, but /proc/self/fd/N does.
+ */
+async function chmodNode(path: Buffer, mode: number): Promise<void> {
+  const fd = await new Promise<number>((resolve, reject) => fs.open(path, O_PATH | O_NOFOLLOW, (e, f) => (e ? reject(e) : resolve(f))));
+  try {
+    const st = await new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (e, s) => (e ? reject(e) : resolve(s))));
+    if (!st.isFIFO() && !st.isCharacterDevice() && !st.isBlockDevice()) throw new Error("the node made for it was replaced");
+    await fsp.chmod(`/proc/self/fd/${fd}`, mode);
+  } finally {
+    await closeQuietly(fd);
   }
 }
 

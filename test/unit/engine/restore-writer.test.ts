@@ -227,6 +227,27 @@ describe("never writes outside the destination", () => {
   });
 });
 
+describe("a symlink planted at a fifo's name after it is made", () => {
+  it("does not redirect its chmod outside the destination: the mode is set on the node itself", async () => {
+    const dest = path.join(tmp, "dest-race");
+    const outside = path.join(tmp, "outside-race");
+    fs.mkdirSync(outside, { recursive: true });
+    fs.writeFileSync(path.join(outside, "victim"), "v");
+    fs.chmodSync(path.join(outside, "victim"), 0o600);
+    const w = new RestoreWriter({ destination: B(dest) });
+    await w.begin(entry("fifo", { mode: 0o646 }), B("race-fifo"));
+    // Between the node getting its name and the end of the entry, someone swaps in a symlink.
+    const made = fs.lstatSync(path.join(dest, "race-fifo"));
+    expect(made.isFIFO()).toBe(true);
+    expect(made.mode & 0o777).toBe(0o646);
+    fs.rmSync(path.join(dest, "race-fifo"));
+    fs.symlinkSync(path.join(outside, "victim"), path.join(dest, "race-fifo"));
+    await w.end();
+    await w.finish();
+    expect(fs.statSync(path.join(outside, "victim")).mode & 0o777).toBe(0o600);
+  });
+});
+
 describe("writer behaviour", () => {
   it("leaves holes where nothing was written, trailing ones included", async () => {
     const dest = path.join(tmp, "dest-sparse");
