@@ -13,7 +13,7 @@
  */
 import fs from "node:fs";
 import type { Config } from "../config.ts";
-import type { Entry } from "../../formats/entry.ts";
+import { inodeNumber, type Entry } from "../../formats/entry.ts";
 import { backupStartTime } from "../incremental/index.ts";
 import type { Logger } from "../log.ts";
 import type { NativeApi } from "../native/index.ts";
@@ -145,8 +145,9 @@ function finish(
   let done: () => void = () => {};
   const held = new Promise<void>((r) => (done = r));
   active.add(held);
-  const snapDev = fs.statSync(dir).dev;
-  const liveDev = fs.statSync(liveRoot).dev;
+  // Exact device numbers, in the form the walker's entries carry them (formats/entry.ts).
+  const snapDev = inodeNumber(fs.statSync(dir, { bigint: true }).dev);
+  const liveDev = inodeNumber(fs.statSync(liveRoot, { bigint: true }).dev);
   let released: Promise<void> | undefined;
   return {
     label,
