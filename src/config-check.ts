@@ -155,6 +155,7 @@ export function renderEffective(c: Config): string {
       max_unauthenticated_per_source: c.limits.maxUnauthenticatedPerSource,
       auth_failure_delay_max_ms: c.limits.authFailureDelayMaxMs,
       idle_timeout_s: c.limits.idleTimeoutS,
+      max_nlist: c.limits.maxNlist,
     },
   };
   return stringify(doc) + "\n";

@@ -107,6 +107,8 @@ export interface Limits {
   authFailureDelayMaxMs: number;
   /** Seconds an authenticated session with no job may stay silent; 0 = no limit. */
   idleTimeoutS: number;
+  /** Entries of a recovery's nlist (each costs a target and a LOG_FILE). */
+  maxNlist: number;
 }
 
 export function defaultLimits(): Limits {
@@ -117,6 +119,7 @@ export function defaultLimits(): Limits {
     maxUnauthenticatedPerSource: 8,
     authFailureDelayMaxMs: 10_000,
     idleTimeoutS: 0,
+    maxNlist: 1_000_000,
   };
 }
 
@@ -675,7 +678,7 @@ type At = (path: (string | number)[], problem: string) => ConfigError;
 /** [limits]: every key optional, each with a safe default. */
 function parseLimits(doc: Table, cfg: Config, at: At): void {
   const t = table(doc, ["limits"], at);
-  const keys = ["auth_timeout_s", "preauth_max_message_size", "max_unauthenticated", "max_unauthenticated_per_source", "auth_failure_delay_max_ms", "idle_timeout_s"];
+  const keys = ["auth_timeout_s", "preauth_max_message_size", "max_unauthenticated", "max_unauthenticated_per_source", "auth_failure_delay_max_ms", "idle_timeout_s", "max_nlist"];
   checkKeys(t, ["limits"], keys, at);
   const l = cfg.limits;
   const int = (k: string, min: number, max: number) => intIn(t[k], min, max, ["limits", k], at);
@@ -689,6 +692,7 @@ function parseLimits(doc: Table, cfg: Config, at: At): void {
   if (t.max_unauthenticated_per_source !== undefined) l.maxUnauthenticatedPerSource = int("max_unauthenticated_per_source", 1, 100_000);
   if (t.auth_failure_delay_max_ms !== undefined) l.authFailureDelayMaxMs = int("auth_failure_delay_max_ms", 0, 600_000);
   if (t.idle_timeout_s !== undefined) l.idleTimeoutS = int("idle_timeout_s", 0, 7 * 86400);
+  if (t.max_nlist !== undefined) l.maxNlist = int("max_nlist", 1, 100_000_000);
 }
 
 /** [admin] and [metrics]: the admin socket and the Prometheus listener. */

@@ -71,7 +71,8 @@ export interface Catalog {
   upsertMedia(m: MediaRow): void;
   media(mediaId: string): MediaRow | undefined;
   /** Adds a backup with its file history; replaces an earlier row for the same (media, seq). */
-  addJob(job: NewJob, files: FileRow[]): number;
+  /** `files` is read once, in order (a backup's rows may come from a spill file, never all in memory). */
+  addJob(job: NewJob, files: Iterable<FileRow>): number;
   jobs(mediaId: string): JobRow[];
   job(mediaId: string, seq: number): JobRow | undefined;
   files(jobId: number): FileRow[];
@@ -122,6 +123,14 @@ CREATE TABLE IF NOT EXISTS files (
 ) WITHOUT ROWID;
 `;
 
+/** Rows per multi-row INSERT: 10 values each, under SQLite's oldest limit of 999 parameters. */
+const INSERT_ROWS = 99;
+const ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+function pushRow(values: unknown[], jobId: number, f: FileRow): void {
+  values.push(jobId, f.path, f.node, f.fhInfo, f.ftype, f.mode, f.uid, f.gid, f.size, f.mtime);
+}
+
 export class SqlCatalog implements Catalog {
   constructor(
     private readonly db: SqlDatabase,
@@ -142,7 +151,7 @@ export class SqlCatalog implements Catalog {
     return r ? { mediaId: r.media_id, drive: r.drive, barcode: r.barcode, created: r.created } : undefined;
   }
 
-  addJob(j: NewJob, files: FileRow[]): number {
+  addJob(j: NewJob, files: Iterable<FileRow>): number {
     // One transaction: a crash leaves either the whole backup's history or none of it.
     this.db.exec("BEGIN");
     try {
@@ -151,8 +160,20 @@ export class SqlCatalog implements Catalog {
         .prepare("INSERT INTO jobs (media_id, seq, label_file, image_file, label, date, format, host, root, level, record_size, env, bytes, entries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING job_id")
         .get(j.mediaId, j.seq, j.labelFile, j.imageFile, j.label, j.date, j.format, j.host, j.root, j.level, j.recordSize, JSON.stringify(j.env), j.bytes, j.entries) as { job_id: number };
       const jobId = Number(r.job_id);
-      const ins = this.db.prepare("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-      for (const f of files) ins.run(jobId, f.path, f.node, f.fhInfo, f.ftype, f.mode, f.uid, f.gid, f.size, f.mtime);
+      // Many rows per statement: one call into SQLite per INSERT_ROWS rows, not per row (a tree
+      // of small files made that call a third of a CLI backup's time).
+      const many = this.db.prepare(`INSERT OR REPLACE INTO files VALUES ${Array(INSERT_ROWS).fill(ROW).join(", ")}`);
+      const values: unknown[] = [];
+      let rows = 0;
+      for (const f of files) {
+        pushRow(values, jobId, f);
+        if (++rows < INSERT_ROWS) continue;
+        many.run(...values);
+        values.length = 0;
+        rows = 0;
+      }
+      const one = this.db.prepare(`INSERT OR REPLACE INTO files VALUES ${ROW}`);
+      for (let i = 0; i < rows; i++) one.run(...values.slice(i * 10, i * 10 + 10));
       this.db.exec("COMMIT");
       return jobId;
     } catch (e) {
@@ -288,9 +309,9 @@ export class JsonlCatalog implements Catalog {
     return this.mediaRows.get(mediaId);
   }
 
-  addJob(j: NewJob, files: FileRow[]): number {
+  addJob(j: NewJob, files: Iterable<FileRow>): number {
     const jobId = this.nextId++;
-    const rows = files.map((f) => ({ ...f, path: f.path.toString("base64") }));
+    const rows = [...files].map((f) => ({ ...f, path: f.path.toString("base64") }));
     this.append({ t: "job", j: { ...j, jobId }, files: rows });
     return jobId;
   }

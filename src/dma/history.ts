@@ -1,6 +1,9 @@
 /**
  * File history posts (FH_ADD_FILE, FH_ADD_DIR, FH_ADD_NODE) collected into catalog rows.
  */
+import fs from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { FileRow } from "../catalog/catalog.ts";
 import type { Post } from "../client/client.ts";
 import { ALL1, Message } from "../protocol/codes.ts";
@@ -10,15 +13,28 @@ import { toBuffer } from "../protocol/xdr/codec.ts";
 /** Collects FH_ADD_FILE (path style) and FH_ADD_DIR/FH_ADD_NODE (dir/node style) into rows. */
 export class HistoryCollector {
   private readonly files: FileRow[] = [];
+  /** With `spill`: path-style rows go to a file instead of `files` (a backup's catalog rows). */
+  private readonly spill: RowSpill | undefined;
   private readonly dirs: Array<{ name: Buffer; node: bigint; parent: bigint }> = [];
   private readonly nodes = new Map<bigint, { stat: any; fhInfo: bigint }>();
   count = 0;
+
+  /**
+   * spill: keep path-style rows in a temporary file, not in memory, so that the file history of
+   * a tree of any size takes a bounded amount of memory until the catalog takes it (each()).
+   * (Dir/node-style history is resolved to paths at the end, from what is kept in memory.)
+   */
+  constructor(opts: { spill?: boolean } = {}) {
+    if (opts.spill) this.spill = new RowSpill();
+  }
 
   add(p: Post): void {
     if (p.code === Message.FH_ADD_FILE) {
       for (const f of p.body?.files ?? []) {
         const name = f.names.find((n: any) => n.fs_type === 0) ?? f.names[0];
-        this.files.push(row(toBuffer(name.unix_name), f.stats[0], f.node, f.fh_info));
+        const r = row(toBuffer(name.unix_name), f.stats[0], f.node, f.fh_info);
+        if (this.spill) this.spill.add(r);
+        else this.files.push(r);
         this.count++;
       }
     } else if (p.code === Message.FH_ADD_DIR) {
@@ -34,9 +50,38 @@ export class HistoryCollector {
     }
   }
 
+  /** How many rows each() gives. */
+  rowCount(): number {
+    return this.dirs.length === 0 ? this.files.length + (this.spill?.count ?? 0) : this.resolved().length;
+  }
+
+  /** Every row, once, in order (from the spill file when there is one); then the spill is gone. */
+  *each(): Generator<FileRow> {
+    yield* this.files;
+    if (this.spill) yield* this.spill.drain();
+    if (this.dirs.length > 0) yield* this.resolved();
+  }
+
+  /** Removes the spill file (each() does it too when read to its end). */
+  dispose(): void {
+    this.spill?.dispose();
+  }
+
   /** Every entry with its full path ("/" = the root). Dir/node history is resolved here. */
   rows(): FileRow[] {
+    if (this.spill) throw new Error("a spilling collector's rows are read with each()");
     if (this.dirs.length === 0) return this.files;
+    return this.resolved();
+  }
+
+  private resolvedRows: FileRow[] | undefined;
+
+  /** Dir/node history as paths, worked out once. */
+  private resolved(): FileRow[] {
+    return (this.resolvedRows ??= this.resolve());
+  }
+
+  private resolve(): FileRow[] {
     // Each directory names itself "." and its parent ".."; every other entry links a child to
     // its directory. The root is the directory whose ".." is itself.
     const up = new Map<bigint, { parent: bigint; name: Buffer }[]>();
@@ -83,6 +128,111 @@ export class HistoryCollector {
     }
     return out;
   }
+}
+
+/**
+ * Rows appended to a temporary file in 1 MiB writes and read back in order. A row: u32 path
+ * length, the path, then node, fhInfo (f64, NaN = null), ftype, mode, uid, gid (u32), size,
+ * mtime (f64).
+ */
+class RowSpill {
+  count = 0;
+  private fd: number | undefined;
+  private dir: string | undefined;
+  private buf = Buffer.allocUnsafe(SPILL_CHUNK);
+  private pos = 0;
+
+  add(r: FileRow): void {
+    const need = 4 + r.path.length + 6 * 8;
+    if (this.pos + need > this.buf.length) this.flush(need);
+    const b = this.buf;
+    let p = b.writeUInt32LE(r.path.length, this.pos);
+    p += r.path.copy(b, p);
+    p = b.writeDoubleLE(r.node ?? NaN, p);
+    p = b.writeDoubleLE(r.fhInfo ?? NaN, p);
+    p = b.writeUInt32LE(r.ftype >>> 0, p);
+    p = b.writeUInt32LE(r.mode >>> 0, p);
+    p = b.writeUInt32LE(r.uid >>> 0, p);
+    p = b.writeUInt32LE(r.gid >>> 0, p);
+    p = b.writeDoubleLE(r.size, p);
+    p = b.writeDoubleLE(r.mtime, p);
+    this.pos = p;
+    this.count++;
+  }
+
+  private flush(room = 0): void {
+    if (this.pos > 0) {
+      if (this.fd === undefined) {
+        this.dir = fs.mkdtempSync(join(tmpdir(), "ndmpd-history-"));
+        this.fd = fs.openSync(join(this.dir, "rows"), "w+", 0o600);
+      }
+      fs.writeSync(this.fd, this.buf, 0, this.pos);
+      this.pos = 0;
+    }
+    if (room > this.buf.length) this.buf = Buffer.allocUnsafe(room);
+  }
+
+  *drain(): Generator<FileRow> {
+    try {
+      if (this.fd !== undefined) {
+        this.flush();
+        let at = 0;
+        let chunk = Buffer.alloc(0);
+        for (;;) {
+          const more = Buffer.allocUnsafe(SPILL_CHUNK);
+          const n = fs.readSync(this.fd, more, 0, more.length, at);
+          if (n === 0) break;
+          at += n;
+          chunk = chunk.length ? Buffer.concat([chunk, more.subarray(0, n)]) : more.subarray(0, n);
+          let p = 0;
+          for (;;) {
+            if (p + 4 > chunk.length) break;
+            const len = chunk.readUInt32LE(p);
+            if (p + 4 + len + 48 > chunk.length) break;
+            yield decodeRow(chunk, p + 4, len);
+            p += 4 + len + 48;
+          }
+          chunk = chunk.subarray(p);
+        }
+      } else {
+        for (let p = 0; p < this.pos; ) {
+          const len = this.buf.readUInt32LE(p);
+          yield decodeRow(this.buf, p + 4, len);
+          p += 4 + len + 48;
+        }
+      }
+    } finally {
+      this.dispose();
+    }
+  }
+
+  dispose(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+    this.fd = undefined;
+    this.dir = undefined;
+    this.pos = 0;
+  }
+}
+
+const SPILL_CHUNK = 1024 * 1024;
+
+function decodeRow(b: Buffer, at: number, len: number): FileRow {
+  const path = Buffer.from(b.subarray(at, at + len));
+  let p = at + len;
+  const f64 = () => {
+    const v = b.readDoubleLE(p);
+    p += 8;
+    return v;
+  };
+  const u32 = () => {
+    const v = b.readUInt32LE(p);
+    p += 4;
+    return v;
+  };
+  const node = f64();
+  const fhInfo = f64();
+  return { path, node: Number.isNaN(node) ? null : node, fhInfo: Number.isNaN(fhInfo) ? null : fhInfo, ftype: u32(), mode: u32(), uid: u32(), gid: u32(), size: f64(), mtime: f64() };
 }
 
 function row(path: Buffer, stat: any, node: bigint, fhInfo: bigint): FileRow {

@@ -203,6 +203,7 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "max_unauthenticated_per_source", value: "8", text: "unauthenticated connections at once from one source address" },
       { key: "auth_failure_delay_max_ms", value: "10000", text: "after each failed login from an address the delay doubles from server.auth_failure_delay_ms up to this; a success resets it" },
       { key: "idle_timeout_s", value: "0", text: "close an authenticated session with no job after this many silent seconds (0: never)" },
+      { key: "max_nlist", value: "1000000", text: "entries of a recovery's nlist; more are refused with ILLEGAL_ARGS (max_message_size bounds it too: about 60 bytes an entry)" },
     ],
   },
 ];

@@ -35,7 +35,7 @@ import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
 import { paced, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
-import { scan } from "./scan.ts";
+import { listScanAvailable, scan } from "./scan.ts";
 import { entryFromStat, mayBeSparse, readXattrs, sparseOrUndefined } from "./stat-entry.ts";
 
 const DOT = Buffer.from(".");
@@ -267,22 +267,12 @@ async function dumpFilesystem(
     opts.progress?.(out.offset, entries, d.rel);
   }
 
-  // Non-directories, ascending, each described again just before it is written; the next
-  // READ_AHEAD are described (and small files read) while earlier ones stream.
-  const pending: Array<Promise<Prepared>> = [];
-  let next = 0;
-  const refill = () => {
-    while (next < dumpedFiles.length && pending.length < READ_AHEAD) {
-      const ino = dumpedFiles[next++]!;
-      pending.push(prepare(ino, objects.get(ino)!, from, opts.native));
-    }
-  };
-  refill();
-  while (pending.length > 0) {
+  // Non-directories, ascending, each described again just before it is written: by the scan
+  // workers when there are some (a list scan, small files read ahead on another core), else
+  // here, the next READ_AHEAD described (and small files read) while earlier ones stream.
+  for await (const p of prepared(dumpedFiles, objects, from, opts)) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
     await paced(opts);
-    const p = await pending.shift()!;
-    refill();
     if (!writer.isNamed(p.ino)) continue; // every name was left out: nothing would find it
     if (p.entry instanceof Error) {
       skipped.add(p.ino);
@@ -368,6 +358,61 @@ async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]
 }
 
 // ---- pass 2 helpers ---------------------------------------------------------------------------
+
+/** The inodes to write, in order, each as it is now (with its content when small). */
+function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
+  return listScanAvailable() ? preparedByWorkers(inos, objects, root, opts) : preparedHere(inos, objects, root, opts.native);
+}
+
+/**
+ * A list scan (scan.ts): the workers describe each path again and read the small files. A path
+ * they could not describe comes back as a report in its place, so reports and items together
+ * are the inodes in order.
+ */
+async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
+  const failed: Error[] = [];
+  let next = 0;
+  const failure = (ino: number, rec: ObjRecord, e: Error): Prepared => ({ ino, rec, entry: errorCode(e) === "ENOENT" ? new Error("vanished before it could be backed up") : e });
+  const items = scan({
+    root,
+    native: opts.native,
+    list: inos.map((ino) => objects.get(ino)!.rel),
+    readAhead: SMALL_FILE,
+    onError: (_rel, e) => failed.push(e),
+  });
+  for await (const item of items) {
+    for (const e of failed.splice(0)) {
+      const ino = inos[next++]!;
+      yield failure(ino, objects.get(ino)!, e);
+    }
+    const ino = inos[next++]!;
+    const rec = objects.get(ino)!;
+    if (item.entry.type === "directory") yield { ino, rec, entry: new Error("became a directory while being backed up") };
+    else yield { ino, rec, entry: item.entry, content: item.content };
+  }
+  for (const e of failed.splice(0)) {
+    const ino = inos[next++]!;
+    yield failure(ino, objects.get(ino)!, e);
+  }
+}
+
+/** Without workers (Node, Deno): described and read here, READ_AHEAD inodes ahead. */
+async function* preparedHere(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, native: NativeApi | undefined): AsyncGenerator<Prepared> {
+  const pending: Array<Promise<Prepared>> = [];
+  let next = 0;
+  const refill = () => {
+    while (next < inos.length && pending.length < READ_AHEAD) {
+      const ino = inos[next++]!;
+      pending.push(prepare(ino, objects.get(ino)!, root, native));
+    }
+  };
+  refill();
+  while (pending.length > 0) {
+    const p = await pending.shift()!;
+    refill();
+    yield p;
+  }
+}
 
 interface Prepared {
   ino: number;

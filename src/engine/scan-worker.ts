@@ -28,7 +28,8 @@ import {
 } from "./scan.ts";
 import { BatchWriter, decodeBatch, type WireError } from "./scan-wire.ts";
 import { openSyncForBackup } from "./fsutil.ts";
-import { walkSync } from "./walker-sync.ts";
+import { describePath, walkSync } from "./walker-sync.ts";
+import { joinPath } from "./fsutil.ts";
 
 /** A batch goes out at this many records or this many bytes (with the contents to read); the first ones are small so the backup starts at once. */
 const BATCH_ITEMS = 512;
@@ -72,12 +73,14 @@ async function walkRole(start: StartMessage): Promise<void> {
   };
   const report = (rel: Buffer, error: Error) => batch.addReport(rel, toWire(error));
   const selection = start.selection && { exclude: start.selection.exclude, files: start.selection.files.map((f) => Buffer.from(f)) };
-  const walker = walkSync({
-    root: Buffer.from(start.root),
-    native,
-    filter: scanFilter({ selection, dumpNames: start.dumpNames }, report),
-    onError: report,
-  });
+  const walker = start.list
+    ? describeList(Buffer.from(start.root), start.list, native, report)
+    : walkSync({
+        root: Buffer.from(start.root),
+        native,
+        filter: scanFilter({ selection, dumpNames: start.dumpNames }, report),
+        onError: report,
+      });
   // Contents to read ahead (a reader's work) count toward the batch size, so a batch's
   // contents stay about BATCH_BYTES.
   let planned = 0;
@@ -91,6 +94,23 @@ async function walkRole(start: StartMessage): Promise<void> {
   }
   if (batch.count > 0) await send();
   out.postMessage({ type: "end" } satisfies WorkerMessage);
+}
+
+/** A list scan (dump's second pass): each path of the list described again, in order; one that cannot be is reported in its place. */
+function* describeList(root: Buffer, list: Uint8Array, native: Awaited<ReturnType<typeof loadNative>>, report: (rel: Buffer, error: Error) => void) {
+  const view = new DataView(list.buffer, list.byteOffset, list.byteLength);
+  const bytes = Buffer.from(list.buffer, list.byteOffset, list.byteLength);
+  for (let p = 0; p < list.byteLength; ) {
+    const n = view.getUint32(p, true);
+    const rel = Buffer.from(bytes.subarray(p + 4, p + 4 + n));
+    p += 4 + n;
+    const abs = joinPath(root, rel);
+    try {
+      yield { entry: describePath(abs, rel, native), absPath: abs };
+    } catch (error) {
+      report(rel, error as Error);
+    }
+  }
 }
 
 function readRole(m: ReadMessage): void {

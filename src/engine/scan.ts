@@ -31,6 +31,12 @@ export interface ScanOptions {
   native?: NativeApi;
   /** FILES / EXCLUDE; absent = everything. */
   selection?: Selection;
+  /**
+   * Instead of walking: these paths (relative to root), each described again, in this order;
+   * one that cannot be described is reported (onError) in its place. Only the worker scan has
+   * it (listScanAvailable); dump's second pass uses it.
+   */
+  list?: Buffer[];
   /** Leave out (with a report) names the dump format cannot carry. */
   dumpNames?: boolean;
   /** Regular files up to this size come with their content; 0 = none do. */
@@ -62,7 +68,13 @@ export interface ScanItem {
 /** Read-ahead depth of the in-thread scan: file reads in flight while earlier entries are written. */
 const READ_AHEAD = 64;
 
+/** Whether scan() can take a `list` here (it needs the worker scan). */
+export function listScanAvailable(opts: Pick<ScanOptions, "mode"> = {}): boolean {
+  return (opts.mode ?? "auto") === "auto" && isBun() && scanWorkerUrl() !== undefined;
+}
+
 export function scan(opts: ScanOptions): AsyncGenerator<ScanItem> {
+  if (opts.list && !listScanAvailable(opts)) throw new Error("a list scan needs the scan workers");
   const url = (opts.mode ?? "auto") === "auto" && isBun() ? scanWorkerUrl() : undefined;
   const items = url ? scanInWorker(opts, url) : scanInThread(opts);
   return opts.remap ? remapped(items, opts.remap) : items;
@@ -189,6 +201,8 @@ export interface StartMessage {
   dumpNames: boolean;
   readAhead: number;
   to?: MessagePort;
+  /** A list scan: u32 length + path bytes, one after another. */
+  list?: Uint8Array;
 }
 /** To the reader: the walker's batches arrive on `from`. */
 export interface ReadMessage {
@@ -358,6 +372,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     dumpNames: opts.dumpNames ?? false,
     readAhead: opts.readAhead,
   };
+  if (opts.list) start.list = packList(opts.list);
   if (reader) {
     const { port1, port2 } = new MessageChannel();
     reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom } satisfies ReadMessage, [port2]);
@@ -410,6 +425,19 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     if (finished && !failure) keepWorkers(pair, url);
     else await Promise.all([walker.terminate(), reader?.terminate()]);
   }
+}
+
+function packList(list: Buffer[]): Uint8Array {
+  let total = 0;
+  for (const p of list) total += 4 + p.length;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const p of list) {
+    out.writeUInt32LE(p.length, at);
+    p.copy(out, at + 4);
+    at += 4 + p.length;
+  }
+  return out;
 }
 
 export function toWire(error: Error): WireError {

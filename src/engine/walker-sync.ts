@@ -146,6 +146,37 @@ class SyncWalker {
   }
 }
 
+/**
+ * One object described again by its path, as the walk would describe it (lstat, link target,
+ * data runs, xattrs) but with no hard-link bookkeeping: dump's second pass (scan.ts, a list
+ * scan). Throws what lstat or readlink throw, and ENOENT from the xattrs (the object is gone);
+ * other xattr failures leave it without them.
+ */
+export function describePath(abs: Buffer, rel: Buffer, native: WalkOptions["native"]): Entry {
+  const st = fs.lstatSync(abs, { bigint: true });
+  const type = typeFromMode(st.mode);
+  if (!type) throw new Error(`unknown file type (mode ${st.mode.toString(8)})`);
+  const entry = entryFromStat(rel, st, type);
+  if (type === "symlink") {
+    entry.linkTarget = fs.readlinkSync(abs, { encoding: "buffer" });
+    entry.size = entry.linkTarget.length;
+  } else if (mayBeSparse(type, st)) {
+    const fd = openSyncForBackup(abs, fs.constants.O_RDONLY | O_NOFOLLOW);
+    try {
+      const runs = sparseOrUndefined(native?.seek ? listDataRuns(native.seek, fd, entry.size) : scanForDataSync(fd, entry.size), entry.size);
+      if (runs) entry.sparse = runs;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  if (native?.xattr) {
+    let gone: unknown;
+    attachXattrs(entry, native.xattr, abs, (e) => (gone = e));
+    if (gone !== undefined && (gone as NodeJS.ErrnoException).code === "ENOENT") throw gone;
+  }
+  return entry;
+}
+
 function scanForDataSync(fd: number, size: number): DataRun[] {
   const scan = new ZeroScan();
   const buf = Buffer.allocUnsafe(SCAN_READ);

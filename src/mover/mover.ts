@@ -46,7 +46,7 @@ import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
 import type { DataTls } from "../transport/tls.ts";
-import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
@@ -243,6 +243,7 @@ export class MoverService {
     }
     const addrs = addr.tcp_addr ?? [];
     if (addrs.length === 0) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "no TCP address");
+    if (addrs.length > MAX_CONNECT_ADDRS) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `${addrs.length} addresses (at most ${MAX_CONNECT_ADDRS})`);
     const allowed = this.peersOnly(addrs);
     let sock;
     try {

@@ -25,6 +25,9 @@ export function ipv4Of(address: string | undefined): string | undefined {
   return isIPv4(a) ? a : undefined;
 }
 
+/** Addresses a DATA_CONNECT / MOVER_CONNECT may list: each is tried in turn, with a timeout each. */
+export const MAX_CONNECT_ADDRS = 16;
+
 export function tcpAddr(ip: string, port: number): TcpAddr {
   return { ip_addr: ipToU32(ip), port, addr_env: [] };
 }

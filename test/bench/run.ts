@@ -31,6 +31,7 @@ import { connectTo, sendAll, seededBytes } from "../helpers/dma.ts";
 import { benchClient, BINARY, startBenchServer } from "./server.ts";
 import { runTarBench } from "./tar.ts";
 import { runTlsBench } from "./tls.ts";
+import { runTable } from "./table.ts";
 
 const MiB = 1024 * 1024;
 
@@ -155,7 +156,16 @@ const tlsSection: Section = {
   },
 };
 
-const SECTIONS: Section[] = [moverSection, tarSection, darSection, migrateSection, tlsSection];
+const tableSection: Section = {
+  name: "table",
+  describe: "issue 18's table: small files, dump, the CLI job, one big file, HIST cost, peak RSS, recovery and scale, each row beside its reference (medians of BENCH_RUNS, with the spread)",
+  async run() {
+    await runTable();
+    return {};
+  },
+};
+
+const SECTIONS: Section[] = [moverSection, tarSection, darSection, migrateSection, tlsSection, tableSection];
 
 // ---- main ----
 

@@ -53,7 +53,7 @@ export interface TarBenchReport {
 
 // ---- trees ----
 
-function writeRandomFile(path: string, size: number, seed: number): void {
+export function writeRandomFile(path: string, size: number, seed: number): void {
   const key = createHash("sha256").update(`ndmpd-bench-tar-${seed}`).digest();
   const c = createCipheriv("aes-128-ctr", key.subarray(0, 16), key.subarray(16, 32));
   const zero = Buffer.alloc(16 * MiB);
@@ -136,7 +136,8 @@ export async function oursOnce(srv: { port: number; pid: number }, dir: string, 
  */
 const TAR_SAME_METADATA = ["--format=posix", "--xattrs", "--xattrs-include=*", "--acls"];
 
-export async function tarOnce(dir: string, options: string[] = TAR_SAME_METADATA): Promise<{ seconds: number; cpu: number; bytes: number }> {
+/** `tool` "cat": the bytes of the directory's files alone, into the same sink (the loopback ceiling). */
+export async function tarOnce(dir: string, options: string[] = TAR_SAME_METADATA, tool: "tar" | "cat" = "tar"): Promise<{ seconds: number; cpu: number; bytes: number }> {
   coldIfAsked();
   const s = await sink();
   const t0 = performance.now();
@@ -145,7 +146,8 @@ export async function tarOnce(dir: string, options: string[] = TAR_SAME_METADATA
     x.once("error", reject);
   });
   // bash's `times` reports its children's CPU time: GNU tar's own.
-  const tar = spawn("bash", ["-c", 'dir=$1; shift; tar "$@" -cf - -C "$dir" . || exit; times >&2', "tar", dir, ...options], {
+  const script = tool === "cat" ? 'dir=$1; cat "$dir"/* || exit; times >&2' : 'dir=$1; shift; tar "$@" -cf - -C "$dir" . || exit; times >&2';
+  const tar = spawn("bash", ["-c", script, "tar", dir, ...options], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Post } from "../../../src/client/client.ts";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { backupPath, HistoryCollector } from "../../../src/dma/jobs.ts";
 import { decodeLabel, encodeLabel, imageFile, labelFile, MAX_LABEL, type TapeLabel } from "../../../src/dma/label.ts";
 import { eta, formatBytes, formatDuration, Progress, progressLine } from "../../../src/dma/progress.ts";
@@ -121,6 +123,25 @@ describe("file history collection", () => {
       ["/", 2, 0, 0],
       ["/a", null, null, 9],
     ]);
+  });
+
+  it("spilling: the same rows in the same order from a temporary file, which is gone after the catalog read them", () => {
+    for (const count of [3, 30_000]) {
+      const files = Array.from({ length: count }, (_, i) => ({ names: [name(`/d${i % 7}/f${i}-${"x".repeat(i % 50)}`)], stats: [stat(i % 3 === 0 ? 0 : 4, i * 3)], node: i % 5 === 0 ? ALL1 : BigInt(i), fh_info: BigInt(i * 512) }));
+      const plain = new HistoryCollector();
+      const spilled = new HistoryCollector({ spill: true });
+      for (let i = 0; i < files.length; i += 1000) {
+        const p = post(Message.FH_ADD_FILE, { files: files.slice(i, i + 1000) });
+        plain.add(p);
+        spilled.add(p);
+      }
+      const before = readdirSync(tmpdir()).filter((n) => n.startsWith("ndmpd-history-")).length;
+      if (count > 10_000) expect(before, "a spill file while the rows wait").toBeGreaterThan(0);
+      expect(spilled.rowCount()).toBe(count);
+      const rows = [...spilled.each()];
+      expect(rows).toEqual(plain.rows());
+      expect(readdirSync(tmpdir()).filter((n) => n.startsWith("ndmpd-history-")).length).toBeLessThanOrEqual(before);
+    }
   });
 
   it("resolves dir/node history into full paths, hard links included (FH_ADD_DIR + FH_ADD_NODE)", () => {

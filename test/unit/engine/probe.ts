@@ -5,6 +5,7 @@
 //   probe scan <root> <auto|inline> [EXCLUDE]
 //                              scan.ts (auto = the worker pair when the build has them): entries,
 //                              sha256 of read-ahead contents (or the error code), reports
+//   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
 import { loadNative } from "../../../src/native/index.ts";
 import { createHash } from "node:crypto";
@@ -78,6 +79,24 @@ if (mode === "walk" && root) {
   const second = await once();
   const third = await once();
   console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, count: first.length, partial: partial.length, same: JSON.stringify(first) === JSON.stringify(second) && JSON.stringify(second) === JSON.stringify(third) }));
+} else if (mode === "list" && root) {
+  // A list scan (dump's second pass): the non-directories of an in-thread scan, with a name
+  // that does not exist in the middle, described again by the workers. Prints both, in order.
+  const walked: Array<{ path: string; type: string; size: number; mtime: unknown; linkTarget?: string; sparse?: unknown; xattrs?: unknown; content?: string }> = [];
+  const paths: Buffer[] = [];
+  const sum = (c: Buffer | Error | undefined) => (c === undefined ? undefined : c instanceof Error ? "error" : createHash("sha256").update(c).digest("hex"));
+  for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, mode: "inline", onError: () => {} })) {
+    if (entry.type === "directory" || entry.type === "hardlink") continue;
+    paths.push(entry.path);
+    walked.push({ path: hex(entry.path)!, type: entry.type, size: entry.size, mtime: entry.mtime, linkTarget: hex(entry.linkTarget), sparse: entry.sparse, xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]), content: sum(content) });
+  }
+  const half = Math.floor(paths.length / 2);
+  const list = [...paths.slice(0, half), Buffer.from("no-such-file"), ...paths.slice(half)];
+  const listed: unknown[] = [];
+  for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, list, onError: (p, e) => listed.push({ report: hex(p), code: (e as NodeJS.ErrnoException).code }) })) {
+    listed.push({ path: hex(entry.path)!, type: entry.type, size: entry.size, mtime: entry.mtime, linkTarget: hex(entry.linkTarget), sparse: entry.sparse, xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]), content: sum(content) });
+  }
+  console.log(JSON.stringify({ walked, listed, half }));
 } else {
   console.error("usage: probe walk <root> | probe copy <root> <dest> | probe scan <root> <auto|inline> [EXCLUDE]");
   process.exit(2);

@@ -114,6 +114,15 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     expect(out.count).toBeGreaterThan(30);
   });
 
+  it("a list scan describes the given paths again, in order, as the walk did, and reports a missing one in its place", async () => {
+    const r = await run(probe, ["list", spec.root]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { walked: unknown[]; listed: unknown[]; half: number };
+    expect(out.walked.length).toBeGreaterThan(20);
+    const want = [...out.walked.slice(0, out.half), { report: Buffer.from("no-such-file").toString("hex"), code: "ENOENT" }, ...out.walked.slice(out.half)];
+    expect(out.listed).toEqual(want);
+  });
+
   it("reports an unreadable directory and goes on, as the in-thread scan does", async () => {
     const dir = path.join(tmp, "locked-tree");
     fs.mkdirSync(path.join(dir, "locked"), { recursive: true });
