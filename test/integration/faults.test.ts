@@ -5,8 +5,9 @@
  *  - ENOSPC on the disk under a virtual tape while the mover writes (the cartridge on a 2 MiB
  *    tmpfs): the mover halts MEDIA_ERROR with the reason in the log, and the cartridge reads back
  *    every complete record, each the stream at its place.
- *  - the DMA dropping its control connection at every step of a backup: the job ends, the next
- *    session works, and the server's descriptors come back to where they were.
+ *  - the DMA dropping its control connection at every step of a backup and of a recovery: the
+ *    job ends, the data connection closes, the next session works, and the server's descriptors
+ *    come back to where they were.
  */
 import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -114,7 +115,7 @@ describe.runIf(ready)("fault injection", () => {
     }
   });
 
-  describe("the DMA drops its control connection at every step of a backup", () => {
+  describe("the DMA drops its control connection at every step of a backup or a recovery", () => {
     let srv: RunningServer;
     beforeAll(async () => {
       srv = await startServer();
@@ -168,6 +169,62 @@ describe.runIf(ready)("fault injection", () => {
         if (data) await until(() => data!.closed, 15_000, `the data connection to close after a drop at ${step}`);
       }
     }
+
+    /** A recovery of `stream` into a fresh directory up to `step`, then the control connection drops. */
+    async function dropRecoveryAt(stream: Buffer, dest: string, step: "connected" | "started" | "streaming" | "halted"): Promise<void> {
+      const c = await dma(srv.port);
+      const control = (c as unknown as { socket: Socket }).socket;
+      const l = await listenOnce();
+      await c.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", l.port)] } });
+      const sender = await l.accepted;
+      sender.on("error", () => {});
+      const gone = new Promise<void>((r) => sender.once("close", () => r()));
+      try {
+        if (step === "connected") return;
+        const since = c.posts.length;
+        await c.request(Message.DATA_START_RECOVER, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: dest }, { name: "PREFIX", value: dest }], nlist: [] });
+        if (step === "started") return;
+        if (step === "streaming") {
+          sender.write(stream.subarray(0, Math.floor(stream.length / 2))); // half, then nothing
+          await new Promise((r) => setTimeout(r, 300));
+          return;
+        }
+        await sendAll(sender, stream);
+        expect((await c.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since)).body.reason).toBe(Halt.SUCCESSFUL);
+      } finally {
+        control.destroy();
+        sender.resume();
+        await Promise.race([gone, new Promise((_, rej) => setTimeout(() => rej(new Error(`the data connection stayed open after a drop at ${step}`)), 15_000))]);
+      }
+    }
+
+    it("recovery, each step: the job ends, the data connection closes, a full recovery follows, descriptors return", async () => {
+      // The stream to recover: a backup of SRC taken here.
+      const c = await dma(srv.port);
+      const l = await listenOnce();
+      await c.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.TCP, tcp_addr: [tcpAddr("127.0.0.1", l.port)] } });
+      const recv = new Receiver(await l.accepted);
+      const since = c.posts.length;
+      await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: SRC }] });
+      expect((await c.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, since)).body.reason).toBe(Halt.SUCCESSFUL);
+      await until(() => recv.closed, 10_000, "the backup stream to end");
+      const stream = Buffer.from(recv.bytes());
+      await c.request(Message.DATA_STOP);
+      await c.close();
+      await dropRecoveryAt(stream, join(W, "r-warm"), "halted");
+      await new Promise((r) => setTimeout(r, 500));
+      const fds = srv.fdCount();
+      for (const step of ["connected", "started", "streaming", "halted"] as const) {
+        const closed = srv.logs.filter((x) => x.msg === "session closed").length;
+        await dropRecoveryAt(stream, join(W, `r-${step}`), step);
+        await until(() => srv.logs.filter((x) => x.msg === "session closed").length > closed, 15_000, `the session to end after a drop at ${step}`);
+      }
+      const full = join(W, "r-full");
+      await dropRecoveryAt(stream, full, "halted");
+      expect(readFileSync(join(full, "a-first.txt"), "utf8")).toBe("first\n");
+      expect(readFileSync(join(full, "m-big.bin")).equals(seededBytes(3 * MiB, 1))).toBe(true);
+      await until(() => srv.fdCount() <= fds + 1, 10_000, `descriptors back to ${fds} (now ${srv.fdCount()})`);
+    });
 
     it("each step: the job ends, the data connection closes, the next session backs up, descriptors return", async () => {
       // A first whole backup warms the pool of scan workers that later backups reuse (their
