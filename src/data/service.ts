@@ -40,7 +40,7 @@ import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
 import { showPath, stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
-import { audit } from "../security/audit.ts";
+import { audit, auditPaths } from "../security/audit.ts";
 import { Refusal } from "../security/refusal.ts";
 import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
 import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
@@ -132,7 +132,7 @@ export class DataService {
   private running: Promise<void> | undefined;
   private messageId = 0;
   /** The running job as the audit trail names it, until its end is written. */
-  private audited: { operation: string; paths: string[]; devices: string[] } | undefined;
+  private audited: { operation: string; paths?: string[]; paths_total?: number; devices: string[] } | undefined;
 
   constructor(private readonly host: DataHost) {}
 
@@ -582,7 +582,7 @@ export class DataService {
     this.state = State.ACTIVE;
     this.bytesProcessed = 0n;
     // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
-    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, paths: paths.map(showPath), devices: this.host.devices?.() ?? [] };
+    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, ...auditPaths(paths, showPath), devices: this.host.devices?.() ?? [] };
     const tls = this.conn instanceof TLSSocket ? { tls: true } : {};
     audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, ...tls, outcome: "started" });
   }
