@@ -513,7 +513,7 @@ export class DataService {
       return [{ original: Buffer.alloc(0), destination: base, reportName: Buffer.from("/"), node: ALL1, fhInfo: ALL1, found: false }];
     }
     return nlist.map((n) => {
-      const original = normalizeRel(toBuffer(n.original_path));
+      const original = relativeOf(toBuffer(n.original_path));
       const dest = toBuffer(n.destination_path);
       const name = toBuffer(n.name);
       let destination: Buffer;
@@ -770,6 +770,16 @@ function checkEnv(pairs: Pval[]): void {
     total += name.length + value.length;
   }
   if (total > l.envTotal) throw illegal(`an environment of ${total} bytes (at most ${l.envTotal})`);
+}
+
+/**
+ * An nlist path in the relative form (normalizeRel). Nearly every one is already "/a/b": then
+ * it is a view of the request's own bytes rather than a new Buffer (a million-entry nlist).
+ */
+function relativeOf(p: Buffer): Buffer {
+  const s = p.toString("latin1");
+  const clean = s.startsWith("/") && !s.startsWith("//") && !s.endsWith("/") && !s.includes("//") && !/(^|\/)\.(\/|$)/.test(s);
+  return clean ? p.subarray(1) : normalizeRel(p);
 }
 
 function checkNlist(nlist: NlistName[], max: number): void {
