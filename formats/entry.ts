@@ -52,8 +52,8 @@ export interface Entry {
   /** For sparse regular files: the data runs. Absent means the whole file is data. */
   sparse?: DataRun[];
   /** Source inode identity, when the walker knows it (used for hard links and dump inodes). */
-  dev?: number;
-  ino?: number;
+  dev?: InodeNumber;
+  ino?: InodeNumber;
   nlink?: number;
   /**
    * A directory of an incremental tar backup: its full list of names as GNU tar writes it for
@@ -69,4 +69,25 @@ export function storedSize(entry: Entry): number {
   let total = 0;
   for (const run of entry.sparse) total += run.length;
   return total;
+}
+
+/**
+ * A device or inode number: a number while it is exact (below 2^53), a bigint above (overlayfs
+ * xino, some FUSE filesystems), so two files never share one. Compare with sameInode or key
+ * with inodeKey, never with ===.
+ */
+export type InodeNumber = number | bigint;
+
+/** "dev:ino", exact whatever the size of the numbers. */
+export function inodeKey(dev: InodeNumber | undefined, ino: InodeNumber | undefined): string {
+  return `${BigInt(dev ?? 0)}:${BigInt(ino ?? 0)}`;
+}
+
+/**
+ * The number form of a kernel bigint (dev_t, ino_t): exact below 2^53, else the bigint itself.
+ * Node's and Bun's BigIntStats are signed 64-bit: 2^63 + n arrives negative, and is made unsigned.
+ */
+export function inodeNumber(v: bigint): InodeNumber {
+  const u = BigInt.asUintN(64, v);
+  return u <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(u) : u;
 }

@@ -101,6 +101,7 @@ export function renderEffective(c: Config): string {
         ...(s?.paths ? { paths: s.paths } : {}),
         ...(s?.devices ? { devices: s.devices } : {}),
         ...(s?.readOnly ? { read_only: true } : {}),
+        ...Object.fromEntries([...c.certUsers].filter(([, u]) => u === name).map(([cn]) => ["cert_cn", cn])),
       };
     }),
     ...(c.serverAuth ? { server_auth: { id: c.serverAuth.id, password: MASK, ...(c.serverAuth.allowText ? { allow_text: true } : {}) } } : {}),
@@ -134,6 +135,19 @@ export function renderEffective(c: Config): string {
     })),
     admin: { socket: c.admin.socket, ...(c.admin.group ? { group: c.admin.group } : {}) },
     ...(c.metrics ? { metrics: { listen: addr(c.metrics.listen) } } : {}),
+    ...(c.tls
+      ? {
+          tls: {
+            listen: c.tls.listen.map(addr),
+            cert: c.tls.cert,
+            key: c.tls.key,
+            ...(c.tls.clientCa ? { client_ca: c.tls.clientCa } : {}),
+            require_client_cert: c.tls.requireClientCert,
+            handshake_timeout_ms: c.tls.handshakeTimeoutMs,
+            ...(c.tls.peerCa ? { peer_ca: c.tls.peerCa } : {}),
+          },
+        }
+      : {}),
     limits: {
       auth_timeout_s: c.limits.authTimeoutS,
       preauth_max_message_size: c.limits.preAuthMessageSize,
@@ -141,6 +155,7 @@ export function renderEffective(c: Config): string {
       max_unauthenticated_per_source: c.limits.maxUnauthenticatedPerSource,
       auth_failure_delay_max_ms: c.limits.authFailureDelayMaxMs,
       idle_timeout_s: c.limits.idleTimeoutS,
+      max_nlist: c.limits.maxNlist,
     },
   };
   return stringify(doc) + "\n";

@@ -3,6 +3,7 @@
  * when there is no file. Every complaint names the key and the line it is on.
  */
 import { randomBytes } from "node:crypto";
+import { createSecureContext } from "node:tls";
 import { existsSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
@@ -68,6 +69,10 @@ export interface Config {
   admin: { socket: string; group?: string };
   /** The Prometheus listener; absent = off. */
   metrics?: { listen: ListenAddress };
+  /** NDMPS: the TLS listener ([tls]); absent = off. */
+  tls?: TlsConfig;
+  /** A verified client certificate's subject CN -> the user it logs in as ([[user]] cert_cn). */
+  certUsers: Map<string, string>;
   /** [limits]: what a hostile, slow or broken peer may hold. */
   limits: Limits;
   /** Set when the password was generated at start-up and must be shown once. */
@@ -102,6 +107,8 @@ export interface Limits {
   authFailureDelayMaxMs: number;
   /** Seconds an authenticated session with no job may stay silent; 0 = no limit. */
   idleTimeoutS: number;
+  /** Entries of a recovery's nlist (each costs a target and a LOG_FILE). */
+  maxNlist: number;
 }
 
 export function defaultLimits(): Limits {
@@ -112,7 +119,23 @@ export function defaultLimits(): Limits {
     maxUnauthenticatedPerSource: 8,
     authFailureDelayMaxMs: 10_000,
     idleTimeoutS: 0,
+    maxNlist: 1_000_000,
   };
+}
+
+export interface TlsConfig {
+  listen: ListenAddress[];
+  /** PEM files: the server's certificate (chain) and its private key. */
+  cert: string;
+  key: string;
+  /** PEM CA certificates client certificates are verified against; absent = none asked for. */
+  clientCa?: string;
+  /** CA certificates of other ndmpd servers: data connections in TLS (the NDMPD_DATA_TLS extension). */
+  peerCa?: string;
+  /** Refuse a connection without a valid client certificate (needs clientCa). */
+  requireClientCert: boolean;
+  /** A connection that has not finished its handshake by then (plain NDMP, say) is closed. */
+  handshakeTimeoutMs: number;
 }
 
 export interface ChangerConfig {
@@ -215,6 +238,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authMethods: ["md5", "text"],
     users: new Map([["ndmp", Buffer.from(fromEnv ?? generated!, "utf8")]]),
     scopes: new Map(),
+    certUsers: new Map(),
     identity: { vendor: "ndmpd", product: "ndmpd", revision: VERSION },
     dataPorts: null,
     dataPeers: null,
@@ -316,7 +340,7 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
   // A configuration file names its own devices: the embedded library is for running without one.
   cfg.tapes = [];
   cfg.changers = [];
-  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics", "limits", "backup", "snapshot"], at);
+  checkKeys(doc, [], ["server", "identity", "auth", "user", "server_auth", "tape", "changer", "admin", "metrics", "limits", "backup", "snapshot", "tls"], at);
 
   const server = table(doc, ["server"], at);
   checkKeys(server, ["server"], [
@@ -423,12 +447,19 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     cfg.users = new Map();
     doc.user.forEach((u: Table, i: number) => {
       const p = ["user", i];
-      checkKeys(u, p, ["name", "password", "password_file", "password_env", "paths", "devices", "read_only"], at);
+      checkKeys(u, p, ["name", "password", "password_file", "password_env", "paths", "devices", "read_only", "cert_cn"], at);
       if (typeof u.name !== "string" || !/^[\x21-\x7e]{1,64}$/.test(u.name)) {
         throw at([...p, "name"], "must be 1-64 printable characters without spaces");
       }
       if (cfg.users.has(u.name)) throw at([...p, "name"], `user ${u.name} is defined twice`);
-      cfg.users.set(u.name, secret(u, p, env, at));
+      if (u.cert_cn !== undefined) {
+        if (typeof u.cert_cn !== "string" || u.cert_cn.length === 0) throw at([...p, "cert_cn"], "must be a certificate's subject CN");
+        if (cfg.certUsers.has(u.cert_cn)) throw at([...p, "cert_cn"], `CN ${u.cert_cn} is mapped to two users`);
+        cfg.certUsers.set(u.cert_cn, u.name);
+      }
+      // A user known by its certificate alone has no password: no password login works for it.
+      const noPassword = u.cert_cn !== undefined && u.password === undefined && u.password_file === undefined && u.password_env === undefined;
+      cfg.users.set(u.name, noPassword ? Buffer.alloc(0) : secret(u, p, env, at));
       const scope = parseScope(u, p, at);
       if (scope) cfg.scopes.set(u.name, scope);
     });
@@ -469,6 +500,53 @@ export function validateConfig(doc: Record<string, unknown>, source: string, fil
     }
   }
   return cfg;
+}
+
+/** [tls]: the NDMPS listener. The certificate and keys are loaded here once, so a bad file is a config error. */
+function parseTls(doc: Table, cfg: Config, at: At): void {
+  if (doc.tls === undefined) return;
+  const t = table(doc, ["tls"], at);
+  checkKeys(t, ["tls"], ["listen", "cert", "key", "client_ca", "require_client_cert", "handshake_timeout_ms", "peer_ca"], at);
+  const list = Array.isArray(t.listen) ? t.listen : t.listen === undefined ? [] : [t.listen];
+  if (list.length === 0) throw at(["tls", "listen"], 'needs at least one "ADDR:PORT" (ONTAP uses port 30000)');
+  const listen = list.map((v) => {
+    if (typeof v !== "string") throw at(["tls", "listen"], 'must be "ADDR:PORT" strings');
+    try {
+      return parseListen(v);
+    } catch (e) {
+      throw at(["tls", "listen"], (e as Error).message);
+    }
+  });
+  const file = (k: string, secretKey = false): string => {
+    const f = t[k];
+    if (typeof f !== "string" || !f.startsWith("/")) throw at(["tls", k], "must be an absolute path");
+    let mode: number;
+    try {
+      mode = statSync(f).mode;
+      readFileSync(f);
+    } catch (e) {
+      throw at(["tls", k], `cannot read ${f}: ${(e as Error).message}`);
+    }
+    if (secretKey && mode & 0o004) throw at(["tls", k], `${f} is readable by everyone; chmod o-r it`);
+    return f;
+  };
+  const tls: TlsConfig = { listen, cert: file("cert"), key: file("key", true), requireClientCert: false, handshakeTimeoutMs: 10_000 };
+  if (t.client_ca !== undefined) tls.clientCa = file("client_ca");
+  if (t.peer_ca !== undefined) tls.peerCa = file("peer_ca");
+  if (t.require_client_cert !== undefined) {
+    if (typeof t.require_client_cert !== "boolean") throw at(["tls", "require_client_cert"], "must be true or false");
+    if (t.require_client_cert && !tls.clientCa) throw at(["tls", "require_client_cert"], "needs client_ca, the CA client certificates are verified against");
+    tls.requireClientCert = t.require_client_cert;
+  }
+  if (t.handshake_timeout_ms !== undefined) tls.handshakeTimeoutMs = intIn(t.handshake_timeout_ms, 100, 600_000, ["tls", "handshake_timeout_ms"], at);
+  try {
+    for (const ca of [tls.clientCa, tls.peerCa]) {
+      createSecureContext({ cert: readFileSync(tls.cert), key: readFileSync(tls.key), ...(ca ? { ca: readFileSync(ca) } : {}) });
+    }
+  } catch (e) {
+    throw at(["tls", "cert"], `the certificate, key or CA cannot be used: ${(e as Error).message}`);
+  }
+  cfg.tls = tls;
 }
 
 /** A [[user]]'s scope keys; undefined when it has none (the user may touch anything). */
@@ -600,7 +678,7 @@ type At = (path: (string | number)[], problem: string) => ConfigError;
 /** [limits]: every key optional, each with a safe default. */
 function parseLimits(doc: Table, cfg: Config, at: At): void {
   const t = table(doc, ["limits"], at);
-  const keys = ["auth_timeout_s", "preauth_max_message_size", "max_unauthenticated", "max_unauthenticated_per_source", "auth_failure_delay_max_ms", "idle_timeout_s"];
+  const keys = ["auth_timeout_s", "preauth_max_message_size", "max_unauthenticated", "max_unauthenticated_per_source", "auth_failure_delay_max_ms", "idle_timeout_s", "max_nlist"];
   checkKeys(t, ["limits"], keys, at);
   const l = cfg.limits;
   const int = (k: string, min: number, max: number) => intIn(t[k], min, max, ["limits", k], at);
@@ -614,6 +692,7 @@ function parseLimits(doc: Table, cfg: Config, at: At): void {
   if (t.max_unauthenticated_per_source !== undefined) l.maxUnauthenticatedPerSource = int("max_unauthenticated_per_source", 1, 100_000);
   if (t.auth_failure_delay_max_ms !== undefined) l.authFailureDelayMaxMs = int("auth_failure_delay_max_ms", 0, 600_000);
   if (t.idle_timeout_s !== undefined) l.idleTimeoutS = int("idle_timeout_s", 0, 7 * 86400);
+  if (t.max_nlist !== undefined) l.maxNlist = int("max_nlist", 1, 100_000_000);
 }
 
 /** [admin] and [metrics]: the admin socket and the Prometheus listener. */
@@ -630,6 +709,7 @@ function parseOperations(doc: Table, cfg: Config, at: At): void {
     if (typeof admin.group !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(admin.group)) throw at(["admin", "group"], "must be a group name");
     cfg.admin.group = admin.group;
   }
+  parseTls(doc, cfg, at);
   const metrics = table(doc, ["metrics"], at);
   checkKeys(metrics, ["metrics"], ["listen"], at);
   if (metrics.listen !== undefined) {

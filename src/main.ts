@@ -3,13 +3,13 @@
  * The ndmpd command line: serve | query | version | help.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { NdmpClient } from "./client/client.ts";
 import { runQuery } from "./client/query.ts";
 import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, loadConfigOrDefault, loginProblem, parseListen, type Config } from "./config.ts";
 import { LOG_LEVELS, Logger, type LogFormat, type LogLevel } from "./log.ts";
 import { formatInventory, moveMedium, readInventory } from "./devices/changer/smc.ts";
 import { DeviceRegistry } from "./devices/registry.ts";
 import { JOB_HELP, runJobCommand } from "./dma/cli.ts";
+import { connectTo, TLS_OPTIONS, tlsFrom } from "./dma/cli-common.ts";
 import { NdmpServer } from "./server/listener.ts";
 import { cleanupLeftovers } from "./snapshot/index.ts";
 import { loadNative } from "./native/index.ts";
@@ -146,10 +146,17 @@ async function query(args: string[]): Promise<number> {
       auth: { type: "string", short: "a" },
       version: { type: "string" },
       json: { type: "boolean" },
+      ...TLS_OPTIONS,
     },
     true,
   );
   if (values.help) return print(HELP.query!);
+  let tls;
+  try {
+    tls = tlsFrom(values);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   if (positionals.length !== 1) throw new UsageError("query needs exactly one HOST[:PORT]");
   const target = positionals[0]!;
   const addr = parseTarget(target);
@@ -160,7 +167,7 @@ async function query(args: string[]): Promise<number> {
   const auth = values.auth ?? "md5";
   if (auth !== "md5" && auth !== "text") throw new UsageError("--auth must be md5 or text");
 
-  const client = await NdmpClient.connect(addr.host, addr.port);
+  const client = await connectTo(addr.host, addr.port, tls);
   try {
     const version = values.version ? Number(values.version) : Math.min(client.offeredVersion, 4);
     await client.open(version);
@@ -170,7 +177,7 @@ async function query(args: string[]): Promise<number> {
     if (values.json) {
       process.stdout.write(JSON.stringify(result.replies, (_k, v) => (typeof v === "bigint" ? v.toString() : v?.type === "Buffer" ? Buffer.from(v.data).toString() : v), 2) + "\n");
     } else {
-      process.stdout.write(`Server ${addr.host}:${addr.port} NDMPv${version}\n` + result.lines.join("\n") + "\n");
+      process.stdout.write(`Server ${addr.host}:${addr.port} NDMPv${version}${tls ? " (TLS)" : ""}\n` + result.lines.join("\n") + "\n");
     }
     return 0;
   } finally {

@@ -12,7 +12,18 @@ export interface SessionInfo {
   user: string | null;
   version: number | null;
   openedAt: string;
-  data: { state: string; operation: string; bytes: number; entries: number; rate: number; butype: string | null; path: string | null; current: string | null };
+  data: {
+    state: string;
+    operation: string;
+    bytes: number;
+    entries: number;
+    rate: number;
+    butype: string | null;
+    path: string | null;
+    current: string | null;
+    /** The snapshot a backup reads (btrfs:NAME, hook:NAME), once made. */
+    snapshot?: string | null;
+  };
   mover: { state: string; mode: string; bytes: number; rate: number };
   /** "tape vt0 (READ_WRITE)", "scsi lib0". */
   devices: string[];
@@ -52,6 +63,7 @@ export function describeSession(s: Session): SessionInfo {
       butype: d?.envValue("TYPE") ?? null,
       path: d?.envValue("FILESYSTEM") ?? d?.envValue("PREFIX") ?? null,
       current: active ? show(d!.currentPath) : null,
+      snapshot: snapshotOf(d?.envValue("SNAPSHOT")),
     },
     mover: {
       state: m ? nameOf(MoverState, m.state) : "IDLE",
@@ -61,6 +73,11 @@ export function describeSession(s: Session): SessionInfo {
     },
     devices,
   };
+}
+
+/** DATA_GET_ENV's SNAPSHOT once the job has made one (before that it is the DMA's y/n/auto). */
+function snapshotOf(v: string | undefined): string | null {
+  return v !== undefined && /^(btrfs|hook):/.test(v) ? v : null;
 }
 
 function human(n: number): string {
@@ -87,7 +104,7 @@ export function formatSessions(list: SessionInfo[]): string {
     human(Math.max(s.data.bytes, s.mover.bytes)),
     s.data.rate || s.mover.rate ? `${human(Math.max(s.data.rate, s.mover.rate))}/s` : "-",
     s.devices.join(", ") || "-",
-    [s.data.path, s.data.current].filter(Boolean).join(" : ") || "-",
+    [s.data.path && s.data.snapshot ? `${s.data.path} [${s.data.snapshot}]` : s.data.path, s.data.current].filter(Boolean).join(" : ") || "-",
   ]);
   const head = ["ID", "PEER", "USER", "VER", "DATA", "MOVER", "BYTES", "RATE", "DEVICES", "PATH : CURRENT"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

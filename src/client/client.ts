@@ -4,7 +4,8 @@
  * with it.
  */
 import { EventEmitter } from "node:events";
-import { connect, type Socket } from "node:net";
+import { connect, isIP, type Socket } from "node:net";
+import { checkServerIdentity, connect as tlsConnect } from "node:tls";
 import { AuthType, errorName, Message, MessageType, messageName } from "../protocol/codes.ts";
 import { frameRecord, RecordReader } from "../protocol/framing.ts";
 import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } from "../protocol/message.ts";
@@ -19,6 +20,16 @@ export class NdmpClientError extends Error {
   ) {
     super(`${messageName(message_code)} failed: ${errorName(error)} (in the ${where})`);
   }
+}
+
+/** How `connectTls` talks TLS: PEM contents, not file names. */
+export interface TlsOptions {
+  /** CA certificates the server's certificate must chain to (default: the system's). */
+  ca?: Buffer;
+  /** A client certificate and its key, for servers that ask for one. */
+  cert?: Buffer;
+  key?: Buffer;
+  socket?: Socket;
 }
 
 export interface Reply {
@@ -60,6 +71,34 @@ export class NdmpClient extends EventEmitter {
   /** Connects and waits for the server's NOTIFY_CONNECTION_STATUS. */
   static async connect(host: string, port: number, opts: { timeoutMs?: number; maxRecord?: number } = {}): Promise<NdmpClient> {
     return NdmpClient.over(connect({ host, port }), opts);
+  }
+
+  /**
+   * NDMPS: TLS 1.2 or later, the server's certificate verified against `tls.ca` (default: the
+   * system's CAs) and the host name or IP address; a client certificate when given.
+   * `tls.socket` runs TLS over a connection made elsewhere (a test's relay).
+   */
+  static async connectTls(host: string, port: number, tls: TlsOptions, opts: { timeoutMs?: number; maxRecord?: number } = {}): Promise<NdmpClient> {
+    const sock = tlsConnect({
+      host,
+      port,
+      socket: tls.socket,
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+      minVersion: "TLSv1.2",
+      // SNI takes names only; the certificate check takes the IP address as well.
+      servername: isIP(host) ? undefined : host,
+      checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert),
+    });
+    await new Promise<void>((resolve, reject) => {
+      sock.once("secureConnect", () => {
+        sock.off("error", reject);
+        resolve();
+      });
+      sock.once("error", reject);
+    });
+    return NdmpClient.over(sock, opts);
   }
 
   /** Speaks NDMP over a connection made elsewhere (TLS, a test's relay); waits for the server's status. */

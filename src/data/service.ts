@@ -9,8 +9,11 @@ import { countJob } from "../metrics/metrics.ts";
 import { statSync } from "node:fs";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { TLSSocket } from "node:tls";
 import type { Config } from "../config.ts";
-import { findButype } from "../engine/butypes.ts";
+import { NDMP_ENV } from "../doc/environment.ts";
+import { BUTYPES, findButype } from "../engine/butypes.ts";
+import type { OverwritePolicy } from "../engine/restore-writer.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
@@ -46,12 +49,15 @@ import { trackTcpReader } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
-import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
+import type { DataTls } from "../transport/tls.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Data connections in TLS, when the DMA selected NDMPD_DATA_TLS on this session. */
+  dataTls?(): DataTls | undefined;
   /** Who authenticated on the control connection (scopes, the audit trail). */
   readonly user?: string;
   /** The control connection's peer, "addr:port" (the audit trail). */
@@ -151,8 +157,8 @@ export class DataService {
       l = await listenData(this.host.localAddress, {
         ports: this.host.config.dataPorts,
         peers: peerFilter(this.host.config.dataPeers),
-        refused: (peer) =>
-          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "DATA_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
+        refused: (peer, why) => audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "DATA_LISTEN connection", outcome: "dropped", why }),
+        tls: this.host.dataTls?.(),
       });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
@@ -193,10 +199,11 @@ export class DataService {
     if (addr.addr_type !== AddrType.TCP || !addr.tcp_addr?.length) {
       throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unsupported address type ${addr.addr_type}`);
     }
+    if (addr.tcp_addr.length > MAX_CONNECT_ADDRS) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `${addr.tcp_addr.length} addresses (at most ${MAX_CONNECT_ADDRS})`);
     const allowed = this.peersOnly(addr.tcp_addr);
     let sock;
     try {
-      sock = await connectData(allowed);
+      sock = await connectData(allowed, undefined, this.host.dataTls?.());
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -246,6 +253,7 @@ export class DataService {
 
   startBackup(butypeName: Bytes, envPairs: Pval[]): void {
     this.requireState([State.CONNECTED], "DATA_START_BACKUP");
+    checkEnv(envPairs);
     const butype = this.butype(butypeName);
     const engine = FORMAT_ENGINES[butype]!;
     const env = new Env(envPairs);
@@ -384,15 +392,20 @@ export class DataService {
 
   startRecover(butypeName: Bytes, envPairs: Pval[], nlist: NlistName[], filehist: boolean): void {
     this.requireState([State.CONNECTED], filehist ? "DATA_START_RECOVER_FILEHIST" : "DATA_START_RECOVER");
+    checkEnv(envPairs);
+    checkNlist(nlist, this.host.config.limits.maxNlist);
     const engine = FORMAT_ENGINES[this.butype(butypeName)]!;
     const env = new Env(envPairs);
     const targets = filehist ? [] : this.targets(env, nlist);
+    // The job keeps its targets, not the decoded request (a million-entry nlist is big).
+    const requested = nlist.length;
     // Reading a backup for its file history writes nothing: a read-only user may do that.
     if (!filehist) {
       requireRecover(this.scope, this.user, targets.map((t) => t.destination));
       for (const t of targets) requireInScope(this.scope, this.user, t.destination, "restore to");
     }
     const recursive = env.bool("RECURSIVE", true);
+    const overwrite = filehist ? undefined : this.overwritePolicy(env);
     // Direct access when the DMA asks for it and gave at least one offset to go to (digest §3.4);
     // targets without one are found by a scan from the start.
     const direct = !filehist && engine.direct && env.bool("DIRECT", false) && targets.some((t) => t.fhInfo !== ALL1);
@@ -400,8 +413,10 @@ export class DataService {
     const input = this.conn!;
     const history = filehist ? new FileHistory(this.host) : undefined;
     this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
-      const what = filehist ? "reading the backup for file history" : `recovery of ${nlist.length || "all"} path(s) started`;
+      const what = filehist ? "reading the backup for file history" : `recovery of ${requested || "all"} path(s) started`;
       this.log(LogType.NORMAL, direct ? `${what} (direct access)` : what);
+      const unknown = unknownRecoveryEnv(env);
+      if (unknown.length > 0) this.log(LogType.NORMAL, `environment not used by this server, ignored: ${unknown.join(", ")}`);
       const source = direct ? new StreamSource(input, (o, l) => this.requestStream(o, l), this.recordSize(env)) : undefined;
       if (!source) this.requestStream(0n, ALL1);
       const native = await loadNative();
@@ -414,6 +429,7 @@ export class DataService {
           extract: !filehist,
           history,
           native,
+          overwrite,
           signal,
           warn: (m) => void (signal.aborted || this.log(LogType.WARNING, m)),
           progress,
@@ -423,7 +439,7 @@ export class DataService {
         this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
-        if (!filehist && nlist.length > 0) await this.reportFiles(targets, signal);
+        if (!filehist && requested > 0) await this.reportFiles(targets, signal);
       }
     });
   }
@@ -468,9 +484,30 @@ export class DataService {
     return Number.isInteger(given) && given >= 512 && given <= 16 * 1024 * 1024 ? given : DEFAULT_RECORD_SIZE;
   }
 
-  /** The nlist as targets; an empty nlist is the whole image to PREFIX (or FILESYSTEM). */
+  /**
+   * OVERWRITE (RESTORE_OVERWRITE, FluidFS's name): y (the default) replaces what is at the
+   * destination, n keeps it, newer replaces it only with a newer copy. Anything else is refused.
+   */
+  private overwritePolicy(env: Env): OverwritePolicy {
+    const name = env.get("OVERWRITE") !== undefined ? "OVERWRITE" : "RESTORE_OVERWRITE";
+    const v = (env.get(name) ?? "").trim().toLowerCase();
+    if (v === "" || ["y", "yes", "t", "true", "1"].includes(v)) return "always";
+    if (["n", "no", "f", "false", "0"].includes(v)) return "never";
+    if (v === "newer") return "newer";
+    const why = `${name}=${env.get(name)}: must be y, n or newer`;
+    this.log(LogType.ERROR, why);
+    throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+  }
+
+  /**
+   * The nlist as targets; an empty nlist is the whole image to PREFIX (or FILESYSTEM). Each entry
+   * goes to destination_path/name, or destination_path when name is empty (ndmjob); with
+   * RECOVER_FULL_PATHS=y to destination_path/original_path instead: its full original path
+   * recreated under the destination (PREFIX or FILESYSTEM when destination_path is empty).
+   */
   private targets(env: Env, nlist: NlistName[]): Target[] {
     const base = env.bytes("PREFIX") ?? env.bytes("FILESYSTEM");
+    const fullPaths = env.bool("RECOVER_FULL_PATHS", false);
     if (nlist.length === 0) {
       if (!base || base[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "a whole-image recovery needs PREFIX or FILESYSTEM");
       return [{ original: Buffer.alloc(0), destination: base, reportName: Buffer.from("/"), node: ALL1, fhInfo: ALL1, found: false }];
@@ -480,6 +517,12 @@ export class DataService {
       const dest = toBuffer(n.destination_path);
       const name = toBuffer(n.name);
       let destination: Buffer;
+      if (fullPaths) {
+        const under = stripTrailingSlashes(dest.length > 0 ? dest : (base ?? Buffer.alloc(0)));
+        if (under[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "RECOVER_FULL_PATHS needs an absolute destination_path (or PREFIX)");
+        const full = original.length > 0 ? Buffer.concat([under.length > 1 ? under : Buffer.alloc(0), Buffer.from("/"), original]) : under;
+        return { original, destination: full, base: under, reportName: toBuffer(n.original_path), node: n.node, fhInfo: n.fh_info, found: false };
+      }
       if (name.length > 0) {
         if (name.includes(0x2f)) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist name must not contain /");
         destination = Buffer.concat([dest, Buffer.from("/"), name]);
@@ -503,14 +546,17 @@ export class DataService {
     this.host.post(Message.NOTIFY_DATA_READ, { offset, length });
   }
 
-  /** One LOG_FILE per nlist entry, paced like every post (a million-entry nlist is a million posts). */
+  /**
+   * One LOG_FILE per nlist entry, with the status its first failure recorded (restore-set.ts),
+   * paced like every post (a million-entry nlist is a million posts).
+   */
   private async reportFiles(targets: Target[], signal: AbortSignal): Promise<void> {
     for (const t of targets) {
       if (signal.aborted) return; // halted: nothing more is posted after NOTIFY_DATA_HALTED
       const wait = this.host.pace();
       if (wait) await wait;
       let status: number = RecoveryStatus.SUCCESSFUL;
-      if (t.error) status = /refused|permission|EACCES|EPERM/i.test(t.error) ? RecoveryStatus.FAILED_PERMISSION : RecoveryStatus.FAILED_IO_ERROR;
+      if (t.error !== undefined) status = t.status ?? RecoveryStatus.FAILED_UNDEFINED_ERROR;
       else if (!t.found) status = RecoveryStatus.FAILED_NOT_FOUND;
       this.host.post(Message.LOG_FILE, { name: t.reportName, recovery_status: status });
     }
@@ -537,7 +583,8 @@ export class DataService {
     this.bytesProcessed = 0n;
     // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
     this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, paths: paths.map(showPath), devices: this.host.devices?.() ?? [] };
-    audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, outcome: "started" });
+    const tls = this.conn instanceof TLSSocket ? { tls: true } : {};
+    audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, ...tls, outcome: "started" });
   }
 
   private run(
@@ -678,6 +725,61 @@ export class DataService {
     if (!ok.includes(this.state)) {
       const name = Object.entries(State).find(([, v]) => v === this.state)?.[0];
       throw new NdmpError(ErrorCode.ILLEGAL_STATE_ERR, `${what} in state ${name}`);
+    }
+  }
+}
+
+/**
+ * Recovery environment this server has no use for (a DMA's own switches, another vendor's
+ * options): said once per job in a LOG_MESSAGE, so an admin who expected one to act sees it
+ * did not. Known: what any butype advertises, and what backups return and DMAs send back.
+ */
+function unknownRecoveryEnv(env: Env): string[] {
+  return [...env.map().keys()].filter((k) => !KNOWN_ENV.has(k));
+}
+
+/** What any butype advertises, and every variable the man page documents (ours, aliases, returned ones). */
+const KNOWN_ENV = new Set([...BUTYPES.flatMap((b) => b.defaultEnv.map(([k]) => k)), ...NDMP_ENV.flatMap((o) => o.flags.split(/[ ,|]+/))]);
+
+/**
+ * Bounds on a job's input, each refused with a clear ILLEGAL_ARGS_ERR before the job starts
+ * (the XDR layer already bounds every array by the record's size, max_message_size).
+ */
+export const INPUT_LIMITS = {
+  envPairs: 1024,
+  envName: 256,
+  envValue: 1024 * 1024,
+  envTotal: 4 * 1024 * 1024,
+  /** PATH_MAX: no path on Linux is longer. */
+  path: 4096,
+};
+
+function illegal(why: string): NdmpError {
+  return new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
+}
+
+function checkEnv(pairs: Pval[]): void {
+  const l = INPUT_LIMITS;
+  if (pairs.length > l.envPairs) throw illegal(`${pairs.length} environment variables (at most ${l.envPairs})`);
+  let total = 0;
+  for (const p of pairs) {
+    const name = toBuffer(p.name);
+    const value = toBuffer(p.value);
+    if (name.length > l.envName) throw illegal(`an environment variable name of ${name.length} bytes (at most ${l.envName})`);
+    if (value.length > l.envValue) throw illegal(`${name.toString("latin1")}: a value of ${value.length} bytes (at most ${l.envValue})`);
+    total += name.length + value.length;
+  }
+  if (total > l.envTotal) throw illegal(`an environment of ${total} bytes (at most ${l.envTotal})`);
+}
+
+function checkNlist(nlist: NlistName[], max: number): void {
+  if (nlist.length > max) throw illegal(`an nlist of ${nlist.length} entries (at most ${max}: limits.max_nlist)`);
+  const path = INPUT_LIMITS.path;
+  for (const n of nlist) {
+    for (const field of ["original_path", "destination_path", "name"] as const) {
+      const b = toBuffer(n[field]);
+      if (b.length > path) throw illegal(`an nlist ${field} of ${b.length} bytes (at most ${path})`);
+      if (b.includes(0)) throw illegal(`an nlist ${field} with a NUL byte`);
     }
   }
 }

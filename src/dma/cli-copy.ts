@@ -10,7 +10,7 @@ import type { NdmpClient } from "../client/client.ts";
 import { defaultStateDir } from "../config.ts";
 import { MAX_LEVEL } from "../incremental/index.ts";
 import { Message } from "../protocol/codes.ts";
-import { int, login, out, parse, parseHost, progressMode, UsageError } from "./cli-common.ts";
+import { int, login, out, parse, parseHost, progressMode, TLS_OPTIONS, tlsFrom, UsageError } from "./cli-common.ts";
 import { copyJob } from "./copy.ts";
 import { duplicateJob } from "./duplicate.ts";
 import { loadRemoteSlot } from "./remote-changer.ts";
@@ -43,6 +43,7 @@ export async function copyCmd(args: string[], help: string): Promise<number> {
     "dst-password": { type: "string" },
     auth: { type: "string" },
     json: { type: "boolean" },
+    ...TLS_OPTIONS,
   });
   if (values.help) {
     out.write(help);
@@ -56,6 +57,7 @@ export async function copyCmd(args: string[], help: string): Promise<number> {
   const level = int(values.level, "--level", 0, MAX_LEVEL) ?? 0;
   const listen = values.listen ?? "dst";
   if (listen !== "src" && listen !== "dst") throw new UsageError("--listen must be src or dst");
+  const tls = tlsFrom(values);
   const auth = values.auth ?? "md5";
   if (auth !== "md5" && auth !== "text") throw new UsageError("--auth must be md5 or text");
   const one = sameServer(src.where, dst.where);
@@ -64,9 +66,9 @@ export async function copyCmd(args: string[], help: string): Promise<number> {
   const clients: NdmpClient[] = [];
   try {
     // Two sessions even on one server: each has one data service, and a copy needs two.
-    const s = await login(src.where, values["src-user"] ?? "ndmp", values["src-password"] ?? env.NDMPD_SRC_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    const s = await login(src.where, values["src-user"] ?? "ndmp", values["src-password"] ?? env.NDMPD_SRC_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     clients.push(s);
-    const d = await login(dst.where, values["dst-user"] ?? "ndmp", values["dst-password"] ?? env.NDMPD_DST_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    const d = await login(dst.where, values["dst-user"] ?? "ndmp", values["dst-password"] ?? env.NDMPD_DST_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     clients.push(d);
     const abort = onSignals(clients);
     try {
@@ -142,11 +144,13 @@ export async function duplicateCmd(args: string[], help: string): Promise<number
     "dst-password": { type: "string" },
     auth: { type: "string" },
     json: { type: "boolean" },
+    ...TLS_OPTIONS,
   });
   if (values.help) {
     out.write(help);
     return 0;
   }
+  const tls = tlsFrom(values);
   if (positionals.length > 0) throw new UsageError(`remote duplicate takes no positional arguments (${positionals[0]})`);
   if (!values.from || !values.to) throw new UsageError("usage: ndmpd remote duplicate --from HOST[:PORT]/DRIVE --to HOST[:PORT]/DRIVE [options]");
   const from = parseDrive(values.from, "--from");
@@ -166,9 +170,9 @@ export async function duplicateCmd(args: string[], help: string): Promise<number
   const clients: NdmpClient[] = [];
   try {
     // Two sessions even on one server: each session has one tape and one mover.
-    const s = await login(from.where, values["src-user"] ?? "ndmp", values["src-password"] ?? env.NDMPD_SRC_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    const s = await login(from.where, values["src-user"] ?? "ndmp", values["src-password"] ?? env.NDMPD_SRC_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     clients.push(s);
-    const d = await login(to.where, values["dst-user"] ?? "ndmp", values["dst-password"] ?? env.NDMPD_DST_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    const d = await login(to.where, values["dst-user"] ?? "ndmp", values["dst-password"] ?? env.NDMPD_DST_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     clients.push(d);
     if (fromSlot !== undefined) await loadRemoteSlot(s, from.device, fromSlot);
     const barcode = slots.length > 0 ? await loadRemoteSlot(d, to.device, slots[0]!) : "";

@@ -4,7 +4,7 @@
  * Each returns the exit code: 0 ok, 1 the job failed, 2 bad usage or configuration.
  */
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { opendir, lstat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
@@ -14,14 +14,15 @@ import { ConfigError, defaultStateDir, loadConfigOrDefault, type Config } from "
 import { moveMedium, readInventory } from "../devices/changer/smc.ts";
 import { DeviceRegistry } from "../devices/registry.ts";
 import { Logger } from "../log.ts";
-import { FileType, Message } from "../protocol/codes.ts";
+import { FileType, Message, TapeMtioOp, TapeOpenMode } from "../protocol/codes.ts";
 import { NdmpServer } from "../server/listener.ts";
 import { loadNative } from "../native/index.ts";
 import { cleanupLeftovers } from "../snapshot/index.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import { formatBytes, Progress } from "./progress.ts";
+import { readNdmjobIndex } from "./ndmjob-index.ts";
 import { copyCmd, duplicateCmd } from "./cli-copy.ts";
-import { int, login, out, parse, parseHost, print, progressMode, UsageError } from "./cli-common.ts";
+import { int, login, out, parse, parseHost, print, progressMode, TLS_OPTIONS, tlsFrom, UsageError } from "./cli-common.ts";
 import { commandHelp } from "../doc/render.ts";
 import { formatNs, isoSeconds, MAX_LEVEL, readDumpdates } from "../incremental/index.ts";
 
@@ -88,7 +89,30 @@ function pickTape(config: Config, tape: string | undefined, cmd: string): string
   throw new UsageError(`${cmd} needs --tape NAME (the configuration has ${config.tapes.length === 0 ? "no [[tape]]" : `drives ${config.tapes.map((t) => t.name).join(", ")}`})`);
 }
 
-async function localSession(config: Config, tape: string, slot: number | undefined): Promise<Session> {
+/**
+ * --tape-file N [--format F] [--record-size N] [--index FILE]: an image with no ndmpd label
+ * (another DMA's); an ndmjob index gives its paths' offsets, for direct access.
+ */
+function rawImage(values: { "tape-file"?: string; format?: string; "record-size"?: string; index?: string }) {
+  const file = int(values["tape-file"], "--tape-file", 0, 1_000_000);
+  if (file === undefined) {
+    if (values.index !== undefined) throw new UsageError("--index goes with --tape-file (an image another DMA wrote)");
+    return undefined;
+  }
+  let offsets: Map<string, bigint> | undefined;
+  if (values.index !== undefined) {
+    try {
+      offsets = readNdmjobIndex(readFileSync(values.index, "latin1"));
+    } catch (e) {
+      throw new UsageError(`--index ${values.index}: ${(e as Error).message}`);
+    }
+  }
+  return { file, format: values.format ?? "tar", recordSize: int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? 10240, offsets };
+}
+
+async function localSession(config: Config, tape: string, slotOrSlots: number | number[] | undefined): Promise<Session> {
+  const slots = slotOrSlots === undefined ? [] : Array.isArray(slotOrSlots) ? slotOrSlots : [slotOrSlots];
+  const slot = slots[0];
   const tapeCfg = config.tapes.find((t) => t.name === tape);
   if (!tapeCfg) {
     const names = config.tapes.map((t) => t.name).join(", ");
@@ -118,9 +142,22 @@ async function localSession(config: Config, tape: string, slot: number | undefin
     const client = await NdmpClient.connect("127.0.0.1", addr!.port);
     await client.open(4);
     await client.authMd5(user, password);
+    const target: JobTarget = { data: client, tape: client, device: tape, driveId: tape, barcode, host: hostname() };
+    if (slots.length > 1) {
+      // The cartridges of a span, in order: each next one replaces the one in the drive.
+      let next = 1;
+      target.nextCartridge = async () => {
+        if (next >= slots.length) return false;
+        await client.request(Message.TAPE_CLOSE, {}, { allowBodyError: true });
+        target.barcode = await loadSlot(devices, changer!.name, slots[next++]!);
+        await client.request(Message.TAPE_OPEN, { device: tape, mode: TapeOpenMode.READ });
+        await client.request(Message.TAPE_MTIO, { tape_op: TapeMtioOp.REW, count: 1 });
+        return true;
+      };
+    }
     return {
       config,
-      target: { data: client, tape: client, device: tape, driveId: tape, barcode, host: hostname() },
+      target,
       async close() {
         await client.close();
         await server.shutdown("job done");
@@ -272,19 +309,28 @@ async function recoverCmd(args: string[]): Promise<number> {
     only: { type: "boolean" },
     to: { type: "string", short: "C" },
     config: { type: "string", short: "c" },
-    slot: { type: "string" },
+    slot: { type: "string", multiple: true },
+    "tape-file": { type: "string" },
+    format: { type: "string" },
+    "record-size": { type: "string" },
+    index: { type: "string" },
     json: { type: "boolean" },
   });
   if (values.help) return print(JOB_HELP.recover!);
+  const slots = (values.slot ?? []).map((v) => int(v, "--slot", 1, 9999)!);
+  const raw = rawImage(values);
+  // Our own backups fit on one cartridge; a span is an image another DMA wrote (no label).
+  if (slots.length > 1 && !raw) throw new UsageError("several --slot (an image that spans cartridges) need --tape-file N: the image's tape file on the first one");
   if (values.file !== undefined && values.date !== undefined) throw new UsageError("give --file or --date, not both");
   const before = values.date === undefined ? undefined : Date.parse(values.date);
   if (before !== undefined && Number.isNaN(before)) throw new UsageError(`--date ${values.date}: not a date (ISO 8601, e.g. 2026-12-03T08:00)`);
   if (!values.to) throw new UsageError("recover needs --to DIR");
   const config = loadJobConfig(values.config);
-  const session = await localSession(config, pickTape(config, values.tape, "recover"), int(values.slot, "--slot", 1, 9999));
+  const session = await localSession(config, pickTape(config, values.tape, "recover"), slots);
   try {
     const r = await withCatalog(config.stateDir, (catalog) =>
       recoverJob(session.target, {
+        raw,
         seq: int(values.file, "--file", 1, 1_000_000),
         before,
         chain: !values.only,
@@ -398,8 +444,10 @@ async function remoteCmd(args: string[]): Promise<number> {
     file: { type: "string", short: "n" },
     to: { type: "string", short: "C" },
     "tape-file": { type: "string" },
+    ...TLS_OPTIONS,
   });
   if (values.help) return print(JOB_HELP.remote!);
+  const tls = tlsFrom(values);
   if (!values.data) throw new UsageError(`remote ${sub} needs --data HOST[:PORT]`);
   if (!values.device) throw new UsageError(`remote ${sub} needs --device NAME (the drive at the tape agent)`);
   const auth = values.auth ?? "md5";
@@ -407,10 +455,10 @@ async function remoteCmd(args: string[]): Promise<number> {
   const stateDir = values["state-dir"] ?? defaultStateDir();
   if (!isAbsolute(stateDir)) throw new UsageError("--state-dir must be an absolute path");
   const env = process.env;
-  const data = await login(values.data, values["data-user"] ?? "ndmp", values["data-password"] ?? env.NDMPD_DATA_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+  const data = await login(values.data, values["data-user"] ?? "ndmp", values["data-password"] ?? env.NDMPD_DATA_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
   let tape = data;
   try {
-    if (values.tape) tape = await login(values.tape, values["tape-user"] ?? "ndmp", values["tape-password"] ?? env.NDMPD_TAPE_PASSWORD ?? env.NDMPD_PASSWORD, auth);
+    if (values.tape) tape = await login(values.tape, values["tape-user"] ?? "ndmp", values["tape-password"] ?? env.NDMPD_TAPE_PASSWORD ?? env.NDMPD_PASSWORD, auth, tls);
     const target: JobTarget = {
       data,
       tape,
@@ -427,15 +475,7 @@ async function remoteCmd(args: string[]): Promise<number> {
       return r.ok ? 0 : 1;
     }
     if (!values.to || !values.to.startsWith("/")) throw new UsageError("remote recover needs --to DIR, an absolute path on the data agent");
-    const tapeFile = int(values["tape-file"], "--tape-file", 0, 1_000_000);
-    const raw =
-      tapeFile === undefined
-        ? undefined
-        : {
-            file: tapeFile,
-            format: values.format ?? "tar",
-            recordSize: int(values["record-size"], "--record-size", 512, 4 * 1024 * 1024) ?? 10240,
-          };
+    const raw = rawImage(values);
     const r = await withCatalog(stateDir, (catalog) =>
       recoverJob(target, { seq: int(values.file, "--file", 1, 1_000_000), raw, to: values.to!, paths: positionals, catalog, progress: new Progress(out, mode, "recover") }),
       target,

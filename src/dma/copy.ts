@@ -11,7 +11,7 @@
  */
 import type { FileRow } from "../catalog/catalog.ts";
 import type { NdmpClient, Post } from "../client/client.ts";
-import { AddrType, DataHaltReason, LogType, Message, RecoveryStatus } from "../protocol/codes.ts";
+import { AddrType, ALL1, DataHaltReason, LogType, Message, RecoveryStatus } from "../protocol/codes.ts";
 import { toBuffer } from "../protocol/xdr/codec.ts";
 import { HistoryCollector } from "./history.ts";
 import type { Progress } from "./progress.ts";
@@ -51,6 +51,8 @@ export interface CopyResult {
   errors: string[];
   /** LOG_FILE outcomes from the destination that were not SUCCESSFUL. */
   failed: string[];
+  /** The destination's LOG_FILE outcome for the tree ("SUCCESSFUL", ...), when it reported one. */
+  outcome?: string;
   /** The source's DATA_GET_ENV after the backup (DUMP_DATE, LEVEL...). */
   env: Array<[string, string]>;
   history?: FileRow[];
@@ -97,7 +99,8 @@ export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promi
           ["HIST", "n"],
           ["DIRECT", "n"],
         ]),
-        nlist: [],
+        // The whole tree, as one nlist entry: the destination reports its outcome with LOG_FILE.
+        nlist: [{ original_path: "/", destination_path: dst.path, name: "", other_name: "", node: ALL1, fh_info: ALL1 }],
       }),
     );
     await started(queue, "source", () =>
@@ -154,9 +157,9 @@ export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promi
             break;
           }
           case Message.LOG_FILE:
-            if (from === "dst" && p.body.recovery_status !== RecoveryStatus.SUCCESSFUL) {
-              result.failed.push(`${toBuffer(p.body.name).toString("utf8")} (status ${p.body.recovery_status})`);
-            }
+            if (from !== "dst") break;
+            result.outcome = statusName(p.body.recovery_status);
+            if (p.body.recovery_status !== RecoveryStatus.SUCCESSFUL) result.failed.push(`${toBuffer(p.body.name).toString("utf8")} (${result.outcome})`);
             break;
           case Message.NOTIFY_DATA_READ:
             break; // the destination asks for the stream from the start: the source sends exactly that
@@ -190,6 +193,7 @@ export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promi
       bytes: result.bytes,
       entries: result.entries,
       restored: result.restored ?? "?",
+      outcome: result.outcome ?? "?",
       ...(result.ok ? {} : { source: haltName(halted.src!), destination: haltName(halted.dst!) }),
       ...(result.errors.length ? { errors: result.errors.join("; ") } : {}),
     });
@@ -200,7 +204,8 @@ export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promi
       await c.request(Message.DATA_ABORT, {}, { allowBodyError: true }).catch(() => {});
       await c.request(Message.DATA_STOP, {}, { allowBodyError: true }).catch(() => {});
     }
-    throw e;
+    // A request cut off by a lost connection says only "connection closed": say which one.
+    throw lost && !(e instanceof JobError) ? new JobError(lost) : e;
   } finally {
     for (const off of handlers) off();
   }
@@ -218,6 +223,10 @@ async function started(queue: Array<{ p: Post }>, who: string, start: () => Prom
 
 function pairs(list: Array<[string, string]>) {
   return list.map(([name, value]) => ({ name, value }));
+}
+
+function statusName(s: number): string {
+  return Object.entries(RecoveryStatus).find(([, v]) => v === s)?.[0] ?? String(s);
 }
 
 function haltName(r: number): string {

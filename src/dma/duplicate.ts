@@ -369,7 +369,8 @@ async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOp
       await c.request(Message.MOVER_ABORT, {}, { allowBodyError: true }).catch(() => {});
       await stop(c).catch(() => {});
     }
-    throw e;
+    // A request cut off by a lost connection says only "connection closed": say which one.
+    throw lost && !(e instanceof JobError) ? new JobError(lost) : e;
   } finally {
     for (const off of offs) off();
   }

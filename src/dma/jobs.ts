@@ -14,6 +14,7 @@ import {
   AddrType,
   ALL1,
   DataHaltReason,
+  DataState,
   LogType,
   Message,
   MoverMode,
@@ -112,6 +113,22 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
 
     let halted: Post | undefined;
     let lastPoll = 0;
+    /** A recovery over a span: where the cartridge in the drive starts in the image. */
+    let spanAt = 0n;
+    let nextSpanAt = 0n;
+    /**
+     * At a pause in a recovery: when the data service still wants bytes (a mover pauses only
+     * once it has consumed what was read) and the span has another cartridge, loads it; the
+     * image file on this cartridge ended after TAPE_GET_STATE's block number of records.
+     */
+    const nextCartridge = async (target: JobTarget, recordSize: number, at: bigint): Promise<boolean> => {
+      if (!target.nextCartridge) return false;
+      const ds = (await data.request(Message.DATA_GET_STATE)).body;
+      if (ds.state !== DataState.ACTIVE) return false;
+      const ts = (await tape.request(Message.TAPE_GET_STATE)).body;
+      nextSpanAt = at + BigInt(ts.blockno) * BigInt(recordSize);
+      return target.nextCartridge();
+    };
     while (!halted) {
       if (queue.length === 0) {
         if (lost) throw new JobError(`lost the connection to an agent: ${lost.message}`);
@@ -161,7 +178,14 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
             break;
           case Message.NOTIFY_MOVER_PAUSED: {
             const reason = p.body.reason as number;
-            if (o.mode !== "backup" && reason === MoverPauseReason.EOF) {
+            if (o.mode !== "backup" && (reason === MoverPauseReason.EOF || reason === MoverPauseReason.EOM) && (await nextCartridge(t, o.recordSize, spanAt))) {
+              // The image goes on on the next cartridge of the span: its bytes start where this
+              // one's ended, and the mover reads on from there (or seeks, for direct access).
+              spanAt = nextSpanAt;
+              await tape.request(Message.MOVER_SET_WINDOW, { offset: spanAt, length: ALL1 });
+              await tape.request(Message.MOVER_CONTINUE);
+              o.progress?.note(`next cartridge${t.barcode ? ` ${t.barcode}` : ""}: the image goes on at byte ${spanAt}`);
+            } else if (o.mode !== "backup" && reason === MoverPauseReason.EOF) {
               // The end of the image: closing tells the data service its stream is over. The mover
               // may have halted meanwhile (the data service finished and closed): no matter.
               await tape.request(Message.MOVER_CLOSE, {}, { allowBodyError: true });
@@ -378,6 +402,8 @@ export interface RawImage {
   file: number;
   format: string;
   recordSize: number;
+  /** Offsets of its paths (an ndmjob index, --index): the paths are then read by direct access. */
+  offsets?: Map<string, bigint>;
 }
 
 export interface RecoverOptions {
@@ -506,6 +532,7 @@ async function recoverOne(t: JobTarget, o: RecoverOptions, scanned: Awaited<Retu
     const nlist = o.paths.map((p) => {
       const path = backupPath(p);
       const entry = job ? o.catalog!.lookup(job.jobId, Buffer.from(path)) : undefined;
+      const given = o.raw?.offsets?.get(Buffer.from(path).toString("latin1"));
       // In a chain, an incremental need not hold the path: the data service reports it not found.
       if (job && !entry && !inChain) throw new JobError(`${path} is not in backup ${seq} (see 'ndmpd list --file ${seq}')`);
       return {
@@ -514,7 +541,7 @@ async function recoverOne(t: JobTarget, o: RecoverOptions, scanned: Awaited<Retu
         name: "",
         other_name: "",
         node: entry?.node != null ? BigInt(entry.node) : ALL1,
-        fh_info: entry?.fhInfo != null ? BigInt(entry.fhInfo) : ALL1,
+        fh_info: entry?.fhInfo != null ? BigInt(entry.fhInfo) : (given ?? ALL1),
       };
     });
     const direct = nlist.length > 0 && nlist.every((n) => n.fh_info !== ALL1);

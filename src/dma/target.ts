@@ -15,6 +15,11 @@ export interface JobTarget {
   barcode: string;
   /** The data agent's host, for the label. */
   host: string;
+  /**
+   * A recovery whose image spans cartridges (`recover --slot A --slot B ...`): closes the drive,
+   * has the library load the next cartridge and opens it again; false when none is left.
+   */
+  nextCartridge?(): Promise<boolean>;
 }
 
 export class JobError extends Error {

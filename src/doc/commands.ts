@@ -28,6 +28,12 @@ export interface CommandDoc {
 }
 
 const CONFIG_OPT: OptionDoc = { flags: "-c, --config FILE", text: "configuration (default $NDMPD_CONFIG, else /etc/ndmpd/ndmpd.toml when it exists, else the embedded defaults)" };
+/** NDMPS for the commands that connect to servers. */
+const TLS_OPTS = [
+  { flags: "--tls", text: "connect with NDMPS (TLS 1.2 or later) and verify the server's certificate and name (an IP address must be in its subjectAltName)" },
+  { flags: "--tls-ca FILE", text: "PEM CA certificates to verify the server against (default: the system's)" },
+  { flags: "--tls-cert FILE, --tls-key FILE", text: "a client certificate and its key, for a server that asks for one (its CN may log you in as a user)" },
+];
 const JSON_OPT: OptionDoc = { flags: "--json", text: "one JSON object per line (start, progress, end)" };
 const SLOT_OPT: OptionDoc = { flags: "--slot N", text: "first load slot N of the drive's [[changer]] into the drive" };
 const TAPE_OPT: OptionDoc = { flags: "-t, --tape NAME", text: "the [[tape]] drive (default: the only one, e.g. the embedded vt0)" };
@@ -51,7 +57,7 @@ export const COMMANDS: CommandDoc[] = [
   {
     name: "query",
     summary: "ask an NDMP server what it offers (like ndmjob -q)",
-    synopsis: ["query HOST[:PORT] --user U [--password P] [--auth md5|text] [--version 4]"],
+    synopsis: ["query HOST[:PORT] --user U [--password P] [--auth md5|text] [--version 4] [--tls]"],
     description: ["Connects to an NDMP server, authenticates and prints what the CONFIG requests return. The password may also come from $NDMPD_PASSWORD."],
     options: [
       { flags: "-u, --user U", text: "user name" },
@@ -59,6 +65,7 @@ export const COMMANDS: CommandDoc[] = [
       { flags: "-a, --auth M", text: "md5 (default) or text" },
       { flags: "--version N", text: "protocol version to open (default: the server's offer)" },
       { flags: "--json", text: "print the raw replies as JSON" },
+      ...TLS_OPTS,
     ],
   },
   {
@@ -117,7 +124,9 @@ export const COMMANDS: CommandDoc[] = [
       { flags: "--only", text: "restore backup N alone, not its chain" },
       { flags: "-C, --to DIR", text: "where to restore (created if missing)" },
       CONFIG_OPT,
-      SLOT_OPT,
+      { flags: "--slot N", text: "first load slot N of the drive's [[changer]] into the drive; repeated (--slot 1 --slot 2 ...), the cartridges of an image that spans them, in order: when the image goes on past one, the next is loaded and the restore continues (needs --tape-file)" },
+      { flags: "--tape-file N", text: "an image another DMA wrote, with no ndmpd label: its tape file number on the (first) cartridge; with --format F (default tar) and --record-size N (default 10240)" },
+      { flags: "--index FILE", text: "with --tape-file: the ndmjob index (ndmjob -I) of that image; the PATHs are then read by direct access at its offsets (tar, path-style history)" },
       JSON_OPT,
     ],
   },
@@ -183,6 +192,7 @@ export const COMMANDS: CommandDoc[] = [
       { flags: "duplicate: --listen src|dst", text: "the mover that listens for the data connection (default dst)" },
       { flags: "duplicate: --overwrite", text: "write over a destination cartridge that is not blank" },
       { flags: "duplicate: --state-dir DIR, --src-user, --src-password, --dst-user, --dst-password, --auth, --json", text: "as for copy and the other remote jobs" },
+      ...TLS_OPTS,
     ],
   },
   {

@@ -78,6 +78,12 @@ export const CONFIG_TABLES: TableDoc[] = [
       },
       { key: "devices", value: '["vt0", "lib0"]', text: "scope: the [[tape]] and [[changer]] names this user may open; default all", commented: true },
       { key: "read_only", value: "true", text: "scope: backups only, never a recovery (default false)", commented: true },
+      {
+        key: "cert_cn",
+        value: '"backup-dma-1"',
+        text: "NDMPS: a verified client certificate with this subject CN logs in as this user, without CONNECT_CLIENT_AUTH; a user with only cert_cn has no password",
+        commented: true,
+      },
     ],
   },
   {
@@ -163,6 +169,25 @@ export const CONFIG_TABLES: TableDoc[] = [
     ],
   },
   {
+    name: "tls",
+    text: "NDMPS: an optional TLS listener (TLS 1.2 and later) beside the plain one, with its own port; DMAs connect with TLS there, ndmpd's CLI with --tls.",
+    commented: true,
+    keys: [
+      { key: "listen", value: '["0.0.0.0:30000"]', text: "addresses of the TLS listener (ONTAP's NDMPS port is 30000)" },
+      { key: "cert", value: '"/etc/ndmpd/tls/server.pem"', text: "the server's certificate (PEM, with its chain)" },
+      { key: "key", value: '"/etc/ndmpd/tls/server.key"', text: "its private key (PEM; must not be readable by everyone)" },
+      { key: "client_ca", value: '"/etc/ndmpd/tls/clients-ca.pem"', text: "ask clients for a certificate and verify it against these CAs (mutual TLS)", commented: true },
+      { key: "require_client_cert", value: "true", text: "refuse a connection without a valid client certificate (needs client_ca; default false)", commented: true },
+      {
+        key: "peer_ca",
+        value: '"/etc/ndmpd/tls/ndmp-servers-ca.pem"',
+        text: "offer the NDMPD_DATA_TLS extension (class 0x2dd0): a DMA that selects it on both servers' sessions gets data connections in TLS, each side presenting its cert and verifying the other's against these CAs",
+        commented: true,
+      },
+      { key: "handshake_timeout_ms", value: "10000", text: "a connection that has not finished its TLS handshake by then (plain NDMP, say) is closed", commented: true },
+    ],
+  },
+  {
     name: "metrics",
     text: "An optional HTTP listener serving Prometheus metrics at /metrics (off unless listen is set).",
     commented: true,
@@ -178,6 +203,7 @@ export const CONFIG_TABLES: TableDoc[] = [
       { key: "max_unauthenticated_per_source", value: "8", text: "unauthenticated connections at once from one source address" },
       { key: "auth_failure_delay_max_ms", value: "10000", text: "after each failed login from an address the delay doubles from server.auth_failure_delay_ms up to this; a success resets it" },
       { key: "idle_timeout_s", value: "0", text: "close an authenticated session with no job after this many silent seconds (0: never)" },
+      { key: "max_nlist", value: "1000000", text: "entries of a recovery's nlist; more are refused with ILLEGAL_ARGS (max_message_size bounds it too: about 60 bytes an entry)" },
     ],
   },
 ];

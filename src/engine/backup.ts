@@ -7,7 +7,7 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import type { Duplex } from "node:stream";
-import type { Entry } from "../../formats/entry.ts";
+import type { Entry, InodeNumber } from "../../formats/entry.ts";
 import { contentSize, encodeHeader, encodeHeaderInto, endOfArchive, padding } from "../../formats/tar/writer.ts";
 import type { BackupBase, DirInventory } from "../incremental/index.ts";
 import type { NativeApi } from "../native/index.ts";
@@ -226,7 +226,7 @@ class ChangeSelector {
   readonly dirs: DirInventory = new Map();
   /** Directories (latin1 keys) backed up whole: moved or new since the base, or inside one. */
   private readonly whole = new Set<string>();
-  private rootDev: number | undefined;
+  private rootDev: InodeNumber | undefined;
 
   constructor(private readonly base: BackupBase | undefined) {}
 

@@ -20,7 +20,9 @@ const commonEnv: Array<[string, string]> = [
   ["RECURSIVE", "y"],
   ["EXCLUDE", ""],
   ["PATHNAME_SEPARATOR", "/"],
-  ["EXTRACT", "y"],
+  // Recovery: what to do with objects already there (y | n | newer), and where entries go.
+  ["OVERWRITE", "y"],
+  ["RECOVER_FULL_PATHS", "n"],
 ];
 
 export const BUTYPES: Butype[] = [

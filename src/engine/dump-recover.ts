@@ -37,12 +37,12 @@ import type { Duplex } from "node:stream";
 import type { Entry } from "../../formats/entry.ts";
 import { DumpFormatError, DumpReader, type DecodedDirEntry, type DumpEvent } from "../../formats/dump/index.ts";
 import { DR_EXTATTRIBUTES, TS_ADDR, TS_INODE, decodeHeader } from "../../formats/dump/header.ts";
-import { ALL1 } from "../protocol/codes.ts";
+import { ALL1, RecoveryStatus } from "../protocol/codes.ts";
 import { paced, show } from "./backup.ts";
 import { fileStat } from "./history.ts";
 import { RecoverFailed, type RecoverOptions, type RecoverResult } from "./recover.ts";
 import type { RestoreWriter } from "./restore-writer.ts";
-import { RestoreSet } from "./restore-set.ts";
+import { failTarget, RestoreSet } from "./restore-set.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import { placeFor, type Target } from "./selection.ts";
 import type { StreamSource } from "./stream-source.ts";
@@ -153,7 +153,7 @@ class DumpRecovery {
   private bits: Buffer | undefined;
 
   constructor(private readonly opts: RecoverOptions) {
-    this.restores = new RestoreSet(opts.native, opts.warn);
+    this.restores = new RestoreSet(opts.native, opts.warn, opts.overwrite);
     for (const t of opts.targets) {
       if (t.fhInfo === ALL1) continue;
       const off = Number(t.fhInfo);
@@ -202,7 +202,8 @@ class DumpRecovery {
   async direct(source: StreamSource): Promise<void> {
     const targets = this.opts.targets;
     const unknown = targets.filter((t) => t.fhInfo === ALL1 || !Number.isSafeInteger(Number(t.fhInfo)));
-    const known = targets.filter((t) => !unknown.includes(t)).sort((a, b) => (a.fhInfo < b.fhInfo ? -1 : a.fhInfo > b.fhInfo ? 1 : 0));
+    const isUnknown = new Set(unknown);
+    const known = targets.filter((t) => !isUnknown.has(t)).sort((a, b) => (a.fhInfo < b.fhInfo ? -1 : a.fhInfo > b.fhInfo ? 1 : 0));
     /** Offset of the first inode header not read yet (Infinity after TS_END). */
     let resume = 0;
     try {
@@ -359,7 +360,7 @@ class DumpRecovery {
       // The first inode of a jump must be the target's (digest §3.4: the node and fh_info let
       // the server check it found the right file).
       if (expect.node !== ALL1 && expect.node !== BigInt(ino)) {
-        expect.error ??= `the backup holds inode ${ino} at offset ${offset}, not inode ${expect.node}`;
+        failTarget(expect, RecoveryStatus.FAILED_NOT_FOUND, `the backup holds inode ${ino} at offset ${offset}, not inode ${expect.node}`);
         this.opts.warn(`${show(expect.original)}: ${expect.error}`);
         return offset + 1;
       }
@@ -544,7 +545,7 @@ class DumpRecovery {
           const t = placeFor(p, this.opts.targets, true)?.target;
           const d = this.isDirEntry(parent, ino);
           if (t && pass.wanted.has(t) && d) {
-            t.error ??= `${show(p)} precedes its parent in the backup and cannot be reached by direct access; restore without DIRECT=y`;
+            failTarget(t, RecoveryStatus.FAILED_UNDEFINED_ERROR, `${show(p)} precedes its parent in the backup and cannot be reached by direct access; restore without DIRECT=y`);
             this.opts.warn(`${show(p)}: ${t.error}`);
           }
         }

@@ -19,11 +19,11 @@ import { TarReader, type TarEvent } from "../../formats/tar/reader.ts";
 import { hostIdOf } from "../host/accounts.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
 import type { NativeApi } from "../native/index.ts";
-import { ALL1 } from "../protocol/codes.ts";
+import { ALL1, RecoveryStatus } from "../protocol/codes.ts";
 import { paced, show } from "./backup.ts";
 import { fileStat, type FileHistory } from "./history.ts";
-import type { RestoreWriter } from "./restore-writer.ts";
-import { RestoreSet } from "./restore-set.ts";
+import type { OverwritePolicy, RestoreWriter } from "./restore-writer.ts";
+import { failTarget, RestoreSet } from "./restore-set.ts";
 import { placeFor, type Target } from "./selection.ts";
 import type { StreamSource } from "./stream-source.ts";
 
@@ -38,6 +38,8 @@ export interface RecoverOptions {
   extract: boolean;
   history?: FileHistory;
   native?: NativeApi;
+  /** OVERWRITE: what to do with objects already at the destination (default: replace them). */
+  overwrite?: OverwritePolicy;
   signal: AbortSignal;
   warn(message: string): void;
   /** Bytes read so far, entries, and the entry being read (tar), for `ndmpd sessions`. */
@@ -81,6 +83,8 @@ export async function runTarRecover(opts: RecoverOptions): Promise<RecoverResult
 
 /** Per-target progress through the stream, for knowing when a direct read is done. */
 interface Progress {
+  /** The target's archived path, relative (latin1). */
+  original: string;
   /** The target's own entry was seen (a directory's subtree may still follow). */
   seen: boolean;
   /** Nothing more of it can follow. */
@@ -95,6 +99,13 @@ class TarRecovery {
   /** The object being written, while its data arrives. */
   private current: { writer: RestoreWriter; target: Target; path: Buffer } | undefined;
   private readonly progress = new Map<Target, Progress>();
+  /**
+   * The same by archived path, and the targets seen and not done yet (the only ones an entry
+   * can finish): each entry costs a lookup and a pass over a few open targets, not one
+   * comparison per nlist entry.
+   */
+  private readonly byOriginal = new Map<string, Progress[]>();
+  private readonly open = new Set<Progress>();
   /** The path of the entry being read (for "is this still inside the subtree?"). */
   private lastPath: Buffer | undefined;
   /** Whether that entry is a directory (whose subtree may follow it). */
@@ -103,8 +114,14 @@ class TarRecovery {
   private reading: Buffer | undefined;
 
   constructor(private readonly opts: RecoverOptions) {
-    this.restores = new RestoreSet(opts.native, opts.warn);
-    for (const t of opts.targets) this.progress.set(t, { seen: false, done: false });
+    this.restores = new RestoreSet(opts.native, opts.warn, opts.overwrite);
+    for (const t of opts.targets) {
+      const p: Progress = { original: t.original.toString("latin1"), seen: false, done: false };
+      this.progress.set(t, p);
+      const same = this.byOriginal.get(p.original);
+      if (same) same.push(p);
+      else this.byOriginal.set(p.original, [p]);
+    }
   }
 
   async sequential(input: Duplex): Promise<void> {
@@ -134,7 +151,13 @@ class TarRecovery {
     let pos = 0;
     if (unknown.length > 0) {
       // No offset for these: read from the start until each has been seen whole.
-      pos = await this.readFrom(source, 0, SCAN_PIECE, () => unknown.every((t) => this.progress.get(t)!.done));
+      // A target once done stays done: the first one not done yet is where to look next time.
+      let first = 0;
+      const allDone = () => {
+        while (first < unknown.length && this.progress.get(unknown[first]!)!.done) first++;
+        return first === unknown.length;
+      };
+      pos = await this.readFrom(source, 0, SCAN_PIECE, allDone);
     }
     for (const t of known) {
       const p = this.progress.get(t)!;
@@ -153,7 +176,7 @@ class TarRecovery {
         pos = await this.readFrom(source, off, 1, () => p.done, t);
       } catch (err) {
         if (!(err as Error).message.startsWith("direct access went backwards")) throw err;
-        t.error ??= `its data was read past and is no longer at hand (${(err as Error).message})`;
+        failTarget(t, RecoveryStatus.FAILED_UNDEFINED_ERROR, `its data was read past and is no longer at hand (${(err as Error).message})`);
         p.done = true;
       }
     }
@@ -200,7 +223,7 @@ class TarRecovery {
         // The first entry at a target's offset must be that target (digest §3.4: the node and
         // fh_info let the server check it found the right file).
         if (!sameRel(ev.entry.path, expect.original)) {
-          expect.error ??= `the backup holds ${show(ev.entry.path)} at offset ${expect.fhInfo}, not ${show(expect.original)}`;
+          failTarget(expect, RecoveryStatus.FAILED_NOT_FOUND, `the backup holds ${show(ev.entry.path)} at offset ${expect.fhInfo}, not ${show(expect.original)}`);
           this.progress.get(expect)!.done = true;
           return false;
         }
@@ -250,12 +273,18 @@ class TarRecovery {
   /** A new entry: targets whose subtree it leaves are done; the one it is, is seen. */
   private track(path: Buffer): void {
     this.lastPath = path;
-    for (const [t, p] of this.progress) {
+    const rel = relOf(path);
+    for (const p of this.open) {
+      if (p.done || !p.seen) this.open.delete(p);
+      else if (p.original !== rel && !(p.original === "" || rel.startsWith(p.original + "/"))) {
+        p.done = true;
+        this.open.delete(p);
+      }
+    }
+    for (const p of this.byOriginal.get(rel) ?? []) {
       if (p.done) continue;
-      const rel = relOf(path);
-      const o = t.original.toString("latin1");
-      if (rel === o) p.seen = true;
-      else if (p.seen && !(o === "" || rel.startsWith(o + "/"))) p.done = true;
+      p.seen = true;
+      this.open.add(p);
     }
   }
 
@@ -263,8 +292,8 @@ class TarRecovery {
   private entryEnded(): void {
     if (!this.lastPath) return;
     const rel = relOf(this.lastPath);
-    for (const [t, p] of this.progress) {
-      if (p.done || rel !== t.original.toString("latin1")) continue;
+    for (const p of this.byOriginal.get(rel) ?? []) {
+      if (p.done) continue;
       if (!this.opts.recursive || !this.isDirectory) p.done = true;
     }
   }

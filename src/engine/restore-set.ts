@@ -4,9 +4,38 @@
  * applies directory modes and times.
  */
 import type { NativeApi } from "../native/index.ts";
+import { RecoveryStatus } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
-import { RestoreRefused, RestoreWriter } from "./restore-writer.ts";
+import { errorCode } from "./fsutil.ts";
+import { RestoreRefused, RestoreWriter, type OverwritePolicy } from "./restore-writer.ts";
 import type { Target } from "./selection.ts";
+
+/** The LOG_FILE status of a failure, from what failed (the error's kind and errno), not its text. */
+export function recoveryStatusOf(err: unknown): number {
+  if (err instanceof RestoreRefused) return RecoveryStatus.FAILED_PERMISSION; // outside the destination, through a symlink...
+  switch (errorCode(err)) {
+    case "EACCES":
+    case "EPERM":
+    case "EROFS":
+      return RecoveryStatus.FAILED_PERMISSION;
+    case "ENOENT":
+    case "ENOTDIR":
+      return RecoveryStatus.FAILED_NO_DIRECTORY;
+    case "ENOMEM":
+      return RecoveryStatus.FAILED_OUT_OF_MEMORY;
+    case undefined:
+      return RecoveryStatus.FAILED_UNDEFINED_ERROR;
+    default:
+      return RecoveryStatus.FAILED_IO_ERROR; // EIO, ENOSPC, EDQUOT...
+  }
+}
+
+/** Records the first problem of a target, with its LOG_FILE status. */
+export function failTarget(target: Target, status: number, why: string): void {
+  if (target.error !== undefined) return;
+  target.error = why;
+  target.status = status;
+}
 
 export class RestoreSet {
   private readonly writers = new Map<string, RestoreWriter>();
@@ -14,6 +43,7 @@ export class RestoreSet {
   constructor(
     private readonly native: NativeApi | undefined,
     private readonly warn: (message: string) => void,
+    private readonly overwrite: OverwritePolicy = "always",
   ) {}
 
   /** The writer confined to `root` (made on first use). */
@@ -21,7 +51,7 @@ export class RestoreSet {
     const key = root.toString("latin1");
     let w = this.writers.get(key);
     if (!w) {
-      w = new RestoreWriter({ destination: root, native: this.native });
+      w = new RestoreWriter({ destination: root, native: this.native, overwrite: this.overwrite });
       this.writers.set(key, w);
     }
     return w;
@@ -30,18 +60,25 @@ export class RestoreSet {
   /** Records the first problem of a target (for its LOG_FILE) and logs this one. */
   fail(target: Target, path: Buffer, err: Error): void {
     const why = err instanceof RestoreRefused ? `refused: ${err.message}` : err.message;
-    target.error ??= why;
+    failTarget(target, recoveryStatusOf(err), why);
     this.warn(`${show(path)}: ${why}`);
   }
 
   /** Finishes every writer: directory modes and times are applied last. */
   async finish(): Promise<void> {
+    const kept: Buffer[] = [];
     for (const w of this.writers.values()) {
+      kept.push(...w.stats.kept);
       try {
         await w.finish();
       } catch (err) {
         this.warn(`finishing ${w.destination.toString()}: ${(err as Error).message}`);
       }
+    }
+    // One message, not one per object: a restore over a full tree may keep thousands.
+    if (kept.length > 0) {
+      const some = kept.slice(0, 5).map((p) => p.toString("utf8")).join(", ");
+      this.warn(`${kept.length} existing object(s) kept, not overwritten (OVERWRITE=${this.overwrite === "never" ? "n" : this.overwrite}): ${some}${kept.length > 5 ? ", ..." : ""}`);
     }
   }
 }

@@ -41,9 +41,15 @@ export interface RestoreWriterOptions {
   sameOwner?: boolean;
   /** For lsetxattr; without it xattrs are skipped and reported. */
   native?: NativeApi;
-  /** Default true: replace existing objects (unlinking them; never following a symlink). */
-  overwrite?: boolean;
+  /**
+   * What to do with an object already there (OVERWRITE): "always" (the default) replaces it
+   * (unlinking it; never following a symlink), "never" leaves it, "newer" replaces it only when
+   * the archive's copy is newer (mtime). Directories are merged whatever the policy.
+   */
+  overwrite?: OverwritePolicy;
 }
+
+export type OverwritePolicy = "always" | "never" | "newer";
 
 export interface RestoreProblem {
   path: Buffer;
@@ -84,6 +90,8 @@ interface PendingDir {
 
 /** Thrown inside begin() when the object is left alone on purpose (already recorded). */
 class Skip extends Error {}
+/** Skip: an existing object the overwrite policy keeps. */
+class Kept extends Skip {}
 
 /**
  * Writes recovered objects under a destination directory. Call begin(entry, relPath), then write()
@@ -92,12 +100,12 @@ class Skip extends Error {}
  * for it are no-ops, so a caller can keep streaming the archive and go on with the next entry.
  */
 export class RestoreWriter {
-  readonly stats: { files: number; bytes: number; errors: RestoreProblem[] } = { files: 0, bytes: 0, errors: [] };
+  readonly stats: { files: number; bytes: number; errors: RestoreProblem[]; kept: Buffer[] } = { files: 0, bytes: 0, errors: [], kept: [] };
 
   /** The destination directory (absolute, without a trailing slash). */
   readonly destination: Buffer;
   private readonly sameOwner: boolean;
-  private readonly overwrite: boolean;
+  private readonly overwrite: OverwritePolicy;
   private readonly native: NativeApi | undefined;
   private current: Current = { kind: "none" };
   private ready: Promise<void> | undefined;
@@ -115,7 +123,7 @@ export class RestoreWriter {
     }
     this.destination = stripTrailingSlashes(Buffer.from(opts.destination));
     this.sameOwner = opts.sameOwner ?? process.getuid?.() === 0;
-    this.overwrite = opts.overwrite ?? true;
+    this.overwrite = opts.overwrite ?? "always";
     this.native = opts.native;
   }
 
@@ -136,19 +144,19 @@ export class RestoreWriter {
       const key = pathKey(parts.reduce((acc, part) => joinPath(acc, part)));
       switch (entry.type) {
         case "file": {
-          const fd = await this.replace(abs, relPath, key, () => openNew(abs));
+          const fd = await this.replace(abs, relPath, key, entry, () => openNew(abs));
           this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0 };
           return;
         }
         case "directory":
-          await this.makeDirectory(abs, relPath, key);
+          await this.makeDirectory(abs, relPath, key, entry);
           this.noteDir(key, abs, relPath, parts.length, entry);
           this.current = { kind: "node", entry, rel: relPath, abs };
           return;
         case "symlink": {
           const target = entry.linkTarget;
           if (!target || target.length === 0) throw new Error("symlink without a target");
-          await this.replace(abs, relPath, key, () => fsp.symlink(target, abs));
+          await this.replace(abs, relPath, key, entry, () => fsp.symlink(target, abs));
           break;
         }
         case "hardlink": {
@@ -162,7 +170,7 @@ export class RestoreWriter {
           });
           if (st.isDirectory()) throw new RestoreRefused(relPath, "hard link to a directory");
           // link(2) does not follow a symlink target: at worst we link the symlink itself.
-          await this.replace(abs, relPath, key, () => fsp.link(targetAbs, abs));
+          await this.replace(abs, relPath, key, entry, () => fsp.link(targetAbs, abs));
           break;
         }
         case "fifo":
@@ -179,7 +187,8 @@ export class RestoreWriter {
     } catch (error) {
       this.current = { kind: "none" };
       if (error instanceof Skip) {
-        this.problem(relPath, error.message);
+        if (error instanceof Kept) this.stats.kept.push(joinPath(this.destination, relPath));
+        else this.problem(relPath, error.message);
         return;
       }
       this.problem(relPath, error instanceof RestoreRefused ? error.message : describeError(error));
@@ -468,15 +477,24 @@ export class RestoreWriter {
   }
 
   /** Runs `create`; if the name is taken, removes what is there (when allowed) and runs it again. */
-  private async replace<T>(abs: Buffer, rel: Buffer, key: string, create: () => Promise<T>): Promise<T> {
+  private async replace<T>(abs: Buffer, rel: Buffer, key: string, entry: Entry, create: () => Promise<T>): Promise<T> {
     try {
       return await create();
     } catch (error) {
       if (errorCode(error) !== "EEXIST") throw error;
     }
-    if (!this.overwrite) throw new Skip("already exists (not overwritten)");
+    await this.mayReplace(abs, entry);
     await this.remove(abs, key);
     return create();
+  }
+
+  /** Throws Kept when the overwrite policy keeps the object at `abs` (which exists). */
+  private async mayReplace(abs: Buffer, entry: Entry, there?: fs.Stats): Promise<void> {
+    if (this.overwrite === "always") return;
+    if (this.overwrite === "never") throw new Kept("already exists (OVERWRITE=n)");
+    const st = there ?? (await fsp.lstat(abs));
+    const archived = entry.mtime.sec * 1000 + entry.mtime.nsec / 1e6;
+    if (st.mtimeMs >= archived) throw new Kept("already exists and is not older than the backup's copy (OVERWRITE=newer)");
   }
 
   /** Unlinks a non-directory or an empty directory; never follows a symlink. */
@@ -491,14 +509,14 @@ export class RestoreWriter {
     }
   }
 
-  private async makeDirectory(abs: Buffer, rel: Buffer, key: string): Promise<void> {
+  private async makeDirectory(abs: Buffer, rel: Buffer, key: string, entry: Entry): Promise<void> {
     try {
       await fsp.mkdir(abs, WORKING_DIR_MODE);
     } catch (error) {
       if (errorCode(error) !== "EEXIST") throw error;
       const st = await fsp.lstat(abs);
       if (!st.isDirectory()) {
-        if (!this.overwrite) throw new Skip("already exists as a non-directory (not overwritten)");
+        await this.mayReplace(abs, entry, st);
         await fsp.unlink(abs);
         await fsp.mkdir(abs, WORKING_DIR_MODE);
       }
@@ -518,7 +536,7 @@ export class RestoreWriter {
       },
     );
     if (exists) {
-      if (!this.overwrite) throw new Skip("already exists (not overwritten)");
+      await this.mayReplace(abs, entry, exists);
       if (exists.isDirectory()) await this.remove(abs, key);
     }
     const tempName = `.ndmpd-restore-${process.pid}-${++this.tempCounter}.tmp`;

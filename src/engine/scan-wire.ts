@@ -5,7 +5,8 @@
  * fields here costs about a tenth of that.
  *
  * Layout, little-endian, one record after another:
- *   u8 kind = ITEM:   u8 type, u8 flags, u32 mode, f64 uid gid size dev ino nlink,
+ *   u8 kind = ITEM:   u8 type, u8 flags, u32 mode, f64 uid gid size, u64 dev ino (exact: they
+ *                     may pass 2^53; 2^64-1 = unknown), f64 nlink,
  *                     f64 mtime.sec, u32 mtime.nsec, [f64 u32 atime], [f64 u32 ctime],
  *                     bytes path, bytes absPath, [u32 major, u32 minor], [bytes linkTarget],
  *                     [bytes uname], [bytes gname], [u32 n, n x (bytes name, bytes value)] xattrs,
@@ -16,7 +17,10 @@
  * Contents of small files travel beside a batch (the reader fills them in): one buffer with the
  * bytes of every file, and per item a [start, length] pair (start -1: no content).
  */
-import type { Entry, EntryType } from "../../formats/entry.ts";
+import { inodeNumber, type Entry, type EntryType, type InodeNumber } from "../../formats/entry.ts";
+
+/** dev or ino not known (the kernel never hands out this one). */
+const NO_ID = 0xffff_ffff_ffff_ffffn;
 
 const ITEM = 1;
 const REPORT = 2;
@@ -62,7 +66,10 @@ export class BatchWriter {
     this.u8(TYPE_CODE.get(entry.type)!);
     this.u8(flags);
     this.u32(entry.mode);
-    for (const v of [entry.uid, entry.gid, entry.size, entry.dev ?? -1, entry.ino ?? -1, entry.nlink ?? -1]) this.f64(v);
+    for (const v of [entry.uid, entry.gid, entry.size]) this.f64(v);
+    this.u64(entry.dev);
+    this.u64(entry.ino);
+    this.f64(entry.nlink ?? -1);
     this.f64(entry.mtime.sec);
     this.u32(entry.mtime.nsec);
     if (entry.atime) (this.f64(entry.atime.sec), this.u32(entry.atime.nsec));
@@ -125,6 +132,11 @@ export class BatchWriter {
     this.buf.writeUInt32LE(v >>> 0, this.pos);
     this.pos += 4;
   }
+  private u64(v: InodeNumber | undefined): void {
+    this.buf.writeBigUInt64LE(v === undefined ? NO_ID : BigInt(v), this.pos);
+    this.pos += 8;
+  }
+
   private f64(v: number): void {
     this.buf.writeDoubleLE(v, this.pos);
     this.pos += 8;
@@ -153,6 +165,11 @@ export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
     pos += 8;
     return v;
   };
+  const u64 = (): InodeNumber | undefined => {
+    const v = buf.readBigUInt64LE(pos);
+    pos += 8;
+    return v === NO_ID ? undefined : inodeNumber(v);
+  };
   const bytes = () => {
     const n = u32();
     const b = buf.subarray(pos, pos + n);
@@ -175,14 +192,14 @@ export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
     const uid = f64();
     const gid = f64();
     const size = f64();
-    const dev = f64();
-    const ino = f64();
+    const dev = u64();
+    const ino = u64();
     const nlink = f64();
     const entry: Entry = { path: Buffer.alloc(0), type, mode, uid, gid, size, mtime: { sec: f64(), nsec: u32() } };
     if (flags & F_ATIME) entry.atime = { sec: f64(), nsec: u32() };
     if (flags & F_CTIME) entry.ctime = { sec: f64(), nsec: u32() };
-    if (dev >= 0) entry.dev = dev;
-    if (ino >= 0) entry.ino = ino;
+    if (dev !== undefined) entry.dev = dev;
+    if (ino !== undefined) entry.ino = ino;
     if (nlink >= 0) entry.nlink = nlink;
     entry.path = bytes();
     const absPath = bytes();

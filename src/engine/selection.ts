@@ -134,6 +134,27 @@ export interface Target {
   found: boolean;
   /** The first problem writing it, if any. */
   error?: string;
+  /** That problem as LOG_FILE reports it (RecoveryStatus). */
+  status?: number;
+  /**
+   * RECOVER_FULL_PATHS: the directory the original path is recreated under (the destination is
+   * base/original); the writer is confined to it rather than to the destination's parent.
+   */
+  base?: Buffer;
+}
+
+/** Targets by archived path (the first of equal ones wins), kept per nlist and rebuilt if it grew. */
+const indexes = new WeakMap<Target[], { size: number; byPath: Map<string, Target> }>();
+function targetIndex(targets: Target[]): Map<string, Target> {
+  const known = indexes.get(targets);
+  if (known && known.size === targets.length) return known.byPath;
+  const byPath = new Map<string, Target>();
+  for (const t of targets) {
+    const k = t.original.toString(L1);
+    if (!byPath.has(k)) byPath.set(k, t);
+  }
+  indexes.set(targets, { size: targets.length, byPath });
+  return byPath;
 }
 
 /**
@@ -148,17 +169,29 @@ export function placeFor(
   recursive: boolean,
 ): { target: Target; root: Buffer; rel: Buffer } | undefined {
   const s = rel.toString(L1) === "." ? "" : rel.toString(L1);
+  // The path itself, then (RECURSIVE) each ancestor up to the root: the first one an nlist
+  // entry names is the most specific. A lookup per level, whatever the size of the nlist.
+  const index = targetIndex(targets);
   let best: { target: Target; rest: string } | undefined;
-  for (const t of targets) {
-    const o = t.original.toString(L1);
-    let rest: string | undefined;
-    if (o === s) rest = "";
-    else if (o === "" && recursive) rest = s;
-    else if (s.startsWith(o + "/") && recursive) rest = s.slice(o.length + 1);
-    if (rest === undefined) continue;
-    if (!best || o.length > best.target.original.length) best = { target: t, rest };
+  const exact = index.get(s);
+  if (exact) best = { target: exact, rest: "" };
+  else if (recursive) {
+    for (let cut = s.lastIndexOf("/"); ; cut = s.lastIndexOf("/", cut - 1)) {
+      const t = index.get(cut < 0 ? "" : s.slice(0, cut));
+      if (t) {
+        best = { target: t, rest: cut < 0 ? s : s.slice(cut + 1) };
+        break;
+      }
+      if (cut <= 0) break;
+    }
   }
   if (!best) return undefined;
+  const base = best.target.base;
+  if (base) {
+    const o = best.target.original.toString(L1);
+    const rel = [o, best.rest].filter((x) => x !== "").join("/");
+    return { target: best.target, root: base, rel: Buffer.from(rel || ".", L1) };
+  }
   const dest = best.target.destination.toString(L1);
   if (dest === "/") return { target: best.target, root: Buffer.from("/"), rel: Buffer.from(best.rest || ".", L1) };
   const name = basename(dest);

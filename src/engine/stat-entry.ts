@@ -3,7 +3,7 @@
 // bookkeeping, which extended attributes a backup carries, and the zero-block scan that stands in
 // for SEEK_DATA. Only the system calls differ between the two walkers; these rules must not.
 import type { BigIntStats } from "node:fs";
-import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
+import { inodeNumber, type DataRun, type Entry, type EntryType } from "../../formats/entry.ts";
 import type { XattrApi } from "../native/index.ts";
 import { deviceNumbers, errorCode, timespecFromNs } from "./fsutil.ts";
 
@@ -25,8 +25,9 @@ export function entryFromStat(rel: Buffer, st: BigIntStats, type: EntryType): En
     mtime: timespecFromNs(st.mtimeNs),
     atime: timespecFromNs(st.atimeNs),
     ctime: timespecFromNs(st.ctimeNs),
-    dev: Number(st.dev),
-    ino: Number(st.ino),
+    // Exact: above 2^53 (overlayfs xino, some FUSE) a number would give two files one identity.
+    dev: inodeNumber(st.dev),
+    ino: inodeNumber(st.ino),
     nlink: Number(st.nlink),
   };
   if (type === "chardev" || type === "blockdev") {

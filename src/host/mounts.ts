@@ -9,6 +9,8 @@ export interface Mount {
   fsType: string;
   source: string;
   options: string;
+  /** The filesystem's own options (the superblock's: btrfs user_subvol_rm_allowed, say). */
+  superOptions: string;
 }
 
 /** Kernel and memory filesystems: not something an admin backs up through NDMP. */
@@ -39,6 +41,7 @@ export function parseMountinfo(text: string): Mount[] {
       options: left[5]!,
       fsType: right[0]!,
       source: unescapeMount(right[1]!),
+      superOptions: right[2] ?? "",
     });
   }
   return out;

@@ -22,6 +22,7 @@
  */
 import { countMoverHalt } from "../metrics/metrics.ts";
 import type { Duplex } from "node:stream";
+import { TLSSocket } from "node:tls";
 import type { Config } from "../config.ts";
 import { isTapeError, type TapeDevice } from "../devices/tape/device.ts";
 import type { Logger } from "../log.ts";
@@ -44,7 +45,8 @@ import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
-import { allowedAddrs, connectData, ipv4Of, listenData, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
+import type { DataTls } from "../transport/tls.ts";
+import { allowedAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
 
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
@@ -57,6 +59,8 @@ export interface MoverHost {
   readonly config: Config;
   readonly log: Logger;
   readonly localAddress: string | undefined;
+  /** Data connections in TLS, when the DMA selected NDMPD_DATA_TLS on this session. */
+  dataTls?(): DataTls | undefined;
   /** Who authenticated on the control connection (the audit trail). */
   readonly user?: string;
   /** The control connection's peer, "addr:port" (the audit trail). */
@@ -189,8 +193,8 @@ export class MoverService {
       l = await listenData(this.host.localAddress, {
         ports: this.host.config.dataPorts,
         peers: peerFilter(this.host.config.dataPeers),
-        refused: (peer) =>
-          audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "MOVER_LISTEN connection", outcome: "dropped", why: "not in data_peers" }),
+        refused: (peer, why) => audit(this.host.log, { event: "refused", user: this.host.user, peer, operation: "MOVER_LISTEN connection", outcome: "dropped", why }),
+        tls: this.host.dataTls?.(),
       });
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
@@ -239,10 +243,11 @@ export class MoverService {
     }
     const addrs = addr.tcp_addr ?? [];
     if (addrs.length === 0) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "no TCP address");
+    if (addrs.length > MAX_CONNECT_ADDRS) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `${addrs.length} addresses (at most ${MAX_CONNECT_ADDRS})`);
     const allowed = this.peersOnly(addrs);
     let sock;
     try {
-      sock = await connectData(allowed);
+      sock = await connectData(allowed, undefined, this.host.dataTls?.());
     } catch (e) {
       throw new NdmpError(ErrorCode.CONNECT_ERR, (e as Error).message);
     }
@@ -450,7 +455,8 @@ export class MoverService {
     const device = this.host.deviceName?.();
     // READ: the data connection to tape (a backup); WRITE: tape to the data connection.
     this.audited = { operation: this.mode === Mode.READ ? "MOVER_MODE_READ" : "MOVER_MODE_WRITE", devices: device ? [device] : [] };
-    audit(this.host.log, { event: "job-start", user: this.host.user, peer: this.host.peer, ...this.audited, outcome: "started" });
+    const tls = conn instanceof TLSSocket ? { tls: true } : {};
+    audit(this.host.log, { event: "job-start", user: this.host.user, peer: this.host.peer, ...this.audited, ...tls, outcome: "started" });
     this.pump = (this.mode === Mode.READ ? this.toTape(conn) : this.fromTape(conn)).catch((e) => {
       if (e instanceof Halted) return;
       this.host.log.error("mover failed", { err: e });

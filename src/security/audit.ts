@@ -23,6 +23,8 @@ export interface AuditRecord {
   outcome: string;
   /** Why a request was refused, in words. */
   why?: string;
+  /** A job's data connection is in TLS (NDMPD_DATA_TLS). */
+  tls?: boolean;
 }
 
 export function audit(log: Logger, r: AuditRecord): void {

@@ -14,6 +14,7 @@ import { allHandlers } from "../services/index.ts";
 import type { HandlerTable } from "../services/handler.ts";
 import type { DeviceRegistry } from "../devices/registry.ts";
 import { Session, sourceAddress, type Admission } from "./session.ts";
+import { certificateUser, createNdmpsServer } from "./tls.ts";
 import { snapshotsHeld, waitForSnapshots } from "../snapshot/index.ts";
 
 /** How long a shutdown waits for stopped jobs to delete their snapshots. */
@@ -38,8 +39,10 @@ export class NdmpServer implements Admission {
   /** Starts listening on every configured address; resolves with the bound addresses. */
   async listen(): Promise<AddressInfo[]> {
     const bound: AddressInfo[] = [];
-    for (const a of this.config.listen) {
-      const srv = createServer({ allowHalfOpen: false }, (sock) => this.accept(sock));
+    const wanted = [...this.config.listen.map((a) => ({ a, tls: false })), ...(this.config.tls?.listen ?? []).map((a) => ({ a, tls: true }))];
+    for (const { a, tls } of wanted) {
+      const onConnection = (sock: Socket) => this.accept(sock);
+      const srv = tls ? createNdmpsServer(this.config.tls!, this.log, onConnection) : createServer({ allowHalfOpen: false }, onConnection);
       // A hard stop far past the polite refusals below.
       srv.maxConnections = (this.config.maxSessions + this.config.limits.maxUnauthenticated) * 2;
       await new Promise<void>((resolve, reject) => {
@@ -53,7 +56,7 @@ export class NdmpServer implements Admission {
       this.servers.push(srv);
       const info = srv.address() as AddressInfo;
       bound.push(info);
-      this.log.info("listening", { address: info.address, port: info.port });
+      this.log.info("listening", { address: info.address, port: info.port, ...(tls ? { tls: true } : {}) });
     }
     return bound;
   }
@@ -101,6 +104,8 @@ export class NdmpServer implements Admission {
       this.pendingUncount.delete(session);
       this.sessions.delete(session);
     });
+    const byCert = certificateUser(sock, this.config);
+    if (byCert && session.authenticate(byCert.user)) session.log.info("authenticated", { method: "tls-certificate", user: byCert.user, cn: byCert.cn });
     session.start();
   }
 

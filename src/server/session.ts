@@ -4,6 +4,7 @@
  * services register clean-up for when the connection goes away.
  */
 import type { Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -78,6 +79,8 @@ export class Session implements Peer {
   /** Extension negotiation state for CONFIG_GET/SET_EXT_LIST (digest §7.3). */
   extListQueried = false;
   extListSelected = false;
+  /** The DMA selected NDMPD_DATA_TLS: this session's TCP data connections are in TLS. */
+  dataTls = false;
   /** The tape drive this session has open (TAPE interface), if any. */
   tape: OpenTape | undefined;
   /** The SCSI device (changer) this session has open, if any: only one of tape and scsi is set. */
@@ -141,6 +144,11 @@ export class Session implements Peer {
   /** What the authenticated user may touch ([[user]] paths, devices, read_only); undefined = anything. */
   get scope(): UserScope | undefined {
     return this.authUser === undefined ? undefined : this.config.scopes.get(this.authUser);
+  }
+
+  /** The control connection is NDMPS (TLS): nothing on it is in clear. */
+  get secure(): boolean {
+    return this.socket instanceof TLSSocket;
   }
 
   get isClosed(): boolean {

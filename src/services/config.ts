@@ -11,6 +11,7 @@ import { ALL1, AddrType, AuthType, ErrorCode, FsInfoUnsupported as U, Message, N
 import type { FsInfo } from "../protocol/xdr/v4.ts";
 import { newChallenge } from "../server/auth.ts";
 import type { Session } from "../server/session.ts";
+import { DATA_TLS_CLASS, DATA_TLS_VERSION, dataTlsOf } from "../transport/tls.ts";
 import { offeredAuthTypes } from "./connect.ts";
 import type { HandlerTable } from "./handler.ts";
 
@@ -107,8 +108,16 @@ function unsupportedBits(f: FsInfo): number {
 function getExtList(s: Session) {
   if (s.extListSelected) throw new NdmpError(ErrorCode.EXT_DANDN_ILLEGAL_ERR, "extensions already negotiated");
   s.extListQueried = true;
-  // No extension classes are offered.
-  return { error: OK, class_list: [] };
+  return { error: OK, class_list: offeredClasses(s).map((class_id) => ({ class_id, class_version: [DATA_TLS_VERSION] })) };
+}
+
+/**
+ * The one class offered: NDMPD_DATA_TLS, when [tls] peer_ca is set. It has no messages: its
+ * selection is the agreement that this session's data connections are in TLS, and the DMA
+ * selects it on both servers' sessions (a side that did not would fail the handshake).
+ */
+function offeredClasses(s: Session): number[] {
+  return dataTlsOf(s.config.tls) ? [DATA_TLS_CLASS] : [];
 }
 
 function setExtList(s: Session, req: { ndmp_selected_ext: Array<{ class_id: number; class_version: number }> }) {
@@ -116,8 +125,15 @@ function setExtList(s: Session, req: { ndmp_selected_ext: Array<{ class_id: numb
   if (!s.extListQueried) throw new NdmpError(ErrorCode.PRECONDITION_ERR, "CONFIG_GET_EXT_LIST must come first");
   const ids = req.ndmp_selected_ext.map((c) => c.class_id);
   if (new Set(ids).size !== ids.length) throw new NdmpError(ErrorCode.EXT_DUPL_CLASSES_ERR);
-  if (ids.length > 0) throw new NdmpError(ErrorCode.CLASS_NOT_SUPPORTED_ERR, `class 0x${ids[0]!.toString(16)} is not offered`);
+  const offered = offeredClasses(s);
+  for (const c of req.ndmp_selected_ext) {
+    if (!offered.includes(c.class_id)) throw new NdmpError(ErrorCode.CLASS_NOT_SUPPORTED_ERR, `class 0x${c.class_id.toString(16)} is not offered`);
+    if (c.class_version !== DATA_TLS_VERSION) throw new NdmpError(ErrorCode.VERSION_NOT_SUPPORTED_ERR, `class 0x${c.class_id.toString(16)} version ${c.class_version}`);
+  }
+  // Nothing is selected when the SET fails (above): the DMA may try again.
+  s.dataTls = ids.includes(DATA_TLS_CLASS);
   s.extListSelected = true;
+  if (s.dataTls) s.log.info("data connections in TLS (NDMPD_DATA_TLS selected)");
   return { error: OK };
 }
 

@@ -79,8 +79,8 @@ function serverAuth(s: Session, req: { client_attr: { auth_type: number; challen
       server_result: { auth_type: AuthType.MD5, auth_md5: { auth_id: sa.id, auth_digest: md5Digest(sa.password, attr.challenge) } },
     };
   }
-  // TEXT would send the secret in clear: only where the configuration says so.
-  if (attr.auth_type === AuthType.TEXT && !sa.allowText) {
+  // TEXT would send the secret in clear: only inside TLS, or where the configuration says so.
+  if (attr.auth_type === AuthType.TEXT && !sa.allowText && !s.secure) {
     throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "TEXT server authentication sends the secret in clear; use MD5 (or set server_auth.allow_text)");
   }
   if (attr.auth_type === AuthType.TEXT) {

@@ -7,6 +7,7 @@ import { ErrorCode, Message } from "../protocol/codes.ts";
 import type { Bytes } from "../protocol/xdr/codec.ts";
 import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
 import type { Session } from "../server/session.ts";
+import { dataTlsOf } from "../transport/tls.ts";
 import { moverOf } from "./mover.ts";
 import type { HandlerTable } from "./handler.ts";
 
@@ -24,6 +25,7 @@ export function dataOf(s: Session): DataService {
     get user() {
       return s.authUser;
     },
+    dataTls: () => (s.dataTls ? dataTlsOf(s.config.tls) : undefined),
     get peer() {
       return s.peer;
     },

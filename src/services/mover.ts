@@ -6,6 +6,7 @@ import { ErrorCode, Message } from "../protocol/codes.ts";
 import { MoverService } from "../mover/mover.ts";
 import type { Addr } from "../protocol/xdr/v4.ts";
 import type { Session } from "../server/session.ts";
+import { dataTlsOf } from "../transport/tls.ts";
 import type { HandlerTable } from "./handler.ts";
 
 const OK = { error: ErrorCode.NO_ERR };
@@ -22,6 +23,7 @@ export function moverOf(s: Session): MoverService {
     get user() {
       return s.authUser;
     },
+    dataTls: () => (s.dataTls ? dataTlsOf(s.config.tls) : undefined),
     get peer() {
       return s.peer;
     },

@@ -9,6 +9,7 @@ import fs from "node:fs";
 import { btrfsApi, BTRFS_SUPER_MAGIC, SUBVOL_ROOT_INO } from "../native/btrfs.ts";
 import type { NativeApi } from "../native/index.ts";
 import { joinPath } from "../engine/fsutil.ts";
+import { listFilesystems } from "../host/mounts.ts";
 import { SNAPSHOT_PREFIX } from "./records.ts";
 
 /** The directory, at the subvolume's root, that holds our snapshots. */
@@ -43,7 +44,22 @@ export function findSubvolume(path: Buffer): BtrfsTarget | string {
     dir = slash <= 0 ? Buffer.from("/") : dir.subarray(0, slash);
   }
   const rel = real.length === dir.length ? Buffer.alloc(0) : real.subarray(dir.length === 1 ? 1 : dir.length + 1);
+  // A snapshot we could make but not delete would stay behind after every backup.
+  if (!mayDeleteSubvolumes(real)) return "deleting btrfs snapshots needs CAP_SYS_ADMIN (root; the packaged service drops it) or the filesystem mounted with user_subvol_rm_allowed";
   return { subvolume: Buffer.from(dir), rel: Buffer.from(rel) };
+}
+
+/**
+ * Deleting a subvolume takes CAP_SYS_ADMIN, or a filesystem mounted with user_subvol_rm_allowed
+ * (then write access to the directory suffices).
+ */
+function mayDeleteSubvolumes(real: Buffer): boolean {
+  if (process.getuid?.() === 0 && hasSysAdmin()) return true;
+  const path = real.toString("utf8");
+  const mount = listFilesystems()
+    .filter((m) => path === m.mountPoint || path.startsWith(m.mountPoint.endsWith("/") ? m.mountPoint : `${m.mountPoint}/`))
+    .sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+  return !!mount && `${mount.options},${mount.superOptions}`.split(",").includes("user_subvol_rm_allowed");
 }
 
 /**
@@ -111,5 +127,18 @@ export async function destroyBtrfs(native: NativeApi, parent: Buffer, name: stri
       if (!busy || i >= DESTROY_TRIES) throw e;
       await new Promise((r) => setTimeout(r, 200 * i));
     }
+  }
+}
+
+const CAP_SYS_ADMIN = 21n;
+
+/** Whether this process holds CAP_SYS_ADMIN (its effective set, /proc/self/status CapEff). */
+export function hasSysAdmin(status?: string): boolean {
+  try {
+    const text = status ?? fs.readFileSync("/proc/self/status", "utf8");
+    const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(text)?.[1];
+    return hex !== undefined && ((BigInt(`0x${hex}`) >> CAP_SYS_ADMIN) & 1n) === 1n;
+  } catch {
+    return false;
   }
 }

@@ -13,7 +13,7 @@
  */
 import fs from "node:fs";
 import type { Config } from "../config.ts";
-import type { Entry } from "../../formats/entry.ts";
+import { inodeNumber, type Entry } from "../../formats/entry.ts";
 import { backupStartTime } from "../incremental/index.ts";
 import type { Logger } from "../log.ts";
 import type { NativeApi } from "../native/index.ts";
@@ -48,8 +48,15 @@ export interface Snapshot {
 
 /** How the snapshot of `root` would be made: a [[snapshot]] hook that matches, else btrfs; or why none. */
 export function planSnapshot(config: Pick<Config, "snapshotHooks">, root: Buffer): SnapshotPlan | string {
-  const hook = findHook(config.snapshotHooks, root.toString("utf8"));
-  if (hook) return { method: "hook", root, hook };
+  // Hooks see the real path: a FILESYSTEM with ".." or a symlink in it matches what it names.
+  let real: Buffer;
+  try {
+    real = fs.realpathSync(root, { encoding: "buffer" });
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const hook = findHook(config.snapshotHooks, real.toString("utf8"));
+  if (hook) return { method: "hook", root: real, hook };
   const target = findSubvolume(root);
   if (typeof target === "string") return target;
   return { method: "btrfs", root, target };
@@ -68,9 +75,8 @@ export interface SnapshotContext {
   log: Logger;
 }
 
-/** Snapshots made and not yet released, for the server's shutdown (it waits for them). */
+/** Snapshots made and not yet deleted (each settles when its release is done), for the server's shutdown. */
 const active = new Set<Promise<void>>();
-let releasing: Array<Promise<void>> = [];
 
 export async function takeSnapshot(plan: SnapshotPlan, ctx: SnapshotContext): Promise<Snapshot> {
   const name = newSnapshotName();
@@ -145,8 +151,9 @@ function finish(
   let done: () => void = () => {};
   const held = new Promise<void>((r) => (done = r));
   active.add(held);
-  const snapDev = fs.statSync(dir).dev;
-  const liveDev = fs.statSync(liveRoot).dev;
+  // Exact device numbers, in the form the walker's entries carry them (formats/entry.ts).
+  const snapDev = inodeNumber(fs.statSync(dir, { bigint: true }).dev);
+  const liveDev = inodeNumber(fs.statSync(liveRoot, { bigint: true }).dev);
   let released: Promise<void> | undefined;
   return {
     label,
@@ -174,7 +181,6 @@ function finish(
           done();
         }
       })();
-      releasing.push(released);
       return released;
     },
   };
@@ -182,11 +188,9 @@ function finish(
 
 /** Waits up to `ms` for every snapshot still held by a job to be deleted; false when time ran out. */
 export async function waitForSnapshots(ms: number): Promise<boolean> {
-  const all = Promise.all([...active, ...releasing]).then(() => true);
+  const all = Promise.all([...active]).then(() => true);
   const timer = new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref());
-  const ok = await Promise.race([all, timer]);
-  releasing = [];
-  return ok;
+  return Promise.race([all, timer]);
 }
 
 export function snapshotsHeld(): number {

@@ -6,6 +6,7 @@ import { createServer, connect, isIPv4, type Server, type Socket } from "node:ne
 import { networkInterfaces } from "node:os";
 import type { TcpAddr } from "../protocol/xdr/v4.ts";
 import { ANY_PEER, type PeerFilter } from "./peers.ts";
+import { secureAccepted, secureConnected, type DataTls } from "./tls.ts";
 
 /** "1.2.3.4" -> 0x01020304 (the first octet is the most significant byte, as on the wire). */
 export function ipToU32(ip: string): number {
@@ -23,6 +24,9 @@ export function ipv4Of(address: string | undefined): string | undefined {
   const a = address.startsWith("::ffff:") ? address.slice(7) : address;
   return isIPv4(a) ? a : undefined;
 }
+
+/** Addresses a DATA_CONNECT / MOVER_CONNECT may list: each is tried in turn, with a timeout each. */
+export const MAX_CONNECT_ADDRS = 16;
 
 export function tcpAddr(ip: string, port: number): TcpAddr {
   return { ip_addr: ipToU32(ip), port, addr_env: [] };
@@ -50,8 +54,10 @@ export interface ListenOptions {
   ports: { from: number; to: number } | null;
   /** Who may connect (data_peers); default anyone. */
   peers?: PeerFilter;
-  /** Told of each connection from outside `peers`, which is dropped while the listen goes on. */
-  refused?: (peer: string) => void;
+  /** Told of each connection from outside `peers` (or failing `tls`), dropped while the listen goes on. */
+  refused?: (peer: string, why: string) => void;
+  /** Data connections in TLS (NDMPD_DATA_TLS): the peer must complete a verified handshake. */
+  tls?: DataTls;
 }
 
 /**
@@ -79,8 +85,22 @@ export async function listenData(localAddress: string | undefined, opts: ListenO
     // Several connections may be accepted in one turn: only the first allowed one is served.
     if (taken) return void sock.destroy();
     if (!peers.allows(sock.remoteAddress)) {
-      opts.refused?.(socketPeer(sock));
+      opts.refused?.(socketPeer(sock), "not in data_peers");
       return void sock.destroy();
+    }
+    if (opts.tls) {
+      const peer = socketPeer(sock);
+      // Like a stranger, a peer that fails the handshake is dropped and the listen goes on.
+      secureAccepted(sock, opts.tls).then(
+        (t) => {
+          if (taken) return void t.destroy();
+          taken = true;
+          server.close();
+          settle.resolve(t);
+        },
+        (e: Error) => opts.refused?.(peer, `TLS: ${e.message}`),
+      );
+      return;
     }
     taken = true;
     sock.removeAllListeners("error");
@@ -148,15 +168,18 @@ function bind(host: string, port: number): Promise<Server> {
   });
 }
 
-/** Connects to the first address of `addrs` that answers. */
-export async function connectData(addrs: TcpAddr[], timeoutMs = 15_000): Promise<Socket> {
+/** Connects to the first address of `addrs` that answers (in TLS with `tls`: NDMPD_DATA_TLS). */
+export async function connectData(addrs: TcpAddr[], timeoutMs = 15_000, tls?: DataTls): Promise<Socket> {
   let last: Error | undefined;
   for (const a of addrs) {
+    let sock: Socket;
     try {
-      return await connectOne(u32ToIp(a.ip_addr), a.port, timeoutMs);
+      sock = await connectOne(u32ToIp(a.ip_addr), a.port, timeoutMs);
     } catch (e) {
       last = e as Error;
+      continue;
     }
+    return tls ? secureConnected(sock, tls, timeoutMs) : sock;
   }
   throw last ?? new Error("no address to connect to");
 }

@@ -20,6 +20,7 @@ const PEERS: Record<string, () => boolean> = {
   binary: () => existsSync(BINARY),
   ndmjob: () => existsSync(NDMJOB),
   tshark: () => onPath("tshark"),
+  openssl: () => onPath("openssl"),
   unshare: () => onPath("unshare") && onPath("ip") && process.getuid?.() === 0,
   tar: () => onPath("tar"),
   restore: () => existsSync("/usr/sbin/restore") || onPath("restore"),

@@ -6,6 +6,7 @@
  *    two backups, the third goes whole onto the second; every image is the same records (count,
  *    sizes, bytes); the labels carry new media ids and say what they copy; the catalog knows
  *    the copies: `ndmpd recover` restores from a copy with direct access, `ndmjob -x` reads one.
+ *  - --from-slot: B's first copy loaded from its slot and copied on to A.
  *  - Within one server (vt0 -> vt1, two sessions joined by IPC), the source listening.
  *  - With ndmjob's tape agent as the destination mover, and as the source mover; with a record
  *    size ndmjob's mover accepts but never fills (256 KiB), a clear failure after 20 s, not a hang.
@@ -72,7 +73,7 @@ describe.runIf(ready)("ndmpd remote duplicate", () => {
     const cfg = (port: number, rest: string) =>
       `[server]\nlisten = "127.0.0.1:${port}"\nstate_dir = "$DIR/s"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n` + rest;
     [a, b] = await Promise.all([
-      startServer({ netns: ns, config: cfg(10000, `[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\n[[tape]]\nname = "vt1"\npath = "$DIR/vt1.tape"\n[[tape]]\nname = "vt2"\npath = "$DIR/vt2.tape"\n[[tape]]\nname = "vt3"\npath = "$DIR/vt3.tape"\n`) }),
+      startServer({ netns: ns, config: cfg(10000, `[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\n[[tape]]\nname = "vt1"\npath = "$DIR/vt1.tape"\n[[tape]]\nname = "vt2"\npath = "$DIR/vt2.tape"\n[[tape]]\nname = "vt3"\npath = "$DIR/vt3.tape"\n[[tape]]\nname = "vt4"\npath = "$DIR/vt4.tape"\n`) }),
       startServer({
         netns: ns,
         config: cfg(10002, `[[tape]]\nname = "lt0"\n[[changer]]\nname = "lib0"\npath = "$DIR/lib"\nslots = 3\ndrives = ["lt0"]\ncapacity = "8MiB"\n`),
@@ -135,6 +136,17 @@ describe.runIf(ready)("ndmpd remote duplicate", () => {
     const list = await cli("list", "--config", c1cfg, "--json");
     expect(JSON.parse(list.stdout)).toMatchObject({ source: "catalog", mediaId: l[0]!.mediaId, backups: [{ seq: 1, root: trees[0] }, { seq: 2, root: trees[1] }] });
   }, 180_000);
+
+  it("--from-slot loads the source cartridge from its library first: the first copy, copied again to A", async () => {
+    const r = await duplicate("--from", `${B}/lt0`, "--from-slot", "1", "--to", `${A}/vt4`);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(endOf(r.stdout)).toMatchObject({ ok: true, files: 4, cartridges: 1 });
+    const c1 = files(cart(1));
+    const v4 = files(vt("vt4"));
+    expect(v4.length).toBe(4);
+    for (const i of [1, 3]) expect(Buffer.concat(v4[i]!).equals(Buffer.concat(c1[i]!))).toBe(true);
+    expect(label(v4[2]!).copyOf).toBe(`${label(c1[0]!).mediaId}#2`);
+  });
 
   it("within one server (vt0 -> vt1): two sessions joined by IPC, the source mover listening", async () => {
     const r = await duplicate("--from", `${A}/vt0`, "--to", `${A}/vt1`, "--listen", "src");

@@ -7,7 +7,7 @@
  * ours, and the local configuration), an image that fills the first cartridge to its logical
  * end, and a DMA of ours that polls DATA_GET_STATE and MOVER_GET_STATE on every post.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -28,7 +28,8 @@ import {
 import { dma, seededBytes, tapeServerConfig } from "../helpers/dma.ts";
 import { createNetns, type Netns } from "../helpers/netns.ts";
 import { jobSucceeded, ndmjob, parseIndex } from "../helpers/ndmjob.ts";
-import { havePeers } from "../helpers/peers.ts";
+import { BINARY, havePeers } from "../helpers/peers.ts";
+import { run } from "../helpers/run.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 import { compareTrees } from "../helpers/tree.ts";
 
@@ -117,6 +118,67 @@ describe.runIf(havePeers("binary", "ndmjob", "unshare"))("restores through a lib
     expect(readFileSync(join(srv.dir, "lib0", "NDMP003L8.tape")).length).toBeGreaterThan(983_040);
     await restore(src, ["@1002", "@1003"], ["-D", A, "-T", A], "full-three-way");
     await restore(src, ["@1002", "@1003"], ["-D", A], "full-local");
+  });
+
+  it("DAR of files on each cartridge of a spanned image: SEEK pauses where the image crosses, only the needed records read", async () => {
+    const src = join(W, "span");
+    makeTree(src, 5, 280_000); // about 1.4 MB: over two 1 MiB cartridges
+    const idx = join(W, "span.idx");
+    const b = await ndmjob(ns, ["-c", "-v", "-D", A, "-T", A, ...R, "-f", "vt0", "-m", "@1000", "-m", "@1001", "-B", "tar", "-C", src, "-I", idx], 120_000);
+    expect(jobSucceeded(b.stdout), b.stdout).toBe(true);
+    const index = parseIndex(readFileSync(idx, "latin1"));
+    expect(index.media).toEqual(["01 +0/960K@1000", "02 +0/420K@1001"]);
+    const onFirst = index.files.get("/f1.bin")!.fhInfo; // f4.bin would straddle the two
+    const onSecond = index.files.get("/sub/f0.bin")!.fhInfo;
+    expect(onFirst + 290_000).toBeLessThan(960 * 1024);
+    expect(onSecond).toBeGreaterThan(960 * 1024);
+    for (const [agents, name] of [[["-D", A, "-T", A], "dar-three-way"], [["-D", A], "dar-local"]] as const) {
+      const out = join(W, name);
+      const from = srv.logs.length;
+      const x = await ndmjob(ns, ["-x", "-v", ...agents, ...R, "-f", "vt0", "-m", "@1000", "-m", "@1001", "-B", "tar", "-E", "DIRECT=y", "-C", out, "-J", idx, "/f1.bin", "/sub/f0.bin"], 120_000);
+      expect(jobSucceeded(x.stdout), x.stdout).toBe(true);
+      expect(x.stdout).toContain('DLF "OK: /f1.bin"');
+      expect(x.stdout).toContain('DLF "OK: /sub/f0.bin"');
+      expect(x.stdout).toContain('"Commanding robot to load slot @1001 into drive @500"');
+      expect(readFileSync(join(out, "f1.bin")).equals(seededBytes(280_000, 1))).toBe(true);
+      expect(readFileSync(join(out, "sub/f0.bin")).equals(seededBytes(280_000, 0))).toBe(true);
+      // One SEEK pause, at the record holding the second cartridge's file, reaching the DMA in the
+      // local configuration too (where the data service asks our mover directly).
+      const pauses = srv.logs.slice(from).filter((l) => l.msg === "mover paused");
+      expect(pauses.map((p) => [p.reason, Number(p.seek_position)]), name).toEqual([["SEEK", Math.floor(onSecond / 10240) * 10240]]);
+      expect(moverEvents(srv, from).at(-1)).toBe("halted CONNECT_CLOSED");
+      // Direct access: the two files' records, not the whole 1.4 MB image.
+      const done = /DLMn "recovery done: \d+ entries read, 2 restored, (\d+) bytes, (\d+) direct reads"/.exec(x.stdout);
+      expect(done, x.stdout).not.toBeNull();
+      expect(Number(done![1])).toBeLessThan(700_000);
+    }
+
+    // The CLI's library path: `ndmpd recover --slot 1 --slot 2` of the same image, on a copy of
+    // the library (the running server holds this one).
+    const dir = join(W, "cli");
+    cpSync(join(srv.dir, "lib0"), join(dir, "lib0"), { recursive: true });
+    rmSync(join(dir, "lib0", "library.lock"), { force: true });
+    const cfg = join(dir, "c.toml");
+    writeFileSync(cfg, libraryConfig().replaceAll("$DIR", dir), { mode: 0o600 });
+    const cli = (...args: string[]) => run(BINARY, ["recover", "-c", cfg, "--tape-file", "0", "--record-size", "10240", ...args], { timeoutMs: 120_000 });
+    const all = await cli("--slot", "1", "--slot", "2", "--to", join(dir, "all"));
+    expect(all.code, all.stderr + all.stdout).toBe(0);
+    expect(all.stdout).toMatch(/next cartridge NDMP002L8: the image goes on at byte 983040/);
+    expect(await compareTrees(src, join(dir, "all"))).toEqual([]);
+    // Two paths, one on each cartridge, by direct access at the offsets of ndmjob's index.
+    const some = await cli("--slot", "1", "--slot", "2", "--index", idx, "--json", "--to", join(dir, "some"), "/f1.bin", "/sub/f0.bin");
+    expect(some.code, some.stderr + some.stdout).toBe(0);
+    const end = some.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((e) => e.event === "end");
+    expect(end, some.stdout).toMatchObject({ direct: true, restored: 2 });
+    expect(end.bytesRead).toBeLessThan(700_000);
+    expect(some.stdout).toMatch(/next cartridge NDMP002L8: the image goes on at byte 983040/);
+    expect(readFileSync(join(dir, "some", "sub/f0.bin")).equals(seededBytes(280_000, 0))).toBe(true);
+    expect(readFileSync(join(dir, "some", "f1.bin")).equals(seededBytes(280_000, 1))).toBe(true);
+    // One cartridge named for an image that goes on: the job fails and says the image is cut short.
+    const short = await cli("--slot", "1", "--to", join(dir, "short"));
+    expect(short.code).toBe(1);
+    // Several slots are for images another DMA wrote (our own backups fit on one cartridge).
+    expect((await run(BINARY, ["recover", "-c", cfg, "--slot", "1", "--slot", "2", "--to", join(dir, "x")])).code).toBe(2);
   });
 });
 

@@ -247,7 +247,8 @@ describe.runIf(ready)("per-user scopes and the audit trail", () => {
         `[[user]]\nname = "reader"\npassword = "${users.reader}"\nread_only = true\n` +
         `[server_auth]\nid = "filer1"\npassword = "${SERVER_SECRET}"\n` +
         `[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\ncapacity = "256MiB"\n` +
-        `[[tape]]\nname = "vt1"\npath = "$DIR/vt1.tape"\ncapacity = "256MiB"\n`,
+        `[[tape]]\nname = "vt1"\npath = "$DIR/vt1.tape"\ncapacity = "256MiB"\n` +
+        `[[tape]]\nname = "vt2"\n[[changer]]\nname = "lib0"\npath = "$DIR/lib0"\nslots = 2\ndrives = ["vt2"]\ncapacity = "1MiB"\n`,
     });
   }, 120_000);
 
@@ -322,10 +323,25 @@ describe.runIf(ready)("per-user scopes and the audit trail", () => {
       expect(logText(c, since)).toContain("user scoped may not open vt1: not among its devices");
       await c.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.READ });
       await c.request(Message.TAPE_CLOSE);
+      // A changer outside the list, and the tape by its path instead of its name, the same.
+      await expect(c.request(Message.SCSI_OPEN, { device: "lib0" })).rejects.toMatchObject({ error: ErrorCode.NOT_AUTHORIZED_ERR });
+      await expect(c.request(Message.TAPE_OPEN, { device: join(srv.dir, "vt1.tape"), mode: TapeOpenMode.READ })).rejects.toMatchObject({
+        error: ErrorCode.NOT_AUTHORIZED_ERR,
+      });
     } finally {
       await c.close();
     }
-    expect(audits("refused", "TAPE_OPEN").at(-1)).toMatchObject({ user: "scoped", devices: ["vt1"], outcome: "NOT_AUTHORIZED_ERR" });
+    expect(audits("refused", "TAPE_OPEN").map((l) => l.devices)).toEqual([["vt1"], ["vt1"]]);
+    expect(audits("refused", "TAPE_OPEN")[0]).toMatchObject({ user: "scoped", outcome: "NOT_AUTHORIZED_ERR" });
+    expect(audits("refused", "SCSI_OPEN").at(-1)).toMatchObject({ user: "scoped", devices: ["lib0"], outcome: "NOT_AUTHORIZED_ERR" });
+    // Another user, without a device list, opens the changer.
+    const r = await session("reader");
+    try {
+      await r.request(Message.SCSI_OPEN, { device: "lib0" });
+      await r.request(Message.SCSI_CLOSE);
+    } finally {
+      await r.close();
+    }
   });
 
   it("a read-only user cannot recover, anywhere", async () => {

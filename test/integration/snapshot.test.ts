@@ -8,7 +8,8 @@
  *    of the server followed by a restart;
  *  - a [[snapshot]] hook (a script making a btrfs snapshot) is used, a failing one is a clear
  *    error (or a live backup under auto); SNAPSHOT=required on ext4 is refused;
- *  - a level 1 after a level 0 catches a file changed during the level 0;
+ *  - a level 1 after a level 0 catches a file changed during the level 0 (tar; and dump, whose
+ *    chain, with a live level 2 on top, Linux restore -r replays);
  *  - CONFIG_GET_FS_INFO says SNAPSHOT_METHOD per filesystem.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -35,7 +36,7 @@ import { createBtrfs, destroyBtrfs, findSubvolume } from "../../src/snapshot/btr
 
 const tools = ["mkfs.btrfs", "btrfs", "mkfs.ext4", "losetup", "inotifywait"].filter((t) => spawnSync("sh", ["-c", `command -v ${t}`]).status !== 0);
 if (tools.length > 0 && IN_CI) it(`tools available: ${tools.join(", ")}`, () => expect(tools).toEqual([]));
-const ready = havePeers("binary", "ndmjob", "tar", "unshare") && tools.length === 0;
+const ready = havePeers("binary", "ndmjob", "tar", "restore", "unshare") && tools.length === 0;
 
 const MiB = 1024 * 1024;
 
@@ -298,13 +299,20 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     }
   }, 600_000);
 
-  it("DATA_ABORT mid-stream: the snapshot is deleted", async () => {
+  it("DATA_ABORT mid-stream: the snapshot is deleted (ndmpd sessions showed it while held)", async () => {
     const sock = await dataConnect(c!);
     sock.pause(); // never read: the backup stalls with the snapshot held
     const since = c!.posts.length;
     expect(await start(c!, { FILESYSTEM: TREE })).toBe(ErrorCode.NO_ERR);
     await until(() => snapshotsIn(VOL).length === 1 && recordsIn(STATE).length === 1, 30_000, "the snapshot and its record");
     expect((await getEnv(c!)).get("SNAPSHOT")).toBe(`btrfs:${snapshotsIn(VOL)[0]}`);
+    // ndmpd sessions shows it too.
+    const list = await run(BINARY, ["sessions", "--json", "--config", join(srv!.dir, "ndmpd.toml")]);
+    expect(list.code, list.stderr).toBe(0);
+    const mine = (JSON.parse(list.stdout) as Array<{ data: { operation: string; path: string; snapshot?: string } }>).find((x) => x.data.operation === "BACKUP");
+    expect(mine?.data).toMatchObject({ path: TREE, snapshot: `btrfs:${snapshotsIn(VOL)[0]}` });
+    const table = await run(BINARY, ["sessions", "--config", join(srv!.dir, "ndmpd.toml")]);
+    expect(table.stdout).toContain(`${TREE} [btrfs:${snapshotsIn(VOL)[0]}]`);
     await c!.request(Message.DATA_ABORT);
     expect((await c!.waitForPost(Message.NOTIFY_DATA_HALTED, 30_000, since)).body.reason).toBe(Halt.ABORTED);
     await c!.request(Message.DATA_STOP);
@@ -450,7 +458,7 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(u.stderr).toMatch(/--snapshot must be y, n, auto or required/);
   }, 300_000);
 
-  it("dump from snapshots: level 0 then 1 (a file changed during the level 0), valid streams, the level 1 holding the directories and that file only; a live level 2 builds on them", async () => {
+  it("dump from snapshots: level 0 then 1 (a file changed during the level 0), valid streams, the level 1 holding the directories and that file only; a live level 2 builds on them; restore -r replays the chain", async () => {
     const dvol = join(MNT, "dvol");
     sh("btrfs", ["subvolume", "create", dvol]);
     mkdirSync(join(dvol, "d"));
@@ -481,6 +489,16 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     // Level 0: the root, d and 20 files (d/f3 as it was at the snapshot); level 1: the two
     // directories and d/f3; level 2 (live): the directories.
     expect(inodes).toEqual([22, 3, 2]);
+    // Linux restore -r replays the chain into the tree as it is now (nothing changed after the
+    // level 1; restore keeps microseconds and leaves "." alone).
+    const dest = join(W, "dvol-restore");
+    mkdirSync(dest);
+    for (let i = 0; i < 3; i++) {
+      const r = await run("restore", ["-r", "-f", join(W, `dvol${i}.dump`)], { cwd: dest });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }
+    const ours = (rel: Buffer) => rel.equals(Buffer.from("restoresymtable")) || rel.equals(Buffer.from(".ndmpd-snapshots"));
+    expect(await compareTrees(dvol, dest, { timePrecisionNs: 1000, rootTimes: false, ignore: ours, xattrs: false })).toEqual([]);
     expect(l0.stream.includes(Buffer.from("changed during the level 0"))).toBe(false);
     expect(l1.stream.includes(Buffer.from("changed during the level 0\n"))).toBe(true);
     expect(snapshotsIn(dvol)).toEqual([]);
@@ -513,4 +531,40 @@ describe.runIf(ready)("backups from snapshots (btrfs on a loop device)", () => {
     expect(await destroyBtrfs(NO_NATIVE, Buffer.from(join(VOL, ".ndmpd-snapshots")), "ndmpd-tool-path")).toBe(true);
     expect(snapshotsIn(VOL)).toEqual([]);
   }, 120_000);
+
+  it("a server without CAP_SYS_ADMIN (as the packaged unit runs it): btrfs is no method, required is refused and says why", async () => {
+    // setpriv drops it from the bounding set, as the unit's CapabilityBoundingSet does.
+    const capless = { pid: 0, prefix: () => ["setpriv", "--bounding-set=-sys_admin"], stop: async () => {} };
+    const p = await startServer({ netns: capless, config: config("127.0.0.1:0", join(W, "state-capless")) });
+    try {
+      expect(readFileSync(`/proc/${p.pid}/status`, "utf8")).toMatch(/^CapEff:\s*[0-9a-f]+$/m);
+      const cp = await dma(p.port);
+      const fsInfo = await cp.request(Message.CONFIG_GET_FS_INFO);
+      const mine = (fsInfo.body.fs_info as Array<{ fs_logical_device: unknown; fs_env: Array<{ name: unknown; value: unknown }> }>).find((f) => String(f.fs_logical_device) === MNT);
+      expect(mine?.fs_env.find((e) => String(e.name) === "SNAPSHOT_METHOD")?.value?.toString()).toBe("none");
+      const sock = await dataConnect(cp);
+      sock.resume();
+      const since = cp.posts.length;
+      expect(await start(cp, { FILESYSTEM: TREE, SNAPSHOT: "required" })).toBe(ErrorCode.ILLEGAL_ARGS_ERR);
+      expect(logsOf(cp, since, LogType.ERROR).join("\n")).toMatch(/no snapshot method \(deleting btrfs snapshots needs CAP_SYS_ADMIN/);
+      sock.destroy();
+      await cp.close();
+      expect(snapshotsIn(VOL)).toEqual([]);
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+  // Last: it remounts the filesystem with user_subvol_rm_allowed, which has no undo.
+  it("not root: btrfs is no method unless the filesystem lets users delete subvolumes (user_subvol_rm_allowed)", () => {
+    const getuid = process.getuid;
+    try {
+      process.getuid = () => 1000;
+      expect(findSubvolume(Buffer.from(TREE))).toMatch(/deleting btrfs snapshots needs CAP_SYS_ADMIN \(root; the packaged service drops it\) or the filesystem mounted with user_subvol_rm_allowed/);
+      sh("mount", ["-o", "remount,user_subvol_rm_allowed", MNT]);
+      const t = findSubvolume(Buffer.from(TREE));
+      expect(typeof t === "string" ? t : t.subvolume.toString()).toBe(VOL);
+    } finally {
+      process.getuid = getuid;
+    }
+  });
 });

@@ -88,13 +88,13 @@ password_env = "MY_PW"
 
   it("[limits]: safe defaults, each key parsed and bounded", () => {
     const d = parseConfig(`[[user]]\nname = "a"\npassword = "x"\n`, "f.toml").limits;
-    expect(d).toEqual({ authTimeoutS: 30, preAuthMessageSize: 65536, maxUnauthenticated: 32, maxUnauthenticatedPerSource: 8, authFailureDelayMaxMs: 10_000, idleTimeoutS: 0 });
+    expect(d).toEqual({ authTimeoutS: 30, preAuthMessageSize: 65536, maxUnauthenticated: 32, maxUnauthenticatedPerSource: 8, authFailureDelayMaxMs: 10_000, idleTimeoutS: 0, maxNlist: 1_000_000 });
     const l = parseConfig(
-      `[limits]\nauth_timeout_s = 5\npreauth_max_message_size = "16KiB"\nmax_unauthenticated = 3\nmax_unauthenticated_per_source = 1\nauth_failure_delay_max_ms = 0\nidle_timeout_s = 600\n`,
+      `[limits]\nauth_timeout_s = 5\npreauth_max_message_size = "16KiB"\nmax_unauthenticated = 3\nmax_unauthenticated_per_source = 1\nauth_failure_delay_max_ms = 0\nidle_timeout_s = 600\nmax_nlist = 10\n`,
       "f.toml",
       { NDMPD_PASSWORD: "x" },
     ).limits;
-    expect(l).toEqual({ authTimeoutS: 5, preAuthMessageSize: 16384, maxUnauthenticated: 3, maxUnauthenticatedPerSource: 1, authFailureDelayMaxMs: 0, idleTimeoutS: 600 });
+    expect(l).toEqual({ authTimeoutS: 5, preAuthMessageSize: 16384, maxUnauthenticated: 3, maxUnauthenticatedPerSource: 1, authFailureDelayMaxMs: 0, idleTimeoutS: 600, maxNlist: 10 });
     expect(() => parseConfig(`[limits]\nauth_timeout_s = 0\n`, "f.toml")).toThrow(/f.toml:2: limits.auth_timeout_s: must be an integer from 1/);
     expect(() => parseConfig(`[limits]\npreauth_max_message_size = "1GiB"\n`, "f.toml")).toThrow(/limits.preauth_max_message_size/);
     expect(() => parseConfig(`[limits]\nmax_unauthenticated = 0\n`, "f.toml")).toThrow(/limits.max_unauthenticated/);

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config.ts";
 import { COMMANDS } from "../../src/doc/commands.ts";
+import { BUTYPES } from "../../src/engine/butypes.ts";
 import { CONFIG_TABLES, renderExample } from "../../src/doc/config-keys.ts";
 import { NDMP_ENV } from "../../src/doc/environment.ts";
 import { commandHelp, mainHelp, manPage } from "../../src/doc/render.ts";
@@ -87,5 +88,15 @@ describe("one source for --help and ndmpd(8)", () => {
     expect(cfg.admin.socket).toBe("/run/ndmpd/admin.sock");
     expect(cfg.metrics).toBeUndefined();
     for (const t of CONFIG_TABLES) for (const k of t.keys) expect(text).toMatch(new RegExp(`^(# )?${k.key} = `, "m"));
+  });
+});
+
+describe("the default environment of CONFIG_GET_BUTYPE_INFO", () => {
+  it("lists only variables the man page documents (each one honoured: see its text)", () => {
+    const documented = new Set(NDMP_ENV.flatMap((o) => o.flags.split(/[ ,|]+/)));
+    const advertised = [...new Set(BUTYPES.flatMap((b) => b.defaultEnv.map(([k]) => k)))];
+    expect(advertised.filter((k) => !documented.has(k))).toEqual([]);
+    // Advertised once and never honoured; gone.
+    expect(advertised).not.toContain("EXTRACT");
   });
 });

@@ -1,5 +1,6 @@
 /** The security keys of the configuration: data_peers, per-user scopes, TLS, server_auth's clear text. */
 import { describe, expect, it } from "vitest";
+import { renderEffective } from "../../src/config-check.ts";
 import { parseConfig } from "../../src/config.ts";
 
 const user = `[[user]]\nname = "ndmp"\npassword = "pw"\n`;
@@ -42,5 +43,42 @@ describe("[server_auth] allow_text", () => {
     expect(parseConfig(`${user}${sa}`, "t.toml").serverAuth?.allowText).toBe(false);
     expect(parseConfig(`${user}${sa}allow_text = true\n`, "t.toml").serverAuth?.allowText).toBe(true);
     expect(() => parseConfig(`${user}${sa}allow_text = 1\n`, "t.toml")).toThrow(/server_auth\.allow_text: must be true or false/);
+  });
+});
+
+describe("[tls]", () => {
+  it("needs listen, a readable cert and key; require_client_cert needs client_ca; cert_cn users may have no password", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { makeCerts } = await import("../helpers/certs.ts");
+    const dir = mkdtempSync(join(tmpdir(), "ndmpd-tlscfg-"));
+    try {
+      const c = await makeCerts(dir);
+      const tls = `[tls]\nlisten = "127.0.0.1:30000"\ncert = "${c.serverCert}"\nkey = "${c.serverKey}"\n`;
+      const cfg = parseConfig(`${user}[[user]]\nname = "dma"\ncert_cn = "dma-1"\n${tls}client_ca = "${c.ca}"\nrequire_client_cert = true\n`, "t.toml");
+      expect(cfg.tls).toEqual({
+        listen: [{ host: "127.0.0.1", port: 30000 }],
+        cert: c.serverCert,
+        key: c.serverKey,
+        clientCa: c.ca,
+        requireClientCert: true,
+        handshakeTimeoutMs: 10_000,
+      });
+      expect(cfg.certUsers.get("dma-1")).toBe("dma");
+      expect(parseConfig(`${user}${tls}peer_ca = "${c.ca}"\n`, "t.toml").tls?.peerCa).toBe(c.ca);
+      expect(cfg.users.get("dma")?.length).toBe(0);
+      // `config check` shows all of it, and what it shows reads back the same.
+      const again = parseConfig(renderEffective(cfg), "effective.toml");
+      expect(again.tls).toEqual(cfg.tls);
+      expect(again.certUsers).toEqual(cfg.certUsers);
+      expect(() => parseConfig(`${user}${tls}require_client_cert = true\n`, "t.toml")).toThrow(/tls\.require_client_cert: needs client_ca/);
+      expect(() => parseConfig(`${user}[tls]\ncert = "${c.serverCert}"\nkey = "${c.serverKey}"\n`, "t.toml")).toThrow(/tls\.listen: needs at least one/);
+      expect(() => parseConfig(`${user}${tls.replace(c.serverKey, "/nonexistent.key")}`, "t.toml")).toThrow(/tls\.key: cannot read/);
+      // A key that does not belong to the certificate.
+      expect(() => parseConfig(`${user}${tls.replace(c.serverKey, c.clientKey)}`, "t.toml")).toThrow(/tls\.cert: the certificate, key or CA cannot be used/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -251,7 +251,7 @@ describe("writer behaviour", () => {
     fs.mkdirSync(dest);
     fs.writeFileSync(path.join(dest, "f"), "old");
     fs.symlinkSync("somewhere", path.join(dest, "l"));
-    const w = new RestoreWriter({ destination: B(dest), overwrite: false });
+    const w = new RestoreWriter({ destination: B(dest), overwrite: "never" });
     await w.begin(entry("file", { size: 3 }), B("f"));
     await w.write(B("new"), 0);
     await w.end();
@@ -264,8 +264,28 @@ describe("writer behaviour", () => {
     expect(fs.readFileSync(path.join(dest, "f"), "utf8")).toBe("old");
     expect(fs.readlinkSync(path.join(dest, "l"))).toBe("somewhere");
     expect(fs.readFileSync(path.join(dest, "fresh"), "utf8")).toBe("fresh");
-    expect(w.stats.errors.map((e) => [e.path.toString(), /exists/.test(e.reason)])).toEqual([["f", true], ["l", true]]);
+    // Kept on purpose: not errors, but counted (the recovery reports them).
+    expect(w.stats.errors).toEqual([]);
+    expect(w.stats.kept.map(String)).toEqual([path.join(dest, "f"), path.join(dest, "l")]);
     expect(w.stats.files).toBe(1);
+  });
+
+  it("overwrite \"newer\": replaces what is older than the archive's copy, keeps what is as new or newer", async () => {
+    const dest = path.join(tmp, "dest-newer");
+    fs.mkdirSync(dest);
+    for (const [name, sec] of [["old", 1_000_000], ["same", 2_000_000], ["young", 3_000_000]] as const) {
+      fs.writeFileSync(path.join(dest, name), "disk");
+      fs.utimesSync(path.join(dest, name), sec, sec);
+    }
+    const w = new RestoreWriter({ destination: B(dest), overwrite: "newer" });
+    for (const name of ["old", "same", "young"]) {
+      await w.begin(entry("file", { size: 4, mtime: { sec: 2_000_000, nsec: 0 } }), B(name));
+      await w.write(B("tape"), 0);
+      await w.end();
+    }
+    await w.finish();
+    expect(["old", "same", "young"].map((n) => fs.readFileSync(path.join(dest, n), "utf8"))).toEqual(["tape", "disk", "disk"]);
+    expect(w.stats.kept.map(String)).toEqual([path.join(dest, "same"), path.join(dest, "young")]);
   });
 
   it("gives parents it had to invent mode 0755, and archive directories their own mode after their children", async () => {
@@ -297,11 +317,11 @@ describe("writer behaviour", () => {
     expect(w.stats.files).toBe(0);
   });
 
-  it("writes 10,000 small files quickly", async () => {
+  // How fast is test/bench's business (timing floors fail on a busy machine): this checks the result.
+  it("writes 10,000 small files", async () => {
     const dest = path.join(tmp, "dest-many");
     const w = new RestoreWriter({ destination: B(dest) });
     const content = B("small file content\n");
-    const t0 = performance.now();
     for (let d = 0; d < 50; d++) {
       await w.begin(entry("directory", { mode: 0o755 }), B(`d${d}`));
       await w.end();
@@ -312,14 +332,10 @@ describe("writer behaviour", () => {
       }
     }
     await w.finish();
-    const ms = performance.now() - t0;
     expect(w.stats.errors).toEqual([]);
     expect(w.stats.files).toBe(10_050);
-    const rate = Math.round((10_050 / ms) * 1000);
-    console.log(`restore writer: 10,050 objects in ${ms.toFixed(0)} ms (${rate}/s)`);
     expect(fs.readFileSync(path.join(dest, "d49/f199"), "utf8")).toBe(content.toString());
-    // A floor, not a benchmark: the suites share two cores and one disk with other work.
-    expect(rate).toBeGreaterThan(250);
+    expect(fs.readdirSync(path.join(dest, "d17"))).toHaveLength(200);
   });
 
   it("refuses a relative destination", () => {

@@ -15,6 +15,19 @@ const entries: Array<[Entry, Buffer]> = [
 ];
 
 describe("scan batches (worker -> backup)", () => {
+  it("carry dev and ino exactly past 2^53 (overlayfs xino): bigints stay bigints, small ones numbers", () => {
+    const big = 2n ** 63n + 2n;
+    const mk = (ino: bigint | number, dev: bigint | number): Entry => ({ path: b("f"), type: "file", mode: 0o644, uid: 0, gid: 0, size: 1, mtime: { sec: 0, nsec: 0 }, dev, ino, nlink: 1 });
+    const w = new BatchWriter();
+    const sent = [mk(big, 2n ** 60n), mk(big + 1n, 2n ** 60n), mk(12, 2049)];
+    for (const e of sent) w.addItem(e, b("/f"));
+    const got = decodeBatch(w.take()).map((r) => ("entry" in r ? r.entry : undefined)!);
+    expect(got.map((e) => [e.dev, e.ino])).toEqual([[2n ** 60n, big], [2n ** 60n, big + 1n], [2049, 12]]);
+    expect(got[0]!.ino).not.toBe(got[1]!.ino); // as doubles these two were one number
+    expect(Number(big) === Number(big + 1n)).toBe(true);
+  });
+
+
   it("carry every Entry field and the absolute path exactly, names as bytes", () => {
     const w = new BatchWriter();
     for (const [e, abs] of entries) w.addItem(e, abs);

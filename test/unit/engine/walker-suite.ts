@@ -265,8 +265,8 @@ export function walkerSuite(variant: WalkerVariant): void {
       if (mounted) spawnSync("umount", [path.join(dir, "mnt")]);
     });
 
-    it("emits a mount point but does not descend into it, unless asked to", async (ctx) => {
-      if (!mounted) ctx.skip();
+    it("emits a mount point but does not descend into it, unless asked to", async () => {
+      expect(mounted, "mount -t tmpfs (as root)").toBe(true);
       const { items: one, errors } = await collect({ root: Buffer.from(dir) });
       expect(errors).toEqual([]);
       expect(one.map((i) => show(i.entry.path))).toEqual([".", "a.txt", "mnt", "z.txt"]);
@@ -309,7 +309,8 @@ export function walkerSuite(variant: WalkerVariant): void {
         expect(e.sparse, where).toEqual(n.sparse);
       }
 
-      if (!have("getfattr")) return;
+      // getfattr (attr) is a test peer .ci/run installs: missing, this fails rather than pass unchecked.
+      expect(have("getfattr"), "getfattr (package attr)").toBe(true);
       const dump = spawnSync("getfattr", ["-R", "-P", "-h", "-d", "-m", "-", "-e", "hex", "."], { cwd: spec.root, encoding: "latin1" }).stdout;
       const expected = new Map<string, string[]>();
       let file = "";
@@ -332,26 +333,19 @@ export function walkerSuite(variant: WalkerVariant): void {
     });
   });
 
-  describe("speed", () => {
-    it("walks 20,000 small files (compared with find)", async () => {
+  // How fast is test/bench's business (timing floors fail on a busy machine): this checks the count.
+  describe("many files", () => {
+    it("walks 20,000 small files, as many as find sees", async () => {
       const dir = path.join(tmp, "many");
       for (let d = 0; d < 100; d++) {
         fs.mkdirSync(path.join(dir, `d${d}`), { recursive: true });
         for (let f = 0; f < 200; f++) fs.writeFileSync(path.join(dir, `d${d}`, `f${f}`), "x");
       }
-      await collect({ root: Buffer.from(dir) }); // warm the caches, like find below gets them warm
-      const t0 = performance.now();
       const { items: many, errors } = await collect({ root: Buffer.from(dir) });
-      const walkMs = performance.now() - t0;
       expect(errors).toEqual([]);
       expect(many).toHaveLength(20_101);
-      const t1 = performance.now();
       const find = spawnSync("sh", ["-c", `find '${dir}' -printf '%s\\n' | wc -l`], { encoding: "utf8" });
-      const findMs = performance.now() - t1;
       expect(find.stdout.trim()).toBe("20101");
-      const rate = Math.round((many.length / walkMs) * 1000);
-      console.log(`walker: ${many.length} objects in ${walkMs.toFixed(0)} ms (${rate}/s); find: ${findMs.toFixed(0)} ms`);
-      expect(rate).toBeGreaterThan(5_000);
     });
   });
 

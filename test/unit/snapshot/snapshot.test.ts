@@ -5,7 +5,7 @@
  * choice of a method. Making and deleting real btrfs snapshots is test/integration/snapshot.test.ts.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -14,7 +14,7 @@ import { Logger } from "../../../src/log.ts";
 import { NO_NATIVE } from "../../../src/native/index.ts";
 import { BTRFS_IOC_SNAP_CREATE_V2, BTRFS_SUPER_MAGIC, BTRFS_IOC_SNAP_DESTROY, btrfsApi, snapCreateArgs, snapDestroyArgs } from "../../../src/native/btrfs.ts";
 import { cleanupLeftovers, parsePolicy, planSnapshot, snapshotMethod, takeSnapshot } from "../../../src/snapshot/index.ts";
-import { destroyBtrfs, findSubvolume } from "../../../src/snapshot/btrfs.ts";
+import { destroyBtrfs, findSubvolume, hasSysAdmin } from "../../../src/snapshot/btrfs.ts";
 import { fillIn, findHook, printedDir, runHook } from "../../../src/snapshot/hook.ts";
 import { newSnapshotName, ownerAlive, processStart, readRecords, recordsDir, removeRecord, SNAPSHOT_PREFIX, writeRecord, type SnapshotRecord } from "../../../src/snapshot/records.ts";
 
@@ -196,6 +196,12 @@ describe("hooks", () => {
     const config = { snapshotHooks: [{ path: `${live}`, create: [hook, "create", "{path}", "{name}"], delete: [hook, "delete", "{name}", "{dir}"], timeoutMs: 5000 }] };
     const plan = planSnapshot(config, Buffer.from(live));
     expect(typeof plan === "string" ? plan : plan.method).toBe("hook");
+    // Matched on the real path: a symlink inside the pattern to a place outside it matches nothing.
+    mkdirSync(join(dir, "elsewhere"));
+    symlinkSync(join(dir, "elsewhere"), join(live, "out"));
+    const inside = { snapshotHooks: [{ ...config.snapshotHooks[0]!, path: `${live}/**` }] };
+    expect(planSnapshot(inside, Buffer.from(join(live, "out")))).not.toHaveProperty("method", "hook");
+    expect(planSnapshot(inside, Buffer.from(live))).toHaveProperty("method", "hook");
     expect(snapshotMethod(config, live, "ext4")).toBe("hook");
     expect(snapshotMethod(config, "/elsewhere", "ext4")).toBe("none");
     const snap = await takeSnapshot(plan as Exclude<typeof plan, string>, { stateDir: state, native: NO_NATIVE, log: quiet });
@@ -208,7 +214,38 @@ describe("hooks", () => {
   });
 });
 
+describe("a delete that fails", () => {
+  it("keeps the record, and the next start (the owner gone) deletes it then", async () => {
+    const state = join(dir, "state-failing-delete");
+    const flag = join(dir, "delete-may-work");
+    const made = join(dir, "made");
+    mkdirSync(made);
+    const hook = script("flaky.sh", `case "$1" in create) echo "${made}";; delete) [ -e "${flag}" ] || { echo "device busy" >&2; exit 1; }; echo "$2" >> "${flag}";; esac`);
+    const config = { snapshotHooks: [{ path: made, create: [hook, "create"], delete: [hook, "delete", "{name}"], timeoutMs: 5000 }] };
+    const plan = planSnapshot(config, Buffer.from(made));
+    if (typeof plan === "string") throw new Error(plan);
+    const snap = await takeSnapshot(plan, { stateDir: state, native: NO_NATIVE, log: quiet });
+    await snap.release(); // never throws
+    const kept = readRecords(state).records;
+    expect(kept.map((r) => r.name)).toEqual([snap.name]);
+    expect(await cleanupLeftovers(state, NO_NATIVE, quiet)).toBe(0); // its owner (this process) is alive
+    writeRecord(state, { ...kept[0]!, pid: 999_999_999, pidStart: "5" });
+    writeFileSync(flag, "");
+    expect(await cleanupLeftovers(state, NO_NATIVE, quiet)).toBe(1);
+    expect(readRecords(state).records).toEqual([]);
+    expect(readFileSync(flag, "utf8")).toBe(`${snap.name}\n`);
+  });
+});
+
 describe("choosing a method", () => {
+  it("reads CAP_SYS_ADMIN from the effective capabilities (what deleting a subvolume needs)", () => {
+    expect(hasSysAdmin("Name:\tx\nCapEff:\t000001ffffffffff\n")).toBe(true);
+    // The packaged unit's bounding set: DAC_READ_SEARCH, DAC_OVERRIDE, CHOWN, FOWNER, FSETID, MKNOD, SETFCAP, SYS_RAWIO.
+    const unit = (1n << 2n) | (1n << 1n) | (1n << 0n) | (1n << 3n) | (1n << 4n) | (1n << 27n) | (1n << 31n) | (1n << 17n);
+    expect(hasSysAdmin(`CapEff:\t${unit.toString(16).padStart(16, "0")}\n`)).toBe(false);
+    expect(hasSysAdmin("no such line")).toBe(false);
+  });
+
   it.runIf(Number(statfsSync(dir).type) !== BTRFS_SUPER_MAGIC)("a path that is not on btrfs has none, and says why", () => {
     expect(planSnapshot({ snapshotHooks: [] }, Buffer.from(dir))).toBe("not on btrfs");
     const none = findSubvolume(Buffer.from(join(dir, "does-not-exist")));

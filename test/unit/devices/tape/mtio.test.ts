@@ -33,8 +33,9 @@ describe("ioctl request numbers", () => {
   });
 
   // The C compiler is the authority on the ABI: compare every constant and layout we hard-code.
+  // .ci/run installs gcc: in CI a missing compiler fails this test instead of skipping it.
   const cc = spawnSync("cc", ["--version"]).status === 0;
-  it.skipIf(!cc)("matches <sys/mtio.h> and <errno.h> as compiled by cc", () => {
+  it.skipIf(!cc && !process.env.CI)("matches <sys/mtio.h> and <errno.h> as compiled by cc", () => {
     const { dir, cleanup } = makeTempDir("ndmpd-mtio-");
     try {
       const source = path.join(dir, "abi.c");

@@ -450,28 +450,26 @@ describe("cartridge loading (for the changer)", () => {
   });
 });
 
-describe("throughput", () => {
-  it("streams 64 MiB in 256 KiB records well above 200 MB/s", async () => {
+// How fast is test/bench's business (timing floors fail on a busy machine): this checks the bytes.
+describe("large transfers", () => {
+  it("streams 64 MiB in 256 KiB records and reads the same records back", async () => {
     const recordSize = 256 * KiB;
     const records = 256;
     const data = pattern(recordSize, 1);
     const drive = await openDrive("RDWR");
-    let start = performance.now();
     for (let i = 0; i < records; i++) await drive.write(data);
     await drive.writeFilemarks(1); // includes the fdatasync
-    const writeMs = performance.now() - start;
     await drive.rewind();
-    start = performance.now();
     let bytes = 0;
-    for (let i = 0; i < records; i++) bytes += (await drive.read(recordSize)).length;
-    const readMs = performance.now() - start;
+    let same = 0;
+    for (let i = 0; i < records; i++) {
+      const r = await drive.read(recordSize);
+      bytes += r.length;
+      if (r.equals(data)) same++;
+    }
     await drive.close();
     expect(bytes).toBe(records * recordSize);
-    const mbps = (ms: number): number => Math.round(bytes / 1e6 / (ms / 1000));
-    console.log(`virtual tape: write ${mbps(writeMs)} MB/s (with fdatasync), read ${mbps(readMs)} MB/s`);
-    // A loose floor so a busy CI machine does not fail the suite; the report quotes real figures.
-    expect(mbps(writeMs)).toBeGreaterThan(100);
-    expect(mbps(readMs)).toBeGreaterThan(100);
+    expect(same).toBe(records);
   });
 });
 
