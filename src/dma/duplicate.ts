@@ -207,7 +207,7 @@ async function copyUnit(src: DriveEnd, dst: DriveEnd, unit: Unit, pos: number, c
       const rs = unit.label?.recordSize ?? (await firstRecordSize(src.client, file));
       await toFile(src.client, file);
       o.progress.note(`tape file ${file} -> cartridge ${cart + 1} file ${at} (records of ${rs} bytes)`);
-      const r = await moveFile(src, dst, rs, o, result.bytes);
+      const r = await moveFile(src, dst, rs, o, result.bytes, result.files.length + copied.length);
       if (r.eom) return "eom";
       await mtio(dst.client, TapeMtioOp.EOF);
       result.bytes += r.bytes;
@@ -266,7 +266,7 @@ async function cutAt(c: NdmpClient, pos: number): Promise<void> {
 }
 
 /** One tape file, source mover to destination mover. */
-async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOptions, before: number): Promise<{ bytes: number; eom: boolean }> {
+async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOptions, before: number, filesDone: number): Promise<{ bytes: number; eom: boolean }> {
   const queue: Array<{ from: "src" | "dst"; p: Post }> = [];
   let wake: (() => void) | undefined;
   let lost: string | undefined;
@@ -324,7 +324,7 @@ async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOp
       if (Date.now() - lastPoll >= POLL_MS) {
         lastPoll = Date.now();
         const mv = (await dst.client.request(Message.MOVER_GET_STATE)).body;
-        o.progress.update(before + Number(mv.bytes_moved), 0);
+        o.progress.update(before + Number(mv.bytes_moved), filesDone);
         if (Number(mv.bytes_moved) !== moved) {
           moved = Number(mv.bytes_moved);
           movedAt = lastPoll;

@@ -208,6 +208,9 @@ export class RestoreWriter {
       this.current = { kind: "none" };
       this.problem(cur.rel, describeError(error));
       await closeQuietly(cur.fd);
+      // A file that could not be written whole is not left half there (on a full disk it would
+      // also keep the space every later file needs). unlink never follows the last component.
+      await fsp.unlink(cur.abs).catch(() => undefined);
       throw error;
     }
     this.stats.bytes += chunk.length;
@@ -227,6 +230,7 @@ export class RestoreWriter {
       } catch (error) {
         this.problem(rel, describeError(error));
         await closeQuietly(fd);
+        await fsp.unlink(abs).catch(() => undefined); // not left half there (see write)
         throw error;
       }
       this.stats.files++;

@@ -80,6 +80,8 @@ export async function listenData(localAddress: string | undefined, opts: ListenO
   const accepted = new Promise<Socket>((resolve, reject) => (settle = { resolve, reject }));
   accepted.catch(() => {}); // a listener closed before anyone came is not an unhandled error
   let taken = false;
+  /** TLS handshakes under way: the peer has connected, and a request must see the result. */
+  const handshakes = new Set<Promise<unknown>>();
   server.on("connection", (sock) => {
     sock.on("error", () => {}); // a dropped socket's reset is nobody's business
     // Several connections may be accepted in one turn: only the first allowed one is served.
@@ -91,7 +93,10 @@ export async function listenData(localAddress: string | undefined, opts: ListenO
     if (opts.tls) {
       const peer = socketPeer(sock);
       // Like a stranger, a peer that fails the handshake is dropped and the listen goes on.
-      secureAccepted(sock, opts.tls).then(
+      const shaking = secureAccepted(sock, opts.tls);
+      handshakes.add(shaking);
+      shaking.finally(() => handshakes.delete(shaking)).catch(() => {});
+      shaking.then(
         (t) => {
           if (taken) return void t.destroy();
           taken = true;
@@ -115,6 +120,11 @@ export async function listenData(localAddress: string | undefined, opts: ListenO
       // The end of this turn (events already polled), then one more poll of the sockets.
       await turn();
       await turn();
+      // The peer's side of a TLS handshake ends before ours: its DMA may already be asking.
+      if (handshakes.size > 0) {
+        await Promise.allSettled([...handshakes]);
+        await turn();
+      }
     },
     close() {
       server.close();

@@ -14,6 +14,8 @@
  *   migrate `remote copy` of a BENCH_MIB tree (data service to data service, TCP between two
  *           servers and IPC within one) and `remote duplicate` of a BENCH_MIB tape file (mover to
  *           mover, the same two ways), beside a plain tar backup of the tree to a TCP sink.
+ *   tls     `remote copy` A -> B with the data connection in TLS (NDMPD_DATA_TLS selected on both
+ *           sessions) beside the same copy in clear.
  *
  * Add a section by appending to SECTIONS (for example tar: our backup vs GNU tar; dar: DAR reads).
  * Environment: BENCH_MIB (stream size, default 1024), BENCH_DIR (scratch directory, default tmp).
@@ -28,6 +30,7 @@ import { runMigrateBench } from "./migrate.ts";
 import { connectTo, sendAll, seededBytes } from "../helpers/dma.ts";
 import { benchClient, BINARY, startBenchServer } from "./server.ts";
 import { runTarBench } from "./tar.ts";
+import { runTlsBench } from "./tls.ts";
 import { runTable } from "./table.ts";
 
 const MiB = 1024 * 1024;
@@ -145,6 +148,14 @@ const migrateSection: Section = {
   },
 };
 
+const tlsSection: Section = {
+  name: "tls",
+  describe: "remote copy A -> B with the data connection in TLS (NDMPD_DATA_TLS) vs the same copy in clear",
+  async run(ctx) {
+    return runTlsBench(ctx.dir, ctx.stream());
+  },
+};
+
 const tableSection: Section = {
   name: "table",
   describe: "issue 18's table: small files, dump, the CLI job, one big file, HIST cost, peak RSS, recovery and scale, each row beside its reference (medians of BENCH_RUNS, with the spread)",
@@ -154,7 +165,7 @@ const tableSection: Section = {
   },
 };
 
-const SECTIONS: Section[] = [moverSection, tarSection, darSection, migrateSection, tableSection];
+const SECTIONS: Section[] = [moverSection, tarSection, darSection, migrateSection, tlsSection, tableSection];
 
 // ---- main ----
 

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NdmpClient } from "../../src/client/client.ts";
-import { ALL1, AddrType, DataHaltReason, ErrorCode, Message, MoverMode, TapeMtioOp, TapeOpenMode } from "../../src/protocol/codes.ts";
+import { ALL1, AddrType, DataHaltReason, ErrorCode, Message, MoverMode, MoverState, TapeMtioOp, TapeOpenMode } from "../../src/protocol/codes.ts";
 import { u32ToIp } from "../../src/transport/tcp.ts";
 import { DATA_TLS_CLASS } from "../../src/transport/tls.ts";
 import { makeCerts, type Certs } from "../helpers/certs.ts";
@@ -208,6 +208,30 @@ describe.runIf(ready)("TLS data connections between two ndmpd servers (NDMPD_DAT
       await expect(c.request(Message.CONFIG_SET_EXT_LIST, { ndmp_selected_ext: [] })).rejects.toMatchObject({ error: ErrorCode.EXT_DANDN_ILLEGAL_ERR });
     } finally {
       await c.close();
+    }
+  });
+
+  it("right after DATA_CONNECT returns, the listening mover reports the TLS connection made (ACTIVE, never LISTEN)", async () => {
+    const d = await session(10004, true);
+    const t = await session(10006, true);
+    try {
+      await t.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
+      await t.request(Message.MOVER_SET_RECORD_SIZE, { len: 10240 });
+      for (let i = 0; i < 20; i++) {
+        await t.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+        const l = await t.request(Message.MOVER_LISTEN, { mode: MoverMode.READ, addr_type: AddrType.TCP });
+        await d.request(Message.DATA_CONNECT, { addr: l.body.connect_addr });
+        // The client's side of the handshake ends first: the mover must still count it as made.
+        expect((await t.request(Message.MOVER_GET_STATE)).body.state, `round ${i}`).toBe(MoverState.ACTIVE);
+        await d.request(Message.DATA_ABORT);
+        await d.request(Message.DATA_STOP);
+        await t.request(Message.MOVER_ABORT);
+        await t.request(Message.MOVER_STOP);
+      }
+      await t.request(Message.TAPE_CLOSE);
+    } finally {
+      await d.close();
+      await t.close();
     }
   });
 

@@ -8,6 +8,7 @@
 // driver's write()/read() interface would be the way to make it asynchronous.
 import fs from "node:fs";
 import { ERRNO, loadNative, NativeError, type IoctlApi } from "../../native/index.ts";
+import { openIoctl, type AsyncIoctl } from "../../native/ioctl-async.ts";
 import { ScsiError, ScsiStatus, type ScsiDevice, type ScsiResult } from "./device.ts";
 
 export const SG_IO = 0x2285;
@@ -138,7 +139,8 @@ export async function openLinuxSg(path: string, name: string, ioctlApi?: IoctlAp
     }
     throw new ScsiError("IO", `${name}: ${path}: ${String(error)}`, { cause: error });
   }
-  return new LinuxSgDevice(name, path, fd, api);
+  // SG_IO waits for the device, up to the DMA's timeout: on the device's own thread.
+  return new LinuxSgDevice(name, path, fd, await openIoctl(api));
 }
 
 export class LinuxSgDevice implements ScsiDevice {
@@ -148,7 +150,7 @@ export class LinuxSgDevice implements ScsiDevice {
     readonly name: string,
     readonly path: string,
     fd: number,
-    private readonly api: IoctlApi,
+    private readonly api: AsyncIoctl,
   ) {
     this.fd = fd;
   }
@@ -159,22 +161,25 @@ export class LinuxSgDevice implements ScsiDevice {
     if (dataOut.length > 0 && dataInLen > 0) throw new ScsiError("ILLEGAL_ARGS", "data in and data out in one command");
     if (dataOut.length > MAX_DATA || dataInLen > MAX_DATA) throw new ScsiError("ILLEGAL_ARGS", `more than ${MAX_DATA} bytes of data`);
     const direction = dataOut.length > 0 ? SG_DXFER_TO_DEV : dataInLen > 0 ? SG_DXFER_FROM_DEV : SG_DXFER_NONE;
-    // Private copies: the kernel writes through these addresses while the call runs.
-    const cmd = Buffer.from(cdb);
-    const data = direction === SG_DXFER_TO_DEV ? Buffer.from(dataOut) : Buffer.alloc(direction === SG_DXFER_FROM_DEV ? dataInLen : 0);
-    const sense = Buffer.alloc(SENSE_MAX);
+    // Private copies in shared memory: the kernel reads and writes through these addresses while
+    // the call runs on the device's thread, and shared memory neither moves nor is copied.
+    const cmd = this.api.shared(cdb.length);
+    cmd.set(cdb);
+    const data = this.api.shared(direction === SG_DXFER_TO_DEV ? dataOut.length : direction === SG_DXFER_FROM_DEV ? dataInLen : 0);
+    if (direction === SG_DXFER_TO_DEV) data.set(dataOut);
+    const sense = this.api.shared(SENSE_MAX);
     const hdr = encodeSgIoHdr({
       direction,
       cmdLen: cmd.length,
       mxSbLen: sense.length,
       dxferLen: data.length,
-      dxferp: this.api.address!(data),
-      cmdp: this.api.address!(cmd),
-      sbp: this.api.address!(sense),
+      dxferp: data.length > 0 ? this.api.address(data) : 0n,
+      cmdp: this.api.address(cmd),
+      sbp: this.api.address(sense),
       timeout: sgTimeout(timeoutMs),
     });
     try {
-      this.api.ioctl(this.fd, SG_IO, hdr);
+      await this.api.ioctl(this.fd, SG_IO, hdr);
     } catch (error) {
       throw new ScsiError("IO", `${this.name}: SG_IO failed: ${String(error)}`, { cause: error });
     }
@@ -187,7 +192,7 @@ export class LinuxSgDevice implements ScsiDevice {
     const arg = Buffer.alloc(4);
     arg.writeInt32LE(1, 0); // SG_SCSI_RESET_DEVICE
     try {
-      this.api.ioctl(this.fd, 0x2284, arg); // SG_SCSI_RESET
+      await this.api.ioctl(this.fd, 0x2284, arg); // SG_SCSI_RESET
     } catch (error) {
       throw new ScsiError("IO", `${this.name}: reset failed: ${String(error)}`, { cause: error });
     }
@@ -197,6 +202,7 @@ export class LinuxSgDevice implements ScsiDevice {
     if (this.fd === null) return;
     const fd = this.fd;
     this.fd = null;
+    await this.api.close();
     fs.closeSync(fd);
   }
 }

@@ -10,8 +10,8 @@
 //     the virtual tape and NDMJOB stop at it, so we step back over the filemark st crossed.
 //   * st refuses to read a record into a smaller buffer (ENOMEM); we always read with a buffer of
 //     at least readBufferSize and return the first maxLen bytes.
-// Known limit: an ioctl blocks the JS thread for as long as the drive takes (a rewind can take a
-// minute). Moving ioctls to a worker thread is left for later.
+// ioctls run on a thread of their own per open drive (src/native/ioctl-async.ts): a rewind that
+// takes a minute blocks that thread, not the event loop, so the other sessions go on.
 import fs from "node:fs";
 import { TapeDriveBase, type SpaceOp } from "./base.ts";
 import { TapeError, type TapeOpenMode, type TapeState } from "./device.ts";
@@ -32,6 +32,7 @@ import {
 } from "./mtio.ts";
 import { loadNative } from "../../native/index.ts";
 import type { IoctlApi } from "../../native/types.ts";
+import { openIoctl, type AsyncIoctl } from "../../native/ioctl-async.ts";
 
 /** The byte side of the drive; node:fs by default, replaceable in tests. */
 export interface StIo {
@@ -79,6 +80,8 @@ export class LinuxStTape extends TapeDriveBase {
   private readonly readBufferSize: number;
   private ioctlApi: IoctlApi | null | undefined;
   private fd: number | null = null;
+  /** The drive's ioctl thread while it is open. */
+  private thread: AsyncIoctl | undefined;
 
   constructor(options: LinuxStTapeOptions) {
     super();
@@ -90,22 +93,31 @@ export class LinuxStTape extends TapeDriveBase {
   }
 
   protected async doOpen(mode: TapeOpenMode): Promise<void> {
-    await this.resolveIoctl();
+    const api = await this.resolveIoctl();
     const fd = await this.openNode(mode);
     this.fd = fd;
     try {
+      this.thread = await openIoctl(api);
       await this.prepare(mode);
     } catch (error) {
       this.fd = null;
+      await this.closeThread();
       await this.io.close(fd).catch(() => undefined);
       throw error;
     }
+  }
+
+  private async closeThread(): Promise<void> {
+    const t = this.thread;
+    this.thread = undefined;
+    await t?.close();
   }
 
   protected async doClose(): Promise<void> {
     const fd = this.fd;
     this.fd = null;
     if (fd === null) return;
+    await this.closeThread();
     try {
       await this.io.close(fd);
     } catch (error) {
@@ -133,18 +145,18 @@ export class LinuxStTape extends TapeDriveBase {
       count = await this.io.read(this.requireFd(), buf);
     } catch (error) {
       // st answers EIO to reads past end of data; anything else at EOD is a real error.
-      if (errnoCode(error) === "EIO" && decodeGstat(this.status().gstat).eod) {
+      if (errnoCode(error) === "EIO" && decodeGstat((await this.status()).gstat).eod) {
         throw new TapeError("EOM", `${this.name}: end of recorded data`);
       }
       throw this.fromErrno(error, "read", "read");
     }
     if (count > 0) return buf.subarray(0, Math.min(count, maxLen));
     // 0 bytes: a filemark (GMT_EOF) or blank tape. Without the filemark bit, do not move.
-    if (!decodeGstat(this.status().gstat).eof) {
+    if (!decodeGstat((await this.status()).gstat).eof) {
       throw new TapeError("EOM", `${this.name}: end of recorded data`);
     }
     // st is now past the filemark; v4 wants the position before it.
-    this.mtop(MTOp.BSF, 1);
+    await this.mtop(MTOp.BSF, 1);
     throw new TapeError("EOF", `${this.name}: filemark`);
   }
 
@@ -153,9 +165,9 @@ export class LinuxStTape extends TapeDriveBase {
     while (left > 0) {
       const chunk = Math.min(left, MT_COUNT_MAX);
       try {
-        this.mtop(MTOp.WEOF, chunk);
+        await this.mtop(MTOp.WEOF, chunk);
       } catch (error) {
-        const resid = left - chunk + this.residAfterError(chunk);
+        const resid = left - chunk + (await this.residAfterError(chunk));
         if (error instanceof TapeError) throw new TapeError(error.code, error.message, { resid, cause: error });
         throw error;
       }
@@ -167,7 +179,7 @@ export class LinuxStTape extends TapeDriveBase {
     let left = count;
     while (left > 0) {
       const chunk = Math.min(left, MT_COUNT_MAX);
-      const resid = this.spaceChunk(op, chunk);
+      const resid = await this.spaceChunk(op, chunk);
       left -= chunk - resid;
       if (resid > 0) break;
     }
@@ -175,22 +187,22 @@ export class LinuxStTape extends TapeDriveBase {
   }
 
   protected async doRewind(): Promise<void> {
-    this.mtop(MTOp.REW, 1);
+    await this.mtop(MTOp.REW, 1);
   }
 
   protected async doUnload(): Promise<void> {
-    this.mtop(MTOp.OFFL, 1);
+    await this.mtop(MTOp.OFFL, 1);
   }
 
   protected async doTestUnitReady(): Promise<void> {
-    const status = decodeGstat(this.status().gstat);
+    const status = decodeGstat((await this.status()).gstat);
     if (!status.online || status.doorOpen) {
       throw new TapeError("NO_TAPE_LOADED", `${this.name}: no tape loaded (drive not ready)`);
     }
   }
 
   protected async doGetState(): Promise<TapeState> {
-    const raw = this.status();
+    const raw = (await this.status());
     const status = decodeGstat(raw.gstat);
     return {
       fileNum: raw.fileNo >= 0 ? raw.fileNo : undefined,
@@ -247,13 +259,13 @@ export class LinuxStTape extends TapeDriveBase {
   /** Variable-block mode, and for READ/RDWR a ready drive (and a writable tape for RDWR). */
   private async prepare(mode: TapeOpenMode): Promise<void> {
     try {
-      this.mtop(MTOp.SETBLK, 0);
+      await this.mtop(MTOp.SETBLK, 0);
     } catch (error) {
       // ENOTTY: the path is not a tape drive at all. In RAW mode an empty drive may refuse.
       if (mode !== "RAW" || (error instanceof TapeError && error.code === "NO_DEVICE")) throw error;
     }
     if (mode === "RAW") return;
-    const status = decodeGstat(this.status().gstat);
+    const status = decodeGstat((await this.status()).gstat);
     if (!status.online || status.doorOpen) {
       throw new TapeError("NO_TAPE_LOADED", `${this.name}: no tape loaded`);
     }
@@ -263,47 +275,47 @@ export class LinuxStTape extends TapeDriveBase {
   }
 
   /** One spacing ioctl; returns the part of count not done (hitting BOT, EOD or a filemark). */
-  private spaceChunk(op: SpaceOp, count: number): number {
-    const before = op === "FSR" || op === "BSR" ? this.status() : null;
+  private async spaceChunk(op: SpaceOp, count: number): Promise<number> {
+    const before = op === "FSR" || op === "BSR" ? (await this.status()) : null;
     try {
-      this.mtop(MTOp[op], count);
+      await this.mtop(MTOp[op], count);
       return 0;
     } catch (error) {
       if (!(error instanceof TapeError) || (error.code !== "IO" && error.code !== "EOM")) throw error;
-      const after = this.status();
+      const after = (await this.status());
       const resid = clampResid(after.resid, count);
       if (resid === 0) throw error; // it failed without stopping early: a real error
       if (before !== null && crossedFilemark(op, before, after)) {
         // st went over the filemark that stopped it; step back to its near side.
-        this.mtop(op === "FSR" ? MTOp.BSF : MTOp.FSF, 1);
+        await this.mtop(op === "FSR" ? MTOp.BSF : MTOp.FSF, 1);
       }
       return resid;
     }
   }
 
-  private residAfterError(count: number): number {
+  private async residAfterError(count: number): Promise<number> {
     try {
-      return clampResid(this.status().resid, count);
+      return clampResid((await this.status()).resid, count);
     } catch {
       return count;
     }
   }
 
-  private mtop(op: number, count: number): void {
-    this.callIoctl(MTIOCTOP, encodeMtop(op, count), `MTIOCTOP op ${op}`);
+  private async mtop(op: number, count: number): Promise<void> {
+    await this.callIoctl(MTIOCTOP, encodeMtop(op, count), `MTIOCTOP op ${op}`);
   }
 
-  private status(): MtGet {
+  private async status(): Promise<MtGet> {
     const buf = Buffer.alloc(MTGET_SIZE);
-    this.callIoctl(MTIOCGET, buf, "MTIOCGET");
+    await this.callIoctl(MTIOCGET, buf, "MTIOCGET");
     return decodeMtget(buf);
   }
 
-  private callIoctl(request: number, arg: Uint8Array, what: string): void {
-    const api = this.ioctlApi;
+  private async callIoctl(request: number, arg: Uint8Array, what: string): Promise<void> {
+    const api = this.thread;
     if (!api) throw new TapeError("NOT_SUPPORTED", `${this.name}: ${ST_NEEDS_FFI}`);
     try {
-      api.ioctl(this.requireFd(), request, arg);
+      await api.ioctl(this.requireFd(), request, arg);
     } catch (error) {
       throw this.fromErrno(error, "ioctl", what);
     }
