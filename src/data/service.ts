@@ -36,12 +36,11 @@ import {
   RecoveryStatus,
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
-import type { Addr, NlistName, Pval, TcpAddr } from "../protocol/xdr/v4.ts";
+import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
 import { showPath, stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
 import { audit, auditPaths } from "../security/audit.ts";
-import { Refusal } from "../security/refusal.ts";
 import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
 import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
@@ -50,7 +49,7 @@ import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
 import type { DataTls } from "../transport/tls.ts";
-import { allowedAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
+import { connectableAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, type DataListener } from "../transport/tcp.ts";
 
 export interface DataHost {
   readonly config: Config;
@@ -200,7 +199,7 @@ export class DataService {
       throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `unsupported address type ${addr.addr_type}`);
     }
     if (addr.tcp_addr.length > MAX_CONNECT_ADDRS) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `${addr.tcp_addr.length} addresses (at most ${MAX_CONNECT_ADDRS})`);
-    const allowed = this.peersOnly(addr.tcp_addr);
+    const allowed = connectableAddrs(addr.tcp_addr, peerFilter(this.host.config.dataPeers));
     let sock;
     try {
       sock = await connectData(allowed, undefined, this.host.dataTls?.());
@@ -219,13 +218,6 @@ export class DataService {
     if (this.state === State.LISTEN) await this.listener?.pending?.();
   }
 
-  /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
-  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
-    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
-    if (ok.length > 0) return ok;
-    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
-    throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
-  }
 
   /** MOVER_CONNECT(LOCAL) on this session, while we listen LOCAL. */
   acceptLocalFromMover(_mode: number): Duplex | undefined {

@@ -118,7 +118,12 @@ export class Progress {
       this.json({ event: "end", ok, bytes: s.bytes, files: s.files, seconds: s.elapsedMs / 1000, ...summary });
       return;
     }
-    this.clearLine();
+    // On a terminal the summary always starts on a cleared line, whether or not a progress
+    // line was drawn since the last message (a short job may draw none).
+    if (this.mode === "tty") {
+      this.out.write("\r\x1b[K");
+      this.drawn = false;
+    } else this.clearLine();
     const extra = Object.entries(summary).map(([k, v]) => `${k} ${v}`).join(", ");
     this.out.write(
       `${this.what} ${ok ? "done" : "FAILED"}: ${formatBytes(s.bytes)}, ${s.files} files in ${formatDuration(s.elapsedMs / 1000)}` +

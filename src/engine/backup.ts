@@ -14,6 +14,7 @@ import type { NativeApi } from "../native/index.ts";
 import { ChunkedWriter, ConnectionGone, endAll } from "../transport/backpressure.ts";
 import fsp from "node:fs/promises";
 import { Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 import { encodeDumpdir, type DumpdirChild } from "../../formats/tar/dumpdir.ts";
 import type { Timespec } from "../../formats/entry.ts";
 import { changedSince, dirIsKnown } from "../incremental/index.ts";
@@ -113,9 +114,10 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
   /** First names (keys: latin1 paths) that were not archived, and the name that took over, if any. */
   const dropped = new Map<string, Buffer | undefined>();
   const changes = new ChangeSelector(opts.base);
-  // Only a socket is done with bytes when its write callback runs (they are in the kernel); the
-  // LOCAL pipe hands them on to the mover by reference, so there the buffers are not reused.
-  const frames = new FrameRecycler(out, opts.out instanceof Socket);
+  // Only a plain socket is known to be done with bytes when its write callback runs (they are in
+  // the kernel); the LOCAL pipe hands them on to the mover by reference, and TLS is left out
+  // rather than trusted on its buffering: there the buffers are not reused.
+  const frames = new FrameRecycler(out, opts.out instanceof Socket && !(opts.out instanceof TLSSocket));
 
   for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");

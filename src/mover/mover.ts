@@ -37,16 +37,15 @@ import {
   MoverState as State,
   NdmpError,
 } from "../protocol/codes.ts";
-import type { Addr, TcpAddr } from "../protocol/xdr/v4.ts";
+import type { Addr } from "../protocol/xdr/v4.ts";
 import { audit } from "../security/audit.ts";
-import { Refusal } from "../security/refusal.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
 import { consumed, noteSent } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
 import type { DataTls } from "../transport/tls.ts";
-import { allowedAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, u32ToIp, type DataListener } from "../transport/tcp.ts";
+import { connectableAddrs, connectData, ipv4Of, listenData, MAX_CONNECT_ADDRS, tcpAddr, type DataListener } from "../transport/tcp.ts";
 
 /** The largest record the mover accepts (the virtual tape's limit is 4 MiB). */
 export const MAX_RECORD_SIZE = 4 * 1024 * 1024;
@@ -244,7 +243,7 @@ export class MoverService {
     const addrs = addr.tcp_addr ?? [];
     if (addrs.length === 0) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "no TCP address");
     if (addrs.length > MAX_CONNECT_ADDRS) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, `${addrs.length} addresses (at most ${MAX_CONNECT_ADDRS})`);
-    const allowed = this.peersOnly(addrs);
+    const allowed = connectableAddrs(addrs, peerFilter(this.host.config.dataPeers));
     let sock;
     try {
       sock = await connectData(allowed, undefined, this.host.dataTls?.());
@@ -265,13 +264,6 @@ export class MoverService {
     if (this.state === State.LISTEN) await this.listener?.pending?.();
   }
 
-  /** The addresses data_peers allows; none is a refusal (ILLEGAL_ARGS; the session logs it to the DMA). */
-  private peersOnly(addrs: TcpAddr[]): TcpAddr[] {
-    const ok = allowedAddrs(addrs, peerFilter(this.host.config.dataPeers));
-    if (ok.length > 0) return ok;
-    const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
-    throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
-  }
 
   /** DATA_CONNECT(LOCAL) on this session: hands the data service its end of the pipe. */
   acceptLocal(): Duplex {

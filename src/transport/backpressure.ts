@@ -88,8 +88,8 @@ export class ChunkedWriter {
 
   async push(data: Buffer): Promise<void> {
     if (data.length >= this.chunkSize) {
+      await this.flush(); // what came before, whose written offset must not count `data`
       this.offset += data.length;
-      await this.flush();
       await writeAll(this.conn, data, this.doneAt(this.offset));
       return;
     }

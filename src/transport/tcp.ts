@@ -4,7 +4,9 @@
  */
 import { createServer, connect, isIPv4, type Server, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
+import { ErrorCode } from "../protocol/codes.ts";
 import type { TcpAddr } from "../protocol/xdr/v4.ts";
+import { Refusal } from "../security/refusal.ts";
 import { ANY_PEER, type PeerFilter } from "./peers.ts";
 import { secureAccepted, secureConnected, type DataTls } from "./tls.ts";
 
@@ -142,6 +144,17 @@ export function socketPeer(sock: { remoteAddress?: string; remotePort?: number }
 /** The addresses of a DATA_CONNECT/MOVER_CONNECT that `peers` allows (data_peers binds both ways). */
 export function allowedAddrs(addrs: TcpAddr[], peers: PeerFilter): TcpAddr[] {
   return addrs.filter((a) => peers.allows(u32ToIp(a.ip_addr)));
+}
+
+/**
+ * The addresses of a DATA_CONNECT or MOVER_CONNECT that data_peers allows; none is a refusal
+ * (ILLEGAL_ARGS; the session logs it to the DMA), and nothing is dialled.
+ */
+export function connectableAddrs(addrs: TcpAddr[], peers: PeerFilter): TcpAddr[] {
+  const ok = allowedAddrs(addrs, peers);
+  if (ok.length > 0) return ok;
+  const to = addrs.map((a) => `${u32ToIp(a.ip_addr)}:${a.port}`).join(", ");
+  throw new Refusal(ErrorCode.ILLEGAL_ARGS_ERR, `refused to connect to ${to}: not in data_peers`);
 }
 
 function externalIPv4s(): string[] {

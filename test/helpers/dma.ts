@@ -3,7 +3,7 @@
  * plain TCP peer on the data connection (what a data server would be), and seeded stream bytes.
  */
 import { createCipheriv, createHash } from "node:crypto";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { NdmpClient, type Post } from "../../src/client/client.ts";
 import { Message } from "../../src/protocol/codes.ts";
 import { u32ToIp } from "../../src/transport/tcp.ts";
@@ -175,4 +175,19 @@ export async function tapeState(c: NdmpClient) {
 
 export async function mtio(c: NdmpClient, op: number, count: number): Promise<number> {
   return (await c.request(Message.TAPE_MTIO, { tape_op: op, count })).body.resid_count as number;
+}
+
+/** A one-connection listener in this process (the DMA's side of a data connection); DATA_CONNECT points the server at it. */
+export function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> }> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    let got!: (s: Socket) => void;
+    const accepted = new Promise<Socket>((r) => (got = r));
+    server.once("connection", (s) => {
+      server.close();
+      got(s);
+    });
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, accepted }));
+  });
 }

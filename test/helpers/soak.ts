@@ -6,12 +6,12 @@
  * each worker's throughput is reported, so fairness shows as the slowest over the fastest.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, DataHaltReason as Halt, Message } from "../../src/protocol/codes.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
-import { dma, Receiver, seededBytes, sendAll, until } from "./dma.ts";
+import { dma, listenOnce, Receiver, seededBytes, sendAll, until } from "./dma.ts";
 import type { RunningServer } from "./server.ts";
 
 export interface SoakResult {
@@ -25,20 +25,6 @@ export interface SoakResult {
   fairness: number;
   fds: [number, number];
   rssKiB: [number, number, number];
-}
-
-function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> }> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    let got!: (s: Socket) => void;
-    const accepted = new Promise<Socket>((r) => (got = r));
-    server.once("connection", (s) => {
-      server.close();
-      got(s);
-    });
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, accepted }));
-  });
 }
 
 async function connectData(c: NdmpClient): Promise<Socket> {

@@ -11,14 +11,14 @@
  */
 import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NdmpClientError } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, ErrorCode, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
-import { connectTo, dma, Receiver, seededBytes, sendAll, until } from "../helpers/dma.ts";
+import { connectTo, dma, listenOnce, Receiver, seededBytes, sendAll, until } from "../helpers/dma.ts";
 import { BINARY, havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
@@ -123,20 +123,6 @@ describe.runIf(ready)("fault injection", () => {
     afterAll(async () => {
       expect(await srv.stop()).toBe(0);
     });
-
-    function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> }> {
-      return new Promise((resolve, reject) => {
-        const server = createServer();
-        let got!: (s: Socket) => void;
-        const accepted = new Promise<Socket>((r) => (got = r));
-        server.once("connection", (s) => {
-          server.close();
-          got(s);
-        });
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, accepted }));
-      });
-    }
 
     /** Runs a backup of SRC up to `step`, then drops the control connection. */
     async function dropAt(step: "authenticated" | "listening" | "connected" | "started" | "streaming" | "halted"): Promise<void> {

@@ -5,32 +5,18 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NdmpClient, NdmpClientError } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, DataState, ErrorCode, Message, RecoveryStatus } from "../../src/protocol/codes.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
-import { dma, sendAll } from "../helpers/dma.ts";
+import { dma, listenOnce, sendAll } from "../helpers/dma.ts";
 import { havePeers } from "../helpers/peers.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 
 const ready = havePeers("binary", "tar");
-
-function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> }> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    let got!: (s: Socket) => void;
-    const accepted = new Promise<Socket>((r) => (got = r));
-    server.once("connection", (s) => {
-      server.close();
-      got(s);
-    });
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, accepted }));
-  });
-}
 
 async function connectData(c: NdmpClient): Promise<Socket> {
   const l = await listenOnce();

@@ -6,14 +6,14 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, Message, RecoveryStatus } from "../../src/protocol/codes.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
-import { dma, sendAll, until } from "../helpers/dma.ts";
+import { dma, listenOnce, sendAll, until } from "../helpers/dma.ts";
 import { havePeers } from "../helpers/peers.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 
@@ -25,20 +25,6 @@ const ENTRIES = 250_000;
 /** Long names make each LOG_FILE ~130 bytes: 250,000 of them are ~32 MiB, far past the socket buffers. */
 const PAD = "p".repeat(80);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> }> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    let got!: (s: Socket) => void;
-    const accepted = new Promise<Socket>((r) => (got = r));
-    server.once("connection", (s) => {
-      server.close();
-      got(s);
-    });
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, accepted }));
-  });
-}
 
 async function scrapeQueue(port: number): Promise<number> {
   // A new connection per scrape: a keep-alive socket the server times out while its event loop

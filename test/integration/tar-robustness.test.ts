@@ -13,7 +13,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,7 +22,7 @@ import { NdmpClient, NdmpClientError } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, DataState, ErrorCode, LogType, Message, RecoveryStatus } from "../../src/protocol/codes.ts";
 import type { Pval } from "../../src/protocol/xdr/v4.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
-import { dma, Receiver, seededBytes, sendAll, until } from "../helpers/dma.ts";
+import { dma, listenOnce, Receiver, seededBytes, sendAll, until } from "../helpers/dma.ts";
 import { havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import { startServer, type RunningServer } from "../helpers/server.ts";
@@ -32,21 +32,6 @@ const MiB = 1024 * 1024;
 const ready = havePeers("binary", "tar");
 
 // ---- the DMA's side of a data connection ----
-
-/** A one-connection listener in this process; DATA_CONNECT points the server at it. */
-function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> }> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    let got!: (s: Socket) => void;
-    const accepted = new Promise<Socket>((r) => (got = r));
-    server.once("connection", (s) => {
-      server.close();
-      got(s);
-    });
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, accepted }));
-  });
-}
 
 async function dataConnect(c: NdmpClient): Promise<Socket> {
   const l = await listenOnce();

@@ -264,7 +264,7 @@ export class VirtualTapeDrive extends TapeDriveBase {
     }
     this.checkRoom(medium, ENTRY_OVERHEAD + data.length, "record");
     const header = this.entryHere("record", data.length);
-    this.writeEntry(medium, header, data);
+    await this.writeEntry(medium, header, data);
     this.blockNo++;
     return data.length;
   }
@@ -306,7 +306,7 @@ export class VirtualTapeDrive extends TapeDriveBase {
         } catch (error) {
           throw new TapeError((error as TapeError).code, (error as Error).message, { resid: count - written });
         }
-        this.writeEntry(medium, this.entryHere("filemark", 0), null);
+        await this.writeEntry(medium, this.entryHere("filemark", 0), null);
         this.fileNum++;
         this.blockNo = 0;
       }
@@ -484,7 +484,12 @@ export class VirtualTapeDrive extends TapeDriveBase {
   }
 
   /** Cuts the tape at the position (erasing what follows), then appends one entry. */
-  private writeEntry(medium: Medium, header: Buffer, payload: Uint8Array | null): void {
+  /**
+   * The write itself runs on the thread pool (fs.writev), not on the thread that serves every
+   * session: a record is 256 KiB and the page cache may make a writer wait. Device operations
+   * are serialized (exclusive()), so nothing else touches the cartridge meanwhile.
+   */
+  private async writeEntry(medium: Medium, header: Buffer, payload: Uint8Array | null): Promise<void> {
     const start = this.position;
     const parts = payload === null ? [header, header] : [header, payload, header];
     const size = ENTRY_OVERHEAD + (payload?.length ?? 0);
@@ -495,11 +500,11 @@ export class VirtualTapeDrive extends TapeDriveBase {
         medium.fileSize = start;
       }
       medium.dirty = true;
-      let done = fs.writevSync(medium.fd, parts, start);
+      let done = await writevAt(medium.fd, parts, start);
       // A short write on a regular file means the host disk is full; finish or fail cleanly.
       while (done < size) {
         const rest = Buffer.concat(parts).subarray(done);
-        const more = fs.writeSync(medium.fd, rest, 0, rest.length, start + done);
+        const more = await writeAt(medium.fd, rest, start + done);
         if (more === 0) throw new Error("short write");
         done += more;
       }
@@ -657,4 +662,12 @@ function syncDirectory(directory: string): void {
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
+}
+
+function writevAt(fd: number, parts: Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.writev(fd, parts, position, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function writeAt(fd: number, buf: Buffer, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, 0, buf.length, position, (e, n) => (e ? reject(e) : resolve(n))));
 }

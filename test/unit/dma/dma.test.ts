@@ -82,6 +82,8 @@ describe("progress display", () => {
     expect(chunks[1]).toMatch(/^\rbackup: 2.00 KiB, 2 files/);
     expect(chunks[2]).toBe("\r\x1b[K");
     expect(chunks[3]).toBe("warning: x\n");
+    // The summary starts on a cleared line even with no progress line drawn since the note.
+    expect(chunks.at(-2)).toBe("\r\x1b[K");
     expect(chunks.at(-1)).toMatch(/^backup done: 2.00 KiB, 2 files in 0:00 \(.*\/s\); backup 1\n$/);
   });
 
