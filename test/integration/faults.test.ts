@@ -240,4 +240,113 @@ describe.runIf(ready)("fault injection", () => {
       expect(existsSync(SRC)).toBe(true);
     });
   });
+  describe("the DMA drops its control connection at every step with a tape: local and three-way", () => {
+    let srv: RunningServer;
+    const RS = 64 * 1024;
+    beforeAll(async () => {
+      srv = await startServer({
+        config: `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "$DIR/state"\nauth_failure_delay_ms = 0\n\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n\n[[tape]]\nname = "vt0"\npath = "$DIR/vt0.tape"\ncapacity = "1GiB"\n`,
+      });
+    });
+    afterAll(async () => {
+      expect(await srv.stop()).toBe(0);
+    });
+    const closedSessions = () => srv.logs.filter((x) => x.msg === "session closed").length;
+    const controlOf = (c: unknown) => (c as { socket: Socket }).socket;
+
+    /** The drive is free again: a fresh session opens it (and closes it). */
+    async function driveReleased(after: string): Promise<void> {
+      const c = await dma(srv.port);
+      try {
+        await c.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
+        await c.request(Message.TAPE_CLOSE);
+      } catch (e) {
+        throw new Error(`vt0 still held after a drop ${after}: ${(e as Error).message}`);
+      } finally {
+        await c.close();
+      }
+    }
+
+    /** The tape agent's session: the drive open, the mover set up (a 1 MiB window: it pauses there). */
+    async function tapeSession(mode: number) {
+      const t = await dma(srv.port);
+      await t.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
+      await t.request(Message.MOVER_SET_RECORD_SIZE, { len: RS });
+      await t.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: BigInt(MiB) });
+      const l = await t.request(Message.MOVER_LISTEN, { mode, addr_type: mode === MoverMode.READ && local ? AddrType.LOCAL : AddrType.TCP });
+      return { t, addr: l.body.connect_addr };
+    }
+    let local = true;
+
+    type Step = "tape-open" | "mover-listening" | "connected" | "started" | "paused" | "halted";
+    /**
+     * A backup of SRC to vt0 up to `step`, then `who` drops its control connection: LOCAL (one
+     * session is both agents), or three-way (the tape session and a data session apart; `who`
+     * says which one vanishes). The other session, if any, then goes away cleanly.
+     */
+    async function dropAt(step: Step, who: "local" | "tape" | "data"): Promise<void> {
+      local = who === "local";
+      const closed = closedSessions();
+      const sessions: Array<{ close(): Promise<void> }> = [];
+      let dropped: Socket | undefined;
+      try {
+        if (step === "tape-open") {
+          const t = await dma(srv.port);
+          sessions.push(t);
+          await t.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
+          dropped = controlOf(t);
+          return;
+        }
+        const { t, addr } = await tapeSession(MoverMode.READ);
+        sessions.push(t);
+        const d = local ? t : await dma(srv.port);
+        if (!local) sessions.push(d);
+        dropped = controlOf(who === "data" ? d : t);
+        if (step === "mover-listening") return;
+        await d.request(Message.DATA_CONNECT, { addr });
+        if (step === "connected") return;
+        const since = t.posts.length;
+        const dSince = d.posts.length;
+        await d.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: [{ name: "FILESYSTEM", value: SRC }] });
+        if (step === "started") return;
+        // The 3 MiB file overflows the 1 MiB window: the mover pauses (EOW) mid-stream.
+        await t.waitForPost(Message.NOTIFY_MOVER_PAUSED, 30_000, since);
+        if (step === "paused") return;
+        await t.request(Message.MOVER_SET_WINDOW, { offset: BigInt(MiB), length: ALL1 });
+        await t.request(Message.MOVER_CONTINUE);
+        expect((await d.waitForPost(Message.NOTIFY_DATA_HALTED, 60_000, dSince)).body.reason).toBe(Halt.SUCCESSFUL);
+      } finally {
+        dropped?.destroy();
+        // The other session (three-way) leaves properly, as a DMA that saw its peer vanish would.
+        for (const s of sessions) if (controlOf(s) !== dropped) await s.close().catch(() => {});
+        await until(() => closedSessions() >= closed + sessions.length, 15_000, `the sessions to end after a drop (${who}) at ${step}`);
+      }
+    }
+
+    it("LOCAL (one session is data and tape agent), each step: the drive is released, the next session opens it, descriptors return", async () => {
+      await dropAt("halted", "local"); // warm-up: the scan worker pool keeps its descriptors
+      await driveReleased("warm-up");
+      await new Promise((r) => setTimeout(r, 500));
+      const fds = srv.fdCount();
+      for (const step of ["tape-open", "mover-listening", "connected", "started", "paused", "halted"] as const) {
+        await dropAt(step, "local");
+        await driveReleased(`at ${step}`);
+      }
+      await until(() => srv.fdCount() <= fds + 1, 10_000, `descriptors back to ${fds} (now ${srv.fdCount()})`);
+    });
+
+    it("three-way (a tape session and a data session), either one dropping at each step: the drive is released, descriptors return", async () => {
+      await dropAt("halted", "data");
+      await driveReleased("warm-up");
+      await new Promise((r) => setTimeout(r, 500));
+      const fds = srv.fdCount();
+      for (const who of ["tape", "data"] as const) {
+        for (const step of ["mover-listening", "connected", "started", "paused", "halted"] as const) {
+          await dropAt(step, who);
+          await driveReleased(`(${who}) at ${step}`);
+        }
+      }
+      await until(() => srv.fdCount() <= fds + 1, 10_000, `descriptors back to ${fds} (now ${srv.fdCount()})`);
+    });
+  });
 });
