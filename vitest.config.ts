@@ -1,7 +1,11 @@
 import { defineConfig } from "vitest/config";
 
-/** Tests that change the machine itself (they install the Debian package): run alone, last. */
-const MACHINE = ["test/integration/debian-package.test.ts"];
+/**
+ * debian-package.test.ts installs the .deb on this machine (/etc/ndmpd, /var/lib/ndmpd,
+ * /usr/sbin/ndmpd) for a while; every CLI call without --config reads /etc/ndmpd/ndmpd.toml
+ * when it exists, so that file runs alone, after all the others.
+ */
+const HOST_INSTALL = "test/integration/debian-package.test.ts";
 
 export default defineConfig({
   test: {
@@ -14,9 +18,9 @@ export default defineConfig({
     // Each test file gets its own state directory (NDMPD_STATE_DIR): files run two at a time.
     setupFiles: ["test/helpers/isolate.ts"],
     projects: [
-      { extends: true, test: { name: "suite", include: ["test/**/*.test.ts"], exclude: MACHINE, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: "suite", include: ["test/**/*.test.ts"], exclude: [HOST_INSTALL], sequence: { groupOrder: 0 } } },
       // groupOrder 1: starts only once every file of the suite has finished, and runs by itself.
-      { extends: true, test: { name: "machine", include: MACHINE, sequence: { groupOrder: 1 }, maxWorkers: 1 } },
+      { extends: true, test: { name: "host-install", include: [HOST_INSTALL], sequence: { groupOrder: 1 } } },
     ],
   },
 });

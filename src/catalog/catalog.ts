@@ -14,6 +14,13 @@
  *   jobs(job_id INTEGER PK, media_id, seq, label_file, image_file, label, date, format, host,
  *        root, level, record_size, env JSON, bytes, entries)        UNIQUE(media_id, seq)
  *   files(job_id, path BLOB, node, fh_info, ftype, mode, uid, gid, size, mtime)  PK(job_id, path)
+ *
+ * Durability (SQL backends): WAL with synchronous=NORMAL, so the small writes of a job (its
+ * cartridge, an overwrite's deletions) cost no fsync each; a crash or power loss may lose such a
+ * write but never leaves the file inconsistent (SQLite's WAL guarantee). addJob commits with
+ * synchronous=FULL: once it returns, that backup's row and file history, and every write before
+ * it, are on disk (one fsync of the WAL per job). Anything lost is read back from the tape by
+ * `ndmpd catalog rebuild`.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -100,6 +107,7 @@ export interface SqlDatabase {
 
 const SCHEMA = `
 PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '1');
@@ -152,7 +160,9 @@ export class SqlCatalog implements Catalog {
   }
 
   addJob(j: NewJob, files: Iterable<FileRow>): number {
-    // One transaction: a crash leaves either the whole backup's history or none of it.
+    // One transaction: a crash leaves either the whole backup's history or none of it; and a
+    // durable one (see the head of this file): the WAL is synced at its commit.
+    this.db.exec("PRAGMA synchronous = FULL");
     this.db.exec("BEGIN");
     try {
       this.db.prepare("DELETE FROM jobs WHERE media_id = ? AND seq = ?").run(j.mediaId, j.seq);
@@ -179,6 +189,8 @@ export class SqlCatalog implements Catalog {
     } catch (e) {
       this.db.exec("ROLLBACK");
       throw e;
+    } finally {
+      this.db.exec("PRAGMA synchronous = NORMAL");
     }
   }
 

@@ -142,7 +142,18 @@ async function localSession(config: Config, tape: string, slotOrSlots: number | 
     const client = await NdmpClient.connect("127.0.0.1", addr!.port);
     await client.open(4);
     await client.authMd5(user, password);
-    const target: JobTarget = { data: client, tape: client, device: tape, driveId: tape, barcode, host: hostname() };
+    const target: JobTarget = {
+      data: client,
+      tape: client,
+      device: tape,
+      driveId: tape,
+      barcode,
+      host: hostname(),
+      // The server's only session is this client's (a one-time user on a private port).
+      tapFileHistory(sink) {
+        for (const s of server.sessions) s.fileHistoryTap = sink;
+      },
+    };
     if (slots.length > 1) {
       // The cartridges of a span, in order: each next one replaces the one in the drive.
       let next = 1;

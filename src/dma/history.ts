@@ -28,7 +28,8 @@ export class HistoryCollector {
     if (opts.spill) this.spill = new RowSpill();
   }
 
-  add(p: Post): void {
+  /** One FH post: decoded from the wire, or the data service's own body (an in-process job). */
+  add(p: Pick<Post, "code" | "body">): void {
     if (p.code === Message.FH_ADD_FILE) {
       for (const f of p.body?.files ?? []) {
         const name = f.names.find((n: any) => n.fs_type === 0) ?? f.names[0];
@@ -40,7 +41,8 @@ export class HistoryCollector {
     } else if (p.code === Message.FH_ADD_DIR) {
       for (const d of p.body?.dirs ?? []) {
         const name = d.names.find((n: any) => n.fs_type === 0) ?? d.names[0];
-        this.dirs.push({ name: toBuffer(name.unix_name), node: d.node, parent: d.parent });
+        // A copy: an in-process post may name it with a slice of a buffer that is reused.
+        this.dirs.push({ name: Buffer.from(toBuffer(name.unix_name)), node: d.node, parent: d.parent });
       }
     } else if (p.code === Message.FH_ADD_NODE) {
       for (const n of p.body?.nodes ?? []) {

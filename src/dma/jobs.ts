@@ -92,6 +92,9 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
     a.on("post", onPost);
     a.on("closed", onClosed);
   }
+  // In process: the history reaches the collector as objects, in the order it was posted.
+  const tapped = t.tapFileHistory !== undefined && o.history !== undefined;
+  if (tapped) t.tapFileHistory!((code, body) => o.history!.add({ code, body }));
   try {
     await tape.request(Message.MOVER_SET_RECORD_SIZE, { len: o.recordSize });
     await tape.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
@@ -227,6 +230,7 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
     await stopMover(tape, o.mode).catch(() => {});
     throw e;
   } finally {
+    if (tapped) t.tapFileHistory!(undefined);
     for (const a of agents) {
       a.off("post", onPost);
       a.off("closed", onClosed);

@@ -20,6 +20,12 @@ export interface JobTarget {
    * has the library load the next cartridge and opens it again; false when none is left.
    */
   nextCartridge?(): Promise<boolean>;
+  /**
+   * Only when the agents run in this process (the CLI's local jobs): routes the data service's
+   * file history posts straight to `sink` (undefined: back onto the wire), skipping the XDR
+   * encoding and decoding of every entry.
+   */
+  tapFileHistory?(sink: ((code: number, body: unknown) => void) | undefined): void;
 }
 
 export class JobError extends Error {

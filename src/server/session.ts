@@ -230,8 +230,20 @@ export class Session implements Peer {
     this.cleanups.push(fn);
   }
 
+  /**
+   * Set by a DMA living in this same process (the CLI's local jobs): file history posts are
+   * handed to it as they are, instead of being XDR-encoded here and decoded again on the other
+   * end of a loopback socket. Every other post still goes on the wire, in order; the FH posts of
+   * a job all precede its NOTIFY_DATA_HALTED either way (they are delivered before it is sent).
+   */
+  fileHistoryTap: ((code: number, body: unknown) => void) | undefined;
+
   post(code: number, body: unknown): void {
     if (this.closed) return;
+    if (this.fileHistoryTap && (code === Message.FH_ADD_FILE || code === Message.FH_ADD_DIR || code === Message.FH_ADD_NODE)) {
+      this.fileHistoryTap(code, body);
+      return;
+    }
     let bytes: Buffer;
     try {
       bytes = this.wire.encodePost(code, body);
