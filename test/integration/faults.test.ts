@@ -9,8 +9,8 @@
  *    job ends, the data connection closes, the next session works, and the server's descriptors
  *    come back to where they were.
  */
-import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +19,7 @@ import { NdmpClientError } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, ErrorCode, Message, MoverHaltReason, MoverMode, TapeOpenMode } from "../../src/protocol/codes.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
 import { connectTo, dma, listenOnce, Receiver, seededBytes, sendAll, until } from "../helpers/dma.ts";
-import { BINARY, havePeers } from "../helpers/peers.ts";
+import { BINARY, havePeers, IN_CI, ROOT } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 
@@ -70,6 +70,59 @@ describe.runIf(ready)("fault injection", () => {
     expect(readdirSync(tiny)).toEqual(["out"]); // nothing beside the destination
     // The failed file left nothing behind, so the small files after it fitted.
     expect(existsSync(join(out, "m-big.bin"))).toBe(false);
+  });
+
+  it.runIf((process.getuid?.() === 0 && existsSync("/dev/fuse")) || IN_CI)("EIO on the recovery destination (a disk whose writes fail): every file is reported with EIO, the job ends, nothing else is damaged", async () => {
+    // No device-mapper in this kernel, and a loop device passes a full backing disk's ENOSPC
+    // through as ENOSPC. So the dying disk is ext2 on a loop device over a FUSE file of our own
+    // (test/helpers/fuse-hold.ts) whose writes fail with EIO once it is told.
+    const cfg = config(join(W, "eio-src.tape"));
+    const b = await run(BINARY, ["backup", SRC, "--tape", "vt0", "--config", cfg], { timeoutMs: 120_000 });
+    expect(b.code, b.stderr + b.stdout).toBe(0);
+    const img = join(W, "eio.img");
+    spawnSync("truncate", ["-s", "32M", img]);
+    expect(spawnSync("mkfs.ext2", ["-q", "-F", img]).status).toBe(0);
+    const fuseDir = join(W, "eio-fuse");
+    const mnt = join(W, "eio-mnt");
+    mkdirSync(fuseDir);
+    mkdirSync(mnt);
+    const dev = openSync("/dev/fuse", "r+");
+    let said = "";
+    const daemon = spawn(join(ROOT, "node_modules", ".bin", "bun"), [join(ROOT, "test", "helpers", "fuse-hold.ts"), img], { stdio: ["ignore", "pipe", "inherit", dev] });
+    daemon.stdout!.on("data", (c: Buffer) => (said += c.toString()));
+    let loop = "";
+    try {
+      const f = spawnSync("mount", ["-t", "fuse", "-o", "fd=3,rootmode=40000,user_id=0,group_id=0,allow_other", "ndmpd-test", fuseDir], { stdio: ["ignore", "pipe", "pipe", dev], encoding: "utf8" });
+      closeSync(dev);
+      expect(f.status, f.stderr).toBe(0);
+      mounts.unshift(fuseDir);
+      const lo = spawnSync("losetup", ["-f", "--show", join(fuseDir, "disk")], { encoding: "utf8" });
+      expect(lo.status, lo.stderr).toBe(0);
+      loop = lo.stdout.trim();
+      const m = spawnSync("mount", ["-o", "sync,errors=continue", loop, mnt], { encoding: "utf8" });
+      expect(m.status, m.stderr).toBe(0);
+      mounts.unshift(mnt);
+      const out = join(mnt, "out");
+      mkdirSync(out);
+      writeFileSync(join(mnt, "beside.txt"), "untouched\n");
+      statSync(join(fuseDir, "fail"), { throwIfNoEntry: false }); // from now on every write fails
+      await until(() => said.includes("failing"), 10_000, "the disk to start failing");
+      const r = await run(BINARY, ["recover", "--tape", "vt0", "--to", out, "--json", "--config", cfg], { timeoutMs: 120_000 });
+      const text = r.stdout + r.stderr;
+      // Each file is reported by name with the disk's EIO, and the job goes on to the end of the
+      // archive (it continues past a file it cannot write, as with ENOSPC).
+      for (const f of ["a-first.txt", "m-big.bin", ...Array.from({ length: 5 }, (_, i) => `z-small-${i}.txt`)]) {
+        expect(text, f).toMatch(new RegExp(`/${f.replace(".", "\\.")}: EIO`));
+      }
+      expect(text).toContain('"event":"end"');
+      expect(readFileSync(join(mnt, "beside.txt"), "utf8")).toBe("untouched\n");
+      expect(readdirSync(mnt).sort()).toEqual(["beside.txt", "lost+found", "out"]);
+    } finally {
+      if (mounts[0] === mnt) spawnSync("umount", [mounts.shift()!]);
+      if (loop) spawnSync("losetup", ["-d", loop]);
+      if (mounts[0] === fuseDir) spawnSync("umount", [mounts.shift()!]);
+      daemon.kill();
+    }
   });
 
   it("ENOSPC under a virtual tape: the mover halts MEDIA_ERROR with the reason logged; the cartridge reads back every complete record", async () => {
@@ -254,16 +307,27 @@ describe.runIf(ready)("fault injection", () => {
     const closedSessions = () => srv.logs.filter((x) => x.msg === "session closed").length;
     const controlOf = (c: unknown) => (c as { socket: Socket }).socket;
 
-    /** The drive is free again: a fresh session opens it (and closes it). */
+    /**
+     * The drive is free again: a fresh session opens it (and closes it). The release may follow
+     * the "session closed" line by a moment (the clean-up stops the job first), so a busy drive
+     * is retried, up to a liveness limit; a drive that stays held fails.
+     */
     async function driveReleased(after: string): Promise<void> {
-      const c = await dma(srv.port);
-      try {
-        await c.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
-        await c.request(Message.TAPE_CLOSE);
-      } catch (e) {
-        throw new Error(`vt0 still held after a drop ${after}: ${(e as Error).message}`);
-      } finally {
-        await c.close();
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const c = await dma(srv.port);
+        try {
+          await c.request(Message.TAPE_OPEN, { device: "vt0", mode: TapeOpenMode.RDWR });
+          await c.request(Message.TAPE_CLOSE);
+          return;
+        } catch (e) {
+          if ((e as NdmpClientError).error !== ErrorCode.DEVICE_BUSY_ERR || Date.now() > deadline) {
+            throw new Error(`vt0 still held after a drop ${after}: ${(e as Error).message}`);
+          }
+        } finally {
+          await c.close();
+        }
+        await new Promise((r) => setTimeout(r, 50));
       }
     }
 
