@@ -40,7 +40,7 @@ import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
 import { showPath, stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
-import { audit } from "../security/audit.ts";
+import { audit, auditPaths } from "../security/audit.ts";
 import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
 import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
@@ -131,7 +131,7 @@ export class DataService {
   private running: Promise<void> | undefined;
   private messageId = 0;
   /** The running job as the audit trail names it, until its end is written. */
-  private audited: { operation: string; paths: string[]; devices: string[] } | undefined;
+  private audited: { operation: string; paths?: string[]; paths_total?: number; devices: string[] } | undefined;
 
   constructor(private readonly host: DataHost) {}
 
@@ -505,7 +505,7 @@ export class DataService {
       return [{ original: Buffer.alloc(0), destination: base, reportName: Buffer.from("/"), node: ALL1, fhInfo: ALL1, found: false }];
     }
     return nlist.map((n) => {
-      const original = normalizeRel(toBuffer(n.original_path));
+      const original = relativeOf(toBuffer(n.original_path));
       const dest = toBuffer(n.destination_path);
       const name = toBuffer(n.name);
       let destination: Buffer;
@@ -574,7 +574,7 @@ export class DataService {
     this.state = State.ACTIVE;
     this.bytesProcessed = 0n;
     // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
-    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, paths: paths.map(showPath), devices: this.host.devices?.() ?? [] };
+    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, ...auditPaths(paths, showPath), devices: this.host.devices?.() ?? [] };
     const tls = this.conn instanceof TLSSocket ? { tls: true } : {};
     audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, ...tls, outcome: "started" });
   }
@@ -762,6 +762,16 @@ function checkEnv(pairs: Pval[]): void {
     total += name.length + value.length;
   }
   if (total > l.envTotal) throw illegal(`an environment of ${total} bytes (at most ${l.envTotal})`);
+}
+
+/**
+ * An nlist path in the relative form (normalizeRel). Nearly every one is already "/a/b": then
+ * it is a view of the request's own bytes rather than a new Buffer (a million-entry nlist).
+ */
+function relativeOf(p: Buffer): Buffer {
+  const s = p.toString("latin1");
+  const clean = s.startsWith("/") && !s.startsWith("//") && !s.endsWith("/") && !s.includes("//") && !/(^|\/)\.(\/|$)/.test(s);
+  return clean ? p.subarray(1) : normalizeRel(p);
 }
 
 function checkNlist(nlist: NlistName[], max: number): void {

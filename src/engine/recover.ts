@@ -104,7 +104,7 @@ class TarRecovery {
    * can finish): each entry costs a lookup and a pass over a few open targets, not one
    * comparison per nlist entry.
    */
-  private readonly byOriginal = new Map<string, Progress[]>();
+  private readonly byOriginal = new Map<string, Progress | Progress[]>();
   private readonly open = new Set<Progress>();
   /** The path of the entry being read (for "is this still inside the subtree?"). */
   private lastPath: Buffer | undefined;
@@ -118,9 +118,11 @@ class TarRecovery {
     for (const t of opts.targets) {
       const p: Progress = { original: t.original.toString("latin1"), seen: false, done: false };
       this.progress.set(t, p);
+      // One Progress per path (nearly every nlist names a path once); an array only for repeats.
       const same = this.byOriginal.get(p.original);
-      if (same) same.push(p);
-      else this.byOriginal.set(p.original, [p]);
+      if (same === undefined) this.byOriginal.set(p.original, p);
+      else if (Array.isArray(same)) same.push(p);
+      else this.byOriginal.set(p.original, [same, p]);
     }
   }
 
@@ -281,18 +283,23 @@ class TarRecovery {
         this.open.delete(p);
       }
     }
-    for (const p of this.byOriginal.get(rel) ?? []) {
+    for (const p of this.sameOriginal(rel)) {
       if (p.done) continue;
       p.seen = true;
       this.open.add(p);
     }
   }
 
+  private sameOriginal(rel: string): readonly Progress[] {
+    const p = this.byOriginal.get(rel);
+    return p === undefined ? [] : Array.isArray(p) ? p : [p];
+  }
+
   /** The entry's data is over: a target that has no subtree is done now. */
   private entryEnded(): void {
     if (!this.lastPath) return;
     const rel = relOf(this.lastPath);
-    for (const p of this.byOriginal.get(rel) ?? []) {
+    for (const p of this.sameOriginal(rel)) {
       if (p.done) continue;
       if (!this.opts.recursive || !this.isDirectory) p.done = true;
     }

@@ -16,7 +16,9 @@ export interface AuditRecord {
   peer: string | undefined;
   /** The NDMP request (DATA_START_BACKUP ...) or the job (BACKUP, RECOVER, MOVER_READ ...). */
   operation: string;
+  /** At most AUDIT_PATHS of them; `paths_total` counts them all when there are more. */
   paths?: string[];
+  paths_total?: number;
   devices?: string[];
   bytes?: bigint | number;
   /** "started", a halt reason (SUCCESSFUL, ABORTED ...), or the error of a refusal. */
@@ -25,6 +27,15 @@ export interface AuditRecord {
   why?: string;
   /** A job's data connection is in TLS (NDMPD_DATA_TLS). */
   tls?: boolean;
+}
+
+/** Paths an audit line names: a million-entry nlist must not make two lines of 60 MB each. */
+export const AUDIT_PATHS = 32;
+
+/** The paths an audit record keeps: the first AUDIT_PATHS, and the count when there are more. */
+export function auditPaths(paths: readonly Buffer[], show: (p: Buffer) => string): Pick<AuditRecord, "paths" | "paths_total"> {
+  const kept = paths.slice(0, AUDIT_PATHS).map(show);
+  return paths.length > AUDIT_PATHS ? { paths: kept, paths_total: paths.length } : { paths: kept };
 }
 
 export function audit(log: Logger, r: AuditRecord): void {

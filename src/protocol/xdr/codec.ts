@@ -108,9 +108,19 @@ export const bool: Codec<boolean> = {
   zero: () => false,
 };
 
-/** ndmp_u_quad: high word then low word, i.e. one big-endian u64. */
+/** The two u64 values nearly every nlist entry carries (node and fh_info "unknown", and 0). */
+const ALL_ONES = 0xffff_ffff_ffff_ffffn;
+const ZERO = 0n;
+
+/**
+ * ndmp_u_quad: high word then low word, i.e. one big-endian u64. The common values decode to
+ * one shared bigint, not a fresh one each: a million-entry nlist holds two per entry.
+ */
 export const u64: Codec<bigint> = {
-  read: (r) => r.readBigUInt64BE(),
+  read: (r) => {
+    const v = r.readBigUInt64BE();
+    return v === ALL_ONES ? ALL_ONES : v === ZERO ? ZERO : v;
+  },
   write: (v, w) => {
     if (typeof v !== "bigint" || v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new XdrError(`u64 out of range: ${v}`);
     w.writeBigUInt64BE(v);
@@ -124,6 +134,8 @@ export function toBuffer(v: Bytes): Buffer {
   return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Variable-length opaque / string, with an optional maximum length. */
 export function opaque(max = MAX_U32): Codec<Bytes> {
   return {
@@ -132,6 +144,9 @@ export function opaque(max = MAX_U32): Codec<Bytes> {
       if (len > max) throw new XdrError(`opaque of ${len} bytes exceeds ${max}`);
       if (len > r.remainingBytes()) throw new XdrError(`opaque of ${len} bytes runs past the end`);
       // Copy: the record buffer is reused only by us, but handlers may keep names for long.
+      // Empty ones are one shared zero-length Buffer (nothing to mutate), not one each: most
+      // nlist entries carry two (name, other_name), and each Buffer costs ~80 bytes.
+      if (len === 0) return EMPTY;
       return Buffer.from(r.read(len));
     },
     write: (v, w) => {

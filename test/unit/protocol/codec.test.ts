@@ -67,3 +67,19 @@ describe("XDR codecs", () => {
     expect(() => encode(f, Buffer.alloc(3))).toThrow(XdrError);
   });
 });
+
+describe("XDR decoding of a big nlist shares what repeats", () => {
+  const entry = struct({ name: str, other_name: str, node: u64, fh_info: u64 });
+  const ALL1 = 0xffff_ffff_ffff_ffffn;
+
+  it("decodes every empty opaque to one zero-length Buffer and the values 0 and 2^64-1 to one bigint each, equal to what was sent", () => {
+    const list = decode(array(entry), encode(array(entry), [
+      { name: "", other_name: "", node: ALL1, fh_info: 0n },
+      { name: "a", other_name: "", node: ALL1, fh_info: 7n },
+    ]));
+    expect(list[0]!.name).toBe(list[1]!.other_name); // one shared Buffer
+    expect((list[0]!.name as Buffer).length).toBe(0);
+    expect(Buffer.from(list[1]!.name as Buffer).toString()).toBe("a");
+    expect(list.map((e) => [e.node, e.fh_info])).toEqual([[ALL1, 0n], [ALL1, 7n]]);
+  });
+});
