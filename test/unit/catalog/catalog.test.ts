@@ -53,8 +53,9 @@ describe.runIf(bunReady)("catalog, bun:sqlite backend (a compiled binary, as ndm
     expect(existsSync(exe)).toBe(true);
     const r = await run(exe, []);
     expect(r.code, r.stderr).toBe(0);
-    const seen = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    const { durability, ...seen } = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
     expect(seen.backend).toBe("bun:sqlite");
+    expect(durability).toEqual({ journal: "wal", opened: 1, afterJob: 1 });
     expect({ ...seen, backend: undefined }).toEqual(plain({ ...EXPECTED, backend: undefined }));
   }, 90_000);
 });
