@@ -243,10 +243,12 @@ class TarRecovery {
 
   private async onEvent(ev: TarEvent): Promise<void> {
     switch (ev.kind) {
-      case "entry":
-        this.track(ev.entry.path);
-        await this.onEntry(ev.entry, ev.offset);
+      case "entry": {
+        const entry = withoutDotSlash(ev.entry);
+        this.track(entry.path);
+        await this.onEntry(entry, ev.offset);
         return;
+      }
       case "data":
         if (!this.current) return;
         try {
@@ -368,6 +370,26 @@ class TarRecovery {
 }
 
 /** An archive path as selection compares it ("." is the root, ""). */
+/**
+ * GNU tar's `-C DIR .` names every entry "./a/b" (and the root "./"): the same paths as "a/b"
+ * for matching the nlist and for the destination, so they are read as those (hard-link
+ * targets too). Other names are passed through untouched.
+ */
+function withoutDotSlash<E extends { path: Buffer; linkTarget?: Buffer; type: string }>(entry: E): E {
+  const dotted = (b: Buffer | undefined) => b !== undefined && b.length >= 2 && b[0] === 0x2e && b[1] === 0x2f;
+  const hard = entry.type === "hardlink" && dotted(entry.linkTarget);
+  if (!dotted(entry.path) && !hard) return entry;
+  const strip = (b: Buffer) => {
+    let i = 0;
+    while (b.length - i >= 2 && b[i] === 0x2e && b[i + 1] === 0x2f) {
+      i += 2;
+      while (b[i] === 0x2f) i++;
+    }
+    return i === b.length ? Buffer.from(".") : b.subarray(i);
+  };
+  return { ...entry, path: dotted(entry.path) ? strip(entry.path) : entry.path, ...(hard ? { linkTarget: strip(entry.linkTarget!) } : {}) };
+}
+
 function relOf(path: Buffer): string {
   const s = path.toString("latin1");
   return s === "." ? "" : s;

@@ -12,7 +12,7 @@
  *  7. a truncated or reset recovery stream
  */
 import { spawnSync } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -559,6 +559,45 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
         expect(readFileSync(join(D, "dir2-renamed/sub2/y"), "utf8")).toBe("y\n");
         expect(readdirSync(D).sort()).toEqual(["dir2-renamed", "full", "into"]);
         expect(existsSync(join(D, "nope"))).toBe(false);
+        await c.request(Message.DATA_STOP);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it("a GNU tar archive made with -C DIR . (every name ./a/b): nlist paths match it, hard links included", async () => {
+      const G = join(W, "gnu-dot");
+      mkdirSync(join(G, "d"), { recursive: true });
+      mkdirSync(join(G, "e"));
+      writeFileSync(join(G, "d", "a"), "a\n");
+      linkSync(join(G, "d", "a"), join(G, "d", "b"));
+      writeFileSync(join(G, "e", "x"), "x\n");
+      const t = spawnSync("tar", ["--format=posix", "-cf", "-", "-C", G, "."]);
+      expect(t.status, t.stderr.toString()).toBe(0);
+      expect(t.stdout.subarray(0, 2).toString()).toBe("./"); // GNU tar's own naming, which is the point
+      const D = join(W, "r-dot");
+      const c = await dma(srv.port);
+      try {
+        const r = await recover(
+          c,
+          [
+            { original_path: "/d", destination_path: join(D, "d") },
+            { original_path: "/e/x", destination_path: join(D, "x") },
+            { original_path: "/nope", destination_path: join(D, "nope") },
+          ],
+          [],
+          t.stdout,
+        );
+        expect(r.reason).toBe(Halt.SUCCESSFUL);
+        expect(r.logFiles).toEqual([
+          ["/d", RecoveryStatus.SUCCESSFUL],
+          ["/e/x", RecoveryStatus.SUCCESSFUL],
+          ["/nope", RecoveryStatus.FAILED_NOT_FOUND],
+        ]);
+        expect(readFileSync(join(D, "d", "a"), "utf8")).toBe("a\n");
+        expect(statSync(join(D, "d", "b")).ino).toBe(statSync(join(D, "d", "a")).ino);
+        expect(readFileSync(join(D, "x"), "utf8")).toBe("x\n");
+        expect(readdirSync(D).sort()).toEqual(["d", "x"]);
         await c.request(Message.DATA_STOP);
       } finally {
         await c.close();
