@@ -429,6 +429,11 @@ export class DataService {
         });
         const reads = source ? `, ${source.requests} direct reads` : "";
         this.log(LogType.NORMAL, `recovery done: ${r.entries} entries read, ${r.restored} restored, ${r.bytes} bytes${reads}`);
+        // Each failure was a WARNING; the job's outcome must not read as a clean restore
+        // (GNU tar exits 2 then): one ERROR, which DMAs and our CLI show as a failed job.
+        if (r.failed > 0) {
+          this.log(LogType.ERROR, `${r.failed} object(s) could not be restored (the first: ${showPath(r.firstFailed!)}); the warnings above say why`);
+        }
       } finally {
         // One LOG_FILE per nlist entry; a whole-image recovery (empty nlist) has none to report.
         if (!filehist && requested > 0) await this.reportFiles(targets, signal);

@@ -120,7 +120,7 @@ export async function runDumpRecover(opts: RecoverOptions): Promise<RecoverResul
   } finally {
     await job.close();
   }
-  return { bytes: job.bytes, entries: job.entries, restored: job.restored, complete: job.complete };
+  return { bytes: job.bytes, entries: job.entries, restored: job.restored, ...job.failures(), complete: job.complete };
 }
 
 class DumpRecovery {
@@ -129,6 +129,10 @@ class DumpRecovery {
   restored = 0;
   complete = false;
   private readonly restores: RestoreSet;
+
+  failures(): { failed: number; firstFailed?: Buffer } {
+    return { failed: this.restores.failed, firstFailed: this.restores.firstFailed };
+  }
   /** child ino -> [(parent directory ino, name)], from every directory read. */
   private readonly parents = new Map<number, Array<[parent: number, name: Buffer]>>();
   /** Inodes whose path is known without their parents: the root, and targets found at their offset. */

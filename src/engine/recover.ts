@@ -56,6 +56,9 @@ export interface RecoverResult {
   bytes: number;
   entries: number;
   restored: number;
+  /** Objects that could not be written (each one logged as a warning), and the first of them. */
+  failed: number;
+  firstFailed?: Buffer;
   /** The archive's end-of-archive marker was seen (sequential), or every target was reached (DAR). */
   complete: boolean;
 }
@@ -78,7 +81,7 @@ export async function runTarRecover(opts: RecoverOptions): Promise<RecoverResult
   } finally {
     await job.close();
   }
-  return { bytes: job.bytes, entries: job.entries, restored: job.restored, complete: true };
+  return { bytes: job.bytes, entries: job.entries, restored: job.restored, ...job.failures(), complete: true };
 }
 
 /** Per-target progress through the stream, for knowing when a direct read is done. */
@@ -96,6 +99,10 @@ class TarRecovery {
   entries = 0;
   restored = 0;
   private readonly restores: RestoreSet;
+
+  failures(): { failed: number; firstFailed?: Buffer } {
+    return { failed: this.restores.failed, firstFailed: this.restores.firstFailed };
+  }
   /** The object being written, while its data arrives. */
   private current: { writer: RestoreWriter; target: Target; path: Buffer } | undefined;
   private readonly progress = new Map<Target, Progress>();

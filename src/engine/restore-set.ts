@@ -39,6 +39,9 @@ export function failTarget(target: Target, status: number, why: string): void {
 
 export class RestoreSet {
   private readonly writers = new Map<string, RestoreWriter>();
+  /** Objects that could not be restored, and the first of them (the job's summary says so). */
+  failed = 0;
+  firstFailed: Buffer | undefined;
 
   constructor(
     private readonly native: NativeApi | undefined,
@@ -61,6 +64,7 @@ export class RestoreSet {
   fail(target: Target, path: Buffer, err: Error): void {
     const why = err instanceof RestoreRefused ? `refused: ${err.message}` : err.message;
     failTarget(target, recoveryStatusOf(err), why);
+    if (this.failed++ === 0) this.firstFailed = Buffer.from(path);
     this.warn(`${show(path)}: ${why}`);
   }
 

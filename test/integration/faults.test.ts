@@ -65,6 +65,10 @@ describe.runIf(ready)("fault injection", () => {
     const r = await run(BINARY, ["recover", "--tape", "vt0", "--to", out, "--json", "--config", cfg], { timeoutMs: 120_000 });
     const said = r.stdout + r.stderr;
     expect(said).toMatch(/m-big\.bin[^\n]*(ENOSPC|no space)/i);
+    // A restore that lost a file is not a clean one: one ERROR says how many, and the job fails.
+    expect(said).toMatch(/1 object\(s\) could not be restored \(the first: [^)]*m-big\.bin\)/);
+    expect(r.code, said).toBe(1);
+    expect(said).toContain('"ok":false');
     expect(readFileSync(join(out, "a-first.txt"), "utf8")).toBe("first\n");
     for (let i = 0; i < 5; i++) expect(readFileSync(join(out, `z-small-${i}.txt`), "utf8"), `z-small-${i}`).toBe(`small ${i}\n`);
     expect(readdirSync(tiny)).toEqual(["out"]); // nothing beside the destination
@@ -115,6 +119,8 @@ describe.runIf(ready)("fault injection", () => {
         expect(text, f).toMatch(new RegExp(`/${f.replace(".", "\\.")}: EIO`));
       }
       expect(text).toContain('"event":"end"');
+      expect(text).toMatch(/7 object\(s\) could not be restored/);
+      expect(r.code, text).toBe(1);
       expect(readFileSync(join(mnt, "beside.txt"), "utf8")).toBe("untouched\n");
       expect(readdirSync(mnt).sort()).toEqual(["beside.txt", "lost+found", "out"]);
     } finally {
