@@ -15,6 +15,7 @@ import { AddrType, ALL1, DataHaltReason, LogType, Message, RecoveryStatus } from
 import { toBuffer } from "../protocol/xdr/codec.ts";
 import { HistoryCollector } from "./history.ts";
 import type { Progress } from "./progress.ts";
+import { PostPair } from "./post-pair.ts";
 import { JobError } from "./target.ts";
 
 export interface CopyEnd {
@@ -63,26 +64,8 @@ const POLL_MS = 250;
 export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promise<CopyResult> {
   const result: CopyResult = { ok: false, bytes: 0, entries: 0, srcHalt: 0, dstHalt: 0, errors: [], failed: [], env: [] };
   const history = new HistoryCollector();
-  const queue: Array<{ from: "src" | "dst"; p: Post }> = [];
-  let wake: (() => void) | undefined;
-  let lost: string | undefined;
-  const handlers = (["src", "dst"] as const).map((from) => {
-    const c = from === "src" ? src.client : dst.client;
-    const onPost = (p: Post) => {
-      queue.push({ from, p });
-      wake?.();
-    };
-    const onClosed = (e: Error) => {
-      lost = `lost the connection to the ${from === "src" ? "source" : "destination"} ${from === "src" ? src.name : dst.name}: ${e.message}`;
-      wake?.();
-    };
-    c.on("post", onPost);
-    c.on("closed", onClosed);
-    return () => {
-      c.off("post", onPost);
-      c.off("closed", onClosed);
-    };
-  });
+  const posts = new PostPair({ src: src.client, dst: dst.client }, (side) => `the ${side === "src" ? "source" : "destination"} ${side === "src" ? src.name : dst.name}`);
+  const queue = posts.queue;
   const both = [src.client, dst.client];
   try {
     const [listener, connector] = o.listen === "src" ? [src.client, dst.client] : [dst.client, src.client];
@@ -121,15 +104,7 @@ export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promi
     const halted: { src?: number; dst?: number } = {};
     let lastPoll = 0;
     while (halted.src === undefined || halted.dst === undefined) {
-      if (queue.length === 0) {
-        if (lost) throw new JobError(lost);
-        await new Promise<void>((r) => {
-          wake = r;
-          setTimeout(r, POLL_MS);
-        });
-        wake = undefined;
-      }
-      for (const c of both) c.posts.length = 0; // we handle our own posts; the clients need not keep them
+      await posts.settle(POLL_MS);
       const now = Date.now();
       if (now - lastPoll >= POLL_MS && halted.src === undefined) {
         lastPoll = now;
@@ -205,9 +180,9 @@ export async function copyJob(src: CopyEnd, dst: CopyEnd, o: CopyOptions): Promi
       await c.request(Message.DATA_STOP, {}, { allowBodyError: true }).catch(() => {});
     }
     // A request cut off by a lost connection says only "connection closed": say which one.
-    throw lost && !(e instanceof JobError) ? new JobError(lost) : e;
+    throw posts.lost && !(e instanceof JobError) ? new JobError(posts.lost) : e;
   } finally {
-    for (const off of handlers) off();
+    posts.close();
   }
 }
 

@@ -19,12 +19,13 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Catalog } from "../catalog/catalog.ts";
-import type { NdmpClient, Post } from "../client/client.ts";
+import type { NdmpClient } from "../client/client.ts";
 import { AddrType, ALL1, MoverHaltReason, MoverMode, MoverPauseReason, MoverState, Message, TapeMtioOp, TapeOpenMode } from "../protocol/codes.ts";
 import { VERSION } from "../version.ts";
 import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
 import { mtio, readRecord, scanTape, toFile } from "./tape.ts";
+import { PostPair } from "./post-pair.ts";
 import { JobError } from "./target.ts";
 
 /** The largest record our mover (and the virtual drive) takes. */
@@ -267,26 +268,8 @@ async function cutAt(c: NdmpClient, pos: number): Promise<void> {
 
 /** One tape file, source mover to destination mover. */
 async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOptions, before: number, filesDone: number): Promise<{ bytes: number; eom: boolean }> {
-  const queue: Array<{ from: "src" | "dst"; p: Post }> = [];
-  let wake: (() => void) | undefined;
-  let lost: string | undefined;
-  const offs = (["src", "dst"] as const).map((from) => {
-    const c = from === "src" ? src.client : dst.client;
-    const onPost = (p: Post) => {
-      queue.push({ from, p });
-      wake?.();
-    };
-    const onClosed = (e: Error) => {
-      lost = `lost the connection to ${from === "src" ? src.name : dst.name}: ${e.message}`;
-      wake?.();
-    };
-    c.on("post", onPost);
-    c.on("closed", onClosed);
-    return () => {
-      c.off("post", onPost);
-      c.off("closed", onClosed);
-    };
-  });
+  const posts = new PostPair({ src: src.client, dst: dst.client }, (side) => (side === "src" ? src.name : dst.name));
+  const queue = posts.queue;
   const both = [src.client, dst.client];
   try {
     for (const c of both) {
@@ -312,15 +295,7 @@ async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOp
     let moved = -1;
     let movedAt = Date.now();
     while (dstHalt === undefined) {
-      if (queue.length === 0) {
-        if (lost) throw new JobError(lost);
-        await new Promise<void>((r) => {
-          wake = r;
-          setTimeout(r, POLL_MS);
-        });
-        wake = undefined;
-      }
-      for (const c of both) c.posts.length = 0;
+      await posts.settle(POLL_MS);
       if (Date.now() - lastPoll >= POLL_MS) {
         lastPoll = Date.now();
         const mv = (await dst.client.request(Message.MOVER_GET_STATE)).body;
@@ -370,9 +345,9 @@ async function moveFile(src: DriveEnd, dst: DriveEnd, rs: number, o: DuplicateOp
       await stop(c).catch(() => {});
     }
     // A request cut off by a lost connection says only "connection closed": say which one.
-    throw lost && !(e instanceof JobError) ? new JobError(lost) : e;
+    throw posts.lost && !(e instanceof JobError) ? new JobError(posts.lost) : e;
   } finally {
-    for (const off of offs) off();
+    posts.close();
   }
 }
 
