@@ -1,8 +1,8 @@
 /**
  * The audit trail: one structured line per job start and end and per refused request, with who
  * (user, peer address), what (operation, paths, devices), how much (bytes) and the outcome.
- * They are ordinary log lines (msg "audit"), so `log_format = "json"` makes them one JSON
- * object each for a log shipper; refusals are warnings, jobs info.
+ * They are log lines (msg "audit"), so `log_format = "json"` makes them one JSON object each for
+ * a log shipper; refusals are warnings, jobs info, and both are written at every `log_level`.
  */
 import type { Logger } from "../log.ts";
 
@@ -41,5 +41,5 @@ export function auditPaths(paths: readonly Buffer[], show: (p: Buffer) => string
 export function audit(log: Logger, r: AuditRecord): void {
   const { event, ...fields } = r;
   const clean = Object.fromEntries(Object.entries({ audit: event, ...fields }).filter(([, v]) => v !== undefined));
-  log.log(event === "refused" ? "warn" : "info", "audit", clean);
+  log.record(event === "refused" ? "warn" : "info", "audit", clean);
 }

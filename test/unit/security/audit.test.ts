@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { AUDIT_PATHS, auditPaths } from "../../../src/security/audit.ts";
+import { Logger } from "../../../src/log.ts";
+import { audit, AUDIT_PATHS, auditPaths } from "../../../src/security/audit.ts";
 
 describe("audit records", () => {
   const paths = (n: number) => Array.from({ length: n }, (_, i) => Buffer.from(`/r/${i}`));
@@ -15,5 +16,19 @@ describe("audit records", () => {
     expect(a.paths).toHaveLength(AUDIT_PATHS);
     expect(a.paths![0]).toBe("/r/0");
     expect(a.paths_total).toBe(1_000_000);
+  });
+
+  it("are written at every log_level: log_level = \"error\" hides the rest, never the audit trail", () => {
+    const lines: string[] = [];
+    const log = new Logger("error", "json", {}, { write: (l) => lines.push(l) });
+    log.info("an ordinary line");
+    log.warn("an ordinary warning");
+    audit(log, { event: "job-start", user: "ndmp", peer: "10.0.0.1:5000", operation: "BACKUP", paths: ["/srv"], outcome: "started" });
+    audit(log, { event: "refused", user: "x", peer: "10.0.0.2:5000", operation: "CONNECT_CLIENT_AUTH", outcome: "NOT_AUTHORIZED_ERR" });
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed.map((p) => [p.msg, p.level, p.audit])).toEqual([
+      ["audit", "info", "job-start"],
+      ["audit", "warn", "refused"],
+    ]);
   });
 });
