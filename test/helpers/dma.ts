@@ -4,8 +4,8 @@
  */
 import { createCipheriv, createHash } from "node:crypto";
 import { connect, createServer, type Socket } from "node:net";
-import { NdmpClient, type Post } from "../../src/client/client.ts";
-import { Message } from "../../src/protocol/codes.ts";
+import { NdmpClient, NdmpClientError, type Post } from "../../src/client/client.ts";
+import { ErrorCode, Message } from "../../src/protocol/codes.ts";
 import { u32ToIp } from "../../src/transport/tcp.ts";
 import { PASSWORD, USER } from "./server.ts";
 
@@ -190,4 +190,15 @@ export function listenOnce(): Promise<{ port: number; accepted: Promise<Socket> 
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, accepted }));
   });
+}
+
+/** The NDMP error a request fails with (body or header), or NO_ERR. */
+export async function errorOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return ErrorCode.NO_ERR;
+  } catch (e) {
+    if (e instanceof NdmpClientError) return e.error;
+    throw e;
+  }
 }

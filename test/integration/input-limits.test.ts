@@ -9,10 +9,10 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NdmpClient, NdmpClientError } from "../../src/client/client.ts";
+import type { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, DataState, ErrorCode, Message, RecoveryStatus } from "../../src/protocol/codes.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
-import { dma, listenOnce, sendAll } from "../helpers/dma.ts";
+import { dma, errorOf, listenOnce, sendAll } from "../helpers/dma.ts";
 import { havePeers } from "../helpers/peers.ts";
 import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 
@@ -24,16 +24,6 @@ async function connectData(c: NdmpClient): Promise<Socket> {
   const s = await l.accepted;
   s.on("error", () => {});
   return s;
-}
-
-async function errorOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-    return ErrorCode.NO_ERR;
-  } catch (e) {
-    if (e instanceof NdmpClientError) return e.error;
-    throw e;
-  }
 }
 
 const entry = (original: string, dest: string, name = "") => ({ original_path: original, destination_path: dest, name, other_name: "", node: ALL1, fh_info: ALL1 });

@@ -18,11 +18,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TarReader } from "../../formats/tar/reader.ts";
-import { NdmpClient, NdmpClientError } from "../../src/client/client.ts";
+import { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, DataState, ErrorCode, LogType, Message, RecoveryStatus } from "../../src/protocol/codes.ts";
 import type { Pval } from "../../src/protocol/xdr/v4.ts";
 import { tcpAddr } from "../../src/transport/tcp.ts";
-import { dma, listenOnce, Receiver, seededBytes, sendAll, until } from "../helpers/dma.ts";
+import { dma, errorOf, listenOnce, Receiver, seededBytes, sendAll, until } from "../helpers/dma.ts";
 import { havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import { startServer, type RunningServer } from "../helpers/server.ts";
@@ -52,17 +52,6 @@ async function startBackup(c: NdmpClient, env: Array<[string, string]>): Promise
 
 async function dataState(c: NdmpClient) {
   return (await c.request(Message.DATA_GET_STATE)).body as { state: number; halt_reason: number; operation: number; bytes_processed: bigint };
-}
-
-/** The NDMP error a request fails with (body or header), or NO_ERR. */
-async function errorOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-    return ErrorCode.NO_ERR;
-  } catch (e) {
-    if (e instanceof NdmpClientError) return e.error;
-    throw e;
-  }
 }
 
 const halted = (c: NdmpClient, since: number, ms = 60_000) => c.waitForPost(Message.NOTIFY_DATA_HALTED, ms, since);
