@@ -31,19 +31,24 @@ export function sameServer(a: string, b: string): boolean {
   return x.host === y.host && x.port === y.port;
 }
 
+/** What copy and duplicate both take: a login for each server, the output form, TLS. */
+const TWO_SERVER_OPTIONS = {
+  "src-user": { type: "string" },
+  "src-password": { type: "string" },
+  "dst-user": { type: "string" },
+  "dst-password": { type: "string" },
+  auth: { type: "string" },
+  json: { type: "boolean" },
+  ...TLS_OPTIONS,
+} as const;
+
 export async function copyCmd(args: string[], help: string): Promise<number> {
   const { values, positionals } = parse(args, {
     format: { type: "string", short: "f" },
     level: { type: "string" },
     exclude: { type: "string", short: "x", multiple: true },
     listen: { type: "string" },
-    "src-user": { type: "string" },
-    "src-password": { type: "string" },
-    "dst-user": { type: "string" },
-    "dst-password": { type: "string" },
-    auth: { type: "string" },
-    json: { type: "boolean" },
-    ...TLS_OPTIONS,
+    ...TWO_SERVER_OPTIONS,
   });
   if (values.help) {
     out.write(help);
@@ -138,13 +143,7 @@ export async function duplicateCmd(args: string[], help: string): Promise<number
     listen: { type: "string" },
     overwrite: { type: "boolean" },
     "state-dir": { type: "string" },
-    "src-user": { type: "string" },
-    "src-password": { type: "string" },
-    "dst-user": { type: "string" },
-    "dst-password": { type: "string" },
-    auth: { type: "string" },
-    json: { type: "boolean" },
-    ...TLS_OPTIONS,
+    ...TWO_SERVER_OPTIONS,
   });
   if (values.help) {
     out.write(help);
