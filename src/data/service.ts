@@ -17,7 +17,9 @@ import type { OverwritePolicy } from "../engine/restore-writer.ts";
 import { FORMAT_ENGINES } from "../engine/formats.ts";
 import { FileHistory } from "../engine/history.ts";
 import { RecoverFailed } from "../engine/recover.ts";
-import { normalizeRel, selectionFilter, splitFiles, splitPatterns, type Selection, type Target } from "../engine/selection.ts";
+import { selectionFilter, splitFiles, splitPatterns, type Selection } from "../engine/selection.ts";
+import { Targets } from "../engine/targets.ts";
+import { DESTINATION_PATH, NAME, ORIGINAL_PATH, type Nlist } from "../protocol/xdr/nlist.ts";
 import type { Logger } from "../log.ts";
 import type { MoverService } from "../mover/mover.ts";
 import { loadNative, type NativeApi } from "../native/index.ts";
@@ -36,11 +38,11 @@ import {
   RecoveryStatus,
 } from "../protocol/codes.ts";
 import { toBuffer, type Bytes } from "../protocol/xdr/codec.ts";
-import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import type { Addr, Pval } from "../protocol/xdr/v4.ts";
 import { StreamSource } from "../engine/stream-source.ts";
 import { showPath, stripTrailingSlashes } from "../engine/fsutil.ts";
 import { BaseError, backupStartTime, dumpDateEnv, recordBackup, resolveBase, type BackupBase } from "../incremental/index.ts";
-import { audit, auditPaths } from "../security/audit.ts";
+import { audit, AUDIT_PATHS, auditPaths } from "../security/audit.ts";
 import { requireInScope, requireRecover, type UserScope } from "../security/scope.ts";
 import { ownDirectories, parsePolicy, planSnapshot, takeSnapshot, type Snapshot, type SnapshotPlan, type SnapshotPolicy } from "../snapshot/index.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
@@ -382,26 +384,26 @@ export class DataService {
     }
   }
 
-  startRecover(butypeName: Bytes, envPairs: Pval[], nlist: NlistName[], filehist: boolean): void {
+  startRecover(butypeName: Bytes, envPairs: Pval[], nlist: Nlist, filehist: boolean): void {
     this.requireState([State.CONNECTED], filehist ? "DATA_START_RECOVER_FILEHIST" : "DATA_START_RECOVER");
     checkEnv(envPairs);
     checkNlist(nlist, this.host.config.limits.maxNlist);
     const engine = FORMAT_ENGINES[this.butype(butypeName)]!;
     const env = new Env(envPairs);
-    const targets = filehist ? [] : this.targets(env, nlist);
-    // The job keeps its targets, not the decoded request (a million-entry nlist is big).
+    const targets = filehist ? Targets.none() : this.targets(env, nlist);
     const requested = nlist.length;
+    const destinations = filehist ? [] : firstDestinations(targets, AUDIT_PATHS);
     // Reading a backup for its file history writes nothing: a read-only user may do that.
     if (!filehist) {
-      requireRecover(this.scope, this.user, targets.map((t) => t.destination));
-      for (const t of targets) requireInScope(this.scope, this.user, t.destination, "restore to");
+      requireRecover(this.scope, this.user, destinations);
+      if (this.scope?.paths) for (let i = 0; i < targets.length; i++) requireInScope(this.scope, this.user, targets.destination(i)!, "restore to");
     }
     const recursive = env.bool("RECURSIVE", true);
     const overwrite = filehist ? undefined : this.overwritePolicy(env);
     // Direct access when the DMA asks for it and gave at least one offset to go to (digest §3.4);
     // targets without one are found by a scan from the start.
-    const direct = !filehist && engine.direct && env.bool("DIRECT", false) && targets.some((t) => t.fhInfo !== ALL1);
-    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, [], targets.map((t) => t.destination));
+    const direct = !filehist && engine.direct && env.bool("DIRECT", false) && targets.byFhInfo().length > 0;
+    this.begin(filehist ? Op.RECOVER_FILEHIST : Op.RECOVER, envPairs, [], destinations, filehist ? 0 : targets.length);
     const input = this.conn!;
     const history = filehist ? new FileHistory(this.host) : undefined;
     this.run(filehist ? "file history" : "recovery", history, async (signal, progress) => {
@@ -502,33 +504,25 @@ export class DataService {
    * RECOVER_FULL_PATHS=y to destination_path/original_path instead: its full original path
    * recreated under the destination (PREFIX or FILESYSTEM when destination_path is empty).
    */
-  private targets(env: Env, nlist: NlistName[]): Target[] {
+  private targets(env: Env, nlist: Nlist): Targets {
     const base = env.bytes("PREFIX") ?? env.bytes("FILESYSTEM");
     const fullPaths = env.bool("RECOVER_FULL_PATHS", false);
     if (nlist.length === 0) {
       if (!base || base[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "a whole-image recovery needs PREFIX or FILESYSTEM");
-      return [{ original: Buffer.alloc(0), destination: base, reportName: Buffer.from("/"), node: ALL1, fhInfo: ALL1, found: false }];
+      return Targets.whole(base);
     }
-    return nlist.map((n) => {
-      const original = relativeOf(toBuffer(n.original_path));
-      const dest = toBuffer(n.destination_path);
-      const name = toBuffer(n.name);
-      let destination: Buffer;
+    const targets = new Targets(nlist, { base, fullPaths });
+    for (let i = 0; i < nlist.length; i++) {
       if (fullPaths) {
-        const under = stripTrailingSlashes(dest.length > 0 ? dest : (base ?? Buffer.alloc(0)));
-        if (under[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "RECOVER_FULL_PATHS needs an absolute destination_path (or PREFIX)");
-        const full = original.length > 0 ? Buffer.concat([under.length > 1 ? under : Buffer.alloc(0), Buffer.from("/"), original]) : under;
-        return { original, destination: full, base: under, reportName: toBuffer(n.original_path), node: n.node, fhInfo: n.fh_info, found: false };
+        if (targets.baseOf(i)![0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "RECOVER_FULL_PATHS needs an absolute destination_path (or PREFIX)");
+        continue;
       }
-      if (name.length > 0) {
-        if (name.includes(0x2f)) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist name must not contain /");
-        destination = Buffer.concat([dest, Buffer.from("/"), name]);
-      } else if (dest.length > 0) destination = dest;
-      else if (base) destination = Buffer.concat([base, Buffer.from("/"), original]);
-      else throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist entry without a destination");
+      if (nlist.bytes(i, NAME).includes(0x2f)) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist name must not contain /");
+      const destination = targets.destination(i);
+      if (!destination) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist entry without a destination");
       if (destination[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "destinations must be absolute paths");
-      return { original, destination, reportName: toBuffer(n.original_path), node: n.node, fhInfo: n.fh_info, found: false };
-    });
+    }
+    return targets;
   }
 
   /** Asks for stream bytes: NOTIFY_DATA_READ to the DMA, or straight to our own mover (LOCAL). */
@@ -547,15 +541,13 @@ export class DataService {
    * One LOG_FILE per nlist entry, with the status its first failure recorded (restore-set.ts),
    * paced like every post (a million-entry nlist is a million posts).
    */
-  private async reportFiles(targets: Target[], signal: AbortSignal): Promise<void> {
-    for (const t of targets) {
+  private async reportFiles(targets: Targets, signal: AbortSignal): Promise<void> {
+    for (let t = 0; t < targets.length; t++) {
       if (signal.aborted) return; // halted: nothing more is posted after NOTIFY_DATA_HALTED
       const wait = this.host.pace();
       if (wait) await wait;
-      let status: number = RecoveryStatus.SUCCESSFUL;
-      if (t.error !== undefined) status = t.status ?? RecoveryStatus.FAILED_UNDEFINED_ERROR;
-      else if (!t.found) status = RecoveryStatus.FAILED_NOT_FOUND;
-      this.host.post(Message.LOG_FILE, { name: t.reportName, recovery_status: status });
+      const status = targets.status(t) ?? (targets.isFound(t) ? RecoveryStatus.SUCCESSFUL : RecoveryStatus.FAILED_NOT_FOUND);
+      this.host.post(Message.LOG_FILE, { name: targets.reportName(t), recovery_status: status });
     }
   }
 
@@ -572,14 +564,14 @@ export class DataService {
   }
 
   /** Enters ACTIVE with the saved env: the DMA's pairs, with ours added or updated. */
-  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>, paths: Buffer[]): void {
+  private begin(op: number, envPairs: Pval[], ours: Array<[string, string]>, paths: Buffer[], pathsTotal = paths.length): void {
     const names = new Set(ours.map(([n]) => n));
     this.env = [...envPairs.filter((p) => !names.has(toBuffer(p.name).toString())), ...ours.map(([name, value]) => ({ name, value }))];
     this.operation = op;
     this.state = State.ACTIVE;
     this.bytesProcessed = 0n;
     // A backup's root; a recovery's destinations (each nlist entry's, or PREFIX for the whole image).
-    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, ...auditPaths(paths, showPath), devices: this.host.devices?.() ?? [] };
+    this.audited = { operation: `DATA_OP_${nameOf(Op, op)}`, ...auditPaths(paths, showPath, pathsTotal), devices: this.host.devices?.() ?? [] };
     const tls = this.conn instanceof TLSSocket ? { tls: true } : {};
     audit(this.host.log, { event: "job-start", user: this.user, peer: this.host.peer, ...this.audited, ...tls, outcome: "started" });
   }
@@ -769,26 +761,28 @@ function checkEnv(pairs: Pval[]): void {
   if (total > l.envTotal) throw illegal(`an environment of ${total} bytes (at most ${l.envTotal})`);
 }
 
-/**
- * An nlist path in the relative form (normalizeRel). Nearly every one is already "/a/b": then
- * it is a view of the request's own bytes rather than a new Buffer (a million-entry nlist).
- */
-function relativeOf(p: Buffer): Buffer {
-  const s = p.toString("latin1");
-  const clean = s.startsWith("/") && !s.startsWith("//") && !s.endsWith("/") && !s.includes("//") && !/(^|\/)\.(\/|$)/.test(s);
-  return clean ? p.subarray(1) : normalizeRel(p);
-}
-
-function checkNlist(nlist: NlistName[], max: number): void {
+function checkNlist(nlist: Nlist, max: number): void {
   if (nlist.length > max) throw illegal(`an nlist of ${nlist.length} entries (at most ${max}: limits.max_nlist)`);
   const path = INPUT_LIMITS.path;
-  for (const n of nlist) {
-    for (const field of ["original_path", "destination_path", "name"] as const) {
-      const b = toBuffer(n[field]);
-      if (b.length > path) throw illegal(`an nlist ${field} of ${b.length} bytes (at most ${path})`);
-      if (b.includes(0)) throw illegal(`an nlist ${field} with a NUL byte`);
+  const fields = [
+    [ORIGINAL_PATH, "original_path"],
+    [DESTINATION_PATH, "destination_path"],
+    [NAME, "name"],
+  ] as const;
+  for (let i = 0; i < nlist.length; i++) {
+    for (const [f, field] of fields) {
+      const size = nlist.size(i, f);
+      if (size > path) throw illegal(`an nlist ${field} of ${size} bytes (at most ${path})`);
+      if (nlist.hasNul(i, f)) throw illegal(`an nlist ${field} with a NUL byte`);
     }
   }
+}
+
+/** The destinations of the first `n` targets: what the audit line and a refusal name. */
+function firstDestinations(targets: Targets, n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < targets.length && i < n; i++) out.push(targets.destination(i)!);
+  return out;
 }
 
 /** Errors of a data connection that failed (as opposed to a job that did). */

@@ -42,9 +42,9 @@ import { paced, show } from "./backup.ts";
 import { fileStat } from "./history.ts";
 import { RecoverFailed, type RecoverOptions, type RecoverResult } from "./recover.ts";
 import type { RestoreWriter } from "./restore-writer.ts";
-import { failTarget, RestoreSet } from "./restore-set.ts";
+import { RestoreSet } from "./restore-set.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
-import { placeFor, type Target } from "./selection.ts";
+import { placeFor } from "./selection.ts";
 import type { StreamSource } from "./stream-source.ts";
 
 const ROOTINO = 2;
@@ -73,7 +73,7 @@ interface DirInfo {
 /** Where one inode's content goes: one per destination root. */
 interface Primary {
   writer: RestoreWriter;
-  target: Target;
+  target: number;
   path: Buffer;
   rel: Buffer;
 }
@@ -83,7 +83,7 @@ interface Current {
   ino: number;
   primaries: Primary[];
   /** Further names, linked to the primary of the same destination once the content is in. */
-  links: Array<{ primary: Primary; target: Target; path: Buffer; rel: Buffer }>;
+  links: Array<{ primary: Primary; target: number; path: Buffer; rel: Buffer }>;
 }
 
 /** One read through the stream: sequential, a scan, or a jump to one target. */
@@ -95,7 +95,7 @@ interface Pass {
   dirs: DirInfo[];
   lastDir?: DirInfo;
   /** The targets this pass reads for; it stops once past the largest inode they need. */
-  wanted: Set<Target>;
+  wanted: Set<number>;
   /** That inode number, once the names are known (Infinity: read to the end). */
   maxNeeded: number;
   /** Inodes any target would take (names known): the others need not be read. */
@@ -105,7 +105,7 @@ interface Pass {
   /** Reads ahead in large pieces (a scan from 0, or through a directory's subtree). */
   scan: boolean;
   /** A jump: the first inode must be this target's. */
-  expect?: Target;
+  expect?: number;
   /** The first inode of the pass was seen. */
   started: boolean;
   /** A jump to a file: where its inode (+ the next header) should end, from its size. */
@@ -142,8 +142,6 @@ class DumpRecovery {
   /** Directory inodes read. */
   private readonly dirInos = new Set<number>();
   private current: Current | undefined;
-  /** DAR: targets by their fh_info offset. */
-  private readonly byOffset = new Map<number, Target[]>();
   /** From TS_TAPE: an incremental (c_ddate != 0), whose directories say what was deleted. */
   private incremental: boolean | undefined;
   /**
@@ -157,14 +155,7 @@ class DumpRecovery {
   private bits: Buffer | undefined;
 
   constructor(private readonly opts: RecoverOptions) {
-    this.restores = new RestoreSet(opts.native, opts.warn, opts.overwrite);
-    for (const t of opts.targets) {
-      if (t.fhInfo === ALL1) continue;
-      const off = Number(t.fhInfo);
-      const list = this.byOffset.get(off) ?? [];
-      list.push(t);
-      this.byOffset.set(off, list);
-    }
+    this.restores = new RestoreSet(opts.targets, opts.native, opts.warn, opts.overwrite);
   }
 
   async sequential(input: Duplex): Promise<void> {
@@ -205,17 +196,19 @@ class DumpRecovery {
 
   async direct(source: StreamSource): Promise<void> {
     const targets = this.opts.targets;
-    const unknown = targets.filter((t) => t.fhInfo === ALL1 || !Number.isSafeInteger(Number(t.fhInfo)));
-    const isUnknown = new Set(unknown);
-    const known = targets.filter((t) => !isUnknown.has(t)).sort((a, b) => (a.fhInfo < b.fhInfo ? -1 : a.fhInfo > b.fhInfo ? 1 : 0));
+    const usable = (t: number) => Number.isSafeInteger(Number(targets.fhInfo(t)));
+    const unknown: number[] = [];
+    for (let i = 0; i < targets.length; i++) if (targets.fhInfo(i) === ALL1 || !usable(i)) unknown.push(i);
+    // In offset order; the unusable ones (past 2^53) are all at its end.
+    const known = [...targets.byFhInfo()].filter(usable);
     /** Offset of the first inode header not read yet (Infinity after TS_END). */
     let resume = 0;
     try {
       if (unknown.length > 0) resume = await this.readFrom(source, 0, newPass(true, new Set(unknown), undefined));
       for (const t of known) {
         // Restored by an earlier pass (a scan that knew its name, or a directory's subtree).
-        if (t.found || t.error) continue;
-        const off = Number(t.fhInfo);
+        if (targets.isFound(t) || targets.error(t) !== undefined) continue;
+        const off = Number(targets.fhInfo(t));
         // Already read past it without finding it there: the offset does not point at it.
         if (off < resume) continue;
         resume = await this.readFrom(source, off, newPass(false, new Set([t]), t));
@@ -360,12 +353,14 @@ class DumpRecovery {
 
   private async onInode(ino: number, offset: number, entry: Entry, metaOnly: boolean, pass: Pass): Promise<number | undefined> {
     const expect = pass.expect;
-    if (expect && !pass.started) {
+    const targets = this.opts.targets;
+    if (expect !== undefined && !pass.started) {
       // The first inode of a jump must be the target's (digest §3.4: the node and fh_info let
       // the server check it found the right file).
-      if (expect.node !== ALL1 && expect.node !== BigInt(ino)) {
-        failTarget(expect, RecoveryStatus.FAILED_NOT_FOUND, `the backup holds inode ${ino} at offset ${offset}, not inode ${expect.node}`);
-        this.opts.warn(`${show(expect.original)}: ${expect.error}`);
+      const node = targets.node(expect);
+      if (node !== ALL1 && node !== BigInt(ino)) {
+        targets.fail(expect, RecoveryStatus.FAILED_NOT_FOUND, `the backup holds inode ${ino} at offset ${offset}, not inode ${node}`);
+        this.opts.warn(`${show(targets.original(expect))}: ${targets.error(expect)}`);
         return offset + 1;
       }
       // A directory: its subtree follows in two parts (the rest of the directory phase, then
@@ -379,8 +374,9 @@ class DumpRecovery {
     }
     pass.started = true;
     // A target found at its own offset names its inode, even where no directory read does.
-    for (const t of this.byOffset.get(offset) ?? []) {
-      if (t.node === ALL1 || t.node === BigInt(ino)) this.anchors.set(ino, t.original);
+    for (const t of targets.atOffset(BigInt(offset))) {
+      const node = targets.node(t);
+      if (node === ALL1 || node === BigInt(ino)) this.anchors.set(ino, targets.original(t));
     }
     if (entry.type === "directory" && !pass.namesKnown) {
       this.entries++;
@@ -413,7 +409,7 @@ class DumpRecovery {
     for (const path of paths) {
       const place = placeFor(path, opts.targets, opts.recursive);
       if (!place) continue;
-      place.target.found = true;
+      targets.markFound(place.target);
       if (metaOnly) {
         this.restores.fail(place.target, path, new Error("metadata-only record (dump -m) is not applied; restore the previous level's copy"));
         continue;
@@ -471,9 +467,9 @@ class DumpRecovery {
       for (const { d, path } of placed) {
         const place = placeFor(path, opts.targets, opts.recursive);
         if (!place) continue;
-        place.target.found = true;
+        opts.targets.markFound(place.target);
         // A directory target: its subtree's inodes follow; this pass reads until past them.
-        if (opts.source && relOf(path) === place.target.original.toString("latin1")) pass.wanted.add(place.target);
+        if (opts.source && relOf(path) === opts.targets.original(place.target).toString("latin1")) pass.wanted.add(place.target);
         const writer = this.restores.writerFor(place.root);
         try {
           await writer.begin(d.entry, place.rel);
@@ -548,9 +544,9 @@ class DumpRecovery {
           const p = place.length === 0 ? name : Buffer.concat([place, SLASH, name]);
           const t = placeFor(p, this.opts.targets, true)?.target;
           const d = this.isDirEntry(parent, ino);
-          if (t && pass.wanted.has(t) && d) {
-            failTarget(t, RecoveryStatus.FAILED_UNDEFINED_ERROR, `${show(p)} precedes its parent in the backup and cannot be reached by direct access; restore without DIRECT=y`);
-            this.opts.warn(`${show(p)}: ${t.error}`);
+          if (t !== undefined && pass.wanted.has(t) && d) {
+            this.opts.targets.fail(t, RecoveryStatus.FAILED_UNDEFINED_ERROR, `${show(p)} precedes its parent in the backup and cannot be reached by direct access; restore without DIRECT=y`);
+            this.opts.warn(`${show(p)}: ${this.opts.targets.error(t)}`);
           }
         }
       }
@@ -631,7 +627,7 @@ class DumpRecovery {
   }
 }
 
-function newPass(fromStart: boolean, wanted: Set<Target>, expect: Target | undefined): Pass {
+function newPass(fromStart: boolean, wanted: Set<number>, expect: number | undefined): Pass {
   return { fromStart, namesKnown: false, dirs: [], wanted, maxNeeded: 0, needed: new Set(), scan: expect === undefined, expect, started: false };
 }
 

@@ -23,8 +23,9 @@ import { ALL1, RecoveryStatus } from "../protocol/codes.ts";
 import { paced, show } from "./backup.ts";
 import { fileStat, type FileHistory } from "./history.ts";
 import type { OverwritePolicy, RestoreWriter } from "./restore-writer.ts";
-import { failTarget, RestoreSet } from "./restore-set.ts";
-import { placeFor, type Target } from "./selection.ts";
+import { RestoreSet } from "./restore-set.ts";
+import { placeFor } from "./selection.ts";
+import type { Targets } from "./targets.ts";
 import type { StreamSource } from "./stream-source.ts";
 
 export interface RecoverOptions {
@@ -32,7 +33,7 @@ export interface RecoverOptions {
   input: Duplex;
   /** For direct access: the stream by offset. When set, the engine asks for what it reads. */
   source?: StreamSource;
-  targets: Target[];
+  targets: Targets;
   recursive: boolean;
   /** false for RECOVER_FILEHIST: read and report, write nothing. */
   extract: boolean;
@@ -84,16 +85,6 @@ export async function runTarRecover(opts: RecoverOptions): Promise<RecoverResult
   return { bytes: job.bytes, entries: job.entries, restored: job.restored, ...job.failures(), complete: true };
 }
 
-/** Per-target progress through the stream, for knowing when a direct read is done. */
-interface Progress {
-  /** The target's archived path, relative (latin1). */
-  original: string;
-  /** The target's own entry was seen (a directory's subtree may still follow). */
-  seen: boolean;
-  /** Nothing more of it can follow. */
-  done: boolean;
-}
-
 class TarRecovery {
   bytes = 0;
   entries = 0;
@@ -104,15 +95,19 @@ class TarRecovery {
     return { failed: this.restores.failed, firstFailed: this.restores.firstFailed };
   }
   /** The object being written, while its data arrives. */
-  private current: { writer: RestoreWriter; target: Target; path: Buffer } | undefined;
-  private readonly progress = new Map<Target, Progress>();
+  private current: { writer: RestoreWriter; target: number; path: Buffer } | undefined;
   /**
-   * The same by archived path, and the targets seen and not done yet (the only ones an entry
-   * can finish): each entry costs a lookup and a pass over a few open targets, not one
-   * comparison per nlist entry.
+   * Per-target progress through the stream, for knowing when a direct read is done: seen[i],
+   * its own entry was seen (a directory's subtree may still follow); done[i], nothing more of
+   * it can follow. One byte each, not an object per nlist entry.
    */
-  private readonly byOriginal = new Map<string, Progress | Progress[]>();
-  private readonly open = new Set<Progress>();
+  private readonly seen: Uint8Array;
+  private readonly done: Uint8Array;
+  /**
+   * The targets seen and not done yet (the only ones an entry can finish): each entry costs a
+   * lookup by path and a pass over a few open targets, not one comparison per nlist entry.
+   */
+  private readonly open = new Set<number>();
   /** The path of the entry being read (for "is this still inside the subtree?"). */
   private lastPath: Buffer | undefined;
   /** Whether that entry is a directory (whose subtree may follow it). */
@@ -121,16 +116,9 @@ class TarRecovery {
   private reading: Buffer | undefined;
 
   constructor(private readonly opts: RecoverOptions) {
-    this.restores = new RestoreSet(opts.native, opts.warn, opts.overwrite);
-    for (const t of opts.targets) {
-      const p: Progress = { original: t.original.toString("latin1"), seen: false, done: false };
-      this.progress.set(t, p);
-      // One Progress per path (nearly every nlist names a path once); an array only for repeats.
-      const same = this.byOriginal.get(p.original);
-      if (same === undefined) this.byOriginal.set(p.original, p);
-      else if (Array.isArray(same)) same.push(p);
-      else this.byOriginal.set(p.original, [same, p]);
-    }
+    this.restores = new RestoreSet(opts.targets, opts.native, opts.warn, opts.overwrite);
+    this.seen = new Uint8Array(opts.targets.length);
+    this.done = new Uint8Array(opts.targets.length);
   }
 
   async sequential(input: Duplex): Promise<void> {
@@ -155,38 +143,38 @@ class TarRecovery {
 
   async direct(source: StreamSource): Promise<void> {
     const targets = this.opts.targets;
-    const unknown = targets.filter((t) => t.fhInfo === ALL1);
-    const known = targets.filter((t) => t.fhInfo !== ALL1).sort((a, b) => (a.fhInfo < b.fhInfo ? -1 : a.fhInfo > b.fhInfo ? 1 : 0));
+    const unknown: number[] = [];
+    for (let i = 0; i < targets.length; i++) if (targets.fhInfo(i) === ALL1) unknown.push(i);
+    const known = targets.byFhInfo();
     let pos = 0;
     if (unknown.length > 0) {
       // No offset for these: read from the start until each has been seen whole.
       // A target once done stays done: the first one not done yet is where to look next time.
       let first = 0;
       const allDone = () => {
-        while (first < unknown.length && this.progress.get(unknown[first]!)!.done) first++;
+        while (first < unknown.length && this.done[unknown[first]!]) first++;
         return first === unknown.length;
       };
       pos = await this.readFrom(source, 0, SCAN_PIECE, allDone);
     }
     for (const t of known) {
-      const p = this.progress.get(t)!;
-      if (p.done) continue;
-      const off = Number(t.fhInfo);
-      if (!Number.isSafeInteger(off) || (off < pos && !p.seen)) {
+      if (this.done[t]) continue;
+      const off = Number(targets.fhInfo(t));
+      if (!Number.isSafeInteger(off) || (off < pos && !this.seen[t])) {
         // Already read past it without finding it there: the offset does not point at it.
-        p.done = true;
+        this.done[t] = 1;
         continue;
       }
       // Seen but not finished: the previous target ended where this one starts (its end shows
       // only at the next entry's header), and the read stopped there. Read it again from its
       // own offset: those records are still at hand.
-      if (off < pos) p.seen = false;
+      if (off < pos) this.seen[t] = 0;
       try {
-        pos = await this.readFrom(source, off, 1, () => p.done, t);
+        pos = await this.readFrom(source, off, 1, () => this.done[t] === 1, t);
       } catch (err) {
         if (!(err as Error).message.startsWith("direct access went backwards")) throw err;
-        failTarget(t, RecoveryStatus.FAILED_UNDEFINED_ERROR, `its data was read past and is no longer at hand (${(err as Error).message})`);
-        p.done = true;
+        targets.fail(t, RecoveryStatus.FAILED_UNDEFINED_ERROR, `its data was read past and is no longer at hand (${(err as Error).message})`);
+        this.done[t] = 1;
       }
     }
   }
@@ -195,7 +183,7 @@ class TarRecovery {
    * Reads entries from `start` until `enough()`, asking for at least `piece` bytes at a time
    * (1 = only what the reader needs next). Returns the stream position reached.
    */
-  private async readFrom(source: StreamSource, start: number, piece: number, enough: () => boolean, expect?: Target): Promise<number> {
+  private async readFrom(source: StreamSource, start: number, piece: number, enough: () => boolean, expect?: number): Promise<number> {
     const reader = this.reader(start);
     let pos = start;
     let first = true;
@@ -205,8 +193,8 @@ class TarRecovery {
       const bytes = await source.fetch(pos, pos + need);
       if (bytes.length === 0) {
         // The stream ended: whatever was not reached is not in this backup.
-        for (const p of this.progress.values()) if (p.seen) p.done = true;
-        if (expect) this.progress.get(expect)!.done = true;
+        for (const t of this.open) if (this.seen[t]) this.done[t] = 1; // every seen target is in open
+        if (expect !== undefined) this.done[expect] = 1;
         break;
       }
       pos += bytes.length;
@@ -226,21 +214,22 @@ class TarRecovery {
   }
 
   /** Feeds one chunk; returns true at the end of the archive. Stops early once `enough()`. */
-  private async feed(reader: TarReader, chunk: Buffer, enough: () => boolean, expect?: Target): Promise<boolean> {
+  private async feed(reader: TarReader, chunk: Buffer, enough: () => boolean, expect?: number): Promise<boolean> {
+    const targets = this.opts.targets;
     for (const ev of reader.feed(chunk)) {
-      if (expect && ev.kind === "entry") {
+      if (expect !== undefined && ev.kind === "entry") {
         // The first entry at a target's offset must be that target (digest §3.4: the node and
         // fh_info let the server check it found the right file).
-        if (!sameRel(ev.entry.path, expect.original)) {
-          failTarget(expect, RecoveryStatus.FAILED_NOT_FOUND, `the backup holds ${show(ev.entry.path)} at offset ${expect.fhInfo}, not ${show(expect.original)}`);
-          this.progress.get(expect)!.done = true;
+        if (!relOf(ev.entry.path).equals(targets.original(expect))) {
+          targets.fail(expect, RecoveryStatus.FAILED_NOT_FOUND, `the backup holds ${show(ev.entry.path)} at offset ${targets.fhInfo(expect)}, not ${show(targets.original(expect))}`);
+          this.done[expect] = 1;
           return false;
         }
         expect = undefined;
       }
       await this.onEvent(ev);
       if (ev.kind === "end") {
-        for (const p of this.progress.values()) p.done = true;
+        this.done.fill(1);
         return true;
       }
       if (enough()) return false;
@@ -285,32 +274,28 @@ class TarRecovery {
   private track(path: Buffer): void {
     this.lastPath = path;
     const rel = relOf(path);
-    for (const p of this.open) {
-      if (p.done || !p.seen) this.open.delete(p);
-      else if (p.original !== rel && !(p.original === "" || rel.startsWith(p.original + "/"))) {
-        p.done = true;
-        this.open.delete(p);
+    const targets = this.opts.targets;
+    for (const t of this.open) {
+      if (this.done[t] || !this.seen[t]) this.open.delete(t);
+      else if (!within(rel, targets.original(t))) {
+        this.done[t] = 1;
+        this.open.delete(t);
       }
     }
-    for (const p of this.sameOriginal(rel)) {
-      if (p.done) continue;
-      p.seen = true;
-      this.open.add(p);
+    for (const t of targets.same(rel)) {
+      if (this.done[t]) continue;
+      this.seen[t] = 1;
+      this.open.add(t);
     }
-  }
-
-  private sameOriginal(rel: string): readonly Progress[] {
-    const p = this.byOriginal.get(rel);
-    return p === undefined ? [] : Array.isArray(p) ? p : [p];
   }
 
   /** The entry's data is over: a target that has no subtree is done now. */
   private entryEnded(): void {
     if (!this.lastPath) return;
     const rel = relOf(this.lastPath);
-    for (const p of this.sameOriginal(rel)) {
-      if (p.done) continue;
-      if (!this.opts.recursive || !this.isDirectory) p.done = true;
+    for (const t of this.opts.targets.same(rel)) {
+      if (this.done[t]) continue;
+      if (!this.opts.recursive || !this.isDirectory) this.done[t] = 1;
     }
   }
 
@@ -323,7 +308,7 @@ class TarRecovery {
     if (!opts.extract) return;
     const place = placeFor(entry.path, opts.targets, opts.recursive);
     if (!place) return;
-    place.target.found = true;
+    opts.targets.markFound(place.target);
     let e = entry;
     if (entry.type === "hardlink" && entry.linkTarget) {
       // The first name of the inode must have been restored under the same destination.
@@ -376,7 +361,6 @@ class TarRecovery {
   }
 }
 
-/** An archive path as selection compares it ("." is the root, ""). */
 /**
  * GNU tar's `-C DIR .` names every entry "./a/b" (and the root "./"): the same paths as "a/b"
  * for matching the nlist and for the destination, so they are read as those (hard-link
@@ -397,11 +381,15 @@ function withoutDotSlash<E extends { path: Buffer; linkTarget?: Buffer; type: st
   return { ...entry, path: dotted(entry.path) ? strip(entry.path) : entry.path, ...(hard ? { linkTarget: strip(entry.linkTarget!) } : {}) };
 }
 
-function relOf(path: Buffer): string {
-  const s = path.toString("latin1");
-  return s === "." ? "" : s;
+const NO_PATH = Buffer.alloc(0);
+
+/** An archive path as the nlist's relative paths are ("." is the root, ""). */
+function relOf(path: Buffer): Buffer {
+  return path.length === 1 && path[0] === 0x2e ? NO_PATH : path;
 }
 
-function sameRel(path: Buffer, original: Buffer): boolean {
-  return relOf(path) === original.toString("latin1");
+/** Is `rel` the target path `original` or inside it ("" is the root, which holds everything)? */
+function within(rel: Buffer, original: Buffer): boolean {
+  if (original.length === 0 || rel.equals(original)) return true;
+  return rel.length > original.length && rel[original.length] === 0x2f && rel.compare(original, 0, original.length, 0, original.length) === 0;
 }

@@ -8,7 +8,7 @@ import { RecoveryStatus } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
 import { errorCode } from "./fsutil.ts";
 import { RestoreRefused, RestoreWriter, type OverwritePolicy } from "./restore-writer.ts";
-import type { Target } from "./selection.ts";
+import type { Targets } from "./targets.ts";
 
 /** The LOG_FILE status of a failure, from what failed (the error's kind and errno), not its text. */
 export function recoveryStatusOf(err: unknown): number {
@@ -30,13 +30,6 @@ export function recoveryStatusOf(err: unknown): number {
   }
 }
 
-/** Records the first problem of a target, with its LOG_FILE status. */
-export function failTarget(target: Target, status: number, why: string): void {
-  if (target.error !== undefined) return;
-  target.error = why;
-  target.status = status;
-}
-
 export class RestoreSet {
   private readonly writers = new Map<string, RestoreWriter>();
   /** Objects that could not be restored, and the first of them (the job's summary says so). */
@@ -44,6 +37,7 @@ export class RestoreSet {
   firstFailed: Buffer | undefined;
 
   constructor(
+    private readonly targets: Targets,
     private readonly native: NativeApi | undefined,
     private readonly warn: (message: string) => void,
     private readonly overwrite: OverwritePolicy = "always",
@@ -61,9 +55,9 @@ export class RestoreSet {
   }
 
   /** Records the first problem of a target (for its LOG_FILE) and logs this one. */
-  fail(target: Target, path: Buffer, err: Error): void {
+  fail(target: number, path: Buffer, err: Error): void {
     const why = err instanceof RestoreRefused ? `refused: ${err.message}` : err.message;
-    failTarget(target, recoveryStatusOf(err), why);
+    this.targets.fail(target, recoveryStatusOf(err), why);
     if (this.failed++ === 0) this.firstFailed = Buffer.from(path);
     this.warn(`${show(path)}: ${why}`);
   }

@@ -8,6 +8,7 @@
  */
 import { basename, dirname } from "node:path/posix";
 import picomatch from "picomatch";
+import type { Targets } from "./targets.ts";
 
 const L1 = "latin1" as const;
 
@@ -120,41 +121,11 @@ export function selectionFilter(sel: Selection | undefined): ((rel: Buffer, isDi
   return (rel, isDir) => !exclude(rel) && (include ? include(rel, isDir) : true);
 }
 
-/** One nlist entry reduced to what recovery needs. */
-export interface Target {
-  /** Archived path, relative ("" = the whole image). */
-  original: Buffer;
-  /** Absolute destination of that path. */
-  destination: Buffer;
-  /** What LOG_FILE reports for it (the DMA's original_path, unchanged). */
-  reportName: Buffer;
-  node: bigint;
-  fhInfo: bigint;
-  /** Set when at least one archived object matched it. */
-  found: boolean;
-  /** The first problem writing it, if any. */
-  error?: string;
-  /** That problem as LOG_FILE reports it (RecoveryStatus). */
-  status?: number;
-  /**
-   * RECOVER_FULL_PATHS: the directory the original path is recreated under (the destination is
-   * base/original); the writer is confined to it rather than to the destination's parent.
-   */
-  base?: Buffer;
-}
-
-/** Targets by archived path (the first of equal ones wins), kept per nlist and rebuilt if it grew. */
-const indexes = new WeakMap<Target[], { size: number; byPath: Map<string, Target> }>();
-function targetIndex(targets: Target[]): Map<string, Target> {
-  const known = indexes.get(targets);
-  if (known && known.size === targets.length) return known.byPath;
-  const byPath = new Map<string, Target>();
-  for (const t of targets) {
-    const k = t.original.toString(L1);
-    if (!byPath.has(k)) byPath.set(k, t);
-  }
-  indexes.set(targets, { size: targets.length, byPath });
-  return byPath;
+/** Where an archived object goes: the nlist entry (its index), and the path under a root. */
+export interface Place {
+  target: number;
+  root: Buffer;
+  rel: Buffer;
 }
 
 /**
@@ -163,41 +134,35 @@ function targetIndex(targets: Target[]): Map<string, Target> {
  * is rooted at the parent of the target's destination, so a restore writer confined to that
  * directory can create the destination itself and everything in it, and nothing else.
  */
-export function placeFor(
-  rel: Buffer,
-  targets: Target[],
-  recursive: boolean,
-): { target: Target; root: Buffer; rel: Buffer } | undefined {
-  const s = rel.toString(L1) === "." ? "" : rel.toString(L1);
+export function placeFor(rel: Buffer, targets: Targets, recursive: boolean): Place | undefined {
+  const s = rel.length === 1 && rel[0] === 0x2e ? Buffer.alloc(0) : rel;
   // The path itself, then (RECURSIVE) each ancestor up to the root: the first one an nlist
-  // entry names is the most specific. A lookup per level, whatever the size of the nlist.
-  const index = targetIndex(targets);
-  let best: { target: Target; rest: string } | undefined;
-  const exact = index.get(s);
-  if (exact) best = { target: exact, rest: "" };
-  else if (recursive) {
-    for (let cut = s.lastIndexOf("/"); ; cut = s.lastIndexOf("/", cut - 1)) {
-      const t = index.get(cut < 0 ? "" : s.slice(0, cut));
-      if (t) {
-        best = { target: t, rest: cut < 0 ? s : s.slice(cut + 1) };
+  // entry names is the most specific. A lookup (a binary search) per level, whatever the size
+  // of the nlist.
+  let target = targets.first(s);
+  let rest: Buffer = Buffer.alloc(0);
+  if (target < 0 && recursive) {
+    for (let cut = s.lastIndexOf(0x2f); ; cut = cut <= 0 ? -1 : s.lastIndexOf(0x2f, cut - 1)) {
+      const t = targets.first(cut < 0 ? Buffer.alloc(0) : s.subarray(0, cut));
+      if (t >= 0) {
+        target = t;
+        rest = cut < 0 ? s : s.subarray(cut + 1);
         break;
       }
       if (cut <= 0) break;
     }
   }
-  if (!best) return undefined;
-  const base = best.target.base;
+  if (target < 0) return undefined;
+  const base = targets.baseOf(target);
   if (base) {
-    const o = best.target.original.toString(L1);
-    const rel = [o, best.rest].filter((x) => x !== "").join("/");
-    return { target: best.target, root: base, rel: Buffer.from(rel || ".", L1) };
+    const o = targets.original(target);
+    const parts = [o, rest].filter((x) => x.length > 0);
+    const r = parts.length === 2 ? Buffer.concat([parts[0]!, Buffer.from("/"), parts[1]!]) : (parts[0] ?? Buffer.from("."));
+    return { target, root: base, rel: r };
   }
-  const dest = best.target.destination.toString(L1);
-  if (dest === "/") return { target: best.target, root: Buffer.from("/"), rel: Buffer.from(best.rest || ".", L1) };
+  const dest = targets.destination(target)!.toString(L1);
+  const restS = rest.toString(L1);
+  if (dest === "/") return { target, root: Buffer.from("/"), rel: Buffer.from(restS || ".", L1) };
   const name = basename(dest);
-  return {
-    target: best.target,
-    root: Buffer.from(dirname(dest), L1),
-    rel: Buffer.from(best.rest ? `${name}/${best.rest}` : name, L1),
-  };
+  return { target, root: Buffer.from(dirname(dest), L1), rel: Buffer.from(restS ? `${name}/${restS}` : name, L1) };
 }

@@ -26,7 +26,8 @@ import {
 } from "./codes.ts";
 import { decode, encode, toBuffer, XdrError, type Bytes, type Codec } from "./xdr/codec.ts";
 import { v3ByCode, type Addr3, type NlistName3 } from "./xdr/v3.ts";
-import { v4ByCode, type Addr, type NlistName } from "./xdr/v4.ts";
+import { DESTINATION_PATH, FH_INFO, NAME, Nlist, NlistBuilder, NODE, ORIGINAL_PATH, OTHER_NAME } from "./xdr/nlist.ts";
+import { NLIST_V4, v4ByCode, type Addr, type NlistName } from "./xdr/v4.ts";
 import type { WireVersion } from "./message.ts";
 
 /** CONFIG_GET_BUTYPE_INFO attrs as v3 numbers them. */
@@ -186,9 +187,40 @@ const invalid = renamed("invalid", "unsupported");
 const statsIn = (stats: any[]) => stats.map(invalid.in);
 const statsOut = (stats: any[]) => stats.map(invalid.out);
 
+/**
+ * A decoded v3 nlist (flat, nlist.ts) in v4 terms, entry by entry as nameFromV3 does it: the
+ * destination_path column is built, the other columns are copied.
+ */
+export function nlistFromV3(n3: Nlist): Nlist {
+  let bytes = 0;
+  for (let i = 0; i < n3.length; i++) {
+    const target = n3.size(i, NEW_NAME) > 0 ? n3.size(i, NEW_NAME) : n3.size(i, ORIGINAL_PATH);
+    bytes += n3.size(i, ORIGINAL_PATH) + n3.size(i, DESTINATION_DIR) + 1 + target + n3.size(i, OTHER_NAME);
+  }
+  const b = new NlistBuilder(NLIST_V4, n3.length, bytes);
+  for (let i = 0; i < n3.length; i++) {
+    const original = n3.bytes(i, ORIGINAL_PATH);
+    const newName = n3.bytes(i, NEW_NAME);
+    const target = joinPath(n3.bytes(i, DESTINATION_DIR), newName.length > 0 ? newName : original);
+    b.add(original, target, EMPTY, n3.bytes(i, OTHER_NAME), n3.number(i, NODE), n3.number(i, FH_INFO));
+  }
+  return b.finish();
+}
+
+/** The v3 columns that sit where v4 has destination_path and name. */
+const DESTINATION_DIR = DESTINATION_PATH;
+const NEW_NAME = NAME;
+const EMPTY = Buffer.alloc(0);
+
+/** An internal nlist (flat, or the plain entries our client sends) as v3 entries. */
+function nlistToV3(nlist: Nlist | NlistName[]): NlistName3[] {
+  const entries = nlist instanceof Nlist ? (nlist.toArray() as unknown as NlistName[]) : nlist;
+  return entries.map(nameToV3);
+}
+
 const recoverRequest: Translation = {
-  in: ({ bu_type, nlist, ...rest }: any) => ({ ...rest, nlist: nlist.map(nameFromV3), butype_name: bu_type }),
-  out: ({ butype_name, nlist, ...rest }: any) => ({ ...rest, nlist: nlist.map(nameToV3), bu_type: butype_name }),
+  in: ({ bu_type, nlist, ...rest }: any) => ({ ...rest, nlist: nlist instanceof Nlist ? nlistFromV3(nlist) : nlist.map(nameFromV3), butype_name: bu_type }),
+  out: ({ butype_name, nlist, ...rest }: any) => ({ ...rest, nlist: nlistToV3(nlist), bu_type: butype_name }),
 };
 
 const listenReply: Translation = {

@@ -32,10 +32,13 @@ export interface AuditRecord {
 /** Paths an audit line names: a million-entry nlist must not make two lines of 60 MB each. */
 export const AUDIT_PATHS = 32;
 
-/** The paths an audit record keeps: the first AUDIT_PATHS, and the count when there are more. */
-export function auditPaths(paths: readonly Buffer[], show: (p: Buffer) => string): Pick<AuditRecord, "paths" | "paths_total"> {
+/**
+ * The paths an audit record keeps: the first AUDIT_PATHS, and the count when there are more.
+ * `total` is that count when the caller passes only the first ones (a recovery's nlist).
+ */
+export function auditPaths(paths: readonly Buffer[], show: (p: Buffer) => string, total = paths.length): Pick<AuditRecord, "paths" | "paths_total"> {
   const kept = paths.slice(0, AUDIT_PATHS).map(show);
-  return paths.length > AUDIT_PATHS ? { paths: kept, paths_total: paths.length } : { paths: kept };
+  return total > AUDIT_PATHS ? { paths: kept, paths_total: total } : { paths: kept };
 }
 
 export function audit(log: Logger, r: AuditRecord): void {

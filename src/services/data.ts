@@ -5,7 +5,8 @@
 import { DataService } from "../data/service.ts";
 import { ErrorCode, Message } from "../protocol/codes.ts";
 import type { Bytes } from "../protocol/xdr/codec.ts";
-import type { Addr, NlistName, Pval } from "../protocol/xdr/v4.ts";
+import type { Nlist } from "../protocol/xdr/nlist.ts";
+import type { Addr, Pval } from "../protocol/xdr/v4.ts";
 import type { Session } from "../server/session.ts";
 import { dataTlsOf } from "../transport/tls.ts";
 import { moverOf } from "./mover.ts";
@@ -42,7 +43,8 @@ export function dataOf(s: Session): DataService {
 
 interface RecoverRequest {
   env: Pval[];
-  nlist: NlistName[];
+  /** Decoded flat (src/protocol/xdr/nlist.ts), in v4 terms whatever the session's version. */
+  nlist: Nlist;
   butype_name: Bytes;
 }
 

@@ -1,5 +1,6 @@
 /** Random values for any codec, walked from its shape: for round-trip tests of every message. */
 import type { Codec } from "../../src/protocol/xdr/codec.ts";
+import { Nlist } from "../../src/protocol/xdr/nlist.ts";
 
 export function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
@@ -57,4 +58,15 @@ export function sample(c: Codec<any>, rand: () => number, depth = 0): any {
       return out;
     }
   }
+}
+
+/**
+ * A decoded value with each flat nlist (src/protocol/xdr/nlist.ts) as the array of plain
+ * entries it stands for, so a round trip compares with the sampled value.
+ */
+export function plain(v: any): any {
+  if (v instanceof Nlist) return v.toArray();
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === "object" && !Buffer.isBuffer(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
 }

@@ -12,6 +12,7 @@
  */
 import { Message } from "../codes.ts";
 import { array, empty, enumT, i16, opaque, str, struct, u16, u32, u64, union, type Codec, type Infer } from "./codec.ts";
+import { nlistCodec, type NlistLayout } from "./nlist.ts";
 import { authAttr, authData, fileName, pval, type MessageSchema } from "./v4.ts";
 
 // ---- shared types ----
@@ -57,7 +58,8 @@ export const name3 = struct({
   fh_info: u64,
 });
 export type NlistName3 = Infer<typeof name3>;
-const recoverRequest3 = struct({ env: array(pval), nlist: array(name3), bu_type: str });
+export const NLIST_V3: NlistLayout = { bytes: ["original_path", "destination_dir", "new_name", "other_name"], numbers: ["node", "fh_info"] };
+const recoverRequest3 = struct({ env: array(pval), nlist: nlistCodec(name3, NLIST_V3), bu_type: str });
 
 // ---- FH ----
 export const fileStat3 = struct({

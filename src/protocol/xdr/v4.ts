@@ -20,6 +20,7 @@ import {
   type Codec,
   type Infer,
 } from "./codec.ts";
+import { nlistCodec, type NlistLayout } from "./nlist.ts";
 
 // ---- shared types (§2.3) ----
 export const pval = struct({ name: str, value: str });
@@ -87,7 +88,9 @@ export const name = struct({
   fh_info: u64,
 });
 export type NlistName = Infer<typeof name>;
-const recoverRequest = struct({ env: array(pval), nlist: array(name), butype_name: str });
+export const NLIST_V4: NlistLayout = { bytes: ["original_path", "destination_path", "name", "other_name"], numbers: ["node", "fh_info"] };
+/** The nlist decodes flat (nlist.ts): a million entries are not a million objects. */
+const recoverRequest = struct({ env: array(pval), nlist: nlistCodec(name, NLIST_V4), butype_name: str });
 
 // ---- FH (§2.12) ----
 export const fileStat = struct({

@@ -10,7 +10,7 @@ import { runDumpBackup } from "../../../src/engine/dump-backup.ts";
 import { backupStartTime, dumpDateEnv, recordBackup, resolveBase } from "../../../src/incremental/index.ts";
 import { runDumpRecover } from "../../../src/engine/dump-recover.ts";
 import { FileHistory } from "../../../src/engine/history.ts";
-import type { Target } from "../../../src/engine/selection.ts";
+import { reportBack, targetsOf, type TargetSpec } from "../../helpers/targets.ts";
 import type { BackupResult } from "../../../src/engine/backup.ts";
 import type { RecoverResult } from "../../../src/engine/recover.ts";
 import { Message } from "../../../src/protocol/codes.ts";
@@ -69,7 +69,7 @@ export async function backup(
 
 export async function recover(
   stream: Buffer,
-  targets: Target[],
+  targets: TargetSpec[],
   o: { extract?: boolean; recursive?: boolean; chunk?: number } = {},
 ): Promise<{ result: RecoverResult; posts: Post[]; warnings: string[] }> {
   const input = new PassThrough();
@@ -84,27 +84,27 @@ export async function recover(
   const { history, posts } = collector();
   const warnings: string[] = [];
   const extract = o.extract ?? true;
+  const ts = targetsOf(targets);
   const result = await runDumpRecover({
     input,
-    targets,
+    targets: ts,
     recursive: o.recursive ?? true,
     extract,
     history: extract ? undefined : history,
     signal: new AbortController().signal,
     warn: (m) => warnings.push(m),
   });
+  reportBack(ts, targets);
   history.flush();
   return { result, posts, warnings };
 }
 
-export function target(original: string, destination: string): Target {
+export function target(original: string, destination: string): TargetSpec {
   return {
     original: Buffer.from(original),
     destination: Buffer.from(destination),
-    reportName: Buffer.from("/" + original),
     node: 0xffffffffffffffffn,
     fhInfo: 0xffffffffffffffffn,
-    found: false,
   };
 }
 

@@ -10,7 +10,7 @@ import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runDumpRecover } from "../../../src/engine/dump-recover.ts";
 import { RecoverFailed } from "../../../src/engine/recover.ts";
-import type { Target } from "../../../src/engine/selection.ts";
+import { reportBack, targetsOf, type TargetSpec } from "../../helpers/targets.ts";
 import { StreamSource } from "../../../src/engine/stream-source.ts";
 import { ALL1 } from "../../../src/protocol/codes.ts";
 import { ConnectionGone } from "../../../src/transport/backpressure.ts";
@@ -110,25 +110,27 @@ function fakeMover(stream: Buffer, R: number) {
   return { source, asked, conn };
 }
 
-async function darRecover(stream: Buffer, targets: Target[], R = 10240) {
+async function darRecover(stream: Buffer, targets: TargetSpec[], R = 10240) {
   const { source, asked } = fakeMover(stream, R);
   const warnings: string[] = [];
+  const ts = targetsOf(targets);
   const result = await runDumpRecover({
     input: new PassThrough(),
     source,
-    targets,
+    targets: ts,
     recursive: true,
     extract: true,
     signal: new AbortController().signal,
     warn: (m) => warnings.push(m),
   });
+  reportBack(ts, targets);
   return { result, asked, warnings, received: source.received };
 }
 
 describe("dump recovery engine, direct access", () => {
   const R = 10240;
   /** A target as ndmjob sends it from the index: fh_info = its TS_INODE offset, node = its inode. */
-  const dar = (rel: string, dest: string, withOffset = true): Target => {
+  const dar = (rel: string, dest: string, withOffset = true): TargetSpec => {
     const p = parse(stream);
     const ino = p.inoOf.get(rel)!;
     return { ...target(rel, dest), node: BigInt(ino), fhInfo: withOffset ? BigInt(p.offsets.get(ino)!) : ALL1 };

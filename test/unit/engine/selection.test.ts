@@ -1,15 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { excludeMatcher, includeMatcher, normalizeRel, placeFor, splitFiles, splitPatterns, type Target } from "../../../src/engine/selection.ts";
+import { excludeMatcher, includeMatcher, normalizeRel, placeFor, splitFiles, splitPatterns } from "../../../src/engine/selection.ts";
+import { targetsOf, type TargetSpec } from "../../helpers/targets.ts";
 
 const b = (s: string) => Buffer.from(s, "latin1");
-const target = (original: string, destination: string): Target => ({
-  original: b(original),
-  destination: b(destination),
-  reportName: b("/" + original),
-  node: 0n,
-  fhInfo: 0n,
-  found: false,
-});
+const target = (original: string, destination: string): TargetSpec => ({ original: b(original), destination: b(destination), node: 0n, fhInfo: 0n });
 
 describe("selection", () => {
   it("normalizes user paths", () => {
@@ -53,14 +47,14 @@ describe("selection", () => {
   });
 
   it("places archived objects under the most specific target, rooted at its parent", () => {
-    const ts = [target("", "/restore/all"), target("sub", "/elsewhere/renamed")];
+    const ts = targetsOf([target("", "/restore/all"), target("sub", "/elsewhere/renamed")]);
     expect(placeFor(b("."), ts, true)).toMatchObject({ root: b("/restore"), rel: b("all") });
     expect(placeFor(b("a.txt"), ts, true)).toMatchObject({ root: b("/restore"), rel: b("all/a.txt") });
     const sub = placeFor(b("sub/x/y"), ts, true)!;
-    expect(sub.target).toBe(ts[1]);
+    expect(sub.target).toBe(1);
     expect(sub).toMatchObject({ root: b("/elsewhere"), rel: b("renamed/x/y") });
-    expect(placeFor(b("sub/x"), [target("sub", "/d/s")], false)).toBeUndefined();
-    expect(placeFor(b("subway"), [target("sub", "/d/s")], true)).toBeUndefined();
-    expect(placeFor(b("x"), [target("", "/")], true)).toMatchObject({ root: b("/"), rel: b("x") });
+    expect(placeFor(b("sub/x"), targetsOf([target("sub", "/d/s")]), false)).toBeUndefined();
+    expect(placeFor(b("subway"), targetsOf([target("sub", "/d/s")]), true)).toBeUndefined();
+    expect(placeFor(b("x"), targetsOf([target("", "/")]), true)).toMatchObject({ root: b("/"), rel: b("x") });
   });
 });

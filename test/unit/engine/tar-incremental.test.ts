@@ -13,7 +13,7 @@ import type { Entry } from "../../../formats/entry.ts";
 import { runTarBackup } from "../../../src/engine/backup.ts";
 import { runTarRecover } from "../../../src/engine/recover.ts";
 import { backupStartTime, resolveBase, recordBackup, type BackupBase } from "../../../src/incremental/index.ts";
-import { ALL1 } from "../../../src/protocol/codes.ts";
+import { Targets } from "../../../src/engine/targets.ts";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ndmpd-tar-incr-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -46,7 +46,7 @@ async function restore(stream: Buffer, dest: string) {
   input.end(stream);
   return runTarRecover({
     input, recursive: true, extract: true, signal: new AbortController().signal, warn: () => {},
-    targets: [{ original: Buffer.alloc(0), destination: Buffer.from(dest), reportName: Buffer.from("/"), node: ALL1, fhInfo: ALL1, found: false }],
+    targets: Targets.whole(Buffer.from(dest)),
   });
 }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Message } from "../../../src/protocol/codes.ts";
 import { decode, encode } from "../../../src/protocol/xdr/codec.ts";
 import { v4ByCode, v4Messages } from "../../../src/protocol/xdr/v4.ts";
-import { rng, sample } from "../../helpers/sample.ts";
+import { plain, rng, sample } from "../../helpers/sample.ts";
 
 describe("v4 message schemas", () => {
   it("cover every message of the digest's table", () => {
@@ -23,7 +23,7 @@ describe("v4 message schemas", () => {
           const v = sample(c, rand);
           const bytes = encode(c, v);
           expect(bytes.length % 4).toBe(0);
-          expect(decode(c, bytes)).toEqual(v);
+          expect(plain(decode(c, bytes))).toEqual(v);
           expect(encode(c, decode(c, bytes))).toEqual(bytes);
         }
       }

@@ -16,6 +16,8 @@ describe("audit records", () => {
     expect(a.paths).toHaveLength(AUDIT_PATHS);
     expect(a.paths![0]).toBe("/r/0");
     expect(a.paths_total).toBe(1_000_000);
+    // Or given only the first ones and the count (a recovery does not list a million paths).
+    expect(auditPaths(paths(AUDIT_PATHS), show, 1_000_000)).toEqual({ paths: a.paths, paths_total: 1_000_000 });
   });
 
   it("are written at every log_level: log_level = \"error\" hides the rest, never the audit trail", () => {
