@@ -513,14 +513,8 @@ export class DataService {
     }
     const targets = new Targets(nlist, { base, fullPaths });
     for (let i = 0; i < nlist.length; i++) {
-      if (fullPaths) {
-        if (targets.baseOf(i)![0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "RECOVER_FULL_PATHS needs an absolute destination_path (or PREFIX)");
-        continue;
-      }
-      if (nlist.bytes(i, NAME).includes(0x2f)) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist name must not contain /");
-      const destination = targets.destination(i);
-      if (!destination) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "nlist entry without a destination");
-      if (destination[0] !== 0x2f) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, "destinations must be absolute paths");
+      const why = targets.problemWith(i);
+      if (why) throw new NdmpError(ErrorCode.ILLEGAL_ARGS_ERR, why);
     }
     return targets;
   }

@@ -49,8 +49,18 @@ export class Targets {
     this.found = new Uint8Array(nlist.length);
     this.base = opts.base;
     this.fullPaths = opts.fullPaths ?? false;
+    // Straight from the wire bytes: a view per entry would be a million short-lived objects.
     const rels = new PathArena(nlist.length);
-    for (let i = 0; i < nlist.length; i++) rels.add(relativeOf(nlist.bytes(i, ORIGINAL_PATH)));
+    const wire = nlist.bytesOnWire;
+    for (let i = 0; i < nlist.length; i++) {
+      const start = nlist.startOf(i, ORIGINAL_PATH);
+      const end = start + nlist.size(i, ORIGINAL_PATH);
+      if (isClean(wire, start, end)) rels.add(wire, start + 1, end);
+      else {
+        const rel = normalizeRel(wire.subarray(start, end));
+        rels.add(rel, 0, rel.length);
+      }
+    }
     [this.relArena, this.relOffsets] = rels.finish();
     this.order = this.sortedByRel();
   }
@@ -113,6 +123,27 @@ export class Targets {
     if (dest.length > 0) return dest;
     if (this.base) return Buffer.concat([this.base, SLASH_BYTES, original]);
     return undefined;
+  }
+
+  /**
+   * What is wrong with entry i's destination, or undefined: the refusals of DataService, found
+   * from the lengths and first bytes alone (a million entries, no view of each).
+   */
+  problemWith(i: number): string | undefined {
+    const n = this.nlist;
+    const destFirst = n.firstByte(i, DESTINATION_PATH);
+    if (this.fullPaths) {
+      // Trailing slashes stripped, the first byte is still the first byte ("///" is "/").
+      const first = destFirst >= 0 ? destFirst : (this.base?.[0] ?? -1);
+      return first === SLASH ? undefined : "RECOVER_FULL_PATHS needs an absolute destination_path (or PREFIX)";
+    }
+    if (n.size(i, NAME) > 0) {
+      if (n.includes(i, NAME, SLASH)) return "nlist name must not contain /";
+      return destFirst < 0 || destFirst === SLASH ? undefined : "destinations must be absolute paths";
+    }
+    if (destFirst >= 0) return destFirst === SLASH ? undefined : "destinations must be absolute paths";
+    if (!this.base) return "nlist entry without a destination";
+    return this.base.length === 0 || this.base[0] === SLASH ? undefined : "destinations must be absolute paths";
   }
 
   /** The nlist's name of entry i (v4 `name`: the last component at the destination). */
@@ -224,14 +255,16 @@ class PathArena {
     this.offsets = new Uint32Array(n + 1);
   }
 
-  add(b: Buffer): void {
-    const need = this.used + b.length;
+  /** Appends b[from, to). */
+  add(b: Buffer, from: number, to: number): void {
+    const need = this.used + to - from;
+    if (need > 0xffff_ffff) throw new RangeError("more than 4 GiB of paths");
     if (need > this.arena.length) {
       const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.arena.length));
       this.arena.copy(grown, 0, 0, this.used);
       this.arena = grown;
     }
-    b.copy(this.arena, this.used);
+    b.copy(this.arena, this.used, from, to);
     this.used = need;
     this.offsets[++this.count] = this.used;
   }
@@ -246,14 +279,15 @@ class PathArena {
  * empty or "." component, no trailing slash): then it is that path without its first byte.
  */
 export function relativeOf(p: Buffer): Buffer {
-  return isClean(p) ? p.subarray(1) : normalizeRel(p);
+  return isClean(p, 0, p.length) ? p.subarray(1) : normalizeRel(p);
 }
 
-function isClean(p: Buffer): boolean {
-  if (p.length < 2 || p[0] !== SLASH || p[p.length - 1] === SLASH) return false;
-  let start = 1;
-  for (let i = 1; i <= p.length; i++) {
-    if (i < p.length && p[i] !== SLASH) continue;
+/** Is p[from, to) "/a/b" with no empty or "." component and no trailing slash? */
+function isClean(p: Buffer, from: number, to: number): boolean {
+  if (to - from < 2 || p[from] !== SLASH || p[to - 1] === SLASH) return false;
+  let start = from + 1;
+  for (let i = start; i <= to; i++) {
+    if (i < to && p[i] !== SLASH) continue;
     const len = i - start;
     if (len === 0 || (len === 1 && p[start] === DOT)) return false;
     start = i + 1;

@@ -68,10 +68,29 @@ export class Nlist {
 
   /** Whether a byte field holds a NUL byte. */
   hasNul(i: number, f: ByteField): boolean {
+    return this.includes(i, f, 0);
+  }
+
+  /** Whether a byte field holds `byte`. */
+  includes(i: number, f: ByteField, byte: number): boolean {
     const start = this.starts[4 * i + f]!;
     const end = start + this.wire.readUInt32BE(start - 4);
-    for (let p = start; p < end; p++) if (this.wire[p] === 0) return true;
+    for (let p = start; p < end; p++) if (this.wire[p] === byte) return true;
     return false;
+  }
+
+  /** The first byte of a byte field, or -1 when it is empty. */
+  firstByte(i: number, f: ByteField): number {
+    const start = this.starts[4 * i + f]!;
+    return this.wire.readUInt32BE(start - 4) === 0 ? -1 : this.wire[start]!;
+  }
+
+  /**
+   * Where a byte field's bytes are in `bytesOnWire` (its length is size()): for walking many
+   * entries without making a view of each.
+   */
+  startOf(i: number, f: ByteField): number {
+    return this.starts[4 * i + f]!;
   }
 
   number(i: number, f: NumberField): bigint {

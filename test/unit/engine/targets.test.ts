@@ -51,6 +51,27 @@ describe("recovery targets over a flat nlist", () => {
     expect(targets([e("/a", "")]).destination(0)).toBeUndefined();
   });
 
+  it("says what is wrong with an entry's destination, as DataService refuses it", () => {
+    const plain = targets([e("/a", "/r", "n/m"), e("/a", "r"), e("/a", "", "n"), e("/a", "r", "n"), e("/a", ""), e("/a", "/r")]);
+    expect([0, 1, 2, 3, 4, 5].map((i) => plain.problemWith(i))).toEqual([
+      "nlist name must not contain /",
+      "destinations must be absolute paths",
+      undefined, // "/n"
+      "destinations must be absolute paths",
+      "nlist entry without a destination",
+      undefined,
+    ]);
+    expect(targets([e("/a", "")], { base: b("rel") }).problemWith(0)).toBe("destinations must be absolute paths");
+    expect(targets([e("/a", "")], { base: b("/p") }).problemWith(0)).toBeUndefined();
+    const full = targets([e("/a", "r/"), e("/a", ""), e("/a", "///")], { fullPaths: true });
+    expect([0, 1, 2].map((i) => full.problemWith(i))).toEqual([
+      "RECOVER_FULL_PATHS needs an absolute destination_path (or PREFIX)",
+      "RECOVER_FULL_PATHS needs an absolute destination_path (or PREFIX)",
+      undefined,
+    ]);
+    expect(targets([e("/a", "")], { fullPaths: true, base: b("/p") }).problemWith(0)).toBeUndefined();
+  });
+
   it("RECOVER_FULL_PATHS: the original path under destination_path (or PREFIX), confined there", () => {
     const ts = targets([e("/a/b", "/r/"), e("/c", ""), e("/", "/r")], { base: b("/p"), fullPaths: true });
     expect([0, 1, 2].map((i) => ts.destination(i)!.toString())).toEqual(["/r/a/b", "/p/c", "/r"]);
