@@ -72,11 +72,17 @@ const IMPLICIT_DIR_MODE = 0o755;
 const WORKING_DIR_MODE = 0o700;
 const WORKING_FILE_MODE = 0o600;
 const NODE_TOOL_TIMEOUT_MS = 30_000;
-/** Files being finished in the background at once (each holds its descriptor until closed). */
-const MAX_IN_FLIGHT = 32;
+/**
+ * Files up to this size are written with synchronous write(2) calls. A small file's create,
+ * write, chown, chmod, utimensat and close are each cheaper than a trip through the thread pool
+ * and back (two thread wake-ups and an event-loop turn per call, which cost more CPU than the
+ * calls themselves: 20,000 small files went 1.8x slower than tar -xf). Larger files keep the
+ * pool, so their writes overlap with reading the stream.
+ */
+const SYNC_WRITE_MAX = 256 * 1024;
 
 type Current =
-  | { kind: "file"; entry: Entry; rel: Buffer; abs: Buffer; fd: number; end: number }
+  | { kind: "file"; entry: Entry; rel: Buffer; abs: Buffer; fd: number; end: number; sync: boolean }
   | { kind: "node"; entry: Entry; rel: Buffer; abs: Buffer }
   | { kind: "none" };
 
@@ -113,8 +119,6 @@ export class RestoreWriter {
   private readonly verified = new Set<string>();
   private readonly dirs = new Map<string, PendingDir>();
   private tempCounter = 0;
-  /** Files whose owner/mode/times are still being set (see end()). */
-  private readonly inFlight: Array<Promise<void>> = [];
   private finished = false;
 
   constructor(opts: RestoreWriterOptions) {
@@ -145,7 +149,7 @@ export class RestoreWriter {
       switch (entry.type) {
         case "file": {
           const fd = await this.replace(abs, relPath, key, entry, () => openNew(abs));
-          this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0 };
+          this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync: entry.size <= SYNC_WRITE_MAX };
           return;
         }
         case "directory":
@@ -202,12 +206,13 @@ export class RestoreWriter {
     try {
       let done = 0;
       while (done < chunk.length) {
-        done += await writeAt(cur.fd, chunk, done, chunk.length - done, fileOffset + done);
+        const n = chunk.length - done;
+        done += cur.sync ? fs.writeSync(cur.fd, chunk, done, n, fileOffset + done) : await writeAt(cur.fd, chunk, done, n, fileOffset + done);
       }
     } catch (error) {
       this.current = { kind: "none" };
       this.problem(cur.rel, describeError(error));
-      await closeQuietly(cur.fd);
+      closeQuietly(cur.fd);
       // A file that could not be written whole is not left half there (on a full disk it would
       // also keep the space every later file needs). unlink never follows the last component.
       await fsp.unlink(cur.abs).catch(() => undefined);
@@ -226,21 +231,15 @@ export class RestoreWriter {
       const fd = cur.fd;
       try {
         // Holes at the end exist only as size: writes never reached there.
-        if (cur.end !== entry.size) await fsp_ftruncate(fd, entry.size);
+        if (cur.end !== entry.size) fs.ftruncateSync(fd, entry.size);
       } catch (error) {
         this.problem(rel, describeError(error));
-        await closeQuietly(fd);
+        closeQuietly(fd);
         await fsp.unlink(abs).catch(() => undefined); // not left half there (see write)
         throw error;
       }
       this.stats.files++;
-      // Owner, mode and times go through the descriptor, so they need not hold up the next file:
-      // run them in the background (bounded) and report failures in stats.errors. xattrs go by
-      // path (l*xattr), so an object that has them is finished before end() returns.
-      const settle = this.settleFile(fd, rel, abs, entry);
-      if (entry.xattrs?.length) return settle;
-      this.inFlight.push(settle);
-      if (this.inFlight.length >= MAX_IN_FLIGHT) await this.inFlight.shift();
+      this.settleFile(fd, rel, abs, entry);
       return;
     }
     this.stats.files++;
@@ -268,20 +267,24 @@ export class RestoreWriter {
    */
   private async setTimes(rel: Buffer, abs: Buffer, entry: Entry, fd?: number): Promise<void> {
     const atime = entry.atime ?? entry.mtime;
-    const native = this.native?.fs;
-    if (native) {
-      await this.step(rel, "utimes", async () => native.utimens(abs, atime, entry.mtime, true));
-    } else if (fd !== undefined) {
-      await this.step(rel, "utimes", () => callback((cb) => fs.futimes(fd, timeArg(atime), timeArg(entry.mtime), cb)));
+    if (this.native?.fs || fd !== undefined) {
+      this.setTimesNow(rel, abs, entry, fd);
     } else {
       await this.step(rel, "utimes", () => fsp.lutimes(abs, timeArg(atime), timeArg(entry.mtime)));
     }
   }
 
+  /** setTimes where it needs no thread: utimensat (native), or futimes on the descriptor. */
+  private setTimesNow(rel: Buffer, abs: Buffer, entry: Entry, fd: number | undefined): void {
+    const atime = entry.atime ?? entry.mtime;
+    const native = this.native?.fs;
+    if (native) this.stepNow(rel, "utimes", () => native.utimens(abs, atime, entry.mtime, true));
+    else if (fd !== undefined) this.stepNow(rel, "utimes", () => fs.futimesSync(fd, timeArg(atime), timeArg(entry.mtime)));
+  }
+
   async finish(): Promise<void> {
     if (this.current.kind !== "none") await this.end();
     this.finished = true;
-    await this.drain();
     // Deepest first: setting a child's times or a parent's read-only mode must come after the child.
     const dirs = [...this.dirs.values()].sort((a, b) => b.depth - a.depth);
     for (const dir of dirs) {
@@ -305,7 +308,7 @@ export class RestoreWriter {
         this.applyXattrs(dir.abs, dir.rel, entry);
         await this.setTimes(dir.rel, dir.abs, entry, fd);
       } finally {
-        await closeQuietly(fd);
+        closeQuietly(fd);
       }
     }
     this.dirs.clear();
@@ -362,18 +365,14 @@ export class RestoreWriter {
 
   // ----------------------------------------------------------------------------------------------
 
-  /** chown (clears set-id bits), then chmod, xattrs, times (after the content), close. Never rejects. */
-  private async settleFile(fd: number, rel: Buffer, abs: Buffer, entry: Entry): Promise<void> {
-    await this.step(rel, "chown", this.sameOwner && (() => callback((cb) => fs.fchown(fd, entry.uid, entry.gid, cb))));
-    await this.step(rel, "chmod", () => callback((cb) => fs.fchmod(fd, entry.mode & 0o7777, cb)));
+  /** chown (clears set-id bits), then chmod, xattrs, times (after the content), close. Never throws. */
+  private settleFile(fd: number, rel: Buffer, abs: Buffer, entry: Entry): void {
+    this.stepNow(rel, "chown", this.sameOwner && (() => fs.fchownSync(fd, entry.uid, entry.gid)));
+    this.stepNow(rel, "chmod", () => fs.fchmodSync(fd, entry.mode & 0o7777));
     this.applyXattrs(abs, rel, entry);
-    await this.setTimes(rel, abs, entry, fd);
+    this.setTimesNow(rel, abs, entry, fd);
     // On NFS, close is where a failed write shows up.
-    await this.step(rel, "close", () => callback((cb) => fs.close(fd, cb)));
-  }
-
-  private async drain(): Promise<void> {
-    while (this.inFlight.length > 0) await this.inFlight.shift();
+    this.stepNow(rel, "close", () => fs.closeSync(fd));
   }
 
   private problem(path: Buffer, reason: string): void {
@@ -385,6 +384,16 @@ export class RestoreWriter {
     if (!action) return;
     try {
       await action();
+    } catch (error) {
+      this.problem(rel, `${what}: ${describeError(error)}`);
+    }
+  }
+
+  /** step() for a synchronous call. */
+  private stepNow(rel: Buffer, what: string, action: false | (() => unknown)): void {
+    if (!action) return;
+    try {
+      action();
     } catch (error) {
       this.problem(rel, `${what}: ${describeError(error)}`);
     }
@@ -482,7 +491,7 @@ export class RestoreWriter {
   }
 
   /** Runs `create`; if the name is taken, removes what is there (when allowed) and runs it again. */
-  private async replace<T>(abs: Buffer, rel: Buffer, key: string, entry: Entry, create: () => Promise<T>): Promise<T> {
+  private async replace<T>(abs: Buffer, rel: Buffer, key: string, entry: Entry, create: () => T | Promise<T>): Promise<T> {
     try {
       return await create();
     } catch (error) {
@@ -563,7 +572,7 @@ export class RestoreWriter {
         await runTool(command, args, dirFd);
       }
     } finally {
-      await closeQuietly(dirFd);
+      closeQuietly(dirFd);
     }
     const temp = joinPath(parent, Buffer.from(tempName));
     try {
@@ -591,29 +600,29 @@ async function chmodNode(path: Buffer, mode: number): Promise<void> {
     if (!st.isFIFO() && !st.isCharacterDevice() && !st.isBlockDevice()) throw new Error("the node made for it was replaced");
     await fsp.chmod(`/proc/self/fd/${fd}`, mode);
   } finally {
-    await closeQuietly(fd);
+    closeQuietly(fd);
   }
 }
 
-function openNew(abs: Buffer): Promise<number> {
-  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW;
-  return new Promise((resolve, reject) => fs.open(abs, flags, WORKING_FILE_MODE, (e, fd) => (e ? reject(e) : resolve(fd))));
+/** open(2) itself, not through the thread pool (see SYNC_WRITE_MAX). */
+function openNew(abs: Buffer): number {
+  return fs.openSync(abs, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW, WORKING_FILE_MODE);
 }
 
 function writeAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, buf, offset, length, position, (e, n) => (e ? reject(e) : resolve(n))));
 }
 
-function fsp_ftruncate(fd: number, size: number): Promise<void> {
-  return callback((cb) => fs.ftruncate(fd, size, cb));
-}
-
 function callback(run: (cb: (error: NodeJS.ErrnoException | null) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => run((error) => (error ? reject(error) : resolve())));
 }
 
-async function closeQuietly(fd: number): Promise<void> {
-  await callback((cb) => fs.close(fd, cb)).catch(() => undefined);
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already reported, or nothing to report
+  }
 }
 
 function describeError(error: unknown): string {
