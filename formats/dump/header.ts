@@ -150,7 +150,17 @@ function getCString(rec: Buffer, offset: number, size: number): Buffer {
 
 /** Encode a header, computing c_checksum last. */
 export function encodeHeader(h: DumpHeader): Buffer {
-  const rec = Buffer.alloc(TP_BSIZE);
+  return encodeHeaderInto(h, Buffer.alloc(TP_BSIZE));
+}
+
+/**
+ * encodeHeader into `rec` (TP_BSIZE bytes, overwritten whole): the engine puts headers into the
+ * room its read-ahead buffers leave in front of each file, so they go out with the content
+ * without a copy. Returns `rec`.
+ */
+export function encodeHeaderInto(h: DumpHeader, rec: Buffer): Buffer {
+  if (rec.length !== TP_BSIZE) throw new RangeError(`a header takes ${TP_BSIZE} bytes, not ${rec.length}`);
+  rec.fill(0);
   rec.writeInt32LE(h.type, 0);
   rec.writeInt32LE(h.date | 0, 4);
   rec.writeInt32LE(h.ddate | 0, 8);

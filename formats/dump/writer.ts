@@ -46,6 +46,7 @@ import {
   XATTR_MAXSIZE,
   emptyDinode,
   encodeHeader,
+  encodeHeaderInto,
   encodeRdev,
   type DumpDinode,
   type DumpHeader,
@@ -291,8 +292,11 @@ export class DumpWriter {
    * A non-directory, in strictly ascending inode order. Regular files: headers for every
    * 512 slots, with holes (per `entry.sparse`) left out; the caller supplies the data.
    * Symlinks carry the target as data; devices, fifos and sockets are a header only.
+   * With `room` (TP_BSIZE bytes) the inode's TS_INODE header is encoded there, and the first
+   * step hands out `room` itself: the caller can tell the header is where it put the room
+   * (in front of the file's content, say) and send both at once.
    */
-  inode(ino: number, entry: Entry): InodeWrite {
+  inode(ino: number, entry: Entry, room?: Buffer): InodeWrite {
     this.expect(this.phase === "dirs" || this.phase === "files", "inode() after end() or before begin()");
     this.expect(entry.type !== "directory", "use directory() for directories");
     this.expect(entry.type !== "hardlink", "a hard link is one inode with several directory entries: write the inode once");
@@ -305,7 +309,7 @@ export class DumpWriter {
     this.lastFileIno = ino;
     const offset = this.offset;
     this.busy = true;
-    return { offset, steps: this.inodeSteps(ino, entry) };
+    return { offset, steps: this.inodeSteps(ino, entry, room) };
   }
 
   /**
@@ -337,10 +341,10 @@ export class DumpWriter {
 
   // ---- internals -------------------------------------------------------------
 
-  private *inodeSteps(ino: number, entry: Entry): Generator<WriteStep> {
+  private *inodeSteps(ino: number, entry: Entry, room: Buffer | undefined): Generator<WriteStep> {
     if (entry.type === "file") {
       const dinode = this.dinode(ino, entry, entry.size);
-      yield* this.fileSteps(ino, entry, dinode);
+      yield* this.fileSteps(ino, entry, dinode, room);
       for (const bytes of this.eaRecord(ino, entry, dinode)) yield { kind: "bytes", bytes };
     } else if (entry.type === "symlink") {
       const target = entry.linkTarget;
@@ -349,20 +353,20 @@ export class DumpWriter {
       const slots = Math.ceil(target.length / TP_BSIZE);
       for (let slot = 0; slot === 0 || slot < slots; slot += TP_NINDIR) {
         const count = Math.min(TP_NINDIR, slots - slot);
-        yield { kind: "bytes", bytes: this.slotHeader(slot === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, new Uint8Array(TP_NINDIR).fill(1, 0, count)) };
+        yield { kind: "bytes", bytes: this.slotHeader(slot === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, new Uint8Array(TP_NINDIR).fill(1, 0, count), slot === 0 ? room : undefined) };
         yield { kind: "bytes", bytes: this.dataRecords(target.subarray(slot * TP_BSIZE, (slot + count) * TP_BSIZE)) };
       }
       for (const bytes of this.eaRecord(ino, entry, dinode)) yield { kind: "bytes", bytes };
     } else {
       const dinode = this.dinode(ino, entry, 0);
-      yield { kind: "bytes", bytes: this.slotHeader(TS_INODE, ino, dinode, 0, NO_ADDR) };
+      yield { kind: "bytes", bytes: this.slotHeader(TS_INODE, ino, dinode, 0, NO_ADDR, room) };
       for (const bytes of this.eaRecord(ino, entry, dinode)) yield { kind: "bytes", bytes };
     }
     this.busy = false;
   }
 
   /** Regular file: exactly ceil(size/1024) slots in groups of 512; a slot is present if any run touches it. */
-  private *fileSteps(ino: number, entry: Entry, dinode: DumpDinode): Generator<WriteStep> {
+  private *fileSteps(ino: number, entry: Entry, dinode: DumpDinode, room: Buffer | undefined): Generator<WriteStep> {
     const size = entry.size;
     const slots = Math.ceil(size / TP_BSIZE);
     const runs = normalizeRuns(entry);
@@ -378,7 +382,7 @@ export class DumpWriter {
         const to = Math.ceil((Math.min(runs[r][1], groupEnd) - groupStart) / TP_BSIZE);
         addr.fill(1, from, to);
       }
-      yield { kind: "bytes", bytes: this.slotHeader(first === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, addr) };
+      yield { kind: "bytes", bytes: this.slotHeader(first === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, addr, first === 0 ? room : undefined) };
       // One data step per run of consecutive present slots.
       let k = 0;
       while (k < count) {
@@ -524,9 +528,9 @@ export class DumpWriter {
     return { sec: Math.floor(t.sec), usec };
   }
 
-  private slotHeader(type: number, ino: number, dinode: DumpDinode, count: number, addr: Uint8Array): Buffer {
+  private slotHeader(type: number, ino: number, dinode: DumpDinode, count: number, addr: Uint8Array, into?: Buffer): Buffer {
     // Only the header is counted here; its data records are counted where they are produced.
-    return this.header({ type, inumber: ino, dinode, count, addr });
+    return this.header({ type, inumber: ino, dinode, count, addr }, into);
   }
 
   /** Whole 1 KiB records holding `data`, the last one zero-padded; counts them. */
@@ -538,8 +542,8 @@ export class DumpWriter {
     return out;
   }
 
-  /** Encode a header at the current record index and count it. */
-  private header(fields: Partial<DumpHeader> & { type: number; inumber: number }): Buffer {
+  /** Encode a header at the current record index (into `into` if given) and count it. */
+  private header(fields: Partial<DumpHeader> & { type: number; inumber: number }, into?: Buffer): Buffer {
     const h: DumpHeader = {
       date: this.opts.date,
       ddate: this.opts.ddate ?? 0,
@@ -561,7 +565,7 @@ export class DumpWriter {
       ...fields,
     };
     this.records++;
-    return encodeHeader(h);
+    return into ? encodeHeaderInto(h, into) : encodeHeader(h);
   }
 
   private ntrec(): number {

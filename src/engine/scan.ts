@@ -48,6 +48,8 @@ export interface ScanOptions {
    * Items then come with a `frame`. Only the worker scan makes frames.
    */
   headerRoom?: number;
+  /** With headerRoom: a content is followed by zeros up to a multiple of this (tar 512, the default; dump 1024). */
+  frameAlign?: number;
   /** "inline" forces the in-thread scan (tests compare the two). */
   mode?: "auto" | "inline";
 }
@@ -60,7 +62,7 @@ export interface ScanItem {
   /**
    * With ScanOptions.headerRoom: the item's stretch of the read-ahead buffer, headerRoom bytes
    * (free for its header, right-aligned) then, for a file read ahead, its content and zeros to
-   * the next 512-byte boundary. Frames of consecutive items are adjacent, in one buffer.
+   * the next 512-byte (ScanOptions.frameAlign) boundary. Frames of consecutive items are adjacent, in one buffer.
    */
   frame?: Buffer;
 }
@@ -210,6 +212,7 @@ export interface ReadMessage {
   from: MessagePort;
   readAhead: number;
   headerRoom?: number;
+  frameAlign?: number;
 }
 /** A batch of scan-wire.ts records, with the contents the reader filled in. */
 export interface BatchMessage {
@@ -375,7 +378,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
   if (opts.list) start.list = packList(opts.list);
   if (reader) {
     const { port1, port2 } = new MessageChannel();
-    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom } satisfies ReadMessage, [port2]);
+    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom, frameAlign: opts.frameAlign } satisfies ReadMessage, [port2]);
     walker.postMessage({ ...start, to: port1 }, [port1]);
   } else walker.postMessage(start);
   try {
@@ -396,6 +399,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
       const contents = batch.contents ? Buffer.from(batch.contents) : undefined;
       if (batch.heads && reader && batch.contents) frameOwners.set(batch.contents, reader);
       const errors = new Map(batch.errors ?? []);
+      const align = opts.frameAlign ?? 512;
       for (let i = 0; i < records.length; i++) {
         const r = records[i]!;
         if ("report" in r) {
@@ -410,7 +414,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
         const head = batch.heads?.[i] ?? -1;
         if (contents && head >= 0) {
           const size = r.entry.size;
-          const end = start >= 0 ? start + size + ((512 - (size % 512)) % 512) : head + opts.headerRoom!;
+          const end = start >= 0 ? start + size + ((align - (size % align)) % align) : head + opts.headerRoom!;
           item.frame = contents.subarray(head, end);
         }
         yield item;

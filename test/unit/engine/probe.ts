@@ -7,6 +7,9 @@
 //                              sha256 of read-ahead contents (or the error code), reports
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
+//   probe frames <root> <room> <align>
+//                              a worker scan with header room: per item, its frame's length,
+//                              where its content sits in it, and whether the rest of the frame after the content is zeros
 import { loadNative } from "../../../src/native/index.ts";
 import { createHash } from "node:crypto";
 import { scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
@@ -97,6 +100,16 @@ if (mode === "walk" && root) {
     listed.push({ path: hex(entry.path)!, type: entry.type, size: entry.size, mtime: entry.mtime, linkTarget: hex(entry.linkTarget), sparse: entry.sparse, xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]), content: sum(content) });
   }
   console.log(JSON.stringify({ walked, listed, half }));
+} else if (mode === "frames" && root && dest) {
+  const room = Number(dest);
+  const align = Number(process.argv[5]);
+  const items: unknown[] = [];
+  for await (const { entry, content, frame } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, headerRoom: room, frameAlign: align, onError: () => {} })) {
+    const at = content instanceof Buffer && frame && content.buffer === frame.buffer ? content.byteOffset - frame.byteOffset : undefined;
+    const tail = frame && content instanceof Buffer ? frame.subarray(room + entry.size) : undefined;
+    items.push({ path: hex(entry.path), size: entry.size, content: content instanceof Buffer, frame: frame?.length, at, zeros: tail?.every((b) => b === 0) });
+  }
+  console.log(JSON.stringify({ items }));
 } else {
   console.error("usage: probe walk <root> | probe copy <root> <dest> | probe scan <root> <auto|inline> [EXCLUDE]");
   process.exit(2);

@@ -114,6 +114,18 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     expect(out.count).toBeGreaterThan(30);
   });
 
+  it("with header room, lays each item out as the stream will be: the room, the content, zeros to the next multiple of frameAlign", async () => {
+    for (const [room, align] of [[1536, 512], [1024, 1024]]) {
+      const r = await run(probe, ["frames", spec.root, String(room), String(align)]);
+      expect(r.code, r.stderr).toBe(0);
+      const { items } = JSON.parse(r.stdout) as { items: Array<{ path: string; size: number; content: boolean; frame?: number; at?: number; zeros?: boolean }> };
+      const read = items.filter((i) => i.content);
+      expect(read.length).toBeGreaterThan(5);
+      for (const i of read) expect(i).toEqual({ ...i, frame: room + Math.ceil(i.size / align) * align, at: room, zeros: true });
+      for (const i of items.filter((i) => !i.content)) expect(i.frame).toBe(room);
+    }
+  });
+
   it("a list scan describes the given paths again, in order, as the walk did, and reports a missing one in its place", async () => {
     const r = await run(probe, ["list", spec.root]);
     expect(r.code, r.stderr).toBe(0);
