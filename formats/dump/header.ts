@@ -186,7 +186,9 @@ export function encodeHeaderInto(h: DumpHeader, rec: Buffer): Buffer {
   rec.writeUInt32LE(d.uid, 144);
   rec.writeUInt32LE(d.gid, 148);
   rec.writeInt32LE(h.count, 160);
-  rec.set(h.addr.subarray(0, TP_NINDIR), 164);
+  // Not subarray() unless needed: on a small fresh Uint8Array it makes the engine move its
+  // storage into an ArrayBuffer of its own, which cost more than the rest of the header.
+  rec.set(h.addr.length > TP_NINDIR ? h.addr.subarray(0, TP_NINDIR) : h.addr, 164);
   putCString(rec, 676, 16, h.label);
   rec.writeInt32LE(h.level, 692);
   putCString(rec, 696, 64, h.filesys);

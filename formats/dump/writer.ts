@@ -185,9 +185,21 @@ export class DumpWriter {
   private lastFileIno = 0;
   /** Our c_spare extension for the inode being written (exact times, long names). */
   private ext: HeaderExt | undefined;
+  /** The header fields that are the same in every header, made once (a tree of small files has a header per file). */
+  private readonly label: Buffer;
+  private readonly filesys: Buffer;
+  private readonly dev: Buffer;
+  private readonly host: Buffer;
+  private readonly noDinode = emptyDinode();
+  /** A file's c_addr of the group being written (encoded into its header before the next one is made). */
+  private readonly fileAddr = new Uint8Array(TP_NINDIR);
 
   constructor(opts: DumpWriterOptions) {
     this.opts = opts;
+    this.label = asBuffer(opts.label, "none");
+    this.filesys = asBuffer(opts.filesys, "");
+    this.dev = asBuffer(opts.dev, "");
+    this.host = asBuffer(opts.host, "");
     const inodes = opts.maxino === undefined ? [...opts.inodes] : opts.inodes;
     let maxino = opts.maxino;
     if (maxino === undefined) {
@@ -257,7 +269,7 @@ export class DumpWriter {
    */
   directory(ino: number, entry: Entry, children: DirChild[], parent: number): DirectoryWrite {
     this.expect(this.phase === "dirs", "directories must follow begin() and precede other inodes");
-    this.expect(entry.type === "directory", `inode ${ino} is not a directory`);
+    this.expect(entry.type === "directory", () => `inode ${ino} is not a directory`);
     this.startInode(ino);
     this.checkIno(parent);
     const list: DirChild[] = [
@@ -304,7 +316,7 @@ export class DumpWriter {
       this.expect(hasBit(this.written, ROOTINO), "the root directory (2) must be written before other inodes");
       this.phase = "files";
     }
-    this.expect(ino > this.lastFileIno, `non-directories must be strictly ascending (${ino} after ${this.lastFileIno})`);
+    this.expect(ino > this.lastFileIno, () => `non-directories must be strictly ascending (${ino} after ${this.lastFileIno})`);
     this.startInode(ino);
     this.lastFileIno = ino;
     const offset = this.offset;
@@ -375,7 +387,7 @@ export class DumpWriter {
       const count = Math.min(TP_NINDIR, slots - first);
       const groupStart = first * TP_BSIZE;
       const groupEnd = (first + count) * TP_BSIZE;
-      const addr = new Uint8Array(TP_NINDIR);
+      const addr = this.fileAddr.fill(0);
       while (runIdx < runs.length && runs[runIdx][1] <= groupStart) runIdx++;
       for (let r = runIdx; r < runs.length && runs[r][0] < groupEnd; r++) {
         const from = Math.floor((Math.max(runs[r][0], groupStart) - groupStart) / TP_BSIZE);
@@ -549,14 +561,14 @@ export class DumpWriter {
       ddate: this.opts.ddate ?? 0,
       volume: 1,
       tapea: this.records,
-      dinode: emptyDinode(),
+      dinode: this.noDinode,
       count: 0,
       addr: NO_ADDR,
-      label: asBuffer(this.opts.label, "none"),
+      label: this.label,
       level: this.opts.level ?? 0,
-      filesys: asBuffer(this.opts.filesys, ""),
-      dev: asBuffer(this.opts.dev, ""),
-      host: asBuffer(this.opts.host, ""),
+      filesys: this.filesys,
+      dev: this.dev,
+      host: this.host,
       flags: DR_NEWINODEFMT,
       firstrec: 0,
       ntrec: this.ntrec(),
@@ -575,8 +587,8 @@ export class DumpWriter {
   private startInode(ino: number): void {
     this.expect(!this.busy, "the previous inode's steps were not consumed");
     this.checkIno(ino);
-    this.expect(hasBit(this.bits, ino), `inode ${ino} is not in the dumped set (TS_BITS)`);
-    this.expect(!hasBit(this.written, ino), `inode ${ino} written twice`);
+    this.expect(hasBit(this.bits, ino), () => `inode ${ino} is not in the dumped set (TS_BITS)`);
+    this.expect(!hasBit(this.written, ino), () => `inode ${ino} written twice`);
     setBit(this.written, ino);
     this.ext = undefined;
   }
@@ -585,8 +597,9 @@ export class DumpWriter {
     if (!Number.isInteger(n) || n < ROOTINO || n >= this.maxino) throw new RangeError(`inode number ${n} outside 2..${this.maxino - 1}`);
   }
 
-  private expect(ok: boolean, message: string): void {
-    if (!ok) throw new Error(`DumpWriter: ${message}`);
+  /** `message` may be a function, so that the checks made for every inode build no string. */
+  private expect(ok: boolean, message: string | (() => string)): void {
+    if (!ok) throw new Error(`DumpWriter: ${typeof message === "string" ? message : message()}`);
   }
 
   private warn(w: DumpWarning): void {

@@ -140,8 +140,7 @@ async function dumpFilesystem(
   /** Where objects are read: the live root, or its view in a snapshot. Names and headers use `root`. */
   const from = opts.source ? stripTrailingSlashes(opts.source) : root;
   const incremental = base !== undefined;
-  const state = await loadState(statePath, incremental, warn);
-  const inodes = state ? InodeMap.fromJSON(state.inodes) : new InodeMap();
+  const inodes = (await loadState(statePath, incremental, warn)) ?? new InodeMap();
   // c_ddate: the base dump's c_date, which restore -r compares with the previous tape's c_date.
   const ddate = base ? Number((base.baseDate ?? base.since!) / 1_000_000_000n) : 0;
   const level = opts.base?.level ?? opts.level;
@@ -154,7 +153,10 @@ async function dumpFilesystem(
   const objects = new Map<number, ObjRecord>();
   const existing: number[] = [];
   const dumped = new Set<number>();
-  const seenKeys = new Set<string>();
+  /** The numbers of the identities seen in this walk. */
+  const seenNumbers = new Set<number>();
+  /** The parent of the last entry: the walk gives a directory's entries one after another. */
+  let lastParent: DirRecord | undefined;
   for await (const { entry } of scan({
     root: from,
     remap: opts.remap,
@@ -169,12 +171,15 @@ async function dumpFilesystem(
     const isRoot = entry.path.equals(DOT);
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
-    seenKeys.add(`${BigInt(dev)}:${BigInt(realIno)}`);
     const ino = isRoot ? inodes.setRoot(dev, realIno) : inodes.assign(dev, realIno);
+    seenNumbers.add(ino);
     const slash = entry.path.lastIndexOf(0x2f);
-    const parentRel = slash < 0 ? "." : entry.path.subarray(0, slash).toString("latin1");
     const name = slash < 0 ? entry.path : entry.path.subarray(slash + 1);
-    const parent = isRoot ? undefined : dirByRel.get(parentRel);
+    let parent: DirRecord | undefined;
+    if (!isRoot) {
+      parent = lastParent && isParentOf(lastParent, entry.path, slash) ? lastParent : dirByRel.get(slash < 0 ? "." : entry.path.toString("latin1", 0, slash));
+      lastParent = parent;
+    }
     if (!isRoot && !parent) continue; // cannot happen: the walk is pre-order
     if (entry.type === "hardlink") {
       // Another name of an inode already numbered: one more directory entry, nothing else
@@ -211,14 +216,9 @@ async function dumpFilesystem(
   // A new level 0 starts a new chain: identities gone since are dropped (their numbers are
   // still never handed out again, see InodeMap). Then the table is saved before any byte is
   // written, so every number that reaches a tape is remembered.
-  let map = inodes;
-  if (level === 0) {
-    const json = inodes.toJSON();
-    json.entries = json.entries.filter(([key]) => seenKeys.has(key));
-    map = InodeMap.fromJSON(json);
-  }
-  seenKeys.clear();
-  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: map.toJSON() });
+  if (level === 0) inodes.keepOnly((ino) => seenNumbers.has(ino));
+  seenNumbers.clear();
+  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: inodes.toJSON() });
 
   // ---- pass 2: the stream ----
   const dirsInWalkOrder = [...dirs];
@@ -317,6 +317,12 @@ async function dumpFilesystem(
   return { bytes: out.offset, entries, warnings: warningCount(), dirs: inventory };
 }
 
+/** Whether `path`'s directory part (before `slash`, -1 for none) is `dir`'s path. */
+function isParentOf(dir: DirRecord, path: Buffer, slash: number): boolean {
+  if (slash < 0) return dir.ino === ROOTINO;
+  return dir.ino !== ROOTINO && dir.rel.length === slash && path.compare(dir.rel, 0, slash, 0, slash) === 0;
+}
+
 /**
  * A 255-byte name whose first 254 bytes (what Linux restore sees) are another name of its
  * directory is left out (see the writer's longNameClashes), and with it whatever only that
@@ -397,9 +403,12 @@ async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord
     onError: (_rel, e) => failed.push(e),
   });
   for await (const item of items) {
-    for (const e of failed.splice(0)) {
-      const ino = inos[next++]!;
-      yield failure(ino, objects.get(ino)!, e);
+    // (Checked first: splice would make an array per item.)
+    if (failed.length > 0) {
+      for (const e of failed.splice(0)) {
+        const ino = inos[next++]!;
+        yield failure(ino, objects.get(ino)!, e);
+      }
     }
     const ino = inos[next++]!;
     const rec = objects.get(ino)!;
@@ -594,7 +603,8 @@ function stateFile(stateDir: string, root: Buffer, dev: bigint): string {
   return join(stateDir, "dump", `${id}.json`);
 }
 
-async function loadState(path: string, incremental: boolean, warn: (m: string) => void): Promise<DumpState | undefined> {
+/** The filesystem's inode numbers as the state directory has them (undefined: none yet, or a level 0 starts over). */
+async function loadState(path: string, incremental: boolean, warn: (m: string) => void): Promise<InodeMap | undefined> {
   let text: string;
   try {
     text = await fsp.readFile(path, "utf8");
@@ -608,8 +618,7 @@ async function loadState(path: string, incremental: boolean, warn: (m: string) =
   try {
     const s = JSON.parse(text) as DumpState;
     if (s?.version !== 1) throw new Error("unknown format");
-    InodeMap.fromJSON(s.inodes); // validates
-    return s;
+    return InodeMap.fromJSON(s.inodes); // validates
   } catch (err) {
     // Without the table, numbers would change under an incremental chain: only a level 0 may
     // start over (it begins a new chain anyway).
