@@ -163,6 +163,8 @@ async function dumpFilesystem(
     native: opts.native,
     selection: opts.selection,
     dumpNames: true,
+    // The other objects are described again, xattrs and all, just before they are written.
+    xattrs: "directories",
     readAhead: 0,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {

@@ -79,6 +79,7 @@ async function walkRole(start: StartMessage): Promise<void> {
         root: Buffer.from(start.root),
         native,
         filter: scanFilter({ selection, dumpNames: start.dumpNames }, report),
+        xattrs: start.xattrs === "directories" ? "directories" : true,
         onError: report,
       });
   // Contents to read ahead (a reader's work) count toward the batch size, so a batch's

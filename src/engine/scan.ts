@@ -39,6 +39,8 @@ export interface ScanOptions {
   list?: Buffer[];
   /** Leave out (with a report) names the dump format cannot carry. */
   dumpNames?: boolean;
+  /** Whose extended attributes the walk reads: everyone's (the default), or only directories' (dump's first pass). */
+  xattrs?: "all" | "directories";
   /** Regular files up to this size come with their content; 0 = none do. */
   readAhead: number;
   /** Objects the walk could not read, names left out: reported here, the scan goes on. */
@@ -134,6 +136,7 @@ async function* scanInThread(opts: ScanOptions): AsyncGenerator<ScanItem> {
     root: opts.root,
     native: opts.native,
     filter: scanFilter(opts, opts.onError),
+    xattrs: opts.xattrs === "directories" ? "directories" : true,
     onError: opts.onError,
   })[Symbol.asyncIterator]();
   const queue: Array<{ item: ScanItem; content?: Promise<Buffer | Error> }> = [];
@@ -201,6 +204,7 @@ export interface StartMessage {
   root: Uint8Array;
   selection?: { exclude: string[]; files: Uint8Array[] };
   dumpNames: boolean;
+  xattrs?: "all" | "directories";
   readAhead: number;
   to?: MessagePort;
   /** A list scan: u32 length + path bytes, one after another. */
@@ -373,6 +377,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     root: opts.root,
     selection: opts.selection,
     dumpNames: opts.dumpNames ?? false,
+    xattrs: opts.xattrs,
     readAhead: opts.readAhead,
   };
   if (opts.list) start.list = packList(opts.list);

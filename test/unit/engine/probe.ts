@@ -5,6 +5,7 @@
 //   probe scan <root> <auto|inline> [EXCLUDE]
 //                              scan.ts (auto = the worker pair when the build has them): entries,
 //                              sha256 of read-ahead contents (or the error code), reports
+//                              (env PROBE_XATTRS=directories: the scan's xattrs option)
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
 //   probe frames <root> <room> <align>
@@ -54,6 +55,7 @@ if (mode === "walk" && root) {
     readAhead: 256 * 1024,
     selection: { exclude, files: [] },
     mode: dest,
+    xattrs: process.env.PROBE_XATTRS === "directories" ? "directories" : undefined,
     onError: (p, e) => reports.push(`${hex(p)}: ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`),
   })) {
     entries.push({

@@ -106,6 +106,19 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     }
   });
 
+  it("with xattrs: directories, reads only directories' extended attributes, in the workers as in this thread", async () => {
+    if (!spec.has.xattrs) return;
+    const env = { ...process.env, PROBE_XATTRS: "directories" };
+    const [worker, inline] = await Promise.all([run(probe, ["scan", spec.root, "auto", ""], { env }), run(probe, ["scan", spec.root, "inline", ""], { env })]);
+    expect(worker.code, worker.stderr).toBe(0);
+    const w = JSON.parse(worker.stdout) as { worker: boolean; entries: Array<{ path: string; type: string; xattrs?: unknown[] }> };
+    expect(w.worker).toBe(true);
+    expect(w.entries).toEqual(JSON.parse(inline.stdout).entries);
+    const withXattrs = w.entries.filter((e) => e.xattrs !== undefined);
+    expect(withXattrs.map((e) => Buffer.from(e.path, "hex").toString())).toContain("xattr");
+    expect(withXattrs.every((e) => e.type === "directory")).toBe(true);
+  });
+
   it("keeps its workers between scans: a scan left early, then full ones, give the same entries, and the process exits", async () => {
     const r = await run(probe, ["rescan", spec.root]);
     expect(r.code, r.stderr).toBe(0);
@@ -156,7 +169,7 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
   });
 });
 
-function run(file: string, args: string[], extra: { uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(file: string, args: string[], extra: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(file, args, { cwd: repo, encoding: "utf8", timeout: 90_000, maxBuffer: 64 * 1024 * 1024, ...extra }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
