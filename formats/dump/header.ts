@@ -150,7 +150,17 @@ function getCString(rec: Buffer, offset: number, size: number): Buffer {
 
 /** Encode a header, computing c_checksum last. */
 export function encodeHeader(h: DumpHeader): Buffer {
-  const rec = Buffer.alloc(TP_BSIZE);
+  return encodeHeaderInto(h, Buffer.alloc(TP_BSIZE));
+}
+
+/**
+ * encodeHeader into `rec` (TP_BSIZE bytes, overwritten whole): the engine puts headers into the
+ * room its read-ahead buffers leave in front of each file, so they go out with the content
+ * without a copy. Returns `rec`.
+ */
+export function encodeHeaderInto(h: DumpHeader, rec: Buffer): Buffer {
+  if (rec.length !== TP_BSIZE) throw new RangeError(`a header takes ${TP_BSIZE} bytes, not ${rec.length}`);
+  rec.fill(0);
   rec.writeInt32LE(h.type, 0);
   rec.writeInt32LE(h.date | 0, 4);
   rec.writeInt32LE(h.ddate | 0, 8);
@@ -176,7 +186,9 @@ export function encodeHeader(h: DumpHeader): Buffer {
   rec.writeUInt32LE(d.uid, 144);
   rec.writeUInt32LE(d.gid, 148);
   rec.writeInt32LE(h.count, 160);
-  rec.set(h.addr.subarray(0, TP_NINDIR), 164);
+  // Not subarray() unless needed: on a small fresh Uint8Array it makes the engine move its
+  // storage into an ArrayBuffer of its own, which cost more than the rest of the header.
+  rec.set(h.addr.length > TP_NINDIR ? h.addr.subarray(0, TP_NINDIR) : h.addr, 164);
   putCString(rec, 676, 16, h.label);
   rec.writeInt32LE(h.level, 692);
   putCString(rec, 696, 64, h.filesys);

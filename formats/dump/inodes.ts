@@ -35,7 +35,12 @@ const FIRST = 3;
 const LIMIT = 0xffffffff;
 
 function identityKey(dev: IdNumber, ino: IdNumber): string {
-  return `${BigInt(dev)}:${BigInt(ino)}`;
+  return `${idText(dev)}:${idText(ino)}`;
+}
+
+/** Decimal, as BigInt(v) prints it; without making a BigInt for the usual number (one key per object walked). */
+function idText(v: IdNumber): string {
+  return typeof v === "number" && Number.isSafeInteger(v) ? String(v) : BigInt(v).toString();
 }
 
 export class InodeMap {
@@ -77,6 +82,14 @@ export class InodeMap {
   /** Drop an identity (object deleted). Its number is not reused until `compact()`. */
   forget(dev: IdNumber, ino: IdNumber): void {
     this.byKey.delete(identityKey(dev, ino));
+  }
+
+  /**
+   * Drops every identity whose number `keep` refuses (objects not seen by a new level 0):
+   * their numbers are still never handed out again. The root is kept.
+   */
+  keepOnly(keep: (ino: number) => boolean): void {
+    for (const [key, ino] of this.byKey) if (!keep(ino)) this.byKey.delete(key);
   }
 
   /** Highest number handed out so far + 1: the `maxino` a dump needs for its maps. */

@@ -46,6 +46,7 @@ import {
   XATTR_MAXSIZE,
   emptyDinode,
   encodeHeader,
+  encodeHeaderInto,
   encodeRdev,
   type DumpDinode,
   type DumpHeader,
@@ -184,9 +185,21 @@ export class DumpWriter {
   private lastFileIno = 0;
   /** Our c_spare extension for the inode being written (exact times, long names). */
   private ext: HeaderExt | undefined;
+  /** The header fields that are the same in every header, made once (a tree of small files has a header per file). */
+  private readonly label: Buffer;
+  private readonly filesys: Buffer;
+  private readonly dev: Buffer;
+  private readonly host: Buffer;
+  private readonly noDinode = emptyDinode();
+  /** A file's c_addr of the group being written (encoded into its header before the next one is made). */
+  private readonly fileAddr = new Uint8Array(TP_NINDIR);
 
   constructor(opts: DumpWriterOptions) {
     this.opts = opts;
+    this.label = asBuffer(opts.label, "none");
+    this.filesys = asBuffer(opts.filesys, "");
+    this.dev = asBuffer(opts.dev, "");
+    this.host = asBuffer(opts.host, "");
     const inodes = opts.maxino === undefined ? [...opts.inodes] : opts.inodes;
     let maxino = opts.maxino;
     if (maxino === undefined) {
@@ -256,7 +269,7 @@ export class DumpWriter {
    */
   directory(ino: number, entry: Entry, children: DirChild[], parent: number): DirectoryWrite {
     this.expect(this.phase === "dirs", "directories must follow begin() and precede other inodes");
-    this.expect(entry.type === "directory", `inode ${ino} is not a directory`);
+    this.expect(entry.type === "directory", () => `inode ${ino} is not a directory`);
     this.startInode(ino);
     this.checkIno(parent);
     const list: DirChild[] = [
@@ -291,8 +304,11 @@ export class DumpWriter {
    * A non-directory, in strictly ascending inode order. Regular files: headers for every
    * 512 slots, with holes (per `entry.sparse`) left out; the caller supplies the data.
    * Symlinks carry the target as data; devices, fifos and sockets are a header only.
+   * With `room` (TP_BSIZE bytes) the inode's TS_INODE header is encoded there, and the first
+   * step hands out `room` itself: the caller can tell the header is where it put the room
+   * (in front of the file's content, say) and send both at once.
    */
-  inode(ino: number, entry: Entry): InodeWrite {
+  inode(ino: number, entry: Entry, room?: Buffer): InodeWrite {
     this.expect(this.phase === "dirs" || this.phase === "files", "inode() after end() or before begin()");
     this.expect(entry.type !== "directory", "use directory() for directories");
     this.expect(entry.type !== "hardlink", "a hard link is one inode with several directory entries: write the inode once");
@@ -300,12 +316,12 @@ export class DumpWriter {
       this.expect(hasBit(this.written, ROOTINO), "the root directory (2) must be written before other inodes");
       this.phase = "files";
     }
-    this.expect(ino > this.lastFileIno, `non-directories must be strictly ascending (${ino} after ${this.lastFileIno})`);
+    this.expect(ino > this.lastFileIno, () => `non-directories must be strictly ascending (${ino} after ${this.lastFileIno})`);
     this.startInode(ino);
     this.lastFileIno = ino;
     const offset = this.offset;
     this.busy = true;
-    return { offset, steps: this.inodeSteps(ino, entry) };
+    return { offset, steps: this.inodeSteps(ino, entry, room) };
   }
 
   /**
@@ -337,10 +353,10 @@ export class DumpWriter {
 
   // ---- internals -------------------------------------------------------------
 
-  private *inodeSteps(ino: number, entry: Entry): Generator<WriteStep> {
+  private *inodeSteps(ino: number, entry: Entry, room: Buffer | undefined): Generator<WriteStep> {
     if (entry.type === "file") {
       const dinode = this.dinode(ino, entry, entry.size);
-      yield* this.fileSteps(ino, entry, dinode);
+      yield* this.fileSteps(ino, entry, dinode, room);
       for (const bytes of this.eaRecord(ino, entry, dinode)) yield { kind: "bytes", bytes };
     } else if (entry.type === "symlink") {
       const target = entry.linkTarget;
@@ -349,20 +365,20 @@ export class DumpWriter {
       const slots = Math.ceil(target.length / TP_BSIZE);
       for (let slot = 0; slot === 0 || slot < slots; slot += TP_NINDIR) {
         const count = Math.min(TP_NINDIR, slots - slot);
-        yield { kind: "bytes", bytes: this.slotHeader(slot === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, new Uint8Array(TP_NINDIR).fill(1, 0, count)) };
+        yield { kind: "bytes", bytes: this.slotHeader(slot === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, new Uint8Array(TP_NINDIR).fill(1, 0, count), slot === 0 ? room : undefined) };
         yield { kind: "bytes", bytes: this.dataRecords(target.subarray(slot * TP_BSIZE, (slot + count) * TP_BSIZE)) };
       }
       for (const bytes of this.eaRecord(ino, entry, dinode)) yield { kind: "bytes", bytes };
     } else {
       const dinode = this.dinode(ino, entry, 0);
-      yield { kind: "bytes", bytes: this.slotHeader(TS_INODE, ino, dinode, 0, NO_ADDR) };
+      yield { kind: "bytes", bytes: this.slotHeader(TS_INODE, ino, dinode, 0, NO_ADDR, room) };
       for (const bytes of this.eaRecord(ino, entry, dinode)) yield { kind: "bytes", bytes };
     }
     this.busy = false;
   }
 
   /** Regular file: exactly ceil(size/1024) slots in groups of 512; a slot is present if any run touches it. */
-  private *fileSteps(ino: number, entry: Entry, dinode: DumpDinode): Generator<WriteStep> {
+  private *fileSteps(ino: number, entry: Entry, dinode: DumpDinode, room: Buffer | undefined): Generator<WriteStep> {
     const size = entry.size;
     const slots = Math.ceil(size / TP_BSIZE);
     const runs = normalizeRuns(entry);
@@ -371,14 +387,14 @@ export class DumpWriter {
       const count = Math.min(TP_NINDIR, slots - first);
       const groupStart = first * TP_BSIZE;
       const groupEnd = (first + count) * TP_BSIZE;
-      const addr = new Uint8Array(TP_NINDIR);
+      const addr = this.fileAddr.fill(0);
       while (runIdx < runs.length && runs[runIdx][1] <= groupStart) runIdx++;
       for (let r = runIdx; r < runs.length && runs[r][0] < groupEnd; r++) {
         const from = Math.floor((Math.max(runs[r][0], groupStart) - groupStart) / TP_BSIZE);
         const to = Math.ceil((Math.min(runs[r][1], groupEnd) - groupStart) / TP_BSIZE);
         addr.fill(1, from, to);
       }
-      yield { kind: "bytes", bytes: this.slotHeader(first === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, addr) };
+      yield { kind: "bytes", bytes: this.slotHeader(first === 0 ? TS_INODE : TS_ADDR, ino, dinode, count, addr, first === 0 ? room : undefined) };
       // One data step per run of consecutive present slots.
       let k = 0;
       while (k < count) {
@@ -524,9 +540,9 @@ export class DumpWriter {
     return { sec: Math.floor(t.sec), usec };
   }
 
-  private slotHeader(type: number, ino: number, dinode: DumpDinode, count: number, addr: Uint8Array): Buffer {
+  private slotHeader(type: number, ino: number, dinode: DumpDinode, count: number, addr: Uint8Array, into?: Buffer): Buffer {
     // Only the header is counted here; its data records are counted where they are produced.
-    return this.header({ type, inumber: ino, dinode, count, addr });
+    return this.header({ type, inumber: ino, dinode, count, addr }, into);
   }
 
   /** Whole 1 KiB records holding `data`, the last one zero-padded; counts them. */
@@ -538,21 +554,21 @@ export class DumpWriter {
     return out;
   }
 
-  /** Encode a header at the current record index and count it. */
-  private header(fields: Partial<DumpHeader> & { type: number; inumber: number }): Buffer {
+  /** Encode a header at the current record index (into `into` if given) and count it. */
+  private header(fields: Partial<DumpHeader> & { type: number; inumber: number }, into?: Buffer): Buffer {
     const h: DumpHeader = {
       date: this.opts.date,
       ddate: this.opts.ddate ?? 0,
       volume: 1,
       tapea: this.records,
-      dinode: emptyDinode(),
+      dinode: this.noDinode,
       count: 0,
       addr: NO_ADDR,
-      label: asBuffer(this.opts.label, "none"),
+      label: this.label,
       level: this.opts.level ?? 0,
-      filesys: asBuffer(this.opts.filesys, ""),
-      dev: asBuffer(this.opts.dev, ""),
-      host: asBuffer(this.opts.host, ""),
+      filesys: this.filesys,
+      dev: this.dev,
+      host: this.host,
       flags: DR_NEWINODEFMT,
       firstrec: 0,
       ntrec: this.ntrec(),
@@ -561,7 +577,7 @@ export class DumpWriter {
       ...fields,
     };
     this.records++;
-    return encodeHeader(h);
+    return into ? encodeHeaderInto(h, into) : encodeHeader(h);
   }
 
   private ntrec(): number {
@@ -571,8 +587,8 @@ export class DumpWriter {
   private startInode(ino: number): void {
     this.expect(!this.busy, "the previous inode's steps were not consumed");
     this.checkIno(ino);
-    this.expect(hasBit(this.bits, ino), `inode ${ino} is not in the dumped set (TS_BITS)`);
-    this.expect(!hasBit(this.written, ino), `inode ${ino} written twice`);
+    this.expect(hasBit(this.bits, ino), () => `inode ${ino} is not in the dumped set (TS_BITS)`);
+    this.expect(!hasBit(this.written, ino), () => `inode ${ino} written twice`);
     setBit(this.written, ino);
     this.ext = undefined;
   }
@@ -581,8 +597,9 @@ export class DumpWriter {
     if (!Number.isInteger(n) || n < ROOTINO || n >= this.maxino) throw new RangeError(`inode number ${n} outside 2..${this.maxino - 1}`);
   }
 
-  private expect(ok: boolean, message: string): void {
-    if (!ok) throw new Error(`DumpWriter: ${message}`);
+  /** `message` may be a function, so that the checks made for every inode build no string. */
+  private expect(ok: boolean, message: string | (() => string)): void {
+    if (!ok) throw new Error(`DumpWriter: ${typeof message === "string" ? message : message()}`);
   }
 
   private warn(w: DumpWarning): void {

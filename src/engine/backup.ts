@@ -182,7 +182,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
  * written: items come batch after batch, so a buffer is done with when the next one starts,
  * and free when the connection's writes (ChunkedWriter.written) pass its last byte.
  */
-class FrameRecycler {
+export class FrameRecycler {
   private current: ArrayBufferLike | undefined;
   private until = 0;
   private readonly waiting: Array<{ buffer: ArrayBufferLike; until: number }> = [];

@@ -25,14 +25,16 @@
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
+import { Socket } from "node:net";
 import { hostname } from "node:os";
+import { TLSSocket } from "node:tls";
 import { join } from "node:path";
 import type { Entry, EntryType } from "../../formats/entry.ts";
 import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
-import { paced, show, type BackupOptions, type BackupResult } from "./backup.ts";
+import { FrameRecycler, paced, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { listScanAvailable, scan } from "./scan.ts";
@@ -48,6 +50,13 @@ const READ_AHEAD = 64;
 const PIECE = 1024 * 1024;
 /** Tape records per block when the mover's record size is not known to the engine (10 KiB). */
 const DEFAULT_NTREC = 10;
+/**
+ * Room the scan workers leave in front of each file they read ahead, for its TS_INODE header,
+ * and the unit its content is padded to: the header, the content and its padding then go out
+ * as one slice of the read-ahead buffer, which is reused (FrameRecycler), instead of copied into
+ * fresh memory (on this kind of VM every new page costs tens of microseconds).
+ */
+const ROOM = 1024;
 /** How pass 2 opens what it reads (O_NOFOLLOW: a name replaced by a symlink is not followed). */
 const OPEN_FLAGS = fs.constants.O_RDONLY | O_NOFOLLOW;
 
@@ -131,8 +140,7 @@ async function dumpFilesystem(
   /** Where objects are read: the live root, or its view in a snapshot. Names and headers use `root`. */
   const from = opts.source ? stripTrailingSlashes(opts.source) : root;
   const incremental = base !== undefined;
-  const state = await loadState(statePath, incremental, warn);
-  const inodes = state ? InodeMap.fromJSON(state.inodes) : new InodeMap();
+  const inodes = (await loadState(statePath, incremental, warn)) ?? new InodeMap();
   // c_ddate: the base dump's c_date, which restore -r compares with the previous tape's c_date.
   const ddate = base ? Number((base.baseDate ?? base.since!) / 1_000_000_000n) : 0;
   const level = opts.base?.level ?? opts.level;
@@ -145,13 +153,18 @@ async function dumpFilesystem(
   const objects = new Map<number, ObjRecord>();
   const existing: number[] = [];
   const dumped = new Set<number>();
-  const seenKeys = new Set<string>();
+  /** The numbers of the identities seen in this walk. */
+  const seenNumbers = new Set<number>();
+  /** The parent of the last entry: the walk gives a directory's entries one after another. */
+  let lastParent: DirRecord | undefined;
   for await (const { entry } of scan({
     root: from,
     remap: opts.remap,
     native: opts.native,
     selection: opts.selection,
     dumpNames: true,
+    // The other objects are described again, xattrs and all, just before they are written.
+    xattrs: "directories",
     readAhead: 0,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
@@ -160,12 +173,15 @@ async function dumpFilesystem(
     const isRoot = entry.path.equals(DOT);
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
-    seenKeys.add(`${BigInt(dev)}:${BigInt(realIno)}`);
     const ino = isRoot ? inodes.setRoot(dev, realIno) : inodes.assign(dev, realIno);
+    seenNumbers.add(ino);
     const slash = entry.path.lastIndexOf(0x2f);
-    const parentRel = slash < 0 ? "." : entry.path.subarray(0, slash).toString("latin1");
     const name = slash < 0 ? entry.path : entry.path.subarray(slash + 1);
-    const parent = isRoot ? undefined : dirByRel.get(parentRel);
+    let parent: DirRecord | undefined;
+    if (!isRoot) {
+      parent = lastParent && isParentOf(lastParent, entry.path, slash) ? lastParent : dirByRel.get(slash < 0 ? "." : entry.path.toString("latin1", 0, slash));
+      lastParent = parent;
+    }
     if (!isRoot && !parent) continue; // cannot happen: the walk is pre-order
     if (entry.type === "hardlink") {
       // Another name of an inode already numbered: one more directory entry, nothing else
@@ -202,14 +218,9 @@ async function dumpFilesystem(
   // A new level 0 starts a new chain: identities gone since are dropped (their numbers are
   // still never handed out again, see InodeMap). Then the table is saved before any byte is
   // written, so every number that reaches a tape is remembered.
-  let map = inodes;
-  if (level === 0) {
-    const json = inodes.toJSON();
-    json.entries = json.entries.filter(([key]) => seenKeys.has(key));
-    map = InodeMap.fromJSON(json);
-  }
-  seenKeys.clear();
-  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: map.toJSON() });
+  if (level === 0) inodes.keepOnly((ino) => seenNumbers.has(ino));
+  seenNumbers.clear();
+  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: inodes.toJSON() });
 
   // ---- pass 2: the stream ----
   const dirsInWalkOrder = [...dirs];
@@ -270,9 +281,12 @@ async function dumpFilesystem(
   // Non-directories, ascending, each described again just before it is written: by the scan
   // workers when there are some (a list scan, small files read ahead on another core), else
   // here, the next READ_AHEAD described (and small files read) while earlier ones stream.
+  // Only a plain socket is known to be done with bytes when its write callback runs (as in the tar backup).
+  const frames = new FrameRecycler(out, opts.out instanceof Socket && !(opts.out instanceof TLSSocket));
   for await (const p of prepared(dumpedFiles, objects, from, opts)) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
     await paced(opts);
+    if (p.frame) frames.enter(p.frame.buffer);
     if (!writer.isNamed(p.ino)) continue; // every name was left out: nothing would find it
     if (p.entry instanceof Error) {
       skipped.add(p.ino);
@@ -280,8 +294,9 @@ async function dumpFilesystem(
       continue;
     }
     const entry = p.entry;
-    const { offset, steps } = writer.inode(p.ino, entry);
+    const { offset, steps } = writer.inode(p.ino, entry, p.frame?.subarray(0, ROOM));
     await writeSteps(out, steps, p, from, warn);
+    frames.used(out.offset);
     forward();
     entries++;
     if (opts.history) {
@@ -298,9 +313,16 @@ async function dumpFilesystem(
   forward();
   await out.flush();
   await endAll(opts.out);
+  frames.end();
 
   // The data service records the backup (dumpdates, DUMP_DATE) once it has succeeded.
   return { bytes: out.offset, entries, warnings: warningCount(), dirs: inventory };
+}
+
+/** Whether `path`'s directory part (before `slash`, -1 for none) is `dir`'s path. */
+function isParentOf(dir: DirRecord, path: Buffer, slash: number): boolean {
+  if (slash < 0) return dir.ino === ROOTINO;
+  return dir.ino !== ROOTINO && dir.rel.length === slash && path.compare(dir.rel, 0, slash, 0, slash) === 0;
 }
 
 /**
@@ -378,17 +400,22 @@ async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord
     native: opts.native,
     list: inos.map((ino) => objects.get(ino)!.rel),
     readAhead: SMALL_FILE,
+    headerRoom: ROOM,
+    frameAlign: ROOM,
     onError: (_rel, e) => failed.push(e),
   });
   for await (const item of items) {
-    for (const e of failed.splice(0)) {
-      const ino = inos[next++]!;
-      yield failure(ino, objects.get(ino)!, e);
+    // (Checked first: splice would make an array per item.)
+    if (failed.length > 0) {
+      for (const e of failed.splice(0)) {
+        const ino = inos[next++]!;
+        yield failure(ino, objects.get(ino)!, e);
+      }
     }
     const ino = inos[next++]!;
     const rec = objects.get(ino)!;
     if (item.entry.type === "directory") yield { ino, rec, entry: new Error("became a directory while being backed up") };
-    else yield { ino, rec, entry: item.entry, content: item.content };
+    else yield { ino, rec, entry: item.entry, content: item.content, frame: item.frame };
   }
   for (const e of failed.splice(0)) {
     const ino = inos[next++]!;
@@ -421,6 +448,11 @@ interface Prepared {
   entry: Entry | Error;
   /** Whole content of a small dense file (one byte more than expected if it grew). */
   content?: Buffer | Error;
+  /**
+   * The worker scan's frame (ScanItem.frame): ROOM bytes for the TS_INODE header, then the
+   * content read ahead, if any, with zeros to the next record. Sent from there, not copied.
+   */
+  frame?: Buffer;
 }
 
 async function prepare(ino: number, rec: ObjRecord, root: Buffer, native: NativeApi | undefined): Promise<Prepared> {
@@ -489,13 +521,23 @@ async function writeSteps(
   let fh: fsp.FileHandle | undefined;
   let problem: string | undefined;
   if (p.content instanceof Buffer && p.content.length !== entry.size) problem = "changed size while being backed up";
+  const frame = p.frame;
   try {
     for (const step of steps) {
       if (step.kind === "bytes") {
-        await out.push(step.bytes);
+        // The header the writer put in the frame's room (the first step) goes out from there.
+        if (frame && step.bytes.buffer === frame.buffer && step.bytes.byteOffset === frame.byteOffset) {
+          if (!out.tryPushOwned(frame, 0, ROOM)) await out.pushOwned(frame, 0, ROOM);
+        } else if (!out.tryPush(step.bytes)) await out.push(step.bytes);
         continue;
       }
       let sent = 0;
+      const end = ROOM + step.fileOffset + step.length + step.pad;
+      if (frame && !problem && inFrame(p.content, frame) && frame.length >= end) {
+        // The content read ahead, and its padding (zeros), right behind the header.
+        if (!out.tryPushOwned(frame, ROOM + step.fileOffset, end)) await out.pushOwned(frame, ROOM + step.fileOffset, end);
+        continue;
+      }
       if (p.content instanceof Buffer) {
         const piece = p.content.subarray(step.fileOffset, Math.min(step.fileOffset + step.length, p.content.length));
         await out.push(piece);
@@ -534,6 +576,11 @@ async function writeSteps(
   if (problem) warn(`${show(p.rec.rel)}: ${problem}`);
 }
 
+/** Whether a read-ahead content lies in its frame, right after the header room. */
+function inFrame(content: Buffer | Error | undefined, frame: Buffer): content is Buffer {
+  return content instanceof Buffer && content.buffer === frame.buffer && content.byteOffset === frame.byteOffset + ROOM;
+}
+
 async function readWhole(abs: Buffer, size: number): Promise<Buffer> {
   const fh = await openForBackup(abs, OPEN_FLAGS);
   try {
@@ -558,7 +605,8 @@ function stateFile(stateDir: string, root: Buffer, dev: bigint): string {
   return join(stateDir, "dump", `${id}.json`);
 }
 
-async function loadState(path: string, incremental: boolean, warn: (m: string) => void): Promise<DumpState | undefined> {
+/** The filesystem's inode numbers as the state directory has them (undefined: none yet, or a level 0 starts over). */
+async function loadState(path: string, incremental: boolean, warn: (m: string) => void): Promise<InodeMap | undefined> {
   let text: string;
   try {
     text = await fsp.readFile(path, "utf8");
@@ -572,8 +620,7 @@ async function loadState(path: string, incremental: boolean, warn: (m: string) =
   try {
     const s = JSON.parse(text) as DumpState;
     if (s?.version !== 1) throw new Error("unknown format");
-    InodeMap.fromJSON(s.inodes); // validates
-    return s;
+    return InodeMap.fromJSON(s.inodes); // validates
   } catch (err) {
     // Without the table, numbers would change under an incremental chain: only a level 0 may
     // start over (it begins a new chain anyway).

@@ -79,6 +79,7 @@ async function walkRole(start: StartMessage): Promise<void> {
         root: Buffer.from(start.root),
         native,
         filter: scanFilter({ selection, dumpNames: start.dumpNames }, report),
+        xattrs: start.xattrs === "directories" ? "directories" : true,
         onError: report,
       });
   // Contents to read ahead (a reader's work) count toward the batch size, so a batch's
@@ -117,7 +118,7 @@ function readRole(m: ReadMessage): void {
   m.from.on("message", (msg: WorkerMessage) => {
     try {
       if (msg.type === "batch") {
-        const filled = readContents(msg.data, m.readAhead, m.headerRoom);
+        const filled = readContents(msg.data, m.readAhead, m.headerRoom, m.frameAlign);
         const moved = [filled.data, filled.contents!, filled.slots!.buffer as ArrayBuffer];
         if (filled.heads) moved.push(filled.heads.buffer as ArrayBuffer);
         port.postMessage(filled, moved);
@@ -135,14 +136,14 @@ function readRole(m: ReadMessage): void {
 /**
  * Reads the small files of a batch, all into one buffer. With `headerRoom` (the tar backup)
  * the buffer is laid out as the stream will be: every item gets that many bytes before it for
- * its header, and a content is followed by zeros to the next 512-byte boundary, so the backup
+ * its header, and a content is followed by zeros to the next 512-byte (`align`) boundary, so the backup
  * writes header, content and padding of many files as one slice, with no copy.
  */
-function readContents(data: ArrayBuffer, limit: number, headerRoom = 0): BatchMessage {
+function readContents(data: ArrayBuffer, limit: number, headerRoom = 0, align = 512): BatchMessage {
   const records = decodeBatch(data);
   const slots = new Int32Array(2 * records.length).fill(-1);
   const heads = headerRoom > 0 ? new Int32Array(records.length).fill(-1) : undefined;
-  const room = (r: (typeof records)[number]) => ("entry" in r && readsAhead(r.entry, limit) ? framed(r.entry.size, headerRoom) : 0);
+  const room = (r: (typeof records)[number]) => ("entry" in r && readsAhead(r.entry, limit) ? framed(r.entry.size, headerRoom, align) : 0);
   let total = 1; // the last file's extra byte
   for (const r of records) total += (heads && "entry" in r ? headerRoom : 0) + room(r);
   const contents = reusedOr(total, headerRoom > 0);
@@ -163,7 +164,7 @@ function readContents(data: ArrayBuffer, limit: number, headerRoom = 0): BatchMe
       const got = readWholeSync(r.absPath, size, contents, pos);
       slots[2 * i] = pos;
       slots[2 * i + 1] = got;
-      if (heads) contents.fill(0, pos + Math.min(got, size), pos + framed(size, headerRoom));
+      if (heads) contents.fill(0, pos + Math.min(got, size), pos + framed(size, headerRoom, align));
     } catch (error) {
       errors.push([i, toWire(error as Error)]);
     }
@@ -195,9 +196,9 @@ function reusedOr(size: number, reusable: boolean): Buffer {
   return Buffer.from(Buffer.allocUnsafeSlow(Math.max(size, MIN_CONTENTS)).buffer, 0, size);
 }
 
-/** Bytes a read-ahead content takes: with header room, padded to 512; else one more (the growth probe). */
-function framed(size: number, headerRoom: number): number {
-  return headerRoom > 0 ? size + ((512 - (size % 512)) % 512) : size + 1;
+/** Bytes a read-ahead content takes: with header room, padded to `align`; else one more (the growth probe). */
+function framed(size: number, headerRoom: number, align: number): number {
+  return headerRoom > 0 ? size + ((align - (size % align)) % align) : size + 1;
 }
 
 /**

@@ -39,6 +39,8 @@ export interface ScanOptions {
   list?: Buffer[];
   /** Leave out (with a report) names the dump format cannot carry. */
   dumpNames?: boolean;
+  /** Whose extended attributes the walk reads: everyone's (the default), or only directories' (dump's first pass). */
+  xattrs?: "all" | "directories";
   /** Regular files up to this size come with their content; 0 = none do. */
   readAhead: number;
   /** Objects the walk could not read, names left out: reported here, the scan goes on. */
@@ -48,6 +50,8 @@ export interface ScanOptions {
    * Items then come with a `frame`. Only the worker scan makes frames.
    */
   headerRoom?: number;
+  /** With headerRoom: a content is followed by zeros up to a multiple of this (tar 512, the default; dump 1024). */
+  frameAlign?: number;
   /** "inline" forces the in-thread scan (tests compare the two). */
   mode?: "auto" | "inline";
 }
@@ -60,7 +64,7 @@ export interface ScanItem {
   /**
    * With ScanOptions.headerRoom: the item's stretch of the read-ahead buffer, headerRoom bytes
    * (free for its header, right-aligned) then, for a file read ahead, its content and zeros to
-   * the next 512-byte boundary. Frames of consecutive items are adjacent, in one buffer.
+   * the next 512-byte (ScanOptions.frameAlign) boundary. Frames of consecutive items are adjacent, in one buffer.
    */
   frame?: Buffer;
 }
@@ -132,6 +136,7 @@ async function* scanInThread(opts: ScanOptions): AsyncGenerator<ScanItem> {
     root: opts.root,
     native: opts.native,
     filter: scanFilter(opts, opts.onError),
+    xattrs: opts.xattrs === "directories" ? "directories" : true,
     onError: opts.onError,
   })[Symbol.asyncIterator]();
   const queue: Array<{ item: ScanItem; content?: Promise<Buffer | Error> }> = [];
@@ -199,6 +204,7 @@ export interface StartMessage {
   root: Uint8Array;
   selection?: { exclude: string[]; files: Uint8Array[] };
   dumpNames: boolean;
+  xattrs?: "all" | "directories";
   readAhead: number;
   to?: MessagePort;
   /** A list scan: u32 length + path bytes, one after another. */
@@ -210,6 +216,7 @@ export interface ReadMessage {
   from: MessagePort;
   readAhead: number;
   headerRoom?: number;
+  frameAlign?: number;
 }
 /** A batch of scan-wire.ts records, with the contents the reader filled in. */
 export interface BatchMessage {
@@ -370,12 +377,13 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     root: opts.root,
     selection: opts.selection,
     dumpNames: opts.dumpNames ?? false,
+    xattrs: opts.xattrs,
     readAhead: opts.readAhead,
   };
   if (opts.list) start.list = packList(opts.list);
   if (reader) {
     const { port1, port2 } = new MessageChannel();
-    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom } satisfies ReadMessage, [port2]);
+    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom, frameAlign: opts.frameAlign } satisfies ReadMessage, [port2]);
     walker.postMessage({ ...start, to: port1 }, [port1]);
   } else walker.postMessage(start);
   try {
@@ -396,6 +404,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
       const contents = batch.contents ? Buffer.from(batch.contents) : undefined;
       if (batch.heads && reader && batch.contents) frameOwners.set(batch.contents, reader);
       const errors = new Map(batch.errors ?? []);
+      const align = opts.frameAlign ?? 512;
       for (let i = 0; i < records.length; i++) {
         const r = records[i]!;
         if ("report" in r) {
@@ -410,7 +419,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
         const head = batch.heads?.[i] ?? -1;
         if (contents && head >= 0) {
           const size = r.entry.size;
-          const end = start >= 0 ? start + size + ((512 - (size % 512)) % 512) : head + opts.headerRoom!;
+          const end = start >= 0 ? start + size + ((align - (size % align)) % align) : head + opts.headerRoom!;
           item.frame = contents.subarray(head, end);
         }
         yield item;

@@ -23,7 +23,7 @@ export function walkSync(opts: WalkOptions): Generator<WalkItem> {
 
 class SyncWalker {
   private readonly oneFilesystem: boolean;
-  private readonly wantXattrs: boolean;
+  private readonly wantXattrs: boolean | "directories";
   private readonly links = new LinkTracker();
   private rootDev = 0n;
 
@@ -125,7 +125,7 @@ class SyncWalker {
       return undefined;
     }
 
-    if (this.wantXattrs && this.opts.native?.xattr) {
+    if ((this.wantXattrs === true || (this.wantXattrs === "directories" && type === "directory")) && this.opts.native?.xattr) {
       if (!attachXattrs(entry, this.opts.native.xattr, abs, (e) => this.report(rel, e))) return undefined;
     }
 

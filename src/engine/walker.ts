@@ -19,8 +19,8 @@ export interface WalkOptions {
   filter?: (relPath: Buffer, type: EntryType) => boolean;
   /** From loadNative(); null interfaces mean portable fallbacks (zero-block scan, no xattrs). */
   native?: NativeApi;
-  /** Default true. */
-  xattrs?: boolean;
+  /** Default true. "directories": only directories' (dump's first pass reads the others' again later). */
+  xattrs?: boolean | "directories";
   /** Unreadable directories and files, objects that vanished: reported here, the walk continues. */
   onError?: (relPath: Buffer, err: Error) => void;
 }
@@ -56,7 +56,7 @@ export function walk(opts: WalkOptions): AsyncIterable<WalkItem> {
 
 class Walker {
   private readonly oneFilesystem: boolean;
-  private readonly wantXattrs: boolean;
+  private readonly wantXattrs: boolean | "directories";
   private readonly links = new LinkTracker();
   private rootDev = 0n;
 
@@ -170,7 +170,7 @@ class Walker {
       return undefined;
     }
 
-    if (this.wantXattrs && this.opts.native?.xattr) {
+    if ((this.wantXattrs === true || (this.wantXattrs === "directories" && type === "directory")) && this.opts.native?.xattr) {
       if (!attachXattrs(entry, this.opts.native.xattr, abs, (e) => this.report(rel, e))) return undefined;
     }
 

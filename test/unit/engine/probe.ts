@@ -5,8 +5,12 @@
 //   probe scan <root> <auto|inline> [EXCLUDE]
 //                              scan.ts (auto = the worker pair when the build has them): entries,
 //                              sha256 of read-ahead contents (or the error code), reports
+//                              (env PROBE_XATTRS=directories: the scan's xattrs option)
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
+//   probe frames <root> <room> <align>
+//                              a worker scan with header room: per item, its frame's length,
+//                              where its content sits in it, and whether the rest of the frame after the content is zeros
 import { loadNative } from "../../../src/native/index.ts";
 import { createHash } from "node:crypto";
 import { scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
@@ -51,6 +55,7 @@ if (mode === "walk" && root) {
     readAhead: 256 * 1024,
     selection: { exclude, files: [] },
     mode: dest,
+    xattrs: process.env.PROBE_XATTRS === "directories" ? "directories" : undefined,
     onError: (p, e) => reports.push(`${hex(p)}: ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`),
   })) {
     entries.push({
@@ -97,6 +102,16 @@ if (mode === "walk" && root) {
     listed.push({ path: hex(entry.path)!, type: entry.type, size: entry.size, mtime: entry.mtime, linkTarget: hex(entry.linkTarget), sparse: entry.sparse, xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]), content: sum(content) });
   }
   console.log(JSON.stringify({ walked, listed, half }));
+} else if (mode === "frames" && root && dest) {
+  const room = Number(dest);
+  const align = Number(process.argv[5]);
+  const items: unknown[] = [];
+  for await (const { entry, content, frame } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, headerRoom: room, frameAlign: align, onError: () => {} })) {
+    const at = content instanceof Buffer && frame && content.buffer === frame.buffer ? content.byteOffset - frame.byteOffset : undefined;
+    const tail = frame && content instanceof Buffer ? frame.subarray(room + entry.size) : undefined;
+    items.push({ path: hex(entry.path), size: entry.size, content: content instanceof Buffer, frame: frame?.length, at, zeros: tail?.every((b) => b === 0) });
+  }
+  console.log(JSON.stringify({ items }));
 } else {
   console.error("usage: probe walk <root> | probe copy <root> <dest> | probe scan <root> <auto|inline> [EXCLUDE]");
   process.exit(2);

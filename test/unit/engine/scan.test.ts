@@ -106,12 +106,37 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     }
   });
 
+  it("with xattrs: directories, reads only directories' extended attributes, in the workers as in this thread", async () => {
+    if (!spec.has.xattrs) return;
+    const env = { ...process.env, PROBE_XATTRS: "directories" };
+    const [worker, inline] = await Promise.all([run(probe, ["scan", spec.root, "auto", ""], { env }), run(probe, ["scan", spec.root, "inline", ""], { env })]);
+    expect(worker.code, worker.stderr).toBe(0);
+    const w = JSON.parse(worker.stdout) as { worker: boolean; entries: Array<{ path: string; type: string; xattrs?: unknown[] }> };
+    expect(w.worker).toBe(true);
+    expect(w.entries).toEqual(JSON.parse(inline.stdout).entries);
+    const withXattrs = w.entries.filter((e) => e.xattrs !== undefined);
+    expect(withXattrs.map((e) => Buffer.from(e.path, "hex").toString())).toContain("xattr");
+    expect(withXattrs.every((e) => e.type === "directory")).toBe(true);
+  });
+
   it("keeps its workers between scans: a scan left early, then full ones, give the same entries, and the process exits", async () => {
     const r = await run(probe, ["rescan", spec.root]);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { worker: boolean; count: number; partial: number; same: boolean };
     expect(out).toEqual({ worker: true, count: out.count, partial: 3, same: true });
     expect(out.count).toBeGreaterThan(30);
+  });
+
+  it("with header room, lays each item out as the stream will be: the room, the content, zeros to the next multiple of frameAlign", async () => {
+    for (const [room, align] of [[1536, 512], [1024, 1024]]) {
+      const r = await run(probe, ["frames", spec.root, String(room), String(align)]);
+      expect(r.code, r.stderr).toBe(0);
+      const { items } = JSON.parse(r.stdout) as { items: Array<{ path: string; size: number; content: boolean; frame?: number; at?: number; zeros?: boolean }> };
+      const read = items.filter((i) => i.content);
+      expect(read.length).toBeGreaterThan(5);
+      for (const i of read) expect(i).toEqual({ ...i, frame: room + Math.ceil(i.size / align) * align, at: room, zeros: true });
+      for (const i of items.filter((i) => !i.content)) expect(i.frame).toBe(room);
+    }
   });
 
   it("a list scan describes the given paths again, in order, as the walk did, and reports a missing one in its place", async () => {
@@ -144,7 +169,7 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
   });
 });
 
-function run(file: string, args: string[], extra: { uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(file: string, args: string[], extra: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(file, args, { cwd: repo, encoding: "utf8", timeout: 90_000, maxBuffer: 64 * 1024 * 1024, ...extra }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;

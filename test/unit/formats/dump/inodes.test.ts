@@ -44,6 +44,26 @@ describe("InodeMap", () => {
     expect(c.maxino).toBe(5);
   });
 
+  it("keepOnly drops the identities whose numbers it refuses, and their numbers stay used", () => {
+    const m = new InodeMap();
+    m.setRoot(1, 2);
+    m.assign(1, 10); // 3
+    m.assign(1, 11); // 4
+    m.assign(1, 12); // 5
+    m.keepOnly((ino) => ino !== 4);
+    expect([m.lookup(1, 2), m.lookup(1, 10), m.lookup(1, 11), m.lookup(1, 12)]).toEqual([2, 3, undefined, 5]);
+    expect(m.assign(1, 11)).toBe(6);
+    expect(m.toJSON().entries).toEqual([["1:10", 3], ["1:12", 5], ["1:11", 6]]);
+  });
+
+  it("keys big (bigint) and small identities as their decimal numbers", () => {
+    const m = new InodeMap();
+    m.assign(2049n, 2n ** 63n + 5n);
+    m.assign(2049, 77);
+    expect(m.lookup(2049, 77n)).toBe(4);
+    expect(m.toJSON().entries).toEqual([[`2049:${2n ** 63n + 5n}`, 3], ["2049:77", 4]]);
+  });
+
   it("a new root identity takes 2 and retires its old number", () => {
     const m = new InodeMap();
     m.setRoot(1, 2);

@@ -210,6 +210,26 @@ describe("dump writer warnings", () => {
     expect(back.toString("hex")).toBe("0200000001000600ffffffff04000400ffffffff20000400ffffffff");
   });
 
+  it("encodes an inode's TS_INODE header into the room it is given, byte for byte as it would have made it", () => {
+    const objects: Entry[] = [
+      dirEntry({ type: "file", size: 3000, xattrs: [[Buffer.from("user.a"), Buffer.from("b")]] }),
+      dirEntry({ type: "symlink", size: 3, linkTarget: Buffer.from("abc") }),
+      dirEntry({ type: "fifo" }),
+    ];
+    const streams = [false, true].map((withRoom) => {
+      const w = new DumpWriter({ date: 1, inodes: [2, 3, 4, 5] });
+      const parts = [w.begin(), w.directory(2, dirEntry(), [3, 4, 5].map((ino) => ({ name: Buffer.from(`n${ino}`), ino, type: "file" as const })), 2).bytes];
+      objects.forEach((e, i) => {
+        const room = withRoom ? Buffer.alloc(TP_BSIZE, 0xff) : undefined; // not zero: the header must overwrite all of it
+        const steps = [...w.inode(3 + i, e, room).steps];
+        if (room) expect(steps[0]!.kind === "bytes" && steps[0]!.bytes).toBe(room);
+        parts.push(materialize(steps, (off, n) => Buffer.alloc(n, 0x61 + off)));
+      });
+      return Buffer.concat([...parts, w.end()]);
+    });
+    expect(streams[1]!.equals(streams[0]!)).toBe(true);
+  });
+
   it("refuses out-of-order or inconsistent calls", () => {
     const w = new DumpWriter({ date: 1, inodes: [2, 3, 4] });
     expect(() => w.inode(3, dirEntry({ type: "fifo" }))).toThrow(/begin/);
