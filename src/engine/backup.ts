@@ -102,6 +102,10 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     warnings++;
     opts.warn(m);
   };
+  // Only a plain socket is known to be done with bytes when its write callback runs (they are in
+  // the kernel); the LOCAL pipe hands them on to the mover by reference, and TLS is left out
+  // rather than trusted on its buffering: there the buffers are not reused.
+  const recycled = opts.out instanceof Socket && !(opts.out instanceof TLSSocket);
   const items = scan({
     root: opts.source ?? opts.root,
     remap: opts.remap,
@@ -109,15 +113,15 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     selection: opts.selection,
     readAhead: SMALL_FILE,
     headerRoom: HEADER_ROOM,
+    recycled,
+    // Buffers come back only once written: what is held goes out while the scan waits.
+    beforeWait: recycled ? () => void out.flush().catch(() => {}) : undefined,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   });
   /** First names (keys: latin1 paths) that were not archived, and the name that took over, if any. */
   const dropped = new Map<string, Buffer | undefined>();
   const changes = new ChangeSelector(opts.base);
-  // Only a plain socket is known to be done with bytes when its write callback runs (they are in
-  // the kernel); the LOCAL pipe hands them on to the mover by reference, and TLS is left out
-  // rather than trusted on its buffering: there the buffers are not reused.
-  const frames = new FrameRecycler(out, opts.out instanceof Socket && !(opts.out instanceof TLSSocket));
+  const frames = new FrameRecycler(out, recycled);
 
   for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");

@@ -282,8 +282,11 @@ async function dumpFilesystem(
   // workers when there are some (a list scan, small files read ahead on another core), else
   // here, the next READ_AHEAD described (and small files read) while earlier ones stream.
   // Only a plain socket is known to be done with bytes when its write callback runs (as in the tar backup).
-  const frames = new FrameRecycler(out, opts.out instanceof Socket && !(opts.out instanceof TLSSocket));
-  for await (const p of prepared(dumpedFiles, objects, from, opts)) {
+  const recycled = opts.out instanceof Socket && !(opts.out instanceof TLSSocket);
+  const frames = new FrameRecycler(out, recycled);
+  // Buffers come back only once written (the scan's pool): what is held goes out while it waits.
+  const pool = recycled ? { beforeWait: () => void out.flush().catch(() => {}) } : undefined;
+  for await (const p of prepared(dumpedFiles, objects, from, opts, pool)) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
     await paced(opts);
     if (p.frame) frames.enter(p.frame.buffer);
@@ -382,8 +385,11 @@ async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]
 // ---- pass 2 helpers ---------------------------------------------------------------------------
 
 /** The inodes to write, in order, each as it is now (with its content when small). */
-function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
-  return listScanAvailable() ? preparedByWorkers(inos, objects, root, opts) : preparedHere(inos, objects, root, opts.native);
+/** `pool`: the frames are recycled (ScanOptions.recycled), and what to do while the scan waits. */
+type FramePool = { beforeWait: () => void } | undefined;
+
+function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions, pool: FramePool): AsyncGenerator<Prepared> {
+  return listScanAvailable() ? preparedByWorkers(inos, objects, root, opts, pool) : preparedHere(inos, objects, root, opts.native);
 }
 
 /**
@@ -391,7 +397,7 @@ function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer,
  * they could not describe comes back as a report in its place, so reports and items together
  * are the inodes in order.
  */
-async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
+async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions, pool: FramePool): AsyncGenerator<Prepared> {
   const failed: Error[] = [];
   let next = 0;
   const failure = (ino: number, rec: ObjRecord, e: Error): Prepared => ({ ino, rec, entry: errorCode(e) === "ENOENT" ? new Error("vanished before it could be backed up") : e });
@@ -402,6 +408,8 @@ async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord
     readAhead: SMALL_FILE,
     headerRoom: ROOM,
     frameAlign: ROOM,
+    recycled: pool !== undefined,
+    beforeWait: pool?.beforeWait,
     onError: (_rel, e) => failed.push(e),
   });
   for await (const item of items) {

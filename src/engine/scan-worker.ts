@@ -115,7 +115,20 @@ function* describeList(root: Buffer, list: Uint8Array, native: Awaited<ReturnTyp
 }
 
 function readRole(m: ReadMessage): void {
-  m.from.on("message", (msg: WorkerMessage) => {
+  // A new scan: buffers of an earlier one that never came back are forgotten.
+  pool = m.pool;
+  out = 0;
+  queued.length = 0;
+  pump = () => {
+    // Batches wait here, in order, while the pool has no buffer to fill.
+    while (queued.length > 0) {
+      const msg = queued[0]!;
+      if (msg.type === "batch" && pool !== undefined && spare.length === 0 && out >= pool) return;
+      queued.shift();
+      handle(msg);
+    }
+  };
+  const handle = (msg: WorkerMessage) => {
     try {
       if (msg.type === "batch") {
         const filled = readContents(msg.data, m.readAhead, m.headerRoom, m.frameAlign);
@@ -130,8 +143,19 @@ function readRole(m: ReadMessage): void {
     } catch (e) {
       fatal(e, port);
     }
+  };
+  m.from.on("message", (msg: WorkerMessage) => {
+    queued.push(msg);
+    pump();
   });
 }
+
+/** The reader's pool (ReadMessage.pool; undefined = no pool, a buffer per batch) and its buffers out. */
+let pool: number | undefined;
+let out = 0;
+/** Batches (and the end) not yet handled, waiting for a buffer. */
+const queued: WorkerMessage[] = [];
+let pump = () => {};
 
 /**
  * Reads the small files of a batch, all into one buffer. With `headerRoom` (the tar backup)
@@ -146,7 +170,7 @@ function readContents(data: ArrayBuffer, limit: number, headerRoom = 0, align = 
   const room = (r: (typeof records)[number]) => ("entry" in r && readsAhead(r.entry, limit) ? framed(r.entry.size, headerRoom, align) : 0);
   let total = 1; // the last file's extra byte
   for (const r of records) total += (heads && "entry" in r ? headerRoom : 0) + room(r);
-  const contents = reusedOr(total, headerRoom > 0);
+  const contents = reusedOr(total, pool !== undefined);
   const errors: Array<[number, WireError]> = [];
   let pos = 0;
   for (let i = 0; i < records.length; i++) {
@@ -178,18 +202,21 @@ function readContents(data: ArrayBuffer, limit: number, headerRoom = 0, align = 
 
 /** Contents buffers the backup gave back (scan.ts recycleFrames), for the next batches. */
 const spare: ArrayBuffer[] = [];
-/** About the batches a backup has in flight (WORKER_CREDIT, the one being written, the socket's). */
-const SPARE_KEPT = 4;
+
 /** A new buffer is at least this big (a batch's contents and header room), so a given-back one fits most batches. */
 const MIN_CONTENTS = BATCH_BYTES + BATCH_ITEMS * 1536;
 
 function keepForReuse(buffer: ArrayBuffer): void {
-  if (spare.length < SPARE_KEPT) spare.push(buffer);
+  if (pool === undefined) return; // from a scan that is over (the pool is per scan)
+  out--;
+  spare.push(buffer);
+  pump();
 }
 
-/** A buffer of `size` bytes: a given-back one when one fits (the backup gives them back only with header room). */
-function reusedOr(size: number, reusable: boolean): Buffer {
-  if (!reusable) return Buffer.allocUnsafeSlow(size);
+/** A buffer of `size` bytes: from the pool when the scan has one (a given-back buffer when one fits). */
+function reusedOr(size: number, pooled: boolean): Buffer {
+  if (!pooled) return Buffer.allocUnsafeSlow(size);
+  out++;
   const i = spare.findIndex((b) => b.byteLength >= size);
   if (i >= 0) return Buffer.from(spare.splice(i, 1)[0]!, 0, size);
   spare.shift(); // one too small for this batch makes room for the new one

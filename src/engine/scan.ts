@@ -52,6 +52,18 @@ export interface ScanOptions {
   headerRoom?: number;
   /** With headerRoom: a content is followed by zeros up to a multiple of this (tar 512, the default; dump 1024). */
   frameAlign?: number;
+  /**
+   * The consumer gives every frame buffer back (recycleFrames) once its bytes are written. The
+   * reader then fills a fixed pool of buffers (FRAME_POOL) and waits for one to come back
+   * rather than allocate: memory stays flat however fast it reads. Without it each batch gets
+   * a buffer of its own, left to the garbage collector.
+   */
+  recycled?: boolean;
+  /**
+   * Called when the worker scan must wait for its next batch: the consumer sends what it
+   * holds, so that the buffers the reader's pool waits for can come back.
+   */
+  beforeWait?: () => void;
   /** "inline" forces the in-thread scan (tests compare the two). */
   mode?: "auto" | "inline";
 }
@@ -217,6 +229,8 @@ export interface ReadMessage {
   readAhead: number;
   headerRoom?: number;
   frameAlign?: number;
+  /** ScanOptions.recycled: at most this many frame buffers out at once. */
+  pool?: number;
 }
 /** A batch of scan-wire.ts records, with the contents the reader filled in. */
 export interface BatchMessage {
@@ -239,6 +253,25 @@ export type WorkerMessage = BatchMessage | { type: "end" } | { type: "fatal"; me
 
 /** Batches a worker may have sent ahead of the one being consumed. */
 export const WORKER_CREDIT = 2;
+/**
+ * Frame buffers a recycled scan may have out at once: the batch being written, those the
+ * socket still holds, and WORKER_CREDIT read ahead of them.
+ */
+export const FRAME_POOL = 6;
+/**
+ * Under Bun the garbage collector does not count memory that arrived from another thread, so
+ * contents buffers that are not recycled are counted here, and a collection is asked for after
+ * this many bytes of them: without it a backup over the LOCAL pipe grew by its stream size.
+ */
+const UNCOUNTED_GC_BYTES = 64 * 1024 * 1024;
+let uncounted = 0;
+
+function countUncounted(bytes: number): void {
+  uncounted += bytes;
+  if (uncounted < UNCOUNTED_GC_BYTES) return;
+  uncounted = 0;
+  (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(false);
+}
 
 /**
  * Where the worker's code is. Run from source, beside this file. Inside a `bun build --compile`
@@ -383,7 +416,8 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
   if (opts.list) start.list = packList(opts.list);
   if (reader) {
     const { port1, port2 } = new MessageChannel();
-    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom, frameAlign: opts.frameAlign } satisfies ReadMessage, [port2]);
+    const pool = opts.recycled && opts.headerRoom ? FRAME_POOL : undefined;
+    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom, frameAlign: opts.frameAlign, pool } satisfies ReadMessage, [port2]);
     walker.postMessage({ ...start, to: port1 }, [port1]);
   } else walker.postMessage(start);
   try {
@@ -395,6 +429,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
           finished = true;
           return;
         }
+        opts.beforeWait?.();
         await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
         continue;
@@ -402,7 +437,8 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
       walker.postMessage({ type: "more" });
       const records = decodeBatch(batch.data);
       const contents = batch.contents ? Buffer.from(batch.contents) : undefined;
-      if (batch.heads && reader && batch.contents) frameOwners.set(batch.contents, reader);
+      if (batch.heads && reader && batch.contents && opts.recycled) frameOwners.set(batch.contents, reader);
+      else if (batch.contents) countUncounted(batch.contents.byteLength);
       const errors = new Map(batch.errors ?? []);
       const align = opts.frameAlign ?? 512;
       for (let i = 0; i < records.length; i++) {

@@ -13,7 +13,7 @@
 //                              where its content sits in it, and whether the rest of the frame after the content is zeros
 import { loadNative } from "../../../src/native/index.ts";
 import { createHash } from "node:crypto";
-import { scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
+import { FRAME_POOL, recycleFrames, scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
 import { walk } from "../../../src/engine/walker.ts";
 import { copyTree } from "./copy-tree.ts";
 
@@ -84,6 +84,44 @@ if (mode === "walk" && root) {
   const second = await once();
   const third = await once();
   console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, count: first.length, partial: partial.length, same: JSON.stringify(first) === JSON.stringify(second) && JSON.stringify(second) === JSON.stringify(third) }));
+} else if (mode === "pool" && root) {
+  // A recycled scan (the tar backup over TCP) with a consumer that gives a frame buffer back
+  // only when the scan waits and it holds FRAME_POOL, and then only 300 ms later: the reader must
+  // stop at the pool (without one, it has sent the next batch long before) and the scan still
+  // runs to its end.
+  const held: ArrayBufferLike[] = [];
+  let most = 0;
+  let items = 0;
+  let content = 0;
+  let waits = 0;
+  let current: ArrayBufferLike | undefined;
+  let later: ReturnType<typeof setTimeout> | undefined;
+  for await (const item of scan({
+    root: Buffer.from(root),
+    native,
+    readAhead: 256 * 1024,
+    headerRoom: 1536,
+    recycled: true,
+    beforeWait: () => {
+      waits++;
+      // Every held buffer but the current batch's is done with; give back the oldest only.
+      if (held.length < FRAME_POOL || later) return;
+      later = setTimeout(() => {
+        later = undefined;
+        const i = held.findIndex((b) => b !== current);
+        if (i >= 0) recycleFrames(held.splice(i, 1)[0]!);
+      }, 300);
+    },
+    onError: () => {},
+  })) {
+    items++;
+    if (Buffer.isBuffer(item.content)) content += item.content.length;
+    const b = item.frame?.buffer;
+    if (b && !held.includes(b)) held.push(b);
+    current = b;
+    most = Math.max(most, held.length);
+  }
+  console.log(JSON.stringify({ items, content, most, waits, pool: FRAME_POOL }));
 } else if (mode === "list" && root) {
   // A list scan (dump's second pass): the non-directories of an in-thread scan, with a name
   // that does not exist in the middle, described again by the workers. Prints both, in order.

@@ -139,6 +139,22 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     }
   });
 
+  it("a recycled scan fills a fixed pool of frame buffers: a consumer that gives none back stops the reader at FRAME_POOL, and the scan still ends", async () => {
+    const dir = path.join(tmp, "pool-tree");
+    for (let d = 0; d < 10; d++) {
+      fs.mkdirSync(path.join(dir, `d${d}`), { recursive: true });
+      for (let f = 0; f < 300; f++) fs.writeFileSync(path.join(dir, `d${d}`, `f${f}`), "x".repeat(100));
+    }
+    const r = await run(probe, ["pool", dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { items: number; content: number; most: number; waits: number; pool: number };
+    expect(out.items).toBe(1 + 10 + 3000);
+    expect(out.content).toBe(3000 * 100);
+    // Without the pool the reader took a new buffer for every batch, whoever held the old ones.
+    expect(out.most).toBe(out.pool);
+    expect(out.waits).toBeGreaterThan(0);
+  });
+
   it("a list scan describes the given paths again, in order, as the walk did, and reports a missing one in its place", async () => {
     const r = await run(probe, ["list", spec.root]);
     expect(r.code, r.stderr).toBe(0);
