@@ -12,6 +12,7 @@ import { contentSize, encodeHeader, encodeHeaderInto, endOfArchive, padding } fr
 import type { BackupBase, DirInventory } from "../incremental/index.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ChunkedWriter, ConnectionGone, endAll } from "../transport/backpressure.ts";
+import { onReaderDone } from "../transport/consumers.ts";
 import fsp from "node:fs/promises";
 import { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
@@ -102,10 +103,8 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     warnings++;
     opts.warn(m);
   };
-  // Only a plain socket is known to be done with bytes when its write callback runs (they are in
-  // the kernel); the LOCAL pipe hands them on to the mover by reference, and TLS is left out
-  // rather than trusted on its buffering: there the buffers are not reused.
-  const recycled = opts.out instanceof Socket && !(opts.out instanceof TLSSocket);
+  const frames = FrameRecycler.for(out, opts.out);
+  const recycled = frames.enabled;
   const items = scan({
     root: opts.source ?? opts.root,
     remap: opts.remap,
@@ -121,7 +120,6 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
   /** First names (keys: latin1 paths) that were not archived, and the name that took over, if any. */
   const dropped = new Map<string, Buffer | undefined>();
   const changes = new ChangeSelector(opts.base);
-  const frames = new FrameRecycler(out, recycled);
 
   for await (const q of items) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
@@ -190,15 +188,30 @@ export class FrameRecycler {
   private current: ArrayBufferLike | undefined;
   private until = 0;
   private readonly waiting: Array<{ buffer: ArrayBufferLike; until: number }> = [];
+  /** Whether buffers come back at all (then the scan is told so: ScanOptions.recycled). */
+  readonly enabled: boolean;
+  /** Whether the end of the stream means every byte is done with (a socket: written out). */
+  private readonly doneAtEnd: boolean;
 
-  constructor(
-    out: ChunkedWriter,
-    private readonly enabled: boolean,
-  ) {
-    if (!enabled) return;
-    out.onWritten = (offset) => {
+  /**
+   * For a backup writing `out` to `conn`. A plain socket is done with bytes when their write
+   * callback runs (they are in the kernel); the LOCAL pipe hands them on to the mover by
+   * reference, so there they are done with once the mover asks for more (onReaderDone). TLS is
+   * left out rather than trusted on its buffering: there the buffers are not reused.
+   */
+  static for(out: ChunkedWriter, conn: Duplex): FrameRecycler {
+    return new FrameRecycler(out, conn instanceof Socket && !(conn instanceof TLSSocket) ? "socket" : "local", conn);
+  }
+
+  constructor(out: ChunkedWriter, kind: "socket" | "local", conn: Duplex) {
+    const free = (offset: number) => {
       while (this.waiting.length > 0 && this.waiting[0]!.until <= offset) recycleFrames(this.waiting.shift()!.buffer);
     };
+    this.doneAtEnd = kind === "socket";
+    if (kind === "socket") out.onWritten = free;
+    // The pipe's offsets count from its first byte, as the writer's do: `out` is its only writer
+    // from the start of the stream (dump's second pass makes its recycler after the directories).
+    this.enabled = kind === "socket" || onReaderDone(conn, free);
   }
 
   /** An item of the batch in `buffer` is next. */
@@ -213,11 +226,15 @@ export class FrameRecycler {
     if (this.current) this.until = offset;
   }
 
-  /** The stream has ended: everything was written. */
+  /**
+   * The stream has ended. On a socket everything was written out; on the LOCAL pipe the mover
+   * may still be reading the last bytes: what it has not asked past is left to the collector.
+   */
   end(): void {
-    for (const w of this.waiting.splice(0)) recycleFrames(w.buffer);
-    if (this.current) recycleFrames(this.current);
+    const rest = this.waiting.splice(0);
+    if (this.current) rest.push({ buffer: this.current, until: this.until });
     this.current = undefined;
+    if (this.doneAtEnd) for (const w of rest) recycleFrames(w.buffer);
   }
 }
 

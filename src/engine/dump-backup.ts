@@ -25,9 +25,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
-import { Socket } from "node:net";
 import { hostname } from "node:os";
-import { TLSSocket } from "node:tls";
 import { join } from "node:path";
 import type { Entry, EntryType } from "../../formats/entry.ts";
 import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
@@ -282,8 +280,8 @@ async function dumpFilesystem(
   // workers when there are some (a list scan, small files read ahead on another core), else
   // here, the next READ_AHEAD described (and small files read) while earlier ones stream.
   // Only a plain socket is known to be done with bytes when its write callback runs (as in the tar backup).
-  const recycled = opts.out instanceof Socket && !(opts.out instanceof TLSSocket);
-  const frames = new FrameRecycler(out, recycled);
+  const frames = FrameRecycler.for(out, opts.out);
+  const recycled = frames.enabled;
   // Buffers come back only once written (the scan's pool): what is held goes out while it waits.
   const pool = recycled ? { beforeWait: () => void out.flush().catch(() => {}) } : undefined;
   for await (const p of prepared(dumpedFiles, objects, from, opts, pool)) {

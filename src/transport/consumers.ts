@@ -18,6 +18,13 @@ import { ipv4Of } from "./tcp.ts";
 export class Consumption {
   /** Bytes the reader took. */
   taken = 0;
+  /**
+   * Bytes the reader is done with: every reader of ours is done with a chunk when it asks its
+   * iterator for the next one (the mover copies each chunk into its record before it asks).
+   */
+  released = 0;
+  /** Hears each advance of `released`. */
+  onReleased?: (offset: number) => void;
   /** Reads of the reader waiting for bytes. */
   private asking = 0;
   private readonly listeners = new Set<() => void>();
@@ -26,6 +33,10 @@ export class Consumption {
   track<T extends AsyncIterator<Buffer>>(it: T): T {
     const next = it.next.bind(it);
     it.next = async () => {
+      if (this.taken > this.released) {
+        this.released = this.taken;
+        this.onReleased?.(this.released);
+      }
       this.asking++;
       this.changed();
       try {
@@ -81,6 +92,19 @@ export function pairReader(writer: Duplex, reader: Duplex): void {
   const c = new Consumption();
   localReaders.set(writer, c);
   trackIterator(reader, c);
+}
+
+/**
+ * For a LOCAL pipe's writing end: calls `listener` with the stream offset up to which the
+ * reader is done with the bytes written (they were handed over by reference, see local.ts), so
+ * that the writer may reuse the buffers that held them. False (nothing set) for any other
+ * connection.
+ */
+export function onReaderDone(writer: Duplex, listener: (offset: number) => void): boolean {
+  const c = localReaders.get(writer);
+  if (!c) return false;
+  c.onReleased = listener;
+  return true;
 }
 
 /** The data service's TCP connection: its reads become known to a mover of this process. */

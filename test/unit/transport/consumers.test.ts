@@ -1,7 +1,8 @@
 /** What a mover waits for before a pause in recovery: its reader starved, or the bytes written out. */
 import { createServer, connect, type Socket } from "node:net";
+import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { consumed, noteSent, trackTcpReader } from "../../../src/transport/consumers.ts";
+import { consumed, noteSent, onReaderDone, trackTcpReader } from "../../../src/transport/consumers.ts";
 import { createLocalPair } from "../../../src/transport/local.ts";
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -76,5 +77,31 @@ describe("consumed()", () => {
     writer.destroy();
     await pending.catch(() => {});
     reader.destroy();
+  });
+});
+
+describe("onReaderDone()", () => {
+  it("LOCAL: the reader is done with a chunk when it asks for the next one", async () => {
+    const { mover, data } = createLocalPair();
+    const heard: number[] = [];
+    expect(onReaderDone(data, (offset) => heard.push(offset))).toBe(true);
+    const it = mover[Symbol.asyncIterator]();
+    data.write(Buffer.alloc(3000, 1));
+    const first = await it.next();
+    expect(first.value.length).toBe(3000);
+    await tick();
+    expect(heard).toEqual([]); // taken, still in use
+    data.write(Buffer.alloc(1000, 2));
+    const second = await it.next();
+    expect(heard).toEqual([3000]);
+    expect(second.value.length).toBe(1000);
+    const end = it.next();
+    expect(heard).toEqual([3000, 4000]);
+    data.end();
+    expect((await end).done).toBe(true);
+  });
+
+  it("nothing for a connection whose reader is not ours", () => {
+    expect(onReaderDone(new PassThrough(), () => {})).toBe(false);
   });
 });
