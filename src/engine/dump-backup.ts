@@ -34,7 +34,7 @@ import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning,
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
-import { FrameRecycler, paced, show, type BackupOptions, type BackupResult } from "./backup.ts";
+import { FrameRecycler, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { listScanAvailable, scan } from "./scan.ts";
@@ -169,7 +169,8 @@ async function dumpFilesystem(
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-    await paced(opts);
+    const wait = opts.pace?.(); // paced(), without an await per entry while there is room
+    if (wait) await wait;
     const isRoot = entry.path.equals(DOT);
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
@@ -265,7 +266,8 @@ async function dumpFilesystem(
 
   for (const d of dirs) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-    await paced(opts);
+    const wait = opts.pace?.(); // paced(), without an await per entry while there is room
+    if (wait) await wait;
     const { offset, bytes } = writer.directory(d.ino, d.entry, d.children, d.parent);
     forward();
     await out.push(bytes);
@@ -285,7 +287,8 @@ async function dumpFilesystem(
   const frames = new FrameRecycler(out, opts.out instanceof Socket && !(opts.out instanceof TLSSocket));
   for await (const p of prepared(dumpedFiles, objects, from, opts)) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-    await paced(opts);
+    const wait = opts.pace?.(); // paced(), without an await per entry while there is room
+    if (wait) await wait;
     if (p.frame) frames.enter(p.frame.buffer);
     if (!writer.isNamed(p.ino)) continue; // every name was left out: nothing would find it
     if (p.entry instanceof Error) {
