@@ -84,6 +84,78 @@ interface ObjRecord {
   moreNames?: Buffer[];
 }
 
+const OBJ_TYPES: NonDirType[] = ["file", "symlink", "fifo", "chardev", "blockdev", "socket"];
+
+/**
+ * Pass 1's non-directories by dump inode number, in arrays indexed by the number rather than an
+ * object and a Map entry each (a tree of small files is mostly these; fewer live objects also
+ * means less for the garbage collector to go through again and again during pass 2). get()
+ * hands out an ObjRecord made for the caller: change a record with addName(), not through it.
+ */
+class ObjectTable {
+  private readonly rels: Array<Buffer | undefined> = [];
+  private types = new Uint8Array(1024);
+  private sizes = new Float64Array(1024);
+  /** The few with data runs, or more than one name. */
+  private readonly sparse = new Map<number, DataRun[]>();
+  private readonly names = new Map<number, Buffer[]>();
+
+  set(ino: number, rec: ObjRecord): void {
+    if (ino >= this.types.length) this.grow(ino);
+    while (this.rels.length < ino) this.rels.push(undefined); // dense, not holey
+    this.rels[ino] = rec.rel;
+    this.types[ino] = OBJ_TYPES.indexOf(rec.type);
+    this.sizes[ino] = rec.size;
+    if (rec.sparse) this.sparse.set(ino, rec.sparse);
+    if (rec.moreNames) this.names.set(ino, rec.moreNames);
+  }
+
+  get(ino: number): ObjRecord | undefined {
+    const rel = this.rels[ino];
+    if (rel === undefined) return undefined;
+    const rec: ObjRecord = { rel, type: OBJ_TYPES[this.types[ino]!]!, size: this.sizes[ino]! };
+    const sparse = this.sparse.get(ino);
+    if (sparse) rec.sparse = sparse;
+    const names = this.names.get(ino);
+    if (names) rec.moreNames = names;
+    return rec;
+  }
+
+  /** The path alone (pass 2's list). */
+  rel(ino: number): Buffer | undefined {
+    return this.rels[ino];
+  }
+
+  /** Another name of the inode (a hard link). */
+  addName(ino: number, path: Buffer): void {
+    const names = this.names.get(ino);
+    if (names) names.push(path);
+    else this.names.set(ino, [path]);
+  }
+
+  delete(ino: number): void {
+    if (this.rels[ino] === undefined) return;
+    this.rels[ino] = undefined;
+    this.sparse.delete(ino);
+    this.names.delete(ino);
+  }
+
+  /** The numbers held, ascending. */
+  *keys(): Generator<number> {
+    for (let ino = 0; ino < this.rels.length; ino++) if (this.rels[ino] !== undefined) yield ino;
+  }
+
+  private grow(ino: number): void {
+    const n = Math.max(ino + 1, this.types.length * 2);
+    const types = new Uint8Array(n);
+    types.set(this.types);
+    const sizes = new Float64Array(n);
+    sizes.set(this.sizes);
+    this.types = types;
+    this.sizes = sizes;
+  }
+}
+
 /**
  * What the state directory keeps per filesystem (stateDir/dump/<fsid>.json): the inode
  * numbers. (Dump dates are src/incremental's dumpdates, shared with tar.)
@@ -150,7 +222,7 @@ async function dumpFilesystem(
   // ---- pass 1: walk, number, collect directories ----
   const dirs: DirRecord[] = [];
   const dirByRel = new Map<string, DirRecord>();
-  const objects = new Map<number, ObjRecord>();
+  const objects = new ObjectTable();
   const existing: number[] = [];
   const dumped = new Set<number>();
   /** The numbers of the identities seen in this walk. */
@@ -190,7 +262,7 @@ async function dumpFilesystem(
       const obj = objects.get(ino);
       if (obj) {
         parent!.children.push({ name, ino, type: obj.type });
-        (obj.moreNames ??= []).push(entry.path);
+        objects.addName(ino, entry.path);
         if (incremental && parent!.whole) dumped.add(ino);
       }
       continue;
@@ -333,7 +405,7 @@ function isParentOf(dir: DirRecord, path: Buffer, slash: number): boolean {
  * directory is left out (see the writer's longNameClashes), and with it whatever only that
  * name leads to, before the inode maps are made: nothing unnamed goes on tape.
  */
-function dropClashingNames(dirs: DirRecord[], objects: Map<number, ObjRecord>, dumped: Set<number>, existing: number[], warn: (m: string) => void): void {
+function dropClashingNames(dirs: DirRecord[], objects: ObjectTable, dumped: Set<number>, existing: number[], warn: (m: string) => void): void {
   const dropped = new Set<number>();
   let any = false;
   for (const d of dirs) {
@@ -385,7 +457,7 @@ async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]
 // ---- pass 2 helpers ---------------------------------------------------------------------------
 
 /** The inodes to write, in order, each as it is now (with its content when small). */
-function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
+function prepared(inos: number[], objects: ObjectTable, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
   return listScanAvailable() ? preparedByWorkers(inos, objects, root, opts) : preparedHere(inos, objects, root, opts.native);
 }
 
@@ -394,14 +466,14 @@ function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer,
  * they could not describe comes back as a report in its place, so reports and items together
  * are the inodes in order.
  */
-async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
+async function* preparedByWorkers(inos: number[], objects: ObjectTable, root: Buffer, opts: BackupOptions): AsyncGenerator<Prepared> {
   const failed: Error[] = [];
   let next = 0;
   const failure = (ino: number, rec: ObjRecord, e: Error): Prepared => ({ ino, rec, entry: errorCode(e) === "ENOENT" ? new Error("vanished before it could be backed up") : e });
   const items = scan({
     root,
     native: opts.native,
-    list: inos.map((ino) => objects.get(ino)!.rel),
+    list: inos.map((ino) => objects.rel(ino)!),
     readAhead: SMALL_FILE,
     headerRoom: ROOM,
     frameAlign: ROOM,
@@ -427,7 +499,7 @@ async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord
 }
 
 /** Without workers (Node, Deno): described and read here, READ_AHEAD inodes ahead. */
-async function* preparedHere(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, native: NativeApi | undefined): AsyncGenerator<Prepared> {
+async function* preparedHere(inos: number[], objects: ObjectTable, root: Buffer, native: NativeApi | undefined): AsyncGenerator<Prepared> {
   const pending: Array<Promise<Prepared>> = [];
   let next = 0;
   const refill = () => {
