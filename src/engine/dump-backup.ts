@@ -85,25 +85,46 @@ interface ObjRecord {
 }
 
 const OBJ_TYPES: NonDirType[] = ["file", "symlink", "fifo", "chardev", "blockdev", "socket"];
+const ABSENT = 255;
+
+function grown<T extends Float64Array | Uint32Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
 
 /**
  * Pass 1's non-directories by dump inode number, in arrays indexed by the number rather than an
- * object and a Map entry each (a tree of small files is mostly these; fewer live objects also
- * means less for the garbage collector to go through again and again during pass 2). get()
- * hands out an ObjRecord made for the caller: change a record with addName(), not through it.
+ * object and a Map entry each, their paths copied one after another into one buffer (a tree of
+ * small files is mostly these; fewer live objects also means less for the garbage collector to
+ * go through again and again during pass 2, and the walk's batches are not kept alive by views
+ * of their bytes). get() and rel() hand out views made for the caller: change a record with
+ * addName(), not through them.
  */
 class ObjectTable {
-  private readonly rels: Array<Buffer | undefined> = [];
-  private types = new Uint8Array(1024);
+  private paths = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+  /** Per inode: where its path starts in `paths`, its length, its type (ABSENT: none). */
+  private starts = new Float64Array(1024);
+  private lengths = new Uint32Array(1024);
+  private types = new Uint8Array(1024).fill(ABSENT);
   private sizes = new Float64Array(1024);
+  private end = 0;
   /** The few with data runs, or more than one name. */
   private readonly sparse = new Map<number, DataRun[]>();
   private readonly names = new Map<number, Buffer[]>();
 
   set(ino: number, rec: ObjRecord): void {
     if (ino >= this.types.length) this.grow(ino);
-    while (this.rels.length < ino) this.rels.push(undefined); // dense, not holey
-    this.rels[ino] = rec.rel;
+    if (this.used + rec.rel.length > this.paths.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.paths.length * 2, this.used + rec.rel.length));
+      this.paths.copy(bigger, 0, 0, this.used);
+      this.paths = bigger;
+    }
+    rec.rel.copy(this.paths, this.used);
+    this.starts[ino] = this.used;
+    this.lengths[ino] = rec.rel.length;
+    this.used += rec.rel.length;
+    this.end = Math.max(this.end, ino + 1);
     this.types[ino] = OBJ_TYPES.indexOf(rec.type);
     this.sizes[ino] = rec.size;
     if (rec.sparse) this.sparse.set(ino, rec.sparse);
@@ -111,7 +132,7 @@ class ObjectTable {
   }
 
   get(ino: number): ObjRecord | undefined {
-    const rel = this.rels[ino];
+    const rel = this.rel(ino);
     if (rel === undefined) return undefined;
     const rec: ObjRecord = { rel, type: OBJ_TYPES[this.types[ino]!]!, size: this.sizes[ino]! };
     const sparse = this.sparse.get(ino);
@@ -123,7 +144,9 @@ class ObjectTable {
 
   /** The path alone (pass 2's list). */
   rel(ino: number): Buffer | undefined {
-    return this.rels[ino];
+    if (!(ino < this.end) || this.types[ino] === ABSENT) return undefined;
+    const start = this.starts[ino]!;
+    return this.paths.subarray(start, start + this.lengths[ino]!);
   }
 
   /** Another name of the inode (a hard link). */
@@ -134,25 +157,25 @@ class ObjectTable {
   }
 
   delete(ino: number): void {
-    if (this.rels[ino] === undefined) return;
-    this.rels[ino] = undefined;
+    if (!(ino < this.end)) return;
+    this.types[ino] = ABSENT;
     this.sparse.delete(ino);
     this.names.delete(ino);
   }
 
   /** The numbers held, ascending. */
   *keys(): Generator<number> {
-    for (let ino = 0; ino < this.rels.length; ino++) if (this.rels[ino] !== undefined) yield ino;
+    for (let ino = 0; ino < this.end; ino++) if (this.types[ino] !== ABSENT) yield ino;
   }
 
   private grow(ino: number): void {
     const n = Math.max(ino + 1, this.types.length * 2);
-    const types = new Uint8Array(n);
+    const types = new Uint8Array(n).fill(ABSENT);
     types.set(this.types);
-    const sizes = new Float64Array(n);
-    sizes.set(this.sizes);
     this.types = types;
-    this.sizes = sizes;
+    this.sizes = grown(this.sizes, new Float64Array(n));
+    this.starts = grown(this.starts, new Float64Array(n));
+    this.lengths = grown(this.lengths, new Uint32Array(n));
   }
 }
 
