@@ -44,16 +44,25 @@ function id(v: IdNumber): Id {
   return typeof v === "number" || v > BigInt(Number.MAX_SAFE_INTEGER) ? v : Number(v);
 }
 
-/** "dev:ino" as toJSON writes it, back to its two ids (a TypeError when it is not one). */
+/** "dev:ino" as toJSON writes it, back to its two ids (a TypeError when it is not one). Read without a regular expression: a state holds one key per object. */
 function parseKey(key: unknown): [Id, Id] {
-  const m = typeof key === "string" ? /^(\d+):(\d+)$/.exec(key) : null;
-  if (!m) throw new TypeError(`bad InodeMap key ${JSON.stringify(key)}`);
-  return [idOf(m[1]!), idOf(m[2]!)];
+  const colon = typeof key === "string" ? key.indexOf(":") : -1;
+  const dev = colon > 0 ? idOf(key as string, 0, colon) : undefined;
+  const ino = dev === undefined ? undefined : idOf(key as string, colon + 1, (key as string).length);
+  if (dev === undefined || ino === undefined) throw new TypeError(`bad InodeMap key ${JSON.stringify(key)}`);
+  return [dev, ino];
 }
 
-/** Up to 15 digits is always a safe integer: no BigInt needed (one key per object when a state is loaded). */
-function idOf(digits: string): Id {
-  return digits.length <= 15 ? Number(digits) : id(BigInt(digits));
+/** The decimal number in key[from, to), or undefined if that is not one; up to 15 digits is always a safe integer. */
+function idOf(key: string, from: number, to: number): Id | undefined {
+  if (to <= from) return undefined;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const digit = key.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return undefined;
+    n = n * 10 + digit;
+  }
+  return to - from <= 15 ? n : id(BigInt(key.slice(from, to)));
 }
 
 export class InodeMap {
