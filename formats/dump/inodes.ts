@@ -35,17 +35,46 @@ const FIRST = 3;
 const LIMIT = 0xffffffff;
 
 function identityKey(dev: IdNumber, ino: IdNumber): string {
-  return `${idText(dev)}:${idText(ino)}`;
+  return `${BigInt(dev)}:${BigInt(ino)}`;
 }
 
-/** Decimal, as BigInt(v) prints it; without making a BigInt for the usual number (one key per object walked). */
-function idText(v: IdNumber): string {
-  return typeof v === "number" && Number.isSafeInteger(v) ? String(v) : BigInt(v).toString();
+/** Map keys: a number when exact, else the bigint (Map compares bigints by value), so 5 and 5n are one key. */
+type Id = number | bigint;
+function id(v: IdNumber): Id {
+  return typeof v === "number" || v > BigInt(Number.MAX_SAFE_INTEGER) ? v : Number(v);
+}
+
+/** "dev:ino" as toJSON writes it, back to its two ids (a TypeError when it is not one). Read without a regular expression: a state holds one key per object. */
+function parseKey(key: unknown): [Id, Id] {
+  const colon = typeof key === "string" ? key.indexOf(":") : -1;
+  const dev = colon > 0 ? idOf(key as string, 0, colon) : undefined;
+  const ino = dev === undefined ? undefined : idOf(key as string, colon + 1, (key as string).length);
+  if (dev === undefined || ino === undefined) throw new TypeError(`bad InodeMap key ${JSON.stringify(key)}`);
+  return [dev, ino];
+}
+
+/** The decimal number in key[from, to), or undefined if that is not one; up to 15 digits is always a safe integer. */
+function idOf(key: string, from: number, to: number): Id | undefined {
+  if (to <= from) return undefined;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const digit = key.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return undefined;
+    n = n * 10 + digit;
+  }
+  return to - from <= 15 ? n : id(BigInt(key.slice(from, to)));
 }
 
 export class InodeMap {
-  private readonly byKey = new Map<string, number>();
+  /**
+   * dev -> ino -> number, root excluded. Numeric keys, not "dev:ino" strings: the map takes
+   * one entry per object of the tree, and a string per object cost more than the rest of
+   * the first pass's bookkeeping.
+   */
+  private readonly byId = new Map<Id, Map<Id, number>>();
   private rootKey: string | null = null;
+  private rootDev: Id | undefined;
+  private rootIno: Id | undefined;
   private nextNumber = FIRST;
 
   /**
@@ -54,34 +83,37 @@ export class InodeMap {
    * dropped; if the new root was known under another number, that number is retired.
    */
   setRoot(dev: IdNumber, ino: IdNumber): number {
-    const key = identityKey(dev, ino);
-    this.byKey.delete(key);
-    this.rootKey = key;
+    this.byId.get(id(dev))?.delete(id(ino));
+    this.setRootKey(identityKey(dev, ino));
     return ROOT;
   }
 
   /** Number for an object, allocating a new one at the end if it was never seen. */
   assign(dev: IdNumber, ino: IdNumber): number {
-    const key = identityKey(dev, ino);
-    if (key === this.rootKey) return ROOT;
-    const known = this.byKey.get(key);
+    const d = id(dev);
+    const i = id(ino);
+    if (i === this.rootIno && d === this.rootDev) return ROOT;
+    let inos = this.byId.get(d);
+    if (!inos) this.byId.set(d, (inos = new Map()));
+    const known = inos.get(i);
     if (known !== undefined) return known;
     if (this.nextNumber > LIMIT) throw new RangeError("dump inode numbers exhausted (u32); compact the map");
     const fresh = this.nextNumber++;
-    this.byKey.set(key, fresh);
+    inos.set(i, fresh);
     return fresh;
   }
 
   /** Number for an object, or undefined if it was never assigned. */
   lookup(dev: IdNumber, ino: IdNumber): number | undefined {
-    const key = identityKey(dev, ino);
-    if (key === this.rootKey) return ROOT;
-    return this.byKey.get(key);
+    const d = id(dev);
+    const i = id(ino);
+    if (i === this.rootIno && d === this.rootDev) return ROOT;
+    return this.byId.get(d)?.get(i);
   }
 
   /** Drop an identity (object deleted). Its number is not reused until `compact()`. */
   forget(dev: IdNumber, ino: IdNumber): void {
-    this.byKey.delete(identityKey(dev, ino));
+    this.byId.get(id(dev))?.delete(id(ino));
   }
 
   /**
@@ -89,7 +121,7 @@ export class InodeMap {
    * their numbers are still never handed out again. The root is kept.
    */
   keepOnly(keep: (ino: number) => boolean): void {
-    for (const [key, ino] of this.byKey) if (!keep(ino)) this.byKey.delete(key);
+    for (const inos of this.byId.values()) for (const [i, n] of inos) if (!keep(n)) inos.delete(i);
   }
 
   /** Highest number handed out so far + 1: the `maxino` a dump needs for its maps. */
@@ -98,7 +130,9 @@ export class InodeMap {
   }
 
   get size(): number {
-    return this.byKey.size + (this.rootKey === null ? 0 : 1);
+    let n = this.rootKey === null ? 0 : 1;
+    for (const inos of this.byId.values()) n += inos.size;
+    return n;
   }
 
   /**
@@ -107,13 +141,20 @@ export class InodeMap {
    */
   compact(live: Iterable<[dev: IdNumber, ino: IdNumber]>): InodeMap {
     const out = new InodeMap();
-    if (this.rootKey !== null) out.rootKey = this.rootKey;
+    if (this.rootKey !== null) out.setRootKey(this.rootKey);
     for (const [dev, ino] of live) out.assign(dev, ino);
     return out;
   }
 
   toJSON(): InodeMapJSON {
-    return { version: 1, next: this.nextNumber, root: this.rootKey, entries: [...this.byKey] };
+    const entries: Array<[string, number]> = [];
+    for (const [d, inos] of this.byId) for (const [i, n] of inos) entries.push([`${d}:${i}`, n]);
+    return { version: 1, next: this.nextNumber, root: this.rootKey, entries };
+  }
+
+  private setRootKey(key: string): void {
+    this.rootKey = key;
+    [this.rootDev, this.rootIno] = parseKey(key);
   }
 
   static fromJSON(json: InodeMapJSON): InodeMap {
@@ -122,12 +163,15 @@ export class InodeMap {
     }
     const map = new InodeMap();
     map.nextNumber = json.next;
-    map.rootKey = typeof json.root === "string" ? json.root : null;
+    if (typeof json.root === "string") map.setRootKey(json.root);
     for (const [key, ino] of json.entries) {
       if (typeof key !== "string" || !Number.isInteger(ino) || ino < FIRST || ino >= json.next) {
         throw new TypeError(`bad InodeMap entry ${JSON.stringify([key, ino])}`);
       }
-      map.byKey.set(key, ino);
+      const [d, i] = parseKey(key);
+      let inos = map.byId.get(d);
+      if (!inos) map.byId.set(d, (inos = new Map()));
+      inos.set(i, ino);
     }
     return map;
   }

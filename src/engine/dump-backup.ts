@@ -32,7 +32,7 @@ import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning,
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
-import { FrameRecycler, paced, show, type BackupOptions, type BackupResult } from "./backup.ts";
+import { FrameRecycler, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { listScanAvailable, scan } from "./scan.ts";
@@ -80,6 +80,101 @@ interface ObjRecord {
   size: number;
   /** Other names of a hard-linked file (file-style history needs every path). */
   moreNames?: Buffer[];
+}
+
+const OBJ_TYPES: NonDirType[] = ["file", "symlink", "fifo", "chardev", "blockdev", "socket"];
+const ABSENT = 255;
+
+function grown<T extends Float64Array | Uint32Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
+
+/**
+ * Pass 1's non-directories by dump inode number, in arrays indexed by the number rather than an
+ * object and a Map entry each, their paths copied one after another into one buffer (a tree of
+ * small files is mostly these; fewer live objects also means less for the garbage collector to
+ * go through again and again during pass 2, and the walk's batches are not kept alive by views
+ * of their bytes). get() and rel() hand out views made for the caller: change a record with
+ * addName(), not through them.
+ */
+class ObjectTable {
+  private paths = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+  /** Per inode: where its path starts in `paths`, its length, its type (ABSENT: none). */
+  private starts = new Float64Array(1024);
+  private lengths = new Uint32Array(1024);
+  private types = new Uint8Array(1024).fill(ABSENT);
+  private sizes = new Float64Array(1024);
+  private end = 0;
+  /** The few with data runs, or more than one name. */
+  private readonly sparse = new Map<number, DataRun[]>();
+  private readonly names = new Map<number, Buffer[]>();
+
+  set(ino: number, rec: ObjRecord): void {
+    if (ino >= this.types.length) this.grow(ino);
+    if (this.used + rec.rel.length > this.paths.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.paths.length * 2, this.used + rec.rel.length));
+      this.paths.copy(bigger, 0, 0, this.used);
+      this.paths = bigger;
+    }
+    rec.rel.copy(this.paths, this.used);
+    this.starts[ino] = this.used;
+    this.lengths[ino] = rec.rel.length;
+    this.used += rec.rel.length;
+    this.end = Math.max(this.end, ino + 1);
+    this.types[ino] = OBJ_TYPES.indexOf(rec.type);
+    this.sizes[ino] = rec.size;
+    if (rec.sparse) this.sparse.set(ino, rec.sparse);
+    if (rec.moreNames) this.names.set(ino, rec.moreNames);
+  }
+
+  get(ino: number): ObjRecord | undefined {
+    const rel = this.rel(ino);
+    if (rel === undefined) return undefined;
+    const rec: ObjRecord = { rel, type: OBJ_TYPES[this.types[ino]!]!, size: this.sizes[ino]! };
+    const sparse = this.sparse.get(ino);
+    if (sparse) rec.sparse = sparse;
+    const names = this.names.get(ino);
+    if (names) rec.moreNames = names;
+    return rec;
+  }
+
+  /** The path alone (pass 2's list). */
+  rel(ino: number): Buffer | undefined {
+    if (!(ino < this.end) || this.types[ino] === ABSENT) return undefined;
+    const start = this.starts[ino]!;
+    return this.paths.subarray(start, start + this.lengths[ino]!);
+  }
+
+  /** Another name of the inode (a hard link). */
+  addName(ino: number, path: Buffer): void {
+    const names = this.names.get(ino);
+    if (names) names.push(path);
+    else this.names.set(ino, [path]);
+  }
+
+  delete(ino: number): void {
+    if (!(ino < this.end)) return;
+    this.types[ino] = ABSENT;
+    this.sparse.delete(ino);
+    this.names.delete(ino);
+  }
+
+  /** The numbers held, ascending. */
+  *keys(): Generator<number> {
+    for (let ino = 0; ino < this.end; ino++) if (this.types[ino] !== ABSENT) yield ino;
+  }
+
+  private grow(ino: number): void {
+    const n = Math.max(ino + 1, this.types.length * 2);
+    const types = new Uint8Array(n).fill(ABSENT);
+    types.set(this.types);
+    this.types = types;
+    this.sizes = grown(this.sizes, new Float64Array(n));
+    this.starts = grown(this.starts, new Float64Array(n));
+    this.lengths = grown(this.lengths, new Uint32Array(n));
+  }
 }
 
 /**
@@ -148,7 +243,7 @@ async function dumpFilesystem(
   // ---- pass 1: walk, number, collect directories ----
   const dirs: DirRecord[] = [];
   const dirByRel = new Map<string, DirRecord>();
-  const objects = new Map<number, ObjRecord>();
+  const objects = new ObjectTable();
   const existing: number[] = [];
   const dumped = new Set<number>();
   /** The numbers of the identities seen in this walk. */
@@ -167,7 +262,8 @@ async function dumpFilesystem(
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-    await paced(opts);
+    const wait = opts.pace?.(); // paced(), without an await per entry while there is room
+    if (wait) await wait;
     const isRoot = entry.path.equals(DOT);
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
@@ -187,7 +283,7 @@ async function dumpFilesystem(
       const obj = objects.get(ino);
       if (obj) {
         parent!.children.push({ name, ino, type: obj.type });
-        (obj.moreNames ??= []).push(entry.path);
+        objects.addName(ino, entry.path);
         if (incremental && parent!.whole) dumped.add(ino);
       }
       continue;
@@ -263,7 +359,8 @@ async function dumpFilesystem(
 
   for (const d of dirs) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-    await paced(opts);
+    const wait = opts.pace?.(); // paced(), without an await per entry while there is room
+    if (wait) await wait;
     const { offset, bytes } = writer.directory(d.ino, d.entry, d.children, d.parent);
     forward();
     await out.push(bytes);
@@ -279,14 +376,15 @@ async function dumpFilesystem(
   // Non-directories, ascending, each described again just before it is written: by the scan
   // workers when there are some (a list scan, small files read ahead on another core), else
   // here, the next READ_AHEAD described (and small files read) while earlier ones stream.
-  // Only a plain socket is known to be done with bytes when its write callback runs (as in the tar backup).
+  // Frames come back as in the tar backup (FrameRecycler.for: a plain socket or the LOCAL pipe).
   const frames = FrameRecycler.for(out, opts.out);
   const recycled = frames.enabled;
   // Buffers come back only once written (the scan's pool): what is held goes out while it waits.
   const pool = recycled ? { beforeWait: () => void out.flush().catch(() => {}) } : undefined;
   for await (const p of prepared(dumpedFiles, objects, from, opts, pool)) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
-    await paced(opts);
+    const wait = opts.pace?.(); // paced(), without an await per entry while there is room
+    if (wait) await wait;
     if (p.frame) frames.enter(p.frame.buffer);
     if (!writer.isNamed(p.ino)) continue; // every name was left out: nothing would find it
     if (p.entry instanceof Error) {
@@ -331,7 +429,7 @@ function isParentOf(dir: DirRecord, path: Buffer, slash: number): boolean {
  * directory is left out (see the writer's longNameClashes), and with it whatever only that
  * name leads to, before the inode maps are made: nothing unnamed goes on tape.
  */
-function dropClashingNames(dirs: DirRecord[], objects: Map<number, ObjRecord>, dumped: Set<number>, existing: number[], warn: (m: string) => void): void {
+function dropClashingNames(dirs: DirRecord[], objects: ObjectTable, dumped: Set<number>, existing: number[], warn: (m: string) => void): void {
   const dropped = new Set<number>();
   let any = false;
   for (const d of dirs) {
@@ -386,7 +484,7 @@ async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]
 /** `pool`: the frames are recycled (ScanOptions.recycled), and what to do while the scan waits. */
 type FramePool = { beforeWait: () => void } | undefined;
 
-function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions, pool: FramePool): AsyncGenerator<Prepared> {
+function prepared(inos: number[], objects: ObjectTable, root: Buffer, opts: BackupOptions, pool: FramePool): AsyncGenerator<Prepared> {
   return listScanAvailable() ? preparedByWorkers(inos, objects, root, opts, pool) : preparedHere(inos, objects, root, opts.native);
 }
 
@@ -395,14 +493,14 @@ function prepared(inos: number[], objects: Map<number, ObjRecord>, root: Buffer,
  * they could not describe comes back as a report in its place, so reports and items together
  * are the inodes in order.
  */
-async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, opts: BackupOptions, pool: FramePool): AsyncGenerator<Prepared> {
+async function* preparedByWorkers(inos: number[], objects: ObjectTable, root: Buffer, opts: BackupOptions, pool: FramePool): AsyncGenerator<Prepared> {
   const failed: Error[] = [];
   let next = 0;
   const failure = (ino: number, rec: ObjRecord, e: Error): Prepared => ({ ino, rec, entry: errorCode(e) === "ENOENT" ? new Error("vanished before it could be backed up") : e });
   const items = scan({
     root,
     native: opts.native,
-    list: inos.map((ino) => objects.get(ino)!.rel),
+    list: inos.map((ino) => objects.rel(ino)!),
     readAhead: SMALL_FILE,
     headerRoom: ROOM,
     frameAlign: ROOM,
@@ -430,7 +528,7 @@ async function* preparedByWorkers(inos: number[], objects: Map<number, ObjRecord
 }
 
 /** Without workers (Node, Deno): described and read here, READ_AHEAD inodes ahead. */
-async function* preparedHere(inos: number[], objects: Map<number, ObjRecord>, root: Buffer, native: NativeApi | undefined): AsyncGenerator<Prepared> {
+async function* preparedHere(inos: number[], objects: ObjectTable, root: Buffer, native: NativeApi | undefined): AsyncGenerator<Prepared> {
   const pending: Array<Promise<Prepared>> = [];
   let next = 0;
   const refill = () => {

@@ -27,6 +27,10 @@ describe("InodeMap", () => {
     expect(copy.assign(1, 12)).toBe(b + 1);
     expect(() => InodeMap.fromJSON({ version: 2 } as never)).toThrow(TypeError);
     expect(() => InodeMap.fromJSON({ version: 1, next: 3, root: null, entries: [["1:1", 7]] })).toThrow(TypeError);
+    for (const key of ["x:1", "1:", ":1", "1:2:3", "1", "-1:2", "1:2 "]) {
+      expect(() => InodeMap.fromJSON({ version: 1, next: 9, root: null, entries: [[key, 3]] }), key).toThrow(TypeError);
+    }
+    expect(InodeMap.fromJSON({ version: 1, next: 9, root: "7:8", entries: [["1:99999999999999999999", 3]] }).lookup(1, 99999999999999999999n)).toBe(3);
   });
 
   it("never reuses a forgotten number until compacted", () => {
