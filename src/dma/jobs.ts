@@ -219,7 +219,15 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
       result.env = env.map((p: any) => [toBuffer(p.name).toString("utf8"), toBuffer(p.value).toString("utf8")]);
     }
     await data.request(Message.DATA_STOP);
-    await stopMover(tape, o.mode);
+    const mover = await stopMover(tape, o.mode);
+    if (o.mode === "backup" && result.ok && (mover.aborted || mover.bytesMoved < result.bytes)) {
+      // The data service sent the whole stream, but not all of it reached the tape: the backup
+      // is not there to restore, whatever the data side says.
+      const why = `the mover ${mover.aborted ? "did not halt by itself and was aborted" : "halted early"} after writing ${mover.bytesMoved} of ${result.bytes} bytes`;
+      result.errors.push(why);
+      result.ok = false;
+      o.progress?.note(`error: ${why}`);
+    }
     o.progress?.update(result.bytes, o.history?.count ?? 0, o.total?.());
     return result;
   } catch (e) {
@@ -244,18 +252,19 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
  * mover that only notices the closed data connection on its next write (ndmjob's) stays ACTIVE:
  * it is aborted after a short grace period.
  */
-async function stopMover(c: NdmpClient, mode: "backup" | "recover" | "filehist"): Promise<void> {
+async function stopMover(c: NdmpClient, mode: "backup" | "recover" | "filehist"): Promise<{ aborted: boolean; bytesMoved: number }> {
   const t0 = Date.now();
   const grace = mode === "backup" ? 60_000 : 1000;
   let aborted = false;
   for (;;) {
-    const st = (await c.request(Message.MOVER_GET_STATE)).body.state as number;
-    if (st === MoverState.IDLE) return;
-    if (st === MoverState.HALTED) {
+    const st = (await c.request(Message.MOVER_GET_STATE)).body;
+    const bytesMoved = Number(st.bytes_moved ?? 0);
+    if (st.state === MoverState.IDLE) return { aborted, bytesMoved };
+    if (st.state === MoverState.HALTED) {
       await c.request(Message.MOVER_STOP);
-      return;
+      return { aborted, bytesMoved };
     }
-    if (st === MoverState.PAUSED) await c.request(Message.MOVER_CLOSE, {}, { allowBodyError: true });
+    if (st.state === MoverState.PAUSED) await c.request(Message.MOVER_CLOSE, {}, { allowBodyError: true });
     else if (Date.now() - t0 > grace && !aborted) {
       aborted = true;
       await c.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
