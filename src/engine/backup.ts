@@ -169,7 +169,8 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     }
     entries++;
     frames.used(out.offset);
-    if (opts.history) await opts.history.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
+    const posted = opts.history?.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
+    if (posted) await posted;
     opts.progress?.(out.offset, entries, entry.path);
   }
   await out.push(endOfArchive());

@@ -400,8 +400,10 @@ async function dumpFilesystem(
     entries++;
     if (opts.history) {
       const stat = fileStat(entry);
-      if (opts.historyStyle === "dir") await opts.history.addNode(stat, BigInt(p.ino), BigInt(offset));
-      else {
+      if (opts.historyStyle === "dir") {
+        const posted = opts.history.addNode(stat, BigInt(p.ino), BigInt(offset));
+        if (posted) await posted;
+      } else {
         for (const name of [p.rec.rel, ...(p.rec.moreNames ?? [])]) await opts.history.addFile(name, stat, BigInt(p.ino), BigInt(offset));
       }
     }

@@ -62,26 +62,29 @@ export class FileHistory {
 
   constructor(private readonly peer: HistoryPeer) {}
 
+  // The add* calls return a promise only when the caller must wait (a post went out and the DMA
+  // is behind): a backup makes one per object, and an await on each cost a turn of the job.
+
   /** FH_ADD_FILE: `path` is relative to the backup root ("." = the root, sent as "/"). */
-  async addFile(path: Buffer, stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> {
-    if (this.closed) return;
+  addFile(path: Buffer, stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> | undefined {
+    if (this.closed) return undefined;
     const name = path.length === 1 && path[0] === 0x2e ? Buffer.from("/") : slashed(path);
     this.files.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], stats: [stat], node, fh_info: fhInfo });
-    await this.grew(name.length + 96);
+    return this.grew(name.length + 96);
   }
 
   /** FH_ADD_DIR: one directory entry (name = base name only). */
-  async addDir(name: Buffer, node: bigint, parent: bigint): Promise<void> {
-    if (this.closed) return;
+  addDir(name: Buffer, node: bigint, parent: bigint): Promise<void> | undefined {
+    if (this.closed) return undefined;
     this.dirs.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], node, parent });
-    await this.grew(name.length + 32);
+    return this.grew(name.length + 32);
   }
 
   /** FH_ADD_NODE: attributes and position of one inode. */
-  async addNode(stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> {
-    if (this.closed) return;
+  addNode(stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> | undefined {
+    if (this.closed) return undefined;
     this.nodes.push({ stats: [stat], node, fh_info: fhInfo });
-    await this.grew(96);
+    return this.grew(96);
   }
 
   /** Sends everything collected (call before NOTIFY_DATA_HALTED). */
@@ -108,13 +111,13 @@ export class FileHistory {
     this.closed = true;
   }
 
-  private async grew(bytes: number): Promise<void> {
+  private grew(bytes: number): Promise<void> | undefined {
     this.bytes += bytes;
     const count = this.files.length + this.dirs.length + this.nodes.length;
-    if (count < BATCH_ENTRIES && this.bytes < BATCH_BYTES) return;
+    if (count < BATCH_ENTRIES && this.bytes < BATCH_BYTES) return undefined;
     // A node may only be posted after the dir entries naming it: send dirs first (flush does).
     this.flush();
-    await this.peer.drained();
+    return this.peer.drained();
   }
 }
 
