@@ -21,7 +21,7 @@ import type { Timespec } from "../../formats/entry.ts";
 import { changedSince, dirIsKnown } from "../incremental/index.ts";
 import { joinPath, openForBackup, timespecFromNs } from "./fsutil.ts";
 import { fileStat, type FileHistory } from "./history.ts";
-import { NotRegular, READ_FLAGS, recycleFrames, scan, type ScanItem } from "./scan.ts";
+import { NotRegular, READ_FLAGS, recycleFrames, scan, type ScanItem, type ScanOptions } from "./scan.ts";
 import type { Selection } from "./selection.ts";
 
 export interface BackupOptions {
@@ -103,8 +103,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     warnings++;
     opts.warn(m);
   };
-  const frames = FrameRecycler.for(out, opts.out);
-  const recycled = frames.enabled;
+  const frames = new FrameRecycler(out, opts.out);
   const items = scan({
     root: opts.source ?? opts.root,
     remap: opts.remap,
@@ -112,9 +111,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     selection: opts.selection,
     readAhead: SMALL_FILE,
     headerRoom: HEADER_ROOM,
-    recycled,
-    // Buffers come back only once written: what is held goes out while the scan waits.
-    beforeWait: recycled ? () => void out.flush().catch(() => {}) : undefined,
+    ...frames.scanOptions(),
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   });
   /** First names (keys: latin1 paths) that were not archived, and the name that took over, if any. */
@@ -200,19 +197,27 @@ export class FrameRecycler {
    * reference, so there they are done with once the mover asks for more (onReaderDone). TLS is
    * left out rather than trusted on its buffering: there the buffers are not reused.
    */
-  static for(out: ChunkedWriter, conn: Duplex): FrameRecycler {
-    return new FrameRecycler(out, conn instanceof Socket && !(conn instanceof TLSSocket) ? "socket" : "local", conn);
-  }
-
-  constructor(out: ChunkedWriter, kind: "socket" | "local", conn: Duplex) {
+  constructor(
+    private readonly out: ChunkedWriter,
+    conn: Duplex,
+  ) {
     const free = (offset: number) => {
       while (this.waiting.length > 0 && this.waiting[0]!.until <= offset) recycleFrames(this.waiting.shift()!.buffer);
     };
-    this.doneAtEnd = kind === "socket";
-    if (kind === "socket") out.onWritten = free;
+    this.doneAtEnd = conn instanceof Socket && !(conn instanceof TLSSocket);
+    if (this.doneAtEnd) out.onWritten = free;
     // The pipe's offsets count from its first byte, as the writer's do: `out` is its only writer
     // from the start of the stream (dump's second pass makes its recycler after the directories).
-    this.enabled = kind === "socket" || onReaderDone(conn, free);
+    this.enabled = this.doneAtEnd || onReaderDone(conn, free);
+  }
+
+  /**
+   * What the scan that fills the frames is told: whether they come back (a pooled scan), and,
+   * since they come back only once written, to send what the backup holds while it waits.
+   */
+  scanOptions(): Pick<ScanOptions, "recycled" | "beforeWait"> {
+    if (!this.enabled) return { recycled: false };
+    return { recycled: true, beforeWait: () => void this.out.flush().catch(() => {}) };
   }
 
   /** An item of the batch in `buffer` is next. */

@@ -35,7 +35,7 @@ import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
 import { FrameRecycler, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
-import { listScanAvailable, scan } from "./scan.ts";
+import { listScanAvailable, scan, type ScanOptions } from "./scan.ts";
 import { entryFromStat, mayBeSparse, readXattrs, sparseOrUndefined } from "./stat-entry.ts";
 
 const DOT = Buffer.from(".");
@@ -376,12 +376,9 @@ async function dumpFilesystem(
   // Non-directories, ascending, each described again just before it is written: by the scan
   // workers when there are some (a list scan, small files read ahead on another core), else
   // here, the next READ_AHEAD described (and small files read) while earlier ones stream.
-  // Frames come back as in the tar backup (FrameRecycler.for: a plain socket or the LOCAL pipe).
-  const frames = FrameRecycler.for(out, opts.out);
-  const recycled = frames.enabled;
-  // Buffers come back only once written (the scan's pool): what is held goes out while it waits.
-  const pool = recycled ? { beforeWait: () => void out.flush().catch(() => {}) } : undefined;
-  for await (const p of prepared(dumpedFiles, objects, from, opts, pool)) {
+  // Frames come back as in the tar backup (over a plain socket or the LOCAL pipe).
+  const frames = new FrameRecycler(out, opts.out);
+  for await (const p of prepared(dumpedFiles, objects, from, opts, frames.scanOptions())) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
     const wait = opts.pace?.(); // paced(), without an await per entry while there is room
     if (wait) await wait;
@@ -483,8 +480,8 @@ async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]
 // ---- pass 2 helpers ---------------------------------------------------------------------------
 
 /** The inodes to write, in order, each as it is now (with its content when small). */
-/** `pool`: the frames are recycled (ScanOptions.recycled), and what to do while the scan waits. */
-type FramePool = { beforeWait: () => void } | undefined;
+/** `pool`: whether the scan's frames come back, and what to do while it waits (FrameRecycler.scanOptions). */
+type FramePool = Pick<ScanOptions, "recycled" | "beforeWait">;
 
 function prepared(inos: number[], objects: ObjectTable, root: Buffer, opts: BackupOptions, pool: FramePool): AsyncGenerator<Prepared> {
   return listScanAvailable() ? preparedByWorkers(inos, objects, root, opts, pool) : preparedHere(inos, objects, root, opts.native);
@@ -506,8 +503,7 @@ async function* preparedByWorkers(inos: number[], objects: ObjectTable, root: Bu
     readAhead: SMALL_FILE,
     headerRoom: ROOM,
     frameAlign: ROOM,
-    recycled: pool !== undefined,
-    beforeWait: pool?.beforeWait,
+    ...pool,
     onError: (_rel, e) => failed.push(e),
   });
   for await (const item of items) {

@@ -15,6 +15,7 @@ import { parentPort, type MessagePort } from "node:worker_threads";
 import { loadNative } from "../native/index.ts";
 import {
   NotRegular,
+  paddedTo,
   READ_FLAGS,
   readsAhead,
   scanFilter,
@@ -225,7 +226,7 @@ function reusedOr(size: number, pooled: boolean): Buffer {
 
 /** Bytes a read-ahead content takes: with header room, padded to `align`; else one more (the growth probe). */
 function framed(size: number, headerRoom: number, align: number): number {
-  return headerRoom > 0 ? size + ((align - (size % align)) % align) : size + 1;
+  return headerRoom > 0 ? paddedTo(size, align) : size + 1;
 }
 
 /**

@@ -251,6 +251,11 @@ export interface RecycleMessage {
 }
 export type WorkerMessage = BatchMessage | { type: "end" } | { type: "fatal"; message: string };
 
+/** `size` rounded up to a multiple of `align`: a frame's content and the zeros after it. */
+export function paddedTo(size: number, align: number): number {
+  return size + ((align - (size % align)) % align);
+}
+
 /** Batches a worker may have sent ahead of the one being consumed. */
 export const WORKER_CREDIT = 2;
 /**
@@ -455,7 +460,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
         const head = batch.heads?.[i] ?? -1;
         if (contents && head >= 0) {
           const size = r.entry.size;
-          const end = start >= 0 ? start + size + ((align - (size % align)) % align) : head + opts.headerRoom!;
+          const end = start >= 0 ? start + paddedTo(size, align) : head + opts.headerRoom!;
           item.frame = contents.subarray(head, end);
         }
         yield item;
