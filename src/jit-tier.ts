@@ -5,6 +5,7 @@
 // starts itself again, in place (execve: same pid, same descriptors), with the option set.
 // This module is main.ts's first import so that nothing else has been loaded when it does.
 // The server (`ndmpd serve`) runs for days and keeps every tier.
+import { LIBC_CANDIDATES } from "./native/libc.ts";
 
 /** The job commands that run whole in this process. */
 const SHORT_JOBS = new Set(["backup", "recover"]);
@@ -49,7 +50,7 @@ async function restart(): Promise<void> {
 }
 
 function openExecve(ffi: typeof import("bun:ffi")) {
-  for (const name of ["libc.so.6", "libc.so"]) {
+  for (const name of LIBC_CANDIDATES) {
     try {
       return ffi.dlopen(name, { execve: { args: ["ptr", "ptr", "ptr"], returns: "i32" } });
     } catch {

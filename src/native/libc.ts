@@ -6,7 +6,8 @@ import type { Pointer } from "bun:ffi";
 import { ERRNO, NativeError } from "./errno.ts";
 import type { FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
 
-const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
+/** Names the C library goes by (glibc first). */
+export const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
 
 /** lseek whence values for sparse files (Linux >= 3.1). */
 export const SEEK_DATA = 3;
