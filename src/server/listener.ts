@@ -43,6 +43,7 @@ export class NdmpServer implements Admission {
     for (const { a, tls } of wanted) {
       const onConnection = (sock: Socket) => this.accept(sock);
       const srv = tls ? createNdmpsServer(this.config.tls!, this.log, onConnection) : createServer({ allowHalfOpen: false }, onConnection);
+      if (tls) srv.on("connection", (sock: Socket) => this.handshakeStarted(sock));
       // A hard stop far past the polite refusals below.
       srv.maxConnections = (this.config.maxSessions + this.config.limits.maxUnauthenticated) * 2;
       await new Promise<void>((resolve, reject) => {
@@ -81,7 +82,39 @@ export class NdmpServer implements Admission {
     return undefined;
   }
 
+  /**
+   * A TLS connection, before its handshake: it holds an unauthenticated slot from here, so idle
+   * sockets that never finish a handshake cannot lock the TLS port up to handshake_timeout_ms
+   * each. Nothing can be said to a peer refused here: NDMP starts after the handshake.
+   */
+  private handshakeStarted(sock: Socket): void {
+    const source = sourceAddress(sock.remoteAddress);
+    const why = this.refusal(source);
+    if (why) {
+      countConnection("refused");
+      this.logRefusal(sock, why);
+      sock.destroy();
+      return;
+    }
+    const key = peerKey(sock);
+    this.countUnauth(source, +1);
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      this.countUnauth(source, -1);
+      this.handshaking.delete(key);
+    };
+    this.handshaking.set(key, release);
+    sock.once("close", release);
+  }
+
+  /** TLS handshakes under way, by peer address and port (runtimes differ in which socket object the events carry). */
+  private readonly handshaking = new Map<string, () => void>();
+
   private accept(sock: Socket): void {
+    // A finished handshake gives its slot to the session, which is admitted like any other.
+    this.handshaking.get(peerKey(sock))?.();
     const source = sourceAddress(sock.remoteAddress);
     const why = this.refusal(source);
     if (why) {
@@ -129,13 +162,7 @@ export class NdmpServer implements Admission {
 
   /** Over the limit: NOTIFY_CONNECTION_STATUS(REFUSED), then close (digest §1.6). */
   private refuse(sock: Socket, why: string): void {
-    const l = this.config.limits;
-    this.log.warn(`connection refused: ${why}`, {
-      peer: `${sock.remoteAddress}:${sock.remotePort}`,
-      max_sessions: this.config.maxSessions,
-      max_unauthenticated: l.maxUnauthenticated,
-      max_unauthenticated_per_source: l.maxUnauthenticatedPerSource,
-    });
+    this.logRefusal(sock, why);
     sock.on("error", () => {});
     const body = wireV4.encodePost(Message.NOTIFY_CONNECTION_STATUS, {
       reason: ConnectionStatusReason.REFUSED,
@@ -155,6 +182,16 @@ export class NdmpServer implements Admission {
     setTimeout(() => sock.destroy(), 1000).unref();
   }
 
+  private logRefusal(sock: Socket, why: string): void {
+    const l = this.config.limits;
+    this.log.warn(`connection refused: ${why}`, {
+      peer: `${sock.remoteAddress}:${sock.remotePort}`,
+      max_sessions: this.config.maxSessions,
+      max_unauthenticated: l.maxUnauthenticated,
+      max_unauthenticated_per_source: l.maxUnauthenticatedPerSource,
+    });
+  }
+
   /** Stops accepting, tells every session we are shutting down, and waits for them to end. */
   async shutdown(why = "server shutting down"): Promise<void> {
     this.stopping = true;
@@ -169,4 +206,8 @@ export class NdmpServer implements Admission {
     await Promise.all(closing);
     this.log.info("server stopped", { why });
   }
+}
+
+function peerKey(sock: Socket): string {
+  return `${sock.remoteAddress}|${sock.remotePort}`;
 }

@@ -9,6 +9,7 @@
  *    and its recovery between them run over TLS data connections (a plain peer is dropped).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -95,6 +96,38 @@ describe.runIf(ready)("NDMPS (NDMP over TLS)", () => {
     await until(() => refusals(open).length > before, 5000, "the refusal's audit line");
     expect(refusals(open).at(-1)).toMatchObject({ level: "warn", outcome: "ERR_TLS_HANDSHAKE_TIMEOUT", peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
   });
+
+  it("a TLS handshake under way holds an unauthenticated slot: a stranger's idle sockets on the TLS port are bounded, others still get in", async () => {
+    const srv = await startServer({ netns: ns, config: config(10004, 30004, `[limits]\nmax_unauthenticated_per_source = 2\n`).replace("handshake_timeout_ms = 1000", "handshake_timeout_ms = 60000") });
+    const idle: Socket[] = [];
+    try {
+      // Two sockets from 127.0.0.2 that never start a handshake hold its two slots.
+      for (let i = 0; i < 2; i++) idle.push(await dialer.dial("127.0.0.1", 30004, "127.0.0.2"));
+      const third = await dialer.dial("127.0.0.1", 30004, "127.0.0.2");
+      third.on("error", () => {});
+      third.resume();
+      // Closed at once: without the count it would wait out the 60 s handshake timeout.
+      await new Promise<void>((r) => third.once("close", () => r()));
+      expect(srv.logs.some((l) => l.msg === "connection refused: too many unauthenticated connections from this address")).toBe(true);
+      // Another address is not held up.
+      const r = await query(30004, "--tls-ca", certs.ca);
+      expect(r.code, r.stderr).toBe(0);
+      // Once the stranger lets go, it may connect again.
+      for (const s of idle) s.destroy();
+      await until(async () => {
+        try {
+          const c = await NdmpClient.connectTls("127.0.0.1", 30004, { socket: await dialer.dial("127.0.0.1", 30004, "127.0.0.2"), ca: readFileSync(certs.ca) });
+          await c.close();
+          return true;
+        } catch {
+          return false;
+        }
+      }, 10_000, "a TLS session from 127.0.0.2 after its idle sockets closed");
+    } finally {
+      for (const s of idle) s.destroy();
+      expect(await srv.stop()).toBe(0);
+    }
+  }, 30_000);
 
   it("mutual TLS: the client certificate is required; missing, expired or from another CA is refused", async () => {
     const ok = await query(30000, "--tls-ca", certs.ca, "--tls-cert", certs.clientCert, "--tls-key", certs.clientKey);
