@@ -166,6 +166,12 @@ export class Session implements Peer {
    * max_message_size and trades the authentication deadline for the idle timeout.
    */
   authenticate(user: string): boolean {
+    // A session that logs in again (after a certificate login, or twice) already holds its slot.
+    if (this.authenticated) {
+      if (user !== this.authUser) this.log.info("authenticated again as another user", { was: this.authUser, user });
+      this.authUser = user;
+      return true;
+    }
     if (this.admission && !this.admission.admit(this)) {
       this.log.warn("connection refused at authentication: session limit reached", { limit: this.config.maxSessions });
       this.notifyAndClose(ConnectionStatusReason.REFUSED, "too many sessions");

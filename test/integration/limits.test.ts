@@ -84,6 +84,9 @@ describe.runIf(ready)("ndmpd binary: [limits]", () => {
       const a = await authed(srv.port);
       const b = await authed(srv.port);
       expect((await a.request(Message.CONFIG_GET_SERVER_INFO)).body.vendor_name.toString()).toBe("ndmpd");
+      // At max_sessions, a session that logs in again (a DMA that does not know it already is) keeps its slot.
+      await a.authMd5(USER, PASSWORD);
+      expect((await a.request(Message.CONFIG_GET_SERVER_INFO)).body.vendor_name.toString()).toBe("ndmpd");
       // Authenticated sessions are at max_sessions: a new connection is refused outright.
       await expect(NdmpClient.connect("127.0.0.1", srv.port)).rejects.toThrow(/too many sessions/);
       await b.close();
