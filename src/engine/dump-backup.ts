@@ -118,7 +118,7 @@ class ObjectTable {
       this.paths.copy(bigger, 0, 0, this.used);
       this.paths = bigger;
     }
-    rec.rel.copy(this.paths, this.used);
+    this.paths.set(rec.rel, this.used); // (TypedArray.set: Buffer.copy costs a native call per path)
     this.starts[ino] = this.used;
     this.lengths[ino] = rec.rel.length;
     this.used += rec.rel.length;
@@ -174,6 +174,58 @@ class ObjectTable {
     this.sizes = grown(this.sizes, new Float64Array(n));
     this.starts = grown(this.starts, new Float64Array(n));
     this.lengths = grown(this.lengths, new Uint32Array(n));
+  }
+}
+
+/**
+ * A set of dump inode numbers as one bit each, grown as needed. Pass 1 marks every object it
+ * sees and every one it will dump: a Set<number> of 200,000 numbers cost more main-thread time
+ * than the rest of the walk's bookkeeping (hashing, rehashing as it grew), and a bitmap also
+ * hands its numbers back in ascending order, with no sort.
+ */
+export class InodeBits {
+  private bits = new Uint8Array(1024);
+  private count = 0;
+
+  add(ino: number): void {
+    const byte = ino >>> 3;
+    if (byte >= this.bits.length) {
+      const bigger = new Uint8Array(Math.max(byte + 1, this.bits.length * 2));
+      bigger.set(this.bits);
+      this.bits = bigger;
+    }
+    const mask = 1 << (ino & 7);
+    if ((this.bits[byte]! & mask) === 0) {
+      this.bits[byte]! |= mask;
+      this.count++;
+    }
+  }
+
+  has(ino: number): boolean {
+    const byte = ino >>> 3;
+    return byte < this.bits.length && (this.bits[byte]! & (1 << (ino & 7))) !== 0;
+  }
+
+  delete(ino: number): void {
+    if (!this.has(ino)) return;
+    this.bits[ino >>> 3]! &= ~(1 << (ino & 7));
+    this.count--;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The numbers held, ascending. */
+  toArray(): number[] {
+    const out = new Array<number>(this.count);
+    let n = 0;
+    for (let byte = 0; byte < this.bits.length; byte++) {
+      const b = this.bits[byte]!;
+      if (b === 0) continue;
+      for (let bit = 0; bit < 8; bit++) if (b & (1 << bit)) out[n++] = byte * 8 + bit;
+    }
+    return out;
   }
 }
 
@@ -245,9 +297,9 @@ async function dumpFilesystem(
   const dirByRel = new Map<string, DirRecord>();
   const objects = new ObjectTable();
   const existing: number[] = [];
-  const dumped = new Set<number>();
+  const dumped = new InodeBits();
   /** The numbers of the identities seen in this walk. */
-  const seenNumbers = new Set<number>();
+  const seenNumbers = new InodeBits();
   /** The parent of the last entry: the walk gives a directory's entries one after another. */
   let lastParent: DirRecord | undefined;
   for await (const { entry } of scan({
@@ -313,14 +365,12 @@ async function dumpFilesystem(
   // still never handed out again, see InodeMap). Then the table is saved before any byte is
   // written, so every number that reaches a tape is remembered.
   if (level === 0) inodes.keepOnly((ino) => seenNumbers.has(ino));
-  seenNumbers.clear();
   await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: inodes.toJSON() });
 
   // ---- pass 2: the stream ----
   const dirsInWalkOrder = [...dirs];
   dirs.sort((a, b) => a.ino - b.ino);
-  const dumpedFiles = [...dumped].sort((a, b) => a - b);
-  dumped.clear();
+  const dumpedFiles = dumped.toArray(); // ascending
   const writer = new DumpWriter({
     date,
     ddate,
@@ -428,7 +478,7 @@ function isParentOf(dir: DirRecord, path: Buffer, slash: number): boolean {
  * directory is left out (see the writer's longNameClashes), and with it whatever only that
  * name leads to, before the inode maps are made: nothing unnamed goes on tape.
  */
-function dropClashingNames(dirs: DirRecord[], objects: ObjectTable, dumped: Set<number>, existing: number[], warn: (m: string) => void): void {
+function dropClashingNames(dirs: DirRecord[], objects: ObjectTable, dumped: InodeBits, existing: number[], warn: (m: string) => void): void {
   const dropped = new Set<number>();
   let any = false;
   for (const d of dirs) {
@@ -453,7 +503,7 @@ function dropClashingNames(dirs: DirRecord[], objects: ObjectTable, dumped: Set<
   dirs.push(...kept);
   const named = new Set<number>([ROOTINO]);
   for (const d of dirs) for (const c of d.children) named.add(c.ino);
-  for (const ino of [...dumped]) if (!named.has(ino)) dumped.delete(ino);
+  for (const ino of dumped.toArray()) if (!named.has(ino)) dumped.delete(ino);
   for (const ino of [...objects.keys()]) if (!named.has(ino)) objects.delete(ino);
   const live = existing.filter((ino) => named.has(ino));
   existing.length = 0;

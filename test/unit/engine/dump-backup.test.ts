@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DUMPINSPECT } from "../../helpers/dumpinspect.ts";
 import { DumpReader, inMap } from "../../../formats/dump/index.ts";
+import { InodeBits } from "../../../src/engine/dump-backup.ts";
 import { backup, historyOf, makeSmallTree, parse } from "./dump-fixture.ts";
 
 const INSPECT = DUMPINSPECT;
@@ -229,6 +230,19 @@ describe("dump backup engine", () => {
       const ins = inspect(r.stream);
       expect(ins.code, ins.out).toBe(0);
     }
+  });
+});
+
+describe("InodeBits (pass 1's sets of inode numbers)", () => {
+  it("adds, finds, deletes and lists ascending, growing past its first size", () => {
+    const bits = new InodeBits();
+    for (const n of [70_001, 2, 9, 3, 9, 8191, 8192]) bits.add(n);
+    expect(bits.size).toBe(6);
+    expect(bits.has(9) && bits.has(70_001) && !bits.has(4) && !bits.has(1_000_000)).toBe(true);
+    bits.delete(9);
+    bits.delete(4); // not there: no change
+    expect(bits.size).toBe(5);
+    expect(bits.toArray()).toEqual([2, 3, 8191, 8192, 70_001]);
   });
 });
 
