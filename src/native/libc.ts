@@ -4,7 +4,8 @@
 import type * as BunFfi from "bun:ffi";
 import type { Pointer } from "bun:ffi";
 import { ERRNO, NativeError } from "./errno.ts";
-import type { FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+import { SYS_openat2 } from "./at.ts";
+import type { AtApi, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
 
 /** Names the C library goes by (glibc first). */
 export const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
@@ -31,7 +32,17 @@ type LibcSymbol =
   | "lgetxattr"
   | "lsetxattr"
   | "lremovexattr"
+  | "fsetxattr"
   | "utimensat"
+  | "syscall"
+  | "openat"
+  | "mkdirat"
+  | "symlinkat"
+  | "linkat"
+  | "mknodat"
+  | "renameat"
+  | "unlinkat"
+  | "fchownat"
   | "mknod"
   | "flock"
   | "__errno_location";
@@ -45,7 +56,18 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     lgetxattr: { args: ["ptr", "ptr", "ptr", "usize"], returns: "i64" },
     lsetxattr: { args: ["ptr", "ptr", "ptr", "usize", "i32"], returns: "i32" },
     lremovexattr: { args: ["ptr", "ptr"], returns: "i32" },
+    fsetxattr: { args: ["i32", "ptr", "ptr", "usize", "i32"], returns: "i32" },
     utimensat: { args: ["i32", "ptr", "ptr", "i32"], returns: "i32" },
+    // syscall(2) is variadic; every argument goes as a full register (openat2 has no wrapper).
+    syscall: { args: ["i64", "i64", "ptr", "ptr", "u64"], returns: "i64" },
+    openat: { args: ["i32", "ptr", "i32", "u32"], returns: "i32" },
+    mkdirat: { args: ["i32", "ptr", "u32"], returns: "i32" },
+    symlinkat: { args: ["ptr", "i32", "ptr"], returns: "i32" },
+    linkat: { args: ["i32", "ptr", "i32", "ptr", "i32"], returns: "i32" },
+    mknodat: { args: ["i32", "ptr", "u32", "u64"], returns: "i32" },
+    renameat: { args: ["i32", "ptr", "i32", "ptr"], returns: "i32" },
+    unlinkat: { args: ["i32", "ptr", "i32"], returns: "i32" },
+    fchownat: { args: ["i32", "ptr", "u32", "u32", "i32"], returns: "i32" },
     mknod: { args: ["ptr", "u32", "u64"], returns: "i32" },
     flock: { args: ["i32", "i32"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
@@ -175,16 +197,15 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
       const rc = sym.lremovexattr(cString(path), cString(name)) as number;
       if (rc === -1 && lastErrno() !== ERRNO.ENODATA) fail("lremovexattr");
     },
+    fset(fd, name, value, flags = 0) {
+      const rc = sym.fsetxattr(fd, cString(name), value, value.length, flags) as number;
+      if (rc === -1) fail("fsetxattr");
+    },
   };
 
   const fsApi: FsApi = {
     utimens(path, atime, mtime, nofollow) {
-      const times = Buffer.alloc(32); // struct timespec[2] on x86_64/aarch64: i64 sec, i64 nsec
-      times.writeBigInt64LE(BigInt(Math.floor(atime.sec)), 0);
-      times.writeBigInt64LE(BigInt(atime.nsec), 8);
-      times.writeBigInt64LE(BigInt(Math.floor(mtime.sec)), 16);
-      times.writeBigInt64LE(BigInt(mtime.nsec), 24);
-      const rc = sym.utimensat(AT_FDCWD, cString(path), times, nofollow ? AT_SYMLINK_NOFOLLOW : 0) as number;
+      const rc = sym.utimensat(AT_FDCWD, cString(path), timespecPair(atime, mtime), nofollow ? AT_SYMLINK_NOFOLLOW : 0) as number;
       if (rc === -1) fail("utimensat");
     },
     mknod(path, mode, major, minor) {
@@ -201,5 +222,49 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     },
   };
 
-  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi };
+  // struct open_how { u64 flags; u64 mode; u64 resolve; }: one scratch copy, filled per call
+  // (the kernel reads it during the call and keeps nothing).
+  const openHow = Buffer.alloc(24);
+  const check = (syscall: string, rc: number): void => {
+    if (rc === -1) fail(syscall);
+  };
+  const at: AtApi = {
+    openat2(dirfd, path, flags, mode, resolve) {
+      openHow.writeBigUInt64LE(BigInt(flags >>> 0), 0);
+      openHow.writeBigUInt64LE(BigInt(mode >>> 0), 8);
+      openHow.writeBigUInt64LE(BigInt(resolve >>> 0), 16);
+      const rc = Number(sym.syscall(SYS_openat2, dirfd, cString(path), openHow, openHow.length) as bigint);
+      if (rc < 0) fail("openat2");
+      return rc;
+    },
+    openat(dirfd, path, flags, mode) {
+      const rc = sym.openat(dirfd, cString(path), flags, mode >>> 0) as number;
+      if (rc < 0) fail("openat");
+      return rc;
+    },
+    mkdirat: (dirfd, path, mode) => check("mkdirat", sym.mkdirat(dirfd, cString(path), mode >>> 0) as number),
+    symlinkat: (target, dirfd, path) => check("symlinkat", sym.symlinkat(cString(target), dirfd, cString(path)) as number),
+    linkat: (olddirfd, oldpath, newdirfd, newpath, flags) =>
+      check("linkat", sym.linkat(olddirfd, cString(oldpath), newdirfd, cString(newpath), flags) as number),
+    mknodat: (dirfd, path, mode, major, minor) =>
+      check("mknodat", sym.mknodat(dirfd, cString(path), mode >>> 0, makedev(major, minor)) as number),
+    renameat: (olddirfd, oldpath, newdirfd, newpath) =>
+      check("renameat", sym.renameat(olddirfd, cString(oldpath), newdirfd, cString(newpath)) as number),
+    unlinkat: (dirfd, path, flags) => check("unlinkat", sym.unlinkat(dirfd, cString(path), flags) as number),
+    fchownat: (dirfd, path, uid, gid, flags) => check("fchownat", sym.fchownat(dirfd, cString(path), uid >>> 0, gid >>> 0, flags) as number),
+    utimensat: (dirfd, path, atime, mtime, flags) =>
+      check("utimensat", sym.utimensat(dirfd, cString(path), timespecPair(atime, mtime), flags) as number),
+  };
+
+  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at };
+}
+
+/** struct timespec[2] on x86_64/aarch64: i64 sec, i64 nsec. */
+function timespecPair(atime: { sec: number; nsec: number }, mtime: { sec: number; nsec: number }): Buffer {
+  const times = Buffer.alloc(32);
+  times.writeBigInt64LE(BigInt(Math.floor(atime.sec)), 0);
+  times.writeBigInt64LE(BigInt(atime.nsec), 8);
+  times.writeBigInt64LE(BigInt(Math.floor(mtime.sec)), 16);
+  times.writeBigInt64LE(BigInt(mtime.nsec), 24);
+  return times;
 }

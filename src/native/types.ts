@@ -29,6 +29,8 @@ export interface XattrApi {
   set(path: Uint8Array, name: Uint8Array | string, value: Uint8Array, flags?: number): void;
   /** lremovexattr; an attribute that is already gone (ENODATA) is not an error. */
   remove?(path: Uint8Array, name: Uint8Array | string): void;
+  /** fsetxattr on an open file: the very inode, whatever its name has become meanwhile. */
+  fset?(fd: number, name: Uint8Array | string, value: Uint8Array, flags?: number): void;
 }
 
 /** Calls on byte paths that node:fs lacks or makes lossy (nanosecond times, device nodes). */
@@ -47,6 +49,32 @@ export interface FsApi {
   tryLockExclusive(fd: number): boolean;
 }
 
+/**
+ * The *at calls, relative to a directory descriptor, so that a name is looked up in a directory
+ * already opened (and checked) rather than by walking a path again. Names are raw bytes; each
+ * call returns or throws NativeError (code, errno) like node:fs does. Constants: at.ts.
+ */
+export interface AtApi {
+  /**
+   * openat2(dirfd, path, { flags, mode, resolve }): the RESOLVE_* flags restrict the whole walk
+   * (Linux >= 5.6; ENOSYS before, EPERM/ENOSYS under some seccomp filters).
+   */
+  openat2(dirfd: number, path: Uint8Array, flags: number, mode: number, resolve: number): number;
+  openat(dirfd: number, path: Uint8Array, flags: number, mode: number): number;
+  mkdirat(dirfd: number, path: Uint8Array, mode: number): void;
+  symlinkat(target: Uint8Array, dirfd: number, path: Uint8Array): void;
+  /** Without AT_SYMLINK_FOLLOW in flags a symlink at oldpath is linked itself. */
+  linkat(olddirfd: number, oldpath: Uint8Array, newdirfd: number, newpath: Uint8Array, flags: number): void;
+  /** mknodat(dirfd, path, mode, makedev(major, minor)). */
+  mknodat(dirfd: number, path: Uint8Array, mode: number, major: number, minor: number): void;
+  renameat(olddirfd: number, oldpath: Uint8Array, newdirfd: number, newpath: Uint8Array): void;
+  /** flags: 0 or AT_REMOVEDIR. */
+  unlinkat(dirfd: number, path: Uint8Array, flags: number): void;
+  fchownat(dirfd: number, path: Uint8Array, uid: number, gid: number, flags: number): void;
+  /** utimensat(dirfd, path, [atime, mtime], flags): exact nanoseconds. */
+  utimensat(dirfd: number, path: Uint8Array, atime: { sec: number; nsec: number }, mtime: { sec: number; nsec: number }, flags: number): void;
+}
+
 export interface NativeApi {
   /** "bun-ffi" when libc is bound; "none" under Node and Deno. */
   readonly runtime: "bun-ffi" | "none";
@@ -54,6 +82,8 @@ export interface NativeApi {
   readonly seek: SeekApi | null;
   readonly xattr: XattrApi | null;
   readonly fs: FsApi | null;
+  /** Optional so that test doubles need not provide it; null or absent: not available. */
+  readonly at?: AtApi | null;
   /** Why the interfaces are null, for error messages. */
   readonly reason?: string;
 }
