@@ -5,5 +5,5 @@ export { DirectoryIndex, DumpReader, inMap } from "./reader.ts";
 export type { DecodedDirEntry, DumpEvent, DumpReaderOptions, TapeInfo } from "./reader.ts";
 export { DumpFormatError, TP_BSIZE } from "./header.ts";
 export { InodeMap } from "./inodes.ts";
-export type { IdNumber, InodeMapJSON } from "./inodes.ts";
+export type { IdNumber, InodeMapCompact, InodeMapJSON } from "./inodes.ts";
 export type { Xattr } from "./xattr.ts";

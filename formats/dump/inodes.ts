@@ -29,6 +29,20 @@ export interface InodeMapJSON {
   entries: Array<[key: string, ino: number]>;
 }
 
+/**
+ * The same map, compact (version 2): per device, the inode numbers (st_ino) as little-endian
+ * u32 pairs (low word, high word) and the dump numbers as little-endian u32s, each array
+ * base64 in one string. A tree of 200,000 files took 4.9 MB of "dev:ino" pairs in version 1 and
+ * a third of a second of the main thread to parse; this is 3.2 MB of a few strings that decode
+ * natively.
+ */
+export interface InodeMapCompact {
+  version: 2;
+  next: number;
+  root: string | null;
+  devices: Array<{ dev: string; inos: string; numbers: string }>;
+}
+
 const ROOT = 2;
 const FIRST = 3;
 /** c_inumber and d_ino are u32. */
@@ -150,6 +164,55 @@ export class InodeMap {
     const entries: Array<[string, number]> = [];
     for (const [d, inos] of this.byId) for (const [i, n] of inos) entries.push([`${d}:${i}`, n]);
     return { version: 1, next: this.nextNumber, root: this.rootKey, entries };
+  }
+
+  toCompact(): InodeMapCompact {
+    const devices: InodeMapCompact["devices"] = [];
+    for (const [d, map] of this.byId) {
+      if (map.size === 0) continue;
+      const inos = Buffer.allocUnsafe(map.size * 8);
+      const numbers = Buffer.allocUnsafe(map.size * 4);
+      let k = 0;
+      for (const [i, n] of map) {
+        const big = typeof i === "bigint" ? i : undefined;
+        inos.writeUInt32LE(big === undefined ? (i as number) % 0x1_0000_0000 : Number(big & 0xffffffffn), 8 * k);
+        inos.writeUInt32LE(big === undefined ? Math.floor((i as number) / 0x1_0000_0000) : Number(big >> 32n), 8 * k + 4);
+        numbers.writeUInt32LE(n, 4 * k);
+        k++;
+      }
+      devices.push({ dev: String(d), inos: inos.toString("base64"), numbers: numbers.toString("base64") });
+    }
+    return { version: 2, next: this.nextNumber, root: this.rootKey, devices };
+  }
+
+  /** A map from toCompact()'s document; a TypeError when it is not a valid one. */
+  static fromCompact(doc: InodeMapCompact): InodeMap {
+    if (doc?.version !== 2 || !Number.isSafeInteger(doc.next) || doc.next < FIRST || doc.next > LIMIT + 1 || !Array.isArray(doc.devices)) {
+      throw new TypeError("not an InodeMap (version 2) document");
+    }
+    const map = new InodeMap();
+    map.nextNumber = doc.next;
+    if (typeof doc.root === "string") map.setRootKey(doc.root);
+    for (const group of doc.devices) {
+      const dev = typeof group?.dev === "string" ? idOf(group.dev, 0, group.dev.length) : undefined;
+      if (dev === undefined || typeof group.inos !== "string" || typeof group.numbers !== "string") throw new TypeError("bad InodeMap device group");
+      const inos = Buffer.from(group.inos, "base64");
+      const numbers = Buffer.from(group.numbers, "base64");
+      const count = numbers.length / 4;
+      if (!Number.isInteger(count) || inos.length !== count * 8) throw new TypeError(`bad InodeMap arrays for device ${group.dev}`);
+      let byIno = map.byId.get(dev);
+      if (!byIno) map.byId.set(dev, (byIno = new Map()));
+      for (let k = 0; k < count; k++) {
+        const n = numbers.readUInt32LE(4 * k);
+        if (n < FIRST || n >= doc.next) throw new TypeError(`bad InodeMap number ${n}`);
+        const lo = inos.readUInt32LE(8 * k);
+        const hi = inos.readUInt32LE(8 * k + 4);
+        // Up to 2^53 - 1 a number is exact; beyond, the bigint (as id() keys it).
+        const ino: Id = hi < 0x20_0000 ? hi * 0x1_0000_0000 + lo : (BigInt(hi) << 32n) | BigInt(lo);
+        byIno.set(ino, n);
+      }
+    }
+    return map;
   }
 
   private setRootKey(key: string): void {

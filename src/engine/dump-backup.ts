@@ -28,7 +28,7 @@ import fsp from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Entry, EntryType } from "../../formats/entry.ts";
-import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
+import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning, type InodeMapCompact, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
@@ -231,14 +231,15 @@ export class InodeBits {
 
 /**
  * What the state directory keeps per filesystem (stateDir/dump/<fsid>.json): the inode
- * numbers. (Dump dates are src/incremental's dumpdates, shared with tar.)
+ * numbers. (Dump dates are src/incremental's dumpdates, shared with tar.) Version 2 holds them
+ * compact (InodeMapCompact); version 1, "dev:ino" pairs, is still read.
  */
 interface DumpState {
-  version: 1;
+  version: 1 | 2;
   /** For people reading the file: which backup root (latin1) and st_dev it belongs to. */
   root: string;
   dev: string;
-  inodes: InodeMapJSON;
+  inodes: InodeMapJSON | InodeMapCompact;
 }
 
 export async function runDumpBackup(opts: BackupOptions): Promise<BackupResult> {
@@ -365,7 +366,7 @@ async function dumpFilesystem(
   // still never handed out again, see InodeMap). Then the table is saved before any byte is
   // written, so every number that reaches a tape is remembered.
   if (level === 0) inodes.keepOnly((ino) => seenNumbers.has(ino));
-  await saveState(statePath, { version: 1, root: root.toString("latin1"), dev: String(rootDev), inodes: inodes.toJSON() });
+  await saveState(statePath, { version: 2, root: root.toString("latin1"), dev: String(rootDev), inodes: inodes.toCompact() });
 
   // ---- pass 2: the stream ----
   const dirsInWalkOrder = [...dirs];
@@ -771,8 +772,9 @@ async function loadState(path: string, incremental: boolean, warn: (m: string) =
   }
   try {
     const s = JSON.parse(text) as DumpState;
+    if (s?.version === 2) return InodeMap.fromCompact(s.inodes as InodeMapCompact); // validates
     if (s?.version !== 1) throw new Error("unknown format");
-    return InodeMap.fromJSON(s.inodes); // validates
+    return InodeMap.fromJSON(s.inodes as InodeMapJSON); // validates
   } catch (err) {
     // Without the table, numbers would change under an incremental chain: only a level 0 may
     // start over (it begins a new chain anyway).

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DUMPINSPECT } from "../../helpers/dumpinspect.ts";
-import { DumpReader, inMap } from "../../../formats/dump/index.ts";
+import { DumpReader, InodeMap, inMap } from "../../../formats/dump/index.ts";
 import { InodeBits } from "../../../src/engine/dump-backup.ts";
 import { backup, historyOf, makeSmallTree, parse } from "./dump-fixture.ts";
 
@@ -116,6 +116,20 @@ describe("dump backup engine", () => {
     fs.writeFileSync(path.join(other, "x"), "x");
     expect(parse((await backup(other, state, { history: false })).stream).inoOf.get("x")).toBe(3);
     expect(fs.readdirSync(path.join(state, "dump")).length).toBe(2);
+  });
+
+  it("reads a version 1 state file (dev:ino pairs) and keeps its numbers; saves version 2", async () => {
+    const src = path.join(tmp, "t3v1");
+    makeSmallTree(src);
+    const state = path.join(tmp, "state3v1");
+    const first = parse((await backup(src, state, { history: false })).stream);
+    const file = path.join(state, "dump", fs.readdirSync(path.join(state, "dump"))[0]!);
+    const v2 = JSON.parse(fs.readFileSync(file, "utf8"));
+    expect(v2.version).toBe(2);
+    fs.writeFileSync(file, JSON.stringify({ ...v2, version: 1, inodes: InodeMap.fromCompact(v2.inodes).toJSON() }));
+    const second = parse((await backup(src, state, { level: 1, history: false })).stream);
+    for (const [rel, ino] of second.inoOf) expect(ino, rel).toBe(first.inoOf.get(rel));
+    expect(JSON.parse(fs.readFileSync(file, "utf8")).version).toBe(2);
   });
 
   it("level 1: c_ddate = the level 0's date; changed files and every directory on tape; CLRI lists all", async () => {

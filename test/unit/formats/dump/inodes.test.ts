@@ -33,6 +33,25 @@ describe("InodeMap", () => {
     expect(InodeMap.fromJSON({ version: 1, next: 9, root: "7:8", entries: [["1:99999999999999999999", 3]] }).lookup(1, 99999999999999999999n)).toBe(3);
   });
 
+  it("survives compact (version 2) round trips, 64-bit st_ino and devices included", () => {
+    const m = new InodeMap();
+    m.setRoot(64769, 131073n);
+    const nums = [m.assign(64769, 500), m.assign(64769, 2n ** 63n + 7n), m.assign(64769, 2 ** 40 + 3), m.assign(99999999999999999999n, 12), m.assign(5, 0)];
+    m.forget(5, 0); // gone, its number not handed out again
+    const doc = JSON.parse(JSON.stringify(m.toCompact()));
+    expect(doc.version).toBe(2);
+    const copy = InodeMap.fromCompact(doc);
+    expect(copy.toJSON()).toEqual(m.toJSON());
+    expect([copy.lookup(64769, 131073), copy.lookup(64769, 500), copy.lookup(64769, 2n ** 63n + 7n), copy.lookup(64769, 2 ** 40 + 3), copy.lookup(99999999999999999999n, 12)]).toEqual([2, ...nums.slice(0, 4)]);
+    expect(copy.lookup(5, 0)).toBeUndefined();
+    expect(copy.assign(1, 1)).toBe(nums[4]! + 1);
+    const good = m.toCompact();
+    expect(() => InodeMap.fromCompact({ ...good, version: 1 } as never)).toThrow(TypeError);
+    expect(() => InodeMap.fromCompact({ ...good, next: 4 })).toThrow(TypeError); // numbers beyond next
+    expect(() => InodeMap.fromCompact({ ...good, devices: [{ dev: "x", inos: "", numbers: "" }] })).toThrow(TypeError);
+    expect(() => InodeMap.fromCompact({ ...good, devices: [{ dev: "1", inos: "AAAA", numbers: "AwAAAA==" }] })).toThrow(TypeError); // lengths differ
+  });
+
   it("never reuses a forgotten number until compacted", () => {
     const m = new InodeMap();
     m.setRoot(1, 2);
