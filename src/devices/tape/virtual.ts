@@ -183,7 +183,21 @@ interface Medium {
   fileSize: number;
   /** Written since the last fdatasync. */
   dirty: boolean;
+  /** Record bytes written since the last early write-back was started (see WRITEBACK_EVERY). */
+  unsynced: number;
+  /** An early write-back in flight: awaited before the next sync and before the file is closed. */
+  writeback?: Promise<void>;
+  /** What an early write-back failed with: the next sync reports it (Linux reports it only once). */
+  writebackError?: Error;
 }
+
+/**
+ * Record bytes after which an early fdatasync starts in the background (not awaited): without it
+ * the page cache holds a whole backup and the filemark's sync waits for all of it at the end
+ * (about 0.1 s per 100 MB here); with it the disk writes while the backup runs, and the filemark
+ * waits for the last few MiB only. Durability is unchanged: still only the filemark promises it.
+ */
+const WRITEBACK_EVERY = 16 * MiB;
 
 export class VirtualTapeDrive extends TapeDriveBase {
   readonly name: string;
@@ -521,10 +535,30 @@ export class VirtualTapeDrive extends TapeDriveBase {
     medium.eod = start + size;
     medium.fileSize = medium.eod;
     this.position = medium.eod;
+    medium.unsynced += size;
+    if (medium.unsynced >= WRITEBACK_EVERY && medium.writeback === undefined) this.startWriteback(medium);
   }
 
-  private sync(medium: Medium): Promise<void> {
-    if (!medium.dirty) return Promise.resolve();
+  /** Starts an fdatasync on the thread pool and returns at once (see WRITEBACK_EVERY). */
+  private startWriteback(medium: Medium): void {
+    medium.unsynced = 0;
+    medium.writeback = new Promise((resolve) => {
+      fs.fdatasync(medium.fd, (error) => {
+        if (error) medium.writebackError ??= error;
+        medium.writeback = undefined;
+        resolve();
+      });
+    });
+  }
+
+  private async sync(medium: Medium): Promise<void> {
+    await medium.writeback;
+    const early = medium.writebackError;
+    if (early) {
+      medium.writebackError = undefined;
+      throw new TapeError("IO", `${this.name}: fdatasync failed: ${early.message}`, { cause: early });
+    }
+    if (!medium.dirty) return;
     return new Promise((resolve, reject) => {
       fs.fdatasync(medium.fd, (error) => {
         if (error) {
@@ -573,7 +607,7 @@ export class VirtualTapeDrive extends TapeDriveBase {
       const writeProtected = !writable || (header.flags & FLAG_WRITE_PROTECT) !== 0;
       const fileSize = fs.fstatSync(fd).size;
       const eod = findEndOfData(fd, fileSize);
-      this.medium = { fd, header, writeProtected, eod, fileSize, dirty: false };
+      this.medium = { fd, header, writeProtected, eod, fileSize, dirty: false, unsynced: 0 };
       if (this.position > eod) this.moveTo(DATA_START, 0, 0); // a no-rewind position now gone
       return this.medium;
     } catch (error) {

@@ -471,6 +471,19 @@ describe("large transfers", () => {
     expect(bytes).toBe(records * recordSize);
     expect(same).toBe(records);
   });
+
+  it("an early write-back (every 16 MiB) still in flight at close: the file is closed after it, every record reads back", async () => {
+    const recordSize = 1 * MiB;
+    const records = 17; // the 16th record starts a write-back; close comes right after the 17th
+    const drive = await openDrive("RDWR");
+    for (let i = 0; i < records; i++) await drive.write(pattern(recordSize, i + 1));
+    await drive.close(); // adds the filemark, waits for the write-back, syncs, closes
+    const again = await openDrive("READ");
+    const back = await readFile(again);
+    await again.close();
+    expect(back.length).toBe(records);
+    expect(back.every((r, i) => r.equals(pattern(recordSize, i + 1)))).toBe(true);
+  });
 });
 
 describe("a cartridge is mounted by one drive at a time (lock)", () => {
