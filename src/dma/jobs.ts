@@ -538,7 +538,9 @@ export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<Recov
     if (!scan.labels[seq - 1]) throw new JobError(`the cartridge in ${t.device} holds backups 1-${scan.labels.length}; there is no backup ${seq}`);
     if (scan.labels[seq - 1]!.part) {
       // A later part of a backup that spans cartridges: it starts on another cartridge.
-      seq = await toFirstPart(t, o.catalog, scan.labels[seq - 1]!, seq);
+      const part = scan.labels[seq - 1]!;
+      seq = await toFirstPart(t, o.catalog, part, seq);
+      o.progress.note(`backup ${part.seq} on the cartridge in ${t.device} is part ${part.part!.number} of backup ${seq} (${part.label}): loaded its first cartridge ${t.barcode}`);
       scan = await scanTape(t.tape);
     }
     const chain = o.chain === false ? [seq] : chainOf(scan.labels, seq);

@@ -20,7 +20,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Catalog, JobRow, SpanPart } from "../catalog/catalog.ts";
-import { Message, TapeMtioOp, TapeOpenMode } from "../protocol/codes.ts";
+import { NdmpClientError } from "../client/client.ts";
+import { ErrorCode, Message, TapeMtioOp, TapeOpenMode } from "../protocol/codes.ts";
 import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
 import { mtio, readRecord, scanTape, toFile } from "./tape.ts";
@@ -135,7 +136,7 @@ export class BackupSpan {
       await mtio(this.t.tape, TapeMtioOp.EOF);
     } catch (e) {
       await cutAt(this.t, scan.appendAt);
-      return `writing its label failed (${(e as Error).message}): it is full`;
+      return e instanceof NdmpClientError && e.error === ErrorCode.EOM_ERR ? "it is full (no room for a label)" : `writing its label failed: ${(e as Error).message}`;
     }
     // Anything the catalog knew from this position on is gone from that cartridge now.
     this.catalog.dropJobsFrom(mediaId, seq);
