@@ -359,7 +359,7 @@ async function recoverCmd(args: string[]): Promise<number> {
   if (values.help) return print(JOB_HELP.recover!);
   const slots = (values.slot ?? []).map((v) => int(v, "--slot", 1, 9999)!);
   const raw = rawImage(values);
-  // Our own backups fit on one cartridge; a span is an image another DMA wrote (no label).
+  // Our own spanning backups are found through the catalog; several slots are for an image another DMA wrote (no label).
   if (slots.length > 1 && !raw) throw new UsageError("several --slot (an image that spans cartridges) need --tape-file N: the image's tape file on the first one");
   if (values.file !== undefined && values.date !== undefined) throw new UsageError("give --file or --date, not both");
   const before = values.date === undefined ? undefined : Date.parse(values.date);
