@@ -30,7 +30,7 @@ import { HistoryCollector } from "./history.ts";
 import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
 import { mtio, scanTape, toFile, withTape } from "./tape.ts";
-import { BackupSpan, loadPart, spanRecovery, toFirstPart } from "./span.ts";
+import { BackupSpan, loadPart, recordFound, SpanFinder, spanRecovery, toFirstPart, withSpanFinder } from "./span.ts";
 import { JobError, type JobTarget } from "./target.ts";
 
 // Split out of this file; still importable from here.
@@ -742,6 +742,7 @@ export async function listJob(t: JobTarget, o: { seq?: number; catalog: Catalog 
     if (o.seq !== undefined) {
       const label = scan.labels[o.seq - 1];
       if (!label) throw new JobError(`the cartridge holds backups 1-${scan.labels.length}; there is no backup ${o.seq}`);
+      if (label.part) throw new JobError(`backup ${o.seq} is part ${label.part.number} of backup ${label.part.of.split("#")[1]} of cartridge ${label.part.of.split("#")[0]}: list that one (its first cartridge)`);
       listing.entries = (await readHistory(t, label, o.seq)).rows.sort((a, b) => Buffer.compare(a.path, b.path));
     }
     return listing;
@@ -778,9 +779,15 @@ export async function rebuildJob(t: JobTarget, o: { catalog: Catalog; progress: 
     o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: t.barcode, created: scan.labels[0]!.date });
     let entries = 0;
     for (const label of scan.labels) {
-      const { rows, bytes } = await readHistory(t, label, label.seq);
+      if (label.part) {
+        o.progress.note(`backup ${label.seq} is part ${label.part.number} of backup ${label.part.of.split("#")[1]} of cartridge ${label.part.of.split("#")[0]}: rebuilt with that cartridge`);
+        continue;
+      }
+      // Its image may go on on other cartridges of the library: their part labels say so.
+      const finder = new SpanFinder(t, { mediaId, seq: label.seq }, o.progress);
+      const { rows, bytes } = await withSpanFinder(t, finder, () => readHistory(t, label, label.seq));
       entries += rows.length;
-      o.catalog.addJob(
+      const jobId = o.catalog.addJob(
         {
           mediaId,
           seq: label.seq,
@@ -799,6 +806,7 @@ export async function rebuildJob(t: JobTarget, o: { catalog: Catalog; progress: 
         },
         rows,
       );
+      recordFound(o.catalog, t, jobId, finder, bytes, label.date);
       o.progress.update(0, entries);
     }
     o.progress.end(true, { backups: scan.labels.length, entries });

@@ -265,3 +265,83 @@ export async function toFirstPart(t: JobTarget, catalog: Catalog | undefined, la
   await t.library.load(await slotOf(t.library, first.barcode, first.slot), TapeOpenMode.READ);
   return job.seq;
 }
+
+/**
+ * `catalog rebuild` of a backup whose image goes on past its cartridge: finds each next part by
+ * its label in the library (the slots in the order a backup takes them, from the one in the
+ * drive), so the file history is read whole and the span recorded again.
+ */
+export class SpanFinder {
+  readonly parts: Array<Omit<SpanPart, "bytes">> = [];
+
+  constructor(
+    private readonly t: JobTarget,
+    private readonly first: { mediaId: string; seq: number },
+    private readonly progress?: Progress,
+  ) {}
+
+  /** Before the read: part 1, the cartridge in the drive. */
+  async begin(): Promise<void> {
+    const inv = this.t.library ? await this.t.library.inventory() : undefined;
+    this.parts.push({ part: 1, mediaId: this.first.mediaId, seq: this.first.seq, barcode: inv?.drive?.barcode ?? this.t.barcode, slot: inv?.drive?.slot ?? 0, start: 0 });
+  }
+
+  /** t.nextCartridge while the history is read: the next part, positioned at its image, or false. */
+  async next(): Promise<false | { at: bigint }> {
+    const lib = this.t.library;
+    if (!lib) return false;
+    const want = this.parts.length + 1;
+    const of = `${this.first.mediaId}#${this.first.seq}`;
+    const inv = await lib.inventory();
+    const cur = this.parts.at(-1)!;
+    for (const slot of candidateSlots(inv.slots, cur.slot || undefined, new Set(this.parts.map((p) => p.slot)))) {
+      const barcode = await lib.load(slot, TapeOpenMode.READ);
+      let labels: TapeLabel[];
+      try {
+        labels = (await scanTape(this.t.tape)).labels;
+      } catch {
+        continue;
+      }
+      const part = labels.find((l) => l.part?.of === of && l.part.number === want);
+      if (!part) continue;
+      await toFile(this.t.tape, imageFile(part.seq));
+      this.parts.push({ part: want, mediaId: part.mediaId, seq: part.seq, barcode, slot, start: Number(part.part!.offset) });
+      this.progress?.note(`part ${want} of backup ${this.first.seq} is backup ${part.seq} of ${barcode || `slot ${slot}`}`);
+      return { at: BigInt(part.part!.offset) };
+    }
+    return false;
+  }
+
+  get spanned(): boolean {
+    return this.parts.length > 1;
+  }
+
+  rows(total: number): SpanPart[] {
+    return this.parts.map((p, i) => ({ ...p, bytes: (i + 1 < this.parts.length ? this.parts[i + 1]!.start : total) - p.start }));
+  }
+
+  /** After the read: the first cartridge back in the drive, for the backups after this one. */
+  async end(): Promise<void> {
+    if (this.spanned && this.t.library && this.parts[0]!.slot) await this.t.library.load(this.parts[0]!.slot, TapeOpenMode.READ);
+  }
+}
+
+/** Runs `read` (a file history read of the finder's backup) with the finder loading the next parts. */
+export async function withSpanFinder<T>(t: JobTarget, finder: SpanFinder, read: () => Promise<T>): Promise<T> {
+  await finder.begin();
+  const saved = t.nextCartridge;
+  t.nextCartridge = () => finder.next();
+  try {
+    return await read();
+  } finally {
+    t.nextCartridge = saved;
+    await finder.end();
+  }
+}
+
+/** What a rebuild found of a span, into the catalog (nothing for a backup on one cartridge). */
+export function recordFound(catalog: Catalog, t: JobTarget, jobId: number, finder: SpanFinder, total: number, created: string): void {
+  if (!finder.spanned) return;
+  for (const p of finder.parts.slice(1)) if (!catalog.media(p.mediaId)) catalog.upsertMedia({ mediaId: p.mediaId, drive: t.driveId, barcode: p.barcode, created });
+  catalog.addSpan(jobId, finder.rows(total));
+}

@@ -150,7 +150,7 @@ export const COMMANDS: CommandDoc[] = [
     name: "catalog",
     summary: "'catalog rebuild': re-read a cartridge's labels and file history into the catalog",
     synopsis: ["catalog rebuild [--tape NAME] [--config FILE] [--json]"],
-    description: ["Rebuilds the catalog's record of the cartridge in the drive from the tape alone: every label, and every backup's file history with its offsets (read back from the images)."],
+    description: ["Rebuilds the catalog's record of the cartridge in the drive from the tape alone: every label, and every backup's file history with its offsets (read back from the images).", "A backup whose image goes on on other cartridges of the drive's library (see 'ndmpd backup --help') is followed there: each later part is found by its label, loaded, read, and the span recorded; a later part found on the cartridge in the drive is rebuilt with its first cartridge instead."],
     options: [TAPE_OPT, CONFIG_OPT, SLOT_OPT, JSON_OPT],
   },
   {
