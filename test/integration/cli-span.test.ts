@@ -12,6 +12,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { VirtualTapeDrive } from "../../src/devices/tape/virtual.ts";
 import { BINARY, havePeers } from "../helpers/peers.ts";
 import { run } from "../helpers/run.ts";
 import { compareTrees, pattern } from "../helpers/tree.ts";
@@ -35,7 +36,8 @@ describe.runIf(havePeers("binary", "tar"))("ndmpd backup over several cartridges
     writeFileSync(
       CFG,
       `[server]\nstate_dir = "${W}/state"\n\n[[tape]]\nname = "vt0"\n\n[[changer]]\nname = "lib0"\npath = "${LIB}"\nslots = 4\ndrives = ["vt0"]\ncapacity = "2MiB"\n\n` +
-        `[[tape]]\nname = "alone"\npath = "${W}/alone.tape"\ncapacity = "2MiB"\n`,
+        `[[tape]]\nname = "alone"\npath = "${W}/alone.tape"\ncapacity = "2MiB"\n\n` +
+        `[[tape]]\nname = "vt1"\n\n[[changer]]\nname = "lib1"\npath = "${W}/lib1"\nslots = 4\ndrives = ["vt1"]\ncapacity = "2MiB"\nbarcode_prefix = "ALT"\n`,
     );
     chmodSync(CFG, 0o600);
   });
@@ -140,6 +142,26 @@ describe.runIf(havePeers("binary", "tar"))("ndmpd backup over several cartridges
     expect(l1.backups.map((x: any) => [x.seq, x.label, x.span.length])).toEqual([[1, "big", 3]]);
     const out = join(W, "after-failure");
     expect((await ndmpd("recover", "--tape", "vt0", "--to", out)).code).toBe(0);
+    expect(await compareTrees(SRC, out)).toEqual([]);
+  });
+
+  it("skips a cartridge that holds another program's data, and leaves it alone", async () => {
+    // The library's cartridges exist once it has been used; then slot 2 gets a foreign record.
+    expect((await ndmpd("list", "--tape", "vt1", "--slot", "1")).code).toBe(0);
+    const foreign = join(W, "lib1", "ALT002L8.tape");
+    const d = new VirtualTapeDrive({ name: "x", cartridge: foreign });
+    await d.open("RDWR");
+    await d.write(Buffer.alloc(10240, 0x41));
+    await d.close();
+    const b = await ndmpd("backup", SRC, "--tape", "vt1", "--slot", "1", "--record-size", RS);
+    expect(b.code, b.stderr + b.stdout).toBe(0);
+    expect(b.stdout).toMatch(/^slot 2 \(ALT002L8\) cannot take part 2: tape file 0 holds another program's data$/m);
+    expect(b.stdout).toMatch(/cartridge ALT001L8 \(slot 1\) is full at byte \d+ of the image: part 2 goes on slot 3 \(ALT003L8\)/);
+    const listing = JSON.parse((await ndmpd("list", "--tape", "vt1", "--slot", "1", "--json")).stdout);
+    expect(listing.backups[0].span.map((p: any) => p.slot)).toEqual([1, 3, 4]);
+    expect(vtapeFiles(foreign)).toEqual([[Buffer.alloc(10240, 0x41)]]);
+    const out = join(W, "skipped-foreign");
+    expect((await ndmpd("recover", "--tape", "vt1", "--to", out)).code).toBe(0);
     expect(await compareTrees(SRC, out)).toEqual([]);
   });
 
