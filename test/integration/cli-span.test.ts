@@ -5,7 +5,8 @@
  * options than for one cartridge restores the whole tree byte for byte, and a single path on
  * the second cartridge by direct access; GNU tar reads the parts' tape files concatenated. With
  * no usable next cartridge (the others full), or no library, the backup fails and says why.
- * Without the catalog, `catalog rebuild` finds the later parts by their labels.
+ * Without the catalog, `catalog rebuild` finds the later parts by their labels. Another DMA
+ * (ndmjob -x with the cartridges as its media list) restores the spanned image too.
  */
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -13,7 +14,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VirtualTapeDrive } from "../../src/devices/tape/virtual.ts";
+import { jobSucceeded, ndmjob } from "../helpers/ndmjob.ts";
+import { createNetns, type Netns } from "../helpers/netns.ts";
 import { BINARY, havePeers } from "../helpers/peers.ts";
+import { PASSWORD, startServer, USER, type RunningServer } from "../helpers/server.ts";
 import { run } from "../helpers/run.ts";
 import { compareTrees, pattern } from "../helpers/tree.ts";
 import { vtapeFiles } from "../helpers/vtape.ts";
@@ -170,4 +174,41 @@ describe.runIf(havePeers("binary", "tar"))("ndmpd backup over several cartridges
     expect(b.code).toBe(1);
     expect(b.stdout).toMatch(/the backup cannot go on: drive alone belongs to no \[\[changer\]\] with more cartridges/);
   });
+});
+
+describe.runIf(havePeers("binary", "ndmjob", "unshare"))("a spanned ndmpd backup restored by another DMA (ndmjob -x, a media list)", () => {
+  let ns: Netns | undefined;
+  let srv: RunningServer | undefined;
+  const W = mkdtempSync(join(tmpdir(), "ndmpd-span-ndmjob-"));
+  afterAll(async () => {
+    await srv?.stop();
+    await ns?.stop();
+    rmSync(W, { recursive: true, force: true });
+  });
+
+  it("ndmjob loads each cartridge in turn (tape file 1 on each: label, then the part) and restores the tree", async () => {
+    const SRC = join(W, "src");
+    mkdirSync(SRC);
+    for (let i = 0; i < 5; i++) writeFileSync(join(SRC, `f${i}.bin`), pattern(1_100_000, 10 + i));
+    const lib = `[[tape]]\nname = "vt0"\n[[changer]]\nname = "lib0"\npath = "${W}/lib0"\nslots = 4\ndrives = ["vt0"]\ncapacity = "2MiB"\n`;
+    const cfg = join(W, "c.toml");
+    writeFileSync(cfg, `[server]\nstate_dir = "${W}/state"\n` + lib, { mode: 0o600 });
+    // ndmjob's default record size, so that it needs no option for it.
+    const b = await run(BINARY, ["backup", SRC, "-c", cfg, "--slot", "1", "--record-size", "10240"], { timeoutMs: 120_000 });
+    expect(b.code, b.stderr + b.stdout).toBe(0);
+    expect(b.stdout).toMatch(/cartridges NDMP001L8, NDMP002L8, NDMP003L8/);
+    ns = await createNetns();
+    srv = await startServer({ netns: ns, config: `[server]\nlisten = "127.0.0.1:10000"\nstate_dir = "$DIR/state"\nauth_failure_delay_ms = 0\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n` + lib });
+    const A = `127.0.0.1:10000/4,${USER},${PASSWORD}`;
+    // The backup left its last cartridge in the drive; ndmjob wants an empty one.
+    const u = await ndmjob(ns, ["-o", "unload", "-R", A, "-r", "lib0", "-v"], 60_000);
+    expect(u.stdout).toContain('"Commanding robot to unload drive @500 to slot @1002"');
+    expect(u.stdout).not.toContain("had problems");
+    const out = join(W, "out");
+    const media = ["+1@1000", "+1@1001", "+1@1002"].flatMap((m) => ["-m", m]);
+    const x = await ndmjob(ns, ["-x", "-v", "-D", A, "-R", A, "-r", "lib0", "-f", "vt0", ...media, "-B", "tar", "-C", out], 120_000);
+    expect(jobSucceeded(x.stdout), x.stdout).toBe(true);
+    expect(x.stdout).toContain('"Commanding robot to load slot @1002 into drive @500"');
+    expect(await compareTrees(SRC, out)).toEqual([]);
+  }, 200_000);
 });
