@@ -392,16 +392,18 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
       });
     } catch (e) {
       history.dispose();
-      await span.undo().catch(() => {});
-      await eraseFrom(t, scan.appendAt);
+      if (await span.undo().catch(() => false)) await eraseFrom(t, scan.appendAt);
       throw e;
     }
     // Anything the catalog knew from this position on is gone from the tape now.
     o.catalog.dropJobsFrom(mediaId, seq);
     if (!r.ok) {
       history.dispose();
-      await span.undo().catch((e) => o.progress.note(`warning: cutting the failed backup off the other cartridges: ${(e as Error).message}`));
-      await eraseFrom(t, scan.appendAt);
+      const home = await span.undo().catch((e) => {
+        o.progress.note(`warning: cutting the failed backup off its cartridges: ${(e as Error).message}`);
+        return false;
+      });
+      if (home) await eraseFrom(t, scan.appendAt);
       o.progress.end(false, { backup: seq, errors: r.errors.length });
       return { ok: false, seq, mediaId, bytes: r.bytes, entries: history.count, errors: r.errors };
     }

@@ -161,16 +161,25 @@ export class BackupSpan {
 
   /**
    * A failed backup: the parts on other cartridges are cut off them, and the first cartridge is
-   * put back in the drive (the job cuts its own part off).
+   * put back in the drive. True when it is there, for the job to cut its own part off; false
+   * when it cannot be found (no slot or volume tag known): nothing else may be cut instead.
    */
-  async undo(): Promise<void> {
-    if (!this.moved) return;
+  async undo(): Promise<boolean> {
+    if (!this.moved) return true;
     const lib = this.t.library!;
     for (const p of this.parts.slice(1).reverse()) {
       await lib.load(p.slot, TapeOpenMode.RDWR);
       await cutAt(this.t, p.labelFile);
     }
-    if (this.first.slot) await lib.load(this.first.slot, TapeOpenMode.RDWR);
+    const { slot, barcode } = this.first;
+    // Its slot, or where the library put it when it had none (found by its volume tag).
+    const home = barcode ? await slotOf(lib, barcode, slot).catch(() => slot) : slot;
+    if (!home) {
+      this.progress.note(`warning: the first cartridge of the failed backup cannot be found in ${lib.name} (no slot or volume tag): backup ${this.first.seq} on it ends short and is not to be restored`);
+      return false;
+    }
+    await lib.load(home, TapeOpenMode.RDWR);
+    return true;
   }
 }
 
