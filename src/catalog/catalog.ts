@@ -14,6 +14,9 @@
  *   jobs(job_id INTEGER PK, media_id, seq, label_file, image_file, label, date, format, host,
  *        root, level, record_size, env JSON, bytes, entries)        UNIQUE(media_id, seq)
  *   files(job_id, path BLOB, node, fh_info, ftype, mode, uid, gid, size, mtime)  PK(job_id, path)
+ *   spans(job_id, part, media_id, seq, barcode, slot, start, bytes)            PK(job_id, part)
+ *        only for a backup that went on on other cartridges: each cartridge of its image, in
+ *        order (part 1 is the job's own cartridge), and the image offset its part starts at.
  *
  * Durability (SQL backends): WAL with synchronous=NORMAL, so the small writes of a job (its
  * cartridge, an overwrite's deletions) cost no fsync each; a crash or power loss may lose such a
@@ -72,6 +75,23 @@ export interface FileRow {
 
 export type NewJob = Omit<JobRow, "jobId">;
 
+/** One cartridge of a backup whose image spans cartridges (see Catalog.addSpan). */
+export interface SpanPart {
+  /** 1, 2, ...: part 1 is on the job's own cartridge (its mediaId and seq). */
+  part: number;
+  mediaId: string;
+  /** The part's backup number on that cartridge (its label and image tape files). */
+  seq: number;
+  /** The cartridge's volume tag ("" when the library has none). */
+  barcode: string;
+  /** The storage slot it was loaded from when it was written. */
+  slot: number;
+  /** Where the part starts in the image, in bytes. */
+  start: number;
+  /** Bytes of the image on the part. */
+  bytes: number;
+}
+
 export interface Catalog {
   readonly backend: "bun:sqlite" | "node:sqlite" | "jsonl";
   readonly path: string;
@@ -87,6 +107,12 @@ export interface Catalog {
   lookup(jobId: number, path: Buffer): FileRow | undefined;
   /** Forgets a cartridge's backups (before a rebuild, or when it is rewritten from the start). */
   dropJobsFrom(mediaId: string, fromSeq: number): void;
+  /** Records the cartridges of a job's image, in order (a job on one cartridge has none). */
+  addSpan(jobId: number, parts: SpanPart[]): void;
+  /** The parts of a job's image in order; empty when it is on one cartridge. */
+  span(jobId: number): SpanPart[];
+  /** The parts (2, 3, ...) of other cartridges' backups that are on this cartridge. */
+  spansOn(mediaId: string): Array<{ jobId: number; part: SpanPart }>;
   close(): void;
 }
 
@@ -131,6 +157,16 @@ CREATE TABLE IF NOT EXISTS files (
 ) WITHOUT ROWID;
 `;
 
+/** Added after schema 1 shipped: created when missing, so older catalogs gain it on open. */
+const SPAN_SCHEMA = `
+CREATE TABLE IF NOT EXISTS spans (
+  job_id INTEGER NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
+  part INTEGER NOT NULL, media_id TEXT NOT NULL, seq INTEGER NOT NULL, barcode TEXT NOT NULL,
+  slot INTEGER NOT NULL, start INTEGER NOT NULL, bytes INTEGER NOT NULL,
+  PRIMARY KEY (job_id, part)
+);
+`;
+
 /** Rows per multi-row INSERT: 10 values each, under SQLite's oldest limit of 999 parameters. */
 const INSERT_ROWS = 99;
 const ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -146,6 +182,7 @@ export class SqlCatalog implements Catalog {
     readonly path: string,
   ) {
     db.exec(SCHEMA);
+    db.exec(SPAN_SCHEMA);
   }
 
   upsertMedia(m: MediaRow): void {
@@ -216,6 +253,28 @@ export class SqlCatalog implements Catalog {
     this.db.prepare("DELETE FROM jobs WHERE media_id = ? AND seq >= ?").run(mediaId, fromSeq);
   }
 
+  addSpan(jobId: number, parts: SpanPart[]): void {
+    this.db.exec("BEGIN");
+    try {
+      this.db.prepare("DELETE FROM spans WHERE job_id = ?").run(jobId);
+      const ins = this.db.prepare("INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      for (const p of parts) ins.run(jobId, p.part, p.mediaId, p.seq, p.barcode, p.slot, p.start, p.bytes);
+      this.db.exec("COMMIT");
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  span(jobId: number): SpanPart[] {
+    return (this.db.prepare("SELECT * FROM spans WHERE job_id = ? ORDER BY part").all(jobId) as Record<string, any>[]).map(spanFromSql);
+  }
+
+  spansOn(mediaId: string): Array<{ jobId: number; part: SpanPart }> {
+    const rows = this.db.prepare("SELECT * FROM spans WHERE media_id = ? AND part > 1 ORDER BY seq").all(mediaId) as Record<string, any>[];
+    return rows.map((r) => ({ jobId: Number(r.job_id), part: spanFromSql(r) }));
+  }
+
   close(): void {
     this.db.close();
   }
@@ -241,6 +300,18 @@ function jobFromSql(r: Record<string, any>): JobRow {
   };
 }
 
+function spanFromSql(r: Record<string, any>): SpanPart {
+  return {
+    part: Number(r.part),
+    mediaId: r.media_id,
+    seq: Number(r.seq),
+    barcode: r.barcode,
+    slot: Number(r.slot),
+    start: Number(r.start),
+    bytes: Number(r.bytes),
+  };
+}
+
 function fileFromSql(r: Record<string, any>): FileRow {
   const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   return {
@@ -263,13 +334,15 @@ function fileFromSql(r: Record<string, any>): FileRow {
 type JsonRecord =
   | { t: "media"; m: MediaRow }
   | { t: "job"; j: JobRow; files: Array<Omit<FileRow, "path"> & { path: string }> }
-  | { t: "drop"; mediaId: string; fromSeq: number };
+  | { t: "drop"; mediaId: string; fromSeq: number }
+  | { t: "span"; jobId: number; parts: SpanPart[] };
 
 export class JsonlCatalog implements Catalog {
   readonly backend = "jsonl" as const;
   private readonly mediaRows = new Map<string, MediaRow>();
   private readonly jobRows = new Map<number, JobRow>();
   private readonly fileRows = new Map<number, Map<string, FileRow>>();
+  private readonly spanRows = new Map<number, SpanPart[]>();
   private nextId = 1;
 
   constructor(readonly path: string) {
@@ -297,6 +370,8 @@ export class JsonlCatalog implements Catalog {
       this.nextId = Math.max(this.nextId, rec.j.jobId + 1);
     } else if (rec.t === "drop") {
       this.dropWhere((j) => j.mediaId === rec.mediaId && j.seq >= rec.fromSeq);
+    } else if (rec.t === "span") {
+      if (this.jobRows.has(rec.jobId)) this.spanRows.set(rec.jobId, rec.parts);
     }
   }
 
@@ -305,6 +380,7 @@ export class JsonlCatalog implements Catalog {
       if (!pred(j)) continue;
       this.jobRows.delete(id);
       this.fileRows.delete(id);
+      this.spanRows.delete(id);
     }
   }
 
@@ -348,6 +424,20 @@ export class JsonlCatalog implements Catalog {
     this.append({ t: "drop", mediaId, fromSeq });
   }
 
+  addSpan(jobId: number, parts: SpanPart[]): void {
+    this.append({ t: "span", jobId, parts });
+  }
+
+  span(jobId: number): SpanPart[] {
+    return [...(this.spanRows.get(jobId) ?? [])].sort((a, b) => a.part - b.part);
+  }
+
+  spansOn(mediaId: string): Array<{ jobId: number; part: SpanPart }> {
+    const out: Array<{ jobId: number; part: SpanPart }> = [];
+    for (const [jobId, parts] of this.spanRows) for (const part of parts) if (part.mediaId === mediaId && part.part > 1) out.push({ jobId, part });
+    return out.sort((a, b) => a.part.seq - b.part.seq);
+  }
+
   /** Rewrites the log with only what is live (keeps the file from growing without bound). */
   compact(): void {
     const lines: string[] = [];
@@ -355,6 +445,8 @@ export class JsonlCatalog implements Catalog {
     for (const j of this.jobRows.values()) {
       const files = this.files(j.jobId).map((f) => ({ ...f, path: f.path.toString("base64") }));
       lines.push(JSON.stringify({ t: "job", j, files }));
+      const parts = this.spanRows.get(j.jobId);
+      if (parts) lines.push(JSON.stringify({ t: "span", jobId: j.jobId, parts }));
     }
     const tmp = `${this.path}.tmp`;
     writeFileSync(tmp, lines.map((l) => l + "\n").join(""), { mode: 0o600 });

@@ -19,6 +19,7 @@ import { NdmpServer } from "../server/listener.ts";
 import { loadNative } from "../native/index.ts";
 import { cleanupLeftovers } from "../snapshot/index.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
+import type { JobLibrary } from "./target.ts";
 import { formatBytes, Progress } from "./progress.ts";
 import { readNdmjobIndex } from "./ndmjob-index.ts";
 import { copyCmd, duplicateCmd } from "./cli-copy.ts";
@@ -154,6 +155,7 @@ async function localSession(config: Config, tape: string, slotOrSlots: number | 
         for (const s of server.sessions) s.fileHistoryTap = sink;
       },
     };
+    if (changer) target.library = jobLibrary(devices, changer.name, target, client);
     if (slots.length > 1) {
       // The cartridges of a span, in order: each next one replaces the one in the drive.
       let next = 1;
@@ -179,6 +181,33 @@ async function localSession(config: Config, tape: string, slotOrSlots: number | 
     devices.shutdown();
     throw e;
   }
+}
+
+/** The job's view of the drive's library (span.ts: backups and recoveries over several cartridges). */
+function jobLibrary(devices: DeviceRegistry, changerName: string, target: JobTarget, client: NdmpClient): JobLibrary {
+  return {
+    name: changerName,
+    async inventory() {
+      const dev = await devices.openScsi(devices.changers.get(changerName)!);
+      try {
+        const inv = await readInventory(dev);
+        const se = inv.elements.filter((e) => e.type === "SE");
+        const drive = inv.elements.find((e) => e.type === "DTE");
+        const slots = se.map((e, i) => ({ slot: i + 1, barcode: e.tag ?? "", full: e.full }));
+        const home = drive?.full ? se.findIndex((e) => e.address === drive.source) : -1;
+        return { slots, drive: drive?.full ? { barcode: drive.tag ?? "", ...(home >= 0 ? { slot: home + 1 } : {}) } : undefined };
+      } finally {
+        await dev.close();
+      }
+    },
+    async load(slot, mode) {
+      // The library refuses to unload a drive that is open (as a real one with Linux st does).
+      await client.request(Message.TAPE_CLOSE, {}, { allowBodyError: true });
+      target.barcode = await loadSlot(devices, changerName, slot);
+      await client.request(Message.TAPE_OPEN, { device: target.device, mode });
+      return target.barcode;
+    },
+  };
 }
 
 /**
@@ -330,7 +359,7 @@ async function recoverCmd(args: string[]): Promise<number> {
   if (values.help) return print(JOB_HELP.recover!);
   const slots = (values.slot ?? []).map((v) => int(v, "--slot", 1, 9999)!);
   const raw = rawImage(values);
-  // Our own backups fit on one cartridge; a span is an image another DMA wrote (no label).
+  // Our own spanning backups are found through the catalog; several slots are for an image another DMA wrote (no label).
   if (slots.length > 1 && !raw) throw new UsageError("several --slot (an image that spans cartridges) need --tape-file N: the image's tape file on the first one");
   if (values.file !== undefined && values.date !== undefined) throw new UsageError("give --file or --date, not both");
   const before = values.date === undefined ? undefined : Date.parse(values.date);
@@ -533,9 +562,14 @@ function printListing(l: Listing, tape: string, json: boolean): void {
     for (const b of l.backups) {
       const size = b.bytes !== undefined ? formatBytes(b.bytes) : "-";
       const base = b.base === undefined ? "-" : String(b.base);
+      const name = b.partOf ? `part ${b.partOf.part} of backup ${b.partOf.of.split("#")[1]} (${b.label}) of cartridge ${b.partOf.of.split("#")[0]}` : b.label;
       process.stdout.write(
-        `${String(b.seq).padStart(2)}  ${b.date.slice(0, 19).replace("T", " ")}   ${b.format.padEnd(6)} ${String(b.level).padStart(5)} ${base.padStart(4)}  ${size.padEnd(10)}  ${b.label}  ${b.host}:${b.root}\n`,
+        `${String(b.seq).padStart(2)}  ${b.date.slice(0, 19).replace("T", " ")}   ${b.format.padEnd(6)} ${String(b.level).padStart(5)} ${base.padStart(4)}  ${size.padEnd(10)}  ${name}  ${b.host}:${b.root}\n`,
       );
+      // A backup over several cartridges: each one, in the order a recovery loads them.
+      for (const p of b.span ?? []) {
+        process.stdout.write(`      part ${p.part}: ${p.barcode || "(no volume tag)"} slot ${p.slot}, from byte ${p.start}, ${formatBytes(p.bytes)}\n`);
+      }
     }
     return;
   }

@@ -30,6 +30,7 @@ import { HistoryCollector } from "./history.ts";
 import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
 import { mtio, scanTape, toFile, withTape } from "./tape.ts";
+import { BackupSpan, loadPart, recordFound, SpanFinder, spanRecovery, toFirstPart, withSpanFinder } from "./span.ts";
 import { JobError, type JobTarget } from "./target.ts";
 
 // Split out of this file; still importable from here.
@@ -51,6 +52,14 @@ interface TransferOptions {
   /** Expected total bytes (ETA), possibly known only later. */
   total?: () => number | undefined;
   history?: HistoryCollector;
+  /** Recovery: the image offset the first byte of the tape file in the drive has (a later part of a span). */
+  windowOffset?: bigint;
+  /**
+   * Backup: the cartridge is full (the mover paused EOM or EOW at image offset `at`): puts the
+   * next cartridge in the drive, positioned where the rest of the image goes (span.ts); false
+   * when there is none, with `why` set.
+   */
+  onFull?: (at: bigint) => Promise<{ ok: true } | { ok: false; why: string }>;
 }
 
 export interface TransferResult {
@@ -97,7 +106,7 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
   if (tapped) t.tapFileHistory!((code, body) => o.history!.add({ code, body }));
   try {
     await tape.request(Message.MOVER_SET_RECORD_SIZE, { len: o.recordSize });
-    await tape.request(Message.MOVER_SET_WINDOW, { offset: 0n, length: ALL1 });
+    await tape.request(Message.MOVER_SET_WINDOW, { offset: o.windowOffset ?? 0n, length: ALL1 });
     if (isLocal(t)) {
       await tape.request(Message.MOVER_LISTEN, { mode: moverMode, addr_type: AddrType.LOCAL });
       await data.request(Message.DATA_CONNECT, { addr: { addr_type: AddrType.LOCAL } });
@@ -117,7 +126,7 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
     let halted: Post | undefined;
     let lastPoll = 0;
     /** A recovery over a span: where the cartridge in the drive starts in the image. */
-    let spanAt = 0n;
+    let spanAt = o.windowOffset ?? 0n;
     let nextSpanAt = 0n;
     /**
      * At a pause in a recovery: when the data service still wants bytes (a mover pauses only
@@ -130,7 +139,10 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
       if (ds.state !== DataState.ACTIVE) return false;
       const ts = (await tape.request(Message.TAPE_GET_STATE)).body;
       nextSpanAt = at + BigInt(ts.blockno) * BigInt(recordSize);
-      return target.nextCartridge();
+      const next = await target.nextCartridge();
+      // A span the catalog knows says where each part starts (no need to count records).
+      if (typeof next === "object") nextSpanAt = next.at;
+      return next !== false;
     };
     while (!halted) {
       if (queue.length === 0) {
@@ -188,6 +200,8 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
               await tape.request(Message.MOVER_SET_WINDOW, { offset: spanAt, length: ALL1 });
               await tape.request(Message.MOVER_CONTINUE);
               o.progress?.note(`next cartridge${t.barcode ? ` ${t.barcode}` : ""}: the image goes on at byte ${spanAt}`);
+            } else if (o.mode === "backup" && (reason === MoverPauseReason.EOM || reason === MoverPauseReason.EOW) && o.onFull) {
+              await continueOnNext(data, tape, o, BigInt(p.body.seek_position ?? 0n), result);
             } else if (o.mode !== "backup" && reason === MoverPauseReason.EOF) {
               // The end of the image: closing tells the data service its stream is over. The mover
               // may have halted meanwhile (the data service finished and closed): no matter.
@@ -244,6 +258,25 @@ async function transfer(t: JobTarget, o: TransferOptions): Promise<TransferResul
       a.off("closed", onClosed);
     }
   }
+}
+
+/**
+ * A backup at the end of its cartridge: the job's onFull puts the next one in the drive, then the
+ * mover goes on where the image left off (the record that did not fit is written first); with no
+ * next cartridge the job fails, saying why.
+ */
+async function continueOnNext(data: NdmpClient, tape: NdmpClient, o: TransferOptions, at: bigint, result: TransferResult): Promise<void> {
+  const next = await o.onFull!(at);
+  if (next.ok) {
+    await tape.request(Message.MOVER_SET_WINDOW, { offset: at, length: ALL1 });
+    await tape.request(Message.MOVER_CONTINUE);
+    return;
+  }
+  const why = `the cartridge is full at byte ${at} of the image, and the backup cannot go on: ${next.why}`;
+  result.errors.push(why);
+  o.progress?.note(`error: ${why}`);
+  await data.request(Message.DATA_ABORT, {}, { allowBodyError: true });
+  await tape.request(Message.MOVER_ABORT, {}, { allowBodyError: true });
 }
 
 /**
@@ -338,6 +371,9 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
     await t.tape.request(Message.TAPE_WRITE, { data_out: encodeLabel(label) });
     await mtio(t.tape, TapeMtioOp.EOF);
 
+    // A backup larger than the cartridge goes on on the library's next usable one (span.ts).
+    const span = new BackupSpan(t, label, o.catalog, o.progress);
+    await span.begin(scan.appendAt, scan.labels[0]?.date ?? date);
     o.progress.start({ path: o.path, tape: t.driveId, backup: seq, label: label.label, format: o.format });
     // The rows wait in a spill file until the catalog takes them: memory does not grow with the tree.
     const history = new HistoryCollector({ spill: true });
@@ -349,20 +385,25 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
         history,
         progress: o.progress,
         total: o.total,
+        onFull: (at) => span.onFull(at),
         start: async () => {
           await t.data.request(Message.DATA_START_BACKUP, { butype_name: o.format, env: env.map(([name, value]) => ({ name, value })) });
         },
       });
     } catch (e) {
       history.dispose();
-      await eraseFrom(t, scan.appendAt);
+      if (await span.undo().catch(() => false)) await eraseFrom(t, scan.appendAt);
       throw e;
     }
     // Anything the catalog knew from this position on is gone from the tape now.
     o.catalog.dropJobsFrom(mediaId, seq);
     if (!r.ok) {
       history.dispose();
-      await eraseFrom(t, scan.appendAt);
+      const home = await span.undo().catch((e) => {
+        o.progress.note(`warning: cutting the failed backup off its cartridges: ${(e as Error).message}`);
+        return false;
+      });
+      if (home) await eraseFrom(t, scan.appendAt);
       o.progress.end(false, { backup: seq, errors: r.errors.length });
       return { ok: false, seq, mediaId, bytes: r.bytes, entries: history.count, errors: r.errors };
     }
@@ -370,7 +411,7 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
     const rowCount = history.rowCount();
     try {
       await mtio(t.tape, TapeMtioOp.EOF);
-      o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: t.barcode, created: scan.labels[0]?.date ?? date });
+      o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: span.first.barcode, created: scan.labels[0]?.date ?? date });
       jobId = o.catalog.addJob(
         {
           mediaId,
@@ -390,12 +431,14 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
         },
         history.each(),
       );
+      span.record(jobId, r.bytes);
     } finally {
       history.dispose();
     }
     // What the data service did about a snapshot (btrfs:NAME, hook:NAME, none), when it says.
     const snapshot = r.env.find(([n]) => n === "SNAPSHOT")?.[1];
-    o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId, ...(snapshot ? { snapshot } : {}) });
+    const cartridges = span.spanned ? { cartridges: span.parts.map((p) => p.barcode || `slot ${p.slot}`).join(", ") } : {};
+    o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId, ...cartridges, ...(snapshot ? { snapshot } : {}) });
     return { ok: true, seq, mediaId, jobId, bytes: r.bytes, entries: rowCount, errors: [] };
   });
 }
@@ -459,12 +502,13 @@ export function backupPath(p: string): string {
  * which dumpdates follows): the base of a level N backup is the latest earlier backup of the
  * same host and path with a lower level. A level 0 is a chain of one.
  */
-export function chainOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" | "root">>, seq: number): number[] {
+export function chainOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" | "root"> & { part?: unknown }>, seq: number): number[] {
   const chain = [seq];
   let cur = labels.find((l) => l.seq === seq);
   while (cur && cur.level > 0) {
     const c = cur;
-    const base = labels.filter((l) => l.seq < c.seq && l.host === c.host && l.root === c.root && l.level < c.level).at(-1);
+    // A later part of a spanning backup is not a backup of its own (its first part is elsewhere).
+    const base = labels.filter((l) => l.seq < c.seq && !l.part && l.host === c.host && l.root === c.root && l.level < c.level).at(-1);
     if (!base) throw new JobError(`backup ${c.seq} is a level ${c.level} of ${c.host}:${c.root}; the backup it builds on (a lower level before it) is not on this cartridge`);
     chain.unshift(base.seq);
     cur = base;
@@ -473,7 +517,7 @@ export function chainOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" |
 }
 
 /** The base backup of each (undefined for a level 0, or when it is not on the cartridge). */
-export function baseOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" | "root">>, seq: number): number | undefined {
+export function baseOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" | "root"> & { part?: unknown }>, seq: number): number | undefined {
   try {
     const chain = chainOf(labels, seq);
     return chain.length > 1 ? chain[chain.length - 2] : undefined;
@@ -485,7 +529,7 @@ export function baseOf(labels: Array<Pick<TapeLabel, "seq" | "level" | "host" | 
 export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<RecoverResult> {
   if (o.raw) return recoverOne(t, o, undefined);
   return withTape(t, TapeOpenMode.READ, async () => {
-    const scan = await scanTape(t.tape);
+    let scan = await scanTape(t.tape);
     if (scan.labels.length === 0) throw new JobError(`the cartridge in ${t.device} holds no ndmpd backup`);
     let seq = o.seq ?? scan.labels.length;
     if (o.before !== undefined) {
@@ -494,6 +538,13 @@ export async function recoverJob(t: JobTarget, o: RecoverOptions): Promise<Recov
       seq = at.seq;
     }
     if (!scan.labels[seq - 1]) throw new JobError(`the cartridge in ${t.device} holds backups 1-${scan.labels.length}; there is no backup ${seq}`);
+    if (scan.labels[seq - 1]!.part) {
+      // A later part of a backup that spans cartridges: it starts on another cartridge.
+      const part = scan.labels[seq - 1]!;
+      seq = await toFirstPart(t, o.catalog, part, seq);
+      o.progress.note(`backup ${part.seq} on the cartridge in ${t.device} is part ${part.part!.number} of backup ${seq} (${part.label}): loaded its first cartridge ${t.barcode}`);
+      scan = await scanTape(t.tape);
+    }
     const chain = o.chain === false ? [seq] : chainOf(scan.labels, seq);
     if (chain.length === 1) return recoverOne(t, { ...o, seq }, scan);
     // Each image in order into one destination; a path is missing only if no image of the chain has it.
@@ -565,17 +616,30 @@ async function recoverOne(t: JobTarget, o: RecoverOptions, scanned: Awaited<Retu
       { name: "DIRECT", value: direct ? "y" : "n" },
       { name: "RECORD_SIZE", value: String(recordSize) },
     ];
-    await toFile(t.tape, image);
-    o.progress.start({ tape: t.driveId, backup: seq ?? `tape file ${image}`, to: o.to, paths: nlist.length || "all", direct: direct ? "yes" : "no" });
-    const r = await transfer(t, {
-      mode: "recover",
-      recordSize,
-      progress: o.progress,
-      total: () => total,
-      start: async () => {
-        await t.data.request(Message.DATA_START_RECOVER, { env, nlist, butype_name: format });
-      },
-    });
+    // An image over several cartridges (the catalog's span): start on the part holding the
+    // first byte read, the next parts follow at the end of each.
+    const parts = job ? o.catalog!.span(job.jobId) : [];
+    const from = direct ? Math.min(...nlist.map((n) => Number(n.fh_info))) : 0;
+    const spanned = parts.length > 1 ? await spanRecovery(t, job!, parts, from, o.progress) : undefined;
+    if (!spanned) await toFile(t.tape, image);
+    o.progress.start({ tape: t.driveId, backup: seq ?? `tape file ${image}`, to: o.to, paths: nlist.length || "all", direct: direct ? "yes" : "no", ...(spanned ? { cartridges: parts.length } : {}) });
+    let r: TransferResult;
+    try {
+      r = await transfer(t, {
+        mode: "recover",
+        recordSize,
+        progress: o.progress,
+        total: () => total,
+        windowOffset: spanned?.windowOffset,
+        start: async () => {
+          await t.data.request(Message.DATA_START_RECOVER, { env, nlist, butype_name: format });
+        },
+      });
+    } finally {
+      spanned?.done();
+    }
+    // The next image of a chain is on the job's own cartridge.
+    if (spanned && inChain) await loadPart(t, job!, parts[0]!);
     if (r.recovery) o.progress.update(r.bytes, r.recovery.restored, total);
     const failed = [...r.files].filter(([, s]) => s !== RecoveryStatus.SUCCESSFUL).map(([n, s]) => `${n} (${statusName(s)})`);
     const ok = r.ok && failed.length === 0;
@@ -633,7 +697,22 @@ async function readHistory(t: JobTarget, label: TapeLabel, seq: number, progress
 export interface Listing {
   source: "catalog" | "tape";
   mediaId?: string;
-  backups: Array<{ seq: number; label: string; date: string; format: string; host: string; root: string; level: number; base?: number; bytes?: number; entries?: number }>;
+  backups: Array<{
+    seq: number;
+    label: string;
+    date: string;
+    format: string;
+    host: string;
+    root: string;
+    level: number;
+    base?: number;
+    bytes?: number;
+    entries?: number;
+    /** A backup that spans cartridges: each one in order (volume tag, slot, where its part starts). */
+    span?: Array<{ part: number; barcode: string; slot: number; start: number; bytes: number }>;
+    /** A later part of a spanning backup: which backup it belongs to ("mediaId#seq") and its number. */
+    partOf?: { of: string; part: number };
+  }>;
   /** With a backup number: its entries. */
   entries?: FileRow[];
 }
@@ -648,20 +727,44 @@ export async function listJob(t: JobTarget, o: { seq?: number; catalog: Catalog 
       return { source: "tape", backups: [] };
     }
     const known = o.catalog.jobs(mediaId);
-    if (known.length > 0 && (o.seq === undefined || known.some((j) => j.seq === o.seq))) {
-      const listing: Listing = { source: "catalog", mediaId, backups: known.map((j) => ({ ...j, base: baseOf(known, j.seq) })) };
-      if (o.seq !== undefined) listing.entries = o.catalog.files(known.find((j) => j.seq === o.seq)!.jobId);
+    // Later parts of spanning backups on this cartridge: their entries are their backup's.
+    const parts = o.catalog.spansOn(mediaId);
+    const wanted = o.seq === undefined ? undefined : (known.find((j) => j.seq === o.seq)?.jobId ?? parts.find((p) => p.part.seq === o.seq)?.jobId);
+    if ((known.length > 0 || parts.length > 0) && (o.seq === undefined || wanted !== undefined)) {
+      const listing: Listing = { source: "catalog", mediaId, backups: withSpans(o.catalog, mediaId, known.map((j) => ({ ...j, base: baseOf(known, j.seq) }))) };
+      if (wanted !== undefined) listing.entries = o.catalog.files(wanted);
       return listing;
     }
     const scan = await scanTape(t.tape);
-    const listing: Listing = { source: "tape", mediaId, backups: scan.labels.map((l) => ({ ...l, base: baseOf(scan.labels, l.seq) })) };
+    const listing: Listing = {
+      source: "tape",
+      mediaId,
+      backups: scan.labels.map(({ part, ...l }) => ({ ...l, base: part ? undefined : baseOf(scan.labels, l.seq), ...(part ? { partOf: { of: part.of, part: part.number } } : {}) })),
+    };
     if (o.seq !== undefined) {
       const label = scan.labels[o.seq - 1];
       if (!label) throw new JobError(`the cartridge holds backups 1-${scan.labels.length}; there is no backup ${o.seq}`);
+      if (label.part) throw new JobError(`backup ${o.seq} is part ${label.part.number} of backup ${label.part.of.split("#")[1]} of cartridge ${label.part.of.split("#")[0]}: list that one (its first cartridge)`);
       listing.entries = (await readHistory(t, label, o.seq)).rows.sort((a, b) => Buffer.compare(a.path, b.path));
     }
     return listing;
   });
+}
+
+/** The catalog's spans in a listing: each backup's cartridges, and the later parts this cartridge holds. */
+function withSpans(catalog: Catalog, mediaId: string, backups: Listing["backups"]): Listing["backups"] {
+  const out = backups.map((b) => {
+    const job = catalog.job(mediaId, b.seq);
+    const parts = job ? catalog.span(job.jobId) : [];
+    return parts.length > 1 ? { ...b, span: parts.map(({ part, barcode, slot, start, bytes }) => ({ part, barcode, slot, start, bytes })) } : b;
+  });
+  for (const { jobId, part } of catalog.spansOn(mediaId)) {
+    const first = catalog.span(jobId)[0];
+    const job = first ? catalog.job(first.mediaId, first.seq) : undefined;
+    if (!job || out.some((b) => b.seq === part.seq)) continue;
+    out.push({ ...job, seq: part.seq, bytes: part.bytes, entries: undefined, partOf: { of: `${job.mediaId}#${job.seq}`, part: part.part } });
+  }
+  return out.sort((a, b) => a.seq - b.seq);
 }
 
 /** Reads every label and every backup's file history from the tape into the catalog. */
@@ -678,9 +781,15 @@ export async function rebuildJob(t: JobTarget, o: { catalog: Catalog; progress: 
     o.catalog.upsertMedia({ mediaId, drive: t.driveId, barcode: t.barcode, created: scan.labels[0]!.date });
     let entries = 0;
     for (const label of scan.labels) {
-      const { rows, bytes } = await readHistory(t, label, label.seq);
+      if (label.part) {
+        o.progress.note(`backup ${label.seq} is part ${label.part.number} of backup ${label.part.of.split("#")[1]} of cartridge ${label.part.of.split("#")[0]}: rebuilt with that cartridge`);
+        continue;
+      }
+      // Its image may go on on other cartridges of the library: their part labels say so.
+      const finder = new SpanFinder(t, { mediaId, seq: label.seq }, o.progress);
+      const { rows, bytes } = await withSpanFinder(t, finder, () => readHistory(t, label, label.seq));
       entries += rows.length;
-      o.catalog.addJob(
+      const jobId = o.catalog.addJob(
         {
           mediaId,
           seq: label.seq,
@@ -699,6 +808,7 @@ export async function rebuildJob(t: JobTarget, o: { catalog: Catalog; progress: 
         },
         rows,
       );
+      recordFound(o.catalog, t, jobId, finder, bytes, label.date);
       o.progress.update(0, entries);
     }
     o.progress.end(true, { backups: scan.labels.length, entries });

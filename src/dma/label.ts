@@ -15,6 +15,11 @@
  * so it holds what is known then: the environment sent to the data service (plus the TYPE and
  * RECORD_SIZE it will add), not the size of the image (the file history read back from the
  * image gives that).
+ *
+ * A backup that fills its cartridge goes on on another one (span.ts): its image ends with a
+ * filemark where the cartridge filled, and each next cartridge gets a tape file pair of its own
+ * at its end, whose label names the backup, the part number and the image offset the part starts
+ * at (`part`). The parts' tape files, read in order and concatenated, are the image.
  */
 export const LABEL_MAGIC = "NDMPD-LABEL";
 export const LABEL_VERSION = 1;
@@ -45,6 +50,18 @@ export interface TapeLabel {
   writer: string;
   /** On a duplicate (`ndmpd remote duplicate`): the original, as "mediaId#seq". */
   copyOf?: string;
+  /**
+   * On a continuation (a backup that filled its cartridge and went on on the next one, see
+   * span.ts): this image is part `number` (2, 3, ...) of the backup "mediaId#seq" (the cartridge
+   * and number of part 1), and its first byte is byte `offset` (decimal) of the whole image.
+   */
+  part?: TapePart;
+}
+
+export interface TapePart {
+  of: string;
+  number: number;
+  offset: string;
 }
 
 export function labelFile(seq: number): number {
@@ -101,5 +118,10 @@ export function decodeLabel(rec: Buffer): TapeLabel | undefined {
     env,
     writer: typeof v.writer === "string" ? v.writer : "",
     ...(typeof v.copyOf === "string" ? { copyOf: v.copyOf } : {}),
+    ...(isPart(v.part) ? { part: { of: v.part.of, number: v.part.number, offset: v.part.offset } } : {}),
   };
+}
+
+function isPart(p: any): p is TapePart {
+  return typeof p?.of === "string" && Number.isInteger(p.number) && p.number >= 2 && typeof p.offset === "string" && /^\d+$/.test(p.offset);
 }

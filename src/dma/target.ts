@@ -19,13 +19,32 @@ export interface JobTarget {
    * A recovery whose image spans cartridges (`recover --slot A --slot B ...`): closes the drive,
    * has the library load the next cartridge and opens it again; false when none is left.
    */
-  nextCartridge?(): Promise<boolean>;
+  nextCartridge?(): Promise<boolean | { at: bigint }>;
+  /**
+   * The drive's library (a [[changer]] of the local configuration): lets a backup that fills its
+   * cartridge go on on the next one, and a recovery load each cartridge of a span (span.ts).
+   */
+  library?: JobLibrary;
   /**
    * Only when the agents run in this process (the CLI's local jobs): routes the data service's
    * file history posts straight to `sink` (undefined: back onto the wire), skipping the XDR
    * encoding and decoding of every entry.
    */
   tapFileHistory?(sink: ((code: number, body: unknown) => void) | undefined): void;
+}
+
+/** What a job may do with the library of its drive. */
+export interface JobLibrary {
+  /** The library's name, for messages. */
+  name: string;
+  /** Its storage slots in order (1-based), and the cartridge in the drive (with the slot it came from). */
+  inventory(): Promise<{ slots: Array<{ slot: number; barcode: string; full: boolean }>; drive?: { barcode: string; slot?: number } }>;
+  /**
+   * Closes the drive, puts its cartridge back, loads the cartridge of `slot` and opens the drive
+   * again in `mode` (TapeOpenMode); returns the cartridge's volume tag ("" without one) and sets
+   * the target's barcode.
+   */
+  load(slot: number, mode: number): Promise<string>;
 }
 
 export class JobError extends Error {

@@ -92,6 +92,7 @@ export const COMMANDS: CommandDoc[] = [
     synopsis: ["backup PATH [--tape NAME] [options]"],
     description: [
       "Backs up the directory PATH to the drive, appending to the cartridge in it: a label record and the backup image, each its own tape file. The file history goes to the catalog (STATE_DIR/catalog.sqlite) so that restores of single paths can seek straight to them.",
+      "When the cartridge fills and the drive is in a [[changer]], the backup goes on on the next usable cartridge: the next occupied slot after the one the full cartridge came from, in slot order and wrapping around to slot 1, holding a cartridge that is not already part of this backup and is blank or ndmpd's with room for a label (another program's tape, or a full one, is skipped, and the progress says why). The full cartridge goes back to its slot; the next one gets, after its last backup, a label naming the backup, the part number and where the part starts in the image, then the rest of the image. The catalog records each cartridge in order ('ndmpd list' shows them) and 'ndmpd recover' loads them itself. With no library, or no usable cartridge left, the backup fails, says why, and is cut off every cartridge it reached.",
     ],
     options: [
       TAPE_OPT,
@@ -116,6 +117,7 @@ export const COMMANDS: CommandDoc[] = [
     description: [
       "Restores backup N (default: the last one on the cartridge) into DIR: everything, or the PATHs given (paths inside the backup, relative to its root; a leading / is accepted). With the catalog's offsets the selected paths are read by direct access; without, sequentially.",
       "An incremental (level > 0) is restored as its chain: the level 0 it builds on, then each later backup of a lower level it depends on, then it, in order, into DIR, which ends up as the tree was at that backup (files deleted in between are deleted).",
+      "A backup that spans cartridges of the library is restored from them in order, loaded by volume tag from wherever they are in the library (the catalog knows them); selected paths start on the cartridge holding the first of them. The drive may hold any cartridge of it: the last one, as the backup left it, leads to the first.",
     ],
     options: [
       TAPE_OPT,
@@ -148,7 +150,7 @@ export const COMMANDS: CommandDoc[] = [
     name: "catalog",
     summary: "'catalog rebuild': re-read a cartridge's labels and file history into the catalog",
     synopsis: ["catalog rebuild [--tape NAME] [--config FILE] [--json]"],
-    description: ["Rebuilds the catalog's record of the cartridge in the drive from the tape alone: every label, and every backup's file history with its offsets (read back from the images)."],
+    description: ["Rebuilds the catalog's record of the cartridge in the drive from the tape alone: every label, and every backup's file history with its offsets (read back from the images).", "A backup whose image goes on on other cartridges of the drive's library (see 'ndmpd backup --help') is followed there: each later part is found by its label, loaded, read, and the span recorded; a later part found on the cartridge in the drive is rebuilt with its first cartridge instead."],
     options: [TAPE_OPT, CONFIG_OPT, SLOT_OPT, JSON_OPT],
   },
   {
