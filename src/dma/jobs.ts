@@ -620,9 +620,9 @@ async function recoverOne(t: JobTarget, o: RecoverOptions, scanned: Awaited<Retu
     // first byte read, the next parts follow at the end of each.
     const parts = job ? o.catalog!.span(job.jobId) : [];
     const from = direct ? Math.min(...nlist.map((n) => Number(n.fh_info))) : 0;
+    o.progress.start({ tape: t.driveId, backup: seq ?? `tape file ${image}`, to: o.to, paths: nlist.length || "all", direct: direct ? "yes" : "no", ...(parts.length > 1 ? { cartridges: parts.length } : {}) });
     const spanned = parts.length > 1 ? await spanRecovery(t, job!, parts, from, o.progress) : undefined;
     if (!spanned) await toFile(t.tape, image);
-    o.progress.start({ tape: t.driveId, backup: seq ?? `tape file ${image}`, to: o.to, paths: nlist.length || "all", direct: direct ? "yes" : "no", ...(spanned ? { cartridges: parts.length } : {}) });
     let r: TransferResult;
     try {
       r = await transfer(t, {

@@ -101,9 +101,16 @@ export class BackupSpan {
     const skipped: string[] = [];
     for (const slot of candidates) {
       this.moved = true;
-      const barcode = await lib.load(slot, TapeOpenMode.RDWR);
-      const name = `slot ${slot}${barcode ? ` (${barcode})` : ""}`;
-      const why = await this.tryPart(slot, barcode, at);
+      const tag = inv.slots.find((x) => x.slot === slot)!.barcode;
+      let why: string | undefined;
+      try {
+        await lib.load(slot, TapeOpenMode.RDWR);
+        why = await this.tryPart(slot, tag, at);
+      } catch (e) {
+        // A write-protected cartridge, or one the drive cannot load.
+        why = (e as Error).message;
+      }
+      const name = `slot ${slot}${tag ? ` (${tag})` : ""}`;
       if (why === undefined) {
         const part = this.parts.at(-1)!;
         this.progress.note(`${here} (slot ${cur.slot || "?"}) is full at byte ${at} of the image: part ${part.part} goes on ${name}, backup ${part.seq} on it`);

@@ -16,8 +16,10 @@ export interface JobTarget {
   /** The data agent's host, for the label. */
   host: string;
   /**
-   * A recovery whose image spans cartridges (`recover --slot A --slot B ...`): closes the drive,
-   * has the library load the next cartridge and opens it again; false when none is left.
+   * A recovery whose image spans cartridges (`recover --slot A --slot B ...`, or the catalog's
+   * span of our own backup): closes the drive, has the library load the next cartridge and opens
+   * it again, positioned at the image's next part; false when none is left. `{ at }`: the image
+   * offset that part starts at, when it is known (else counted from the records read).
    */
   nextCartridge?(): Promise<boolean | { at: bigint }>;
   /**

@@ -13,7 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { VirtualTapeDrive } from "../../src/devices/tape/virtual.ts";
+import { setCartridgeWriteProtect, VirtualTapeDrive } from "../../src/devices/tape/virtual.ts";
 import { jobSucceeded, ndmjob } from "../helpers/ndmjob.ts";
 import { createNetns, type Netns } from "../helpers/netns.ts";
 import { BINARY, havePeers } from "../helpers/peers.ts";
@@ -41,7 +41,7 @@ describe.runIf(havePeers("binary", "tar"))("ndmpd backup over several cartridges
       CFG,
       `[server]\nstate_dir = "${W}/state"\n\n[[tape]]\nname = "vt0"\n\n[[changer]]\nname = "lib0"\npath = "${LIB}"\nslots = 4\ndrives = ["vt0"]\ncapacity = "2MiB"\n\n` +
         `[[tape]]\nname = "alone"\npath = "${W}/alone.tape"\ncapacity = "2MiB"\n\n` +
-        `[[tape]]\nname = "vt1"\n\n[[changer]]\nname = "lib1"\npath = "${W}/lib1"\nslots = 4\ndrives = ["vt1"]\ncapacity = "2MiB"\nbarcode_prefix = "ALT"\n`,
+        `[[tape]]\nname = "vt1"\n\n[[changer]]\nname = "lib1"\npath = "${W}/lib1"\nslots = 5\ndrives = ["vt1"]\ncapacity = "2MiB"\nbarcode_prefix = "ALT"\n`,
     );
     chmodSync(CFG, 0o600);
   });
@@ -149,7 +149,7 @@ describe.runIf(havePeers("binary", "tar"))("ndmpd backup over several cartridges
     expect(await compareTrees(SRC, out)).toEqual([]);
   });
 
-  it("skips a cartridge that holds another program's data, and leaves it alone", async () => {
+  it("skips a cartridge that holds another program's data and a write-protected one, and leaves them alone", async () => {
     // The library's cartridges exist once it has been used; then slot 2 gets a foreign record.
     expect((await ndmpd("list", "--tape", "vt1", "--slot", "1")).code).toBe(0);
     const foreign = join(W, "lib1", "ALT002L8.tape");
@@ -157,12 +157,15 @@ describe.runIf(havePeers("binary", "tar"))("ndmpd backup over several cartridges
     await d.open("RDWR");
     await d.write(Buffer.alloc(10240, 0x41));
     await d.close();
+    setCartridgeWriteProtect(join(W, "lib1", "ALT003L8.tape"), true);
     const b = await ndmpd("backup", SRC, "--tape", "vt1", "--slot", "1", "--record-size", RS);
     expect(b.code, b.stderr + b.stdout).toBe(0);
     expect(b.stdout).toMatch(/^slot 2 \(ALT002L8\) cannot take part 2: tape file 0 holds another program's data$/m);
-    expect(b.stdout).toMatch(/cartridge ALT001L8 \(slot 1\) is full at byte \d+ of the image: part 2 goes on slot 3 \(ALT003L8\)/);
+    expect(b.stdout).toMatch(/^slot 3 \(ALT003L8\) cannot take part 2: .*WRITE_PROTECT/m);
+    expect(b.stdout).toMatch(/cartridge ALT001L8 \(slot 1\) is full at byte \d+ of the image: part 2 goes on slot 4 \(ALT004L8\)/);
     const listing = JSON.parse((await ndmpd("list", "--tape", "vt1", "--slot", "1", "--json")).stdout);
-    expect(listing.backups[0].span.map((p: any) => p.slot)).toEqual([1, 3, 4]);
+    expect(listing.backups[0].span.map((p: any) => p.slot)).toEqual([1, 4, 5]);
+    expect(vtapeFiles(join(W, "lib1", "ALT003L8.tape"))).toEqual([]);
     expect(vtapeFiles(foreign)).toEqual([[Buffer.alloc(10240, 0x41)]]);
     const out = join(W, "skipped-foreign");
     expect((await ndmpd("recover", "--tape", "vt1", "--to", out)).code).toBe(0);
