@@ -47,6 +47,23 @@ export interface FsApi {
   tryLockExclusive(fd: number): boolean;
 }
 
+/**
+ * A directory's entries as getdents64 gives them: per name its d_ino and d_type (DT_*), with "."
+ * and ".." left out. On ext4, xfs, btrfs and tmpfs d_ino is the st_ino lstat would give, so a
+ * walk that needs only identities and types can skip an lstat per file.
+ */
+export interface DirApi {
+  list(path: Uint8Array): DirListing;
+}
+
+export interface DirListing {
+  names: Buffer[];
+  /** d_ino of names[i]; numbers above 2^53 - 1 as bigints. */
+  inos: Array<number | bigint>;
+  /** d_type of names[i]: DT_REG 8, DT_DIR 4, DT_LNK 10, DT_FIFO 1, DT_CHR 2, DT_BLK 6, DT_SOCK 12, DT_UNKNOWN 0. */
+  types: Uint8Array;
+}
+
 export interface NativeApi {
   /** "bun-ffi" when libc is bound; "none" under Node and Deno. */
   readonly runtime: "bun-ffi" | "none";
@@ -54,6 +71,8 @@ export interface NativeApi {
   readonly seek: SeekApi | null;
   readonly xattr: XattrApi | null;
   readonly fs: FsApi | null;
+  /** Directory listings with d_ino and d_type (getdents64); absent or null: not available. */
+  readonly dir?: DirApi | null;
   /** Why the interfaces are null, for error messages. */
   readonly reason?: string;
 }
