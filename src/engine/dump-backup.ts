@@ -326,8 +326,9 @@ async function dumpFilesystem(
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
     const ino = isRoot ? inodes.setRoot(dev, realIno) : inodes.assign(dev, realIno);
-    // An object from the listing alone (no nlink) seen before under another name is a hard link.
-    const again = entry.nlink === undefined && entry.type !== "directory" && seenNumbers.has(ino);
+    // A non-directory numbered before in this walk is another name of it: a hard link. (The walk
+    // says so itself when it lstat-ed the object; described from the listing alone, it cannot.)
+    const again = entry.type !== "directory" && entry.type !== "hardlink" && seenNumbers.has(ino) && objects.rel(ino) !== undefined;
     seenNumbers.add(ino);
     const slash = entry.path.lastIndexOf(0x2f);
     const name = slash < 0 ? entry.path : entry.path.subarray(slash + 1);
