@@ -173,7 +173,7 @@ export function encodeHeaderInto(h: DumpHeader, rec: Buffer): Buffer {
   rec.writeInt16LE(Math.min(d.nlink, 32767), 34);
   rec.writeUInt16LE(d.uid & 0xffff, 36); // di_ouid, only read without DR_NEWINODEFMT
   rec.writeUInt16LE(d.gid & 0xffff, 38);
-  rec.writeBigUInt64LE(BigInt(d.size), 40);
+  writeU64(rec, d.size, 40);
   rec.writeUInt32LE(d.atime.sec, 48);
   rec.writeUInt32LE(d.atime.usec, 52);
   rec.writeUInt32LE(d.mtime.sec, 56);
@@ -269,17 +269,31 @@ function encodeExt(rec: Buffer, ext: HeaderExt): void {
   let flags = 0;
   if (ext.times) {
     flags |= EXT_TIMES;
-    let at = EXT_OFFSET + 8;
-    for (const t of [ext.times.atime, ext.times.mtime, ext.times.ctime]) {
-      rec.writeBigInt64LE(BigInt(t.sec), at);
-      rec.writeUInt32LE(t.nsec, at + 8);
-      at += 12;
-    }
+    const at = EXT_OFFSET + 8;
+    writeTime(rec, ext.times.atime, at);
+    writeTime(rec, ext.times.mtime, at + 12);
+    writeTime(rec, ext.times.ctime, at + 24);
   }
   if (ext.longNamesInPad) flags |= EXT_LONG_NAMES;
   if (flags === 0) return;
   rec.writeUInt32LE(EXT_MAGIC, EXT_OFFSET);
   rec.writeUInt32LE(flags, EXT_OFFSET + 4);
+}
+
+/**
+ * A safe integer as a little-endian u64/s64 (two's complement), in two 32-bit writes: no BigInt
+ * per header. Math.floor(v / 2^32) is the high word of a negative value too.
+ */
+function writeU64(rec: Buffer, v: number, at: number): void {
+  const hi = Math.floor(v / 0x1_0000_0000);
+  rec.writeUInt32LE(v - hi * 0x1_0000_0000, at);
+  rec.writeInt32LE(hi | 0, at + 4);
+}
+
+/** An extension time: s64 seconds, u32 nanoseconds. */
+function writeTime(rec: Buffer, t: ExtTime, at: number): void {
+  writeU64(rec, t.sec, at);
+  rec.writeUInt32LE(t.nsec, at + 8);
 }
 
 function decodeExt(rec: Buffer): HeaderExt | undefined {

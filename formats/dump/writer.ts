@@ -501,12 +501,11 @@ export class DumpWriter {
       }
       rdev = encodeRdev(major, minor);
     }
-    for (const [what, id] of [["uid", entry.uid], ["gid", entry.gid]] as const) {
-      if (!Number.isInteger(id) || id < 0 || id > U32_MAX) throw new RangeError(`inode ${ino}: ${what} ${id} out of range`);
-    }
+    checkId(ino, "uid", entry.uid);
+    checkId(ino, "gid", entry.gid);
     const stored = type === "file" ? Math.ceil(Math.min(size, storedBytes(entry)) / 512) : 0;
-    const exact = (t: Timespec) => ({ sec: Math.floor(t.sec), nsec: Math.min(999_999_999, Math.max(0, Math.floor(t.nsec))) });
-    this.ext = { ...this.ext, times: { atime: exact(entry.atime ?? entry.mtime), mtime: exact(entry.mtime), ctime: exact(entry.ctime ?? entry.mtime) } };
+    const times = { atime: exactTime(entry.atime ?? entry.mtime), mtime: exactTime(entry.mtime), ctime: exactTime(entry.ctime ?? entry.mtime) };
+    this.ext = this.ext ? { ...this.ext, times } : { times };
     return {
       mode: TYPE_BITS[type] | (entry.mode & 0o7777),
       nlink: entry.nlink ?? 1,
@@ -556,25 +555,28 @@ export class DumpWriter {
 
   /** Encode a header at the current record index (into `into` if given) and count it. */
   private header(fields: Partial<DumpHeader> & { type: number; inumber: number }, into?: Buffer): Buffer {
+    // Field by field, not a spread of `fields` over the defaults: this runs for every inode, and
+    // the spread (a generic property copy) was the largest part of it.
     const h: DumpHeader = {
-      date: this.opts.date,
-      ddate: this.opts.ddate ?? 0,
-      volume: 1,
-      tapea: this.records,
-      dinode: this.noDinode,
-      count: 0,
-      addr: NO_ADDR,
-      label: this.label,
-      level: this.opts.level ?? 0,
-      filesys: this.filesys,
-      dev: this.dev,
-      host: this.host,
-      flags: DR_NEWINODEFMT,
-      firstrec: 0,
-      ntrec: this.ntrec(),
-      extattributes: 0,
-      ext: fields.type === TS_INODE ? this.ext : undefined,
-      ...fields,
+      type: fields.type,
+      date: fields.date ?? this.opts.date,
+      ddate: fields.ddate ?? this.opts.ddate ?? 0,
+      volume: fields.volume ?? 1,
+      tapea: fields.tapea ?? this.records,
+      inumber: fields.inumber,
+      dinode: fields.dinode ?? this.noDinode,
+      count: fields.count ?? 0,
+      addr: fields.addr ?? NO_ADDR,
+      label: fields.label ?? this.label,
+      level: fields.level ?? this.opts.level ?? 0,
+      filesys: fields.filesys ?? this.filesys,
+      dev: fields.dev ?? this.dev,
+      host: fields.host ?? this.host,
+      flags: fields.flags ?? DR_NEWINODEFMT,
+      firstrec: fields.firstrec ?? 0,
+      ntrec: fields.ntrec ?? this.ntrec(),
+      extattributes: fields.extattributes ?? 0,
+      ext: "ext" in fields ? fields.ext : fields.type === TS_INODE ? this.ext : undefined,
     };
     this.records++;
     return into ? encodeHeaderInto(h, into) : encodeHeader(h);
@@ -661,4 +663,13 @@ export function materialize(steps: Iterable<WriteStep>, read: (fileOffset: numbe
     }
   }
   return Buffer.concat(parts);
+}
+
+function checkId(ino: number, what: "uid" | "gid", id: number): void {
+  if (!Number.isInteger(id) || id < 0 || id > U32_MAX) throw new RangeError(`inode ${ino}: ${what} ${id} out of range`);
+}
+
+/** A time as our header extension keeps it: whole seconds, nanoseconds clamped to 0..999,999,999. */
+function exactTime(t: Timespec): Timespec {
+  return { sec: Math.floor(t.sec), nsec: Math.min(999_999_999, Math.max(0, Math.floor(t.nsec))) };
 }

@@ -33,7 +33,7 @@ import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "..
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
 import { FrameRecycler, show, type BackupOptions, type BackupResult } from "./backup.ts";
-import { O_NOFOLLOW, asError, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
+import { O_NOFOLLOW, asError, deviceNumbers, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fileStat } from "./history.ts";
 import { listScanAvailable, scan, type ScanOptions } from "./scan.ts";
 import { entryFromStat, mayBeSparse, readXattrs, sparseOrUndefined } from "./stat-entry.ts";
@@ -303,6 +303,10 @@ async function dumpFilesystem(
   const seenNumbers = new InodeBits();
   /** The parent of the last entry: the walk gives a directory's entries one after another. */
   let lastParent: DirRecord | undefined;
+  // A level 0 takes every inode whatever its times, and describes each again in pass 2: pass 1
+  // needs only identities and types, which the directory listing gives (no lstat per file), where
+  // d_ino is st_ino. An incremental compares times, so it lstats everything.
+  const statFiles = incremental || !(await direntInoIsStIno(from));
   for await (const { entry } of scan({
     root: from,
     remap: opts.remap,
@@ -312,6 +316,7 @@ async function dumpFilesystem(
     // The other objects are described again, xattrs and all, just before they are written.
     xattrs: "directories",
     readAhead: 0,
+    statFiles,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
@@ -321,6 +326,9 @@ async function dumpFilesystem(
     const dev = entry.dev ?? 0;
     const realIno = entry.ino ?? 0;
     const ino = isRoot ? inodes.setRoot(dev, realIno) : inodes.assign(dev, realIno);
+    // A non-directory numbered before in this walk is another name of it: a hard link. (The walk
+    // says so itself when it lstat-ed the object; described from the listing alone, it cannot.)
+    const again = entry.type !== "directory" && entry.type !== "hardlink" && seenNumbers.has(ino) && objects.rel(ino) !== undefined;
     seenNumbers.add(ino);
     const slash = entry.path.lastIndexOf(0x2f);
     const name = slash < 0 ? entry.path : entry.path.subarray(slash + 1);
@@ -330,7 +338,7 @@ async function dumpFilesystem(
       lastParent = parent;
     }
     if (!isRoot && !parent) continue; // cannot happen: the walk is pre-order
-    if (entry.type === "hardlink") {
+    if (entry.type === "hardlink" || again) {
       // Another name of an inode already numbered: one more directory entry, nothing else
       // (but a name inside a moved directory puts the inode on tape).
       const obj = objects.get(ino);
@@ -466,6 +474,26 @@ async function dumpFilesystem(
 
   // The data service records the backup (dumpdates, DUMP_DATE) once it has succeeded.
   return { bytes: out.offset, entries, warnings: warningCount(), dirs: inventory };
+}
+
+/** Filesystems whose getdents64 d_ino is the st_ino lstat gives (not overlayfs, not every FUSE or network filesystem). */
+const DIRENT_INO_FILESYSTEMS = new Set(["ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"]);
+
+/** Whether the filesystem `dir` is on is one of those, by its st_dev in /proc/self/mountinfo. */
+async function direntInoIsStIno(dir: Buffer): Promise<boolean> {
+  try {
+    const { major, minor } = deviceNumbers((await fsp.stat(dir, { bigint: true })).dev);
+    const want = `${major}:${minor}`;
+    for (const line of (await fsp.readFile("/proc/self/mountinfo", "utf8")).split("\n")) {
+      const fields = line.split(" ");
+      if (fields[2] !== want) continue;
+      const dash = fields.indexOf("-", 6);
+      return dash > 0 && DIRENT_INO_FILESYSTEMS.has(fields[dash + 1] ?? "");
+    }
+  } catch {
+    // No /proc: lstat everything.
+  }
+  return false;
 }
 
 /** Whether `path`'s directory part (before `slash`, -1 for none) is `dir`'s path. */

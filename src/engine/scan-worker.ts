@@ -81,6 +81,7 @@ async function walkRole(start: StartMessage): Promise<void> {
         native,
         filter: scanFilter({ selection, dumpNames: start.dumpNames }, report),
         xattrs: start.xattrs === "directories" ? "directories" : true,
+        statFiles: start.statFiles,
         onError: report,
       });
   // Contents to read ahead (a reader's work) count toward the batch size, so a batch's

@@ -43,6 +43,8 @@ export interface ScanOptions {
   xattrs?: "all" | "directories";
   /** Regular files up to this size come with their content; 0 = none do. */
   readAhead: number;
+  /** false: non-directories described from the directory listing alone (WalkOptions.statFiles; the worker walk only). */
+  statFiles?: boolean;
   /** Objects the walk could not read, names left out: reported here, the scan goes on. */
   onError(rel: Buffer, error: Error): void;
   /**
@@ -218,6 +220,7 @@ export interface StartMessage {
   dumpNames: boolean;
   xattrs?: "all" | "directories";
   readAhead: number;
+  statFiles?: boolean;
   to?: MessagePort;
   /** A list scan: u32 length + path bytes, one after another. */
   list?: Uint8Array;
@@ -417,6 +420,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     dumpNames: opts.dumpNames ?? false,
     xattrs: opts.xattrs,
     readAhead: opts.readAhead,
+    statFiles: opts.statFiles,
   };
   if (opts.list) start.list = packList(opts.list);
   if (reader) {

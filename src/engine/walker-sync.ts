@@ -3,8 +3,8 @@
 // back to back instead of a promise and a thread-pool round trip per call. It must only run off
 // the main thread: a call that hangs (a dead NFS server) blocks whatever thread makes it.
 import fs, { type BigIntStats } from "node:fs";
-import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
-import { listDataRuns } from "../native/index.ts";
+import { inodeNumber, type DataRun, type Entry, type EntryType } from "../../formats/entry.ts";
+import { listDataRuns, type DirApi, type DirListing } from "../native/index.ts";
 import { O_NOFOLLOW, asError, joinPath, openSyncForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { DOT, entryFromStat, LinkTracker, mayBeSparse, attachXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
 import type { WalkItem, WalkOptions } from "./walker.ts";
@@ -15,7 +15,13 @@ interface Frame {
   rel: Buffer | null;
   names: Buffer[];
   next: number;
+  /** With statFiles false: names[i]'s d_type and d_ino, and the directory's st_dev. */
+  listed?: { types: Uint8Array; inos: Array<number | bigint>; dev: bigint };
 }
+
+/** d_type -> the type of an object described from the listing alone (directories and DT_UNKNOWN are lstat-ed). */
+const LISTED_TYPES: Record<number, EntryType> = { 8: "file", 10: "symlink", 1: "fifo", 2: "chardev", 6: "blockdev", 12: "socket" };
+const MODE_OF_TYPE: Record<string, number> = { file: 0o100000, symlink: 0o120000, fifo: 0o010000, chardev: 0o020000, blockdev: 0o060000, socket: 0o140000 };
 
 export function walkSync(opts: WalkOptions): Generator<WalkItem> {
   return new SyncWalker(opts).run();
@@ -59,7 +65,7 @@ class SyncWalker {
     if (type !== "directory") return;
 
     const stack: Frame[] = [];
-    const rootFrame = this.openDir(root, null, DOT);
+    const rootFrame = this.openDir(root, null, DOT, st.dev);
     if (rootFrame) stack.push(rootFrame);
 
     while (stack.length > 0) {
@@ -68,9 +74,19 @@ class SyncWalker {
         stack.pop();
         continue;
       }
-      const name = frame.names[frame.next++]!;
+      const at = frame.next++;
+      const name = frame.names[at]!;
       const rel = frame.rel ? joinPath(frame.rel, name) : name;
       const abs = joinPath(frame.abs, name);
+      const listedType = frame.listed && LISTED_TYPES[frame.listed.types[at]!];
+      if (listedType) {
+        if (this.opts.filter && !this.opts.filter(rel, listedType)) continue;
+        const entry: Entry = { path: rel, type: listedType, mode: MODE_OF_TYPE[listedType]!, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } };
+        entry.dev = inodeNumber(frame.listed!.dev);
+        entry.ino = frame.listed!.inos[at]!;
+        yield { entry, absPath: abs };
+        continue;
+      }
       let stat: BigIntStats;
       try {
         stat = fs.lstatSync(abs, { bigint: true });
@@ -89,12 +105,14 @@ class SyncWalker {
       yield { entry, absPath: abs };
       if (childType !== "directory") continue;
       if (this.oneFilesystem && stat.dev !== this.rootDev) continue;
-      const child = this.openDir(abs, rel, rel);
+      const child = this.openDir(abs, rel, rel, stat.dev);
       if (child) stack.push(child);
     }
   }
 
-  private openDir(abs: Buffer, rel: Buffer | null, reportAs: Buffer): Frame | undefined {
+  private openDir(abs: Buffer, rel: Buffer | null, reportAs: Buffer, dev: bigint): Frame | undefined {
+    const dir = this.opts.statFiles === false ? this.opts.native?.dir : undefined;
+    if (dir) return this.openListed(dir, abs, rel, reportAs, dev);
     let names: Buffer[];
     try {
       names = fs.readdirSync(abs, { encoding: "buffer" });
@@ -104,6 +122,28 @@ class SyncWalker {
     }
     names.sort(Buffer.compare);
     return { abs, rel, names, next: 0 };
+  }
+
+  /** A directory read with getdents64: its names sorted, each with its d_type and d_ino. */
+  private openListed(dir: DirApi, abs: Buffer, rel: Buffer | null, reportAs: Buffer, dev: bigint): Frame | undefined {
+    let listing: DirListing;
+    try {
+      listing = dir.list(abs);
+    } catch (error) {
+      this.report(reportAs, error);
+      return undefined;
+    }
+    const order = listing.names.map((_, i) => i).sort((a, b) => Buffer.compare(listing.names[a]!, listing.names[b]!));
+    const types = new Uint8Array(order.length);
+    const inos = new Array<number | bigint>(order.length);
+    const names = new Array<Buffer>(order.length);
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k]!;
+      names[k] = listing.names[i]!;
+      types[k] = listing.types[i]!;
+      inos[k] = listing.inos[i]!;
+    }
+    return { abs, rel, names, next: 0, listed: { types, inos, dev } };
   }
 
   /** The Entry for one object, or undefined (reported) when it cannot be read. */

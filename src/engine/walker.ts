@@ -23,6 +23,15 @@ export interface WalkOptions {
   xattrs?: boolean | "directories";
   /** Unreadable directories and files, objects that vanished: reported here, the walk continues. */
   onError?: (relPath: Buffer, err: Error) => void;
+  /**
+   * Default true. false: a non-directory is described from its directory's listing alone
+   * (getdents64: type, st_ino; the directory's st_dev), with no lstat, no link target, no data
+   * runs and no hard-link bookkeeping: its mode, owner, size and times are zero and nlink unset.
+   * For a caller that describes every such object again later (a level-0 dump's first pass) and
+   * only on filesystems whose d_ino is st_ino. Only the synchronous walk (the scan worker) with
+   * native.dir does it; a name of unknown type (DT_UNKNOWN) is lstat-ed as usual.
+   */
+  statFiles?: boolean;
 }
 
 export interface WalkItem {

@@ -5,7 +5,8 @@ import type * as BunFfi from "bun:ffi";
 import type { Pointer } from "bun:ffi";
 import { ERRNO, NativeError } from "./errno.ts";
 import { SYS_openat2 } from "./at.ts";
-import type { AtApi, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+import fs from "node:fs";
+import type { AtApi, DirApi, DirListing, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
 
 /** Names the C library goes by (glibc first). */
 export const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
@@ -76,6 +77,19 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
   for (const name of LIBC_CANDIDATES) {
     try {
       return ffi.dlopen<LibcSymbol>(name, symbols);
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw new Error(`cannot load the C library (${LIBC_CANDIDATES.join(", ")}): ${String(lastError)}`);
+}
+
+/** dlopen of the C library (its first name that loads) with these symbols. */
+function openLibraryWith<Names extends string>(ffi: typeof BunFfi, symbols: Record<Names, BunFfi.FFIFunctionSpec>): BunFfi.Library<Names> {
+  let lastError: unknown;
+  for (const name of LIBC_CANDIDATES) {
+    try {
+      return ffi.dlopen<Names>(name, symbols);
     } catch (error) {
       lastError = error;
     }
@@ -256,7 +270,7 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
       check("utimensat", sym.utimensat(dirfd, cString(path), timespecPair(atime, mtime), flags) as number),
   };
 
-  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at };
+  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at, dir: bindGetdents(ffi, lastErrno) };
 }
 
 /** struct timespec[2] on x86_64/aarch64: i64 sec, i64 nsec. */
@@ -267,4 +281,67 @@ function timespecPair(atime: { sec: number; nsec: number }, mtime: { sec: number
   times.writeBigInt64LE(BigInt(Math.floor(mtime.sec)), 16);
   times.writeBigInt64LE(BigInt(mtime.nsec), 24);
   return times;
+}
+
+/**
+ * getdents64 through its own dlopen: a C library without the symbol (glibc before 2.30) then
+ * costs only this interface (null), not the whole native layer.
+ */
+function bindGetdents(ffi: typeof BunFfi, lastErrno: () => number): DirApi | null {
+  let call: (fd: number, buf: Uint8Array, size: number) => number;
+  try {
+    const lib = openLibraryWith<"getdents64">(ffi, { getdents64: { args: ["i32", "ptr", "usize"], returns: "i64" } });
+    call = (fd, buf, size) => Number(lib.symbols.getdents64(fd, buf, size) as bigint);
+  } catch {
+    return null;
+  }
+  // One scratch buffer for every call (this thread's); a listing takes as many calls as it needs.
+  const scratch = Buffer.allocUnsafe(256 * 1024);
+  return {
+    list(path) {
+      const fd = fs.openSync(Buffer.from(path.buffer, path.byteOffset, path.byteLength), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+      try {
+        const out: DirListing = { names: [], inos: [], types: new Uint8Array(0) };
+        const types: number[] = [];
+        for (;;) {
+          const got = call(fd, scratch, scratch.length);
+          if (got === 0) break;
+          if (got < 0) {
+            const errno = lastErrno();
+            if (errno === ERRNO.EINTR) continue;
+            throw new NativeError("getdents64", errno);
+          }
+          parseDirents(scratch, got, out.names, out.inos, types);
+        }
+        out.types = Uint8Array.from(types);
+        return out;
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
+  };
+}
+
+/**
+ * struct linux_dirent64 records, one after another: u64 d_ino, s64 d_off, u16 d_reclen,
+ * u8 d_type, then the NUL-terminated name (little-endian: the hosts ndmpd runs on).
+ */
+export function parseDirents(buf: Buffer, length: number, names: Buffer[], inos: Array<number | bigint>, types: number[]): void {
+  for (let at = 0; at + 19 <= length; ) {
+    const reclen = buf.readUInt16LE(at + 16);
+    if (reclen < 20 || at + reclen > length) throw new NativeError("getdents64", ERRNO.EINVAL);
+    let end = at + 19;
+    while (end < at + reclen && buf[end] !== 0) end++;
+    const nameLength = end - at - 19;
+    // "." and "..": not entries of the walk.
+    const dots = buf[at + 19] === 0x2e && (nameLength === 1 || (nameLength === 2 && buf[at + 20] === 0x2e));
+    if (!dots) {
+      const lo = buf.readUInt32LE(at);
+      const hi = buf.readUInt32LE(at + 4);
+      inos.push(hi < 0x20_0000 ? hi * 0x1_0000_0000 + lo : (BigInt(hi) << 32n) | BigInt(lo));
+      types.push(buf[at + 18]!);
+      names.push(Buffer.from(buf.subarray(at + 19, end)));
+    }
+    at += reclen;
+  }
 }

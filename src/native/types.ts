@@ -75,6 +75,23 @@ export interface AtApi {
   utimensat(dirfd: number, path: Uint8Array, atime: { sec: number; nsec: number }, mtime: { sec: number; nsec: number }, flags: number): void;
 }
 
+/**
+ * A directory's entries as getdents64 gives them: per name its d_ino and d_type (DT_*), with "."
+ * and ".." left out. On ext4, xfs, btrfs and tmpfs d_ino is the st_ino lstat would give, so a
+ * walk that needs only identities and types can skip an lstat per file.
+ */
+export interface DirApi {
+  list(path: Uint8Array): DirListing;
+}
+
+export interface DirListing {
+  names: Buffer[];
+  /** d_ino of names[i]; numbers above 2^53 - 1 as bigints. */
+  inos: Array<number | bigint>;
+  /** d_type of names[i]: DT_REG 8, DT_DIR 4, DT_LNK 10, DT_FIFO 1, DT_CHR 2, DT_BLK 6, DT_SOCK 12, DT_UNKNOWN 0. */
+  types: Uint8Array;
+}
+
 export interface NativeApi {
   /** "bun-ffi" when libc is bound; "none" under Node and Deno. */
   readonly runtime: "bun-ffi" | "none";
@@ -84,6 +101,8 @@ export interface NativeApi {
   readonly fs: FsApi | null;
   /** Optional so that test doubles need not provide it; null or absent: not available. */
   readonly at?: AtApi | null;
+  /** Directory listings with d_ino and d_type (getdents64); absent or null: not available. */
+  readonly dir?: DirApi | null;
   /** Why the interfaces are null, for error messages. */
   readonly reason?: string;
 }

@@ -5,7 +5,8 @@
 //   probe scan <root> <auto|inline> [EXCLUDE]
 //                              scan.ts (auto = the worker pair when the build has them): entries,
 //                              sha256 of read-ahead contents (or the error code), reports
-//                              (env PROBE_XATTRS=directories: the scan's xattrs option)
+//                              (env PROBE_XATTRS=directories: the scan's xattrs option;
+//                              PROBE_STAT_FILES=n: statFiles false)
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
 //   probe frames <root> <room> <align>
@@ -56,6 +57,7 @@ if (mode === "walk" && root) {
     selection: { exclude, files: [] },
     mode: dest,
     xattrs: process.env.PROBE_XATTRS === "directories" ? "directories" : undefined,
+    statFiles: process.env.PROBE_STAT_FILES === "n" ? false : undefined,
     onError: (p, e) => reports.push(`${hex(p)}: ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`),
   })) {
     entries.push({

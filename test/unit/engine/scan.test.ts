@@ -119,6 +119,27 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     expect(withXattrs.every((e) => e.type === "directory")).toBe(true);
   });
 
+  it("with statFiles false, describes non-directories from the listing alone: same names, order, types and identities; directories as before", async () => {
+    const env = { ...process.env, PROBE_STAT_FILES: "n" };
+    const [worker, inline] = await Promise.all([run(probe, ["scan", spec.root, "auto", ""], { env }), run(probe, ["scan", spec.root, "inline", ""], { env })]);
+    expect(worker.code, worker.stderr).toBe(0);
+    type E = { path: string; type: string; dev?: number; ino?: number; nlink?: number; size: number };
+    const w = JSON.parse(worker.stdout) as { worker: boolean; entries: E[] };
+    const i = JSON.parse(inline.stdout) as { entries: E[] }; // in this thread statFiles is not used
+    expect(w.worker).toBe(true);
+    expect(w.entries.map((e) => e.path)).toEqual(i.entries.map((e) => e.path));
+    let listed = 0;
+    w.entries.forEach((e, k) => {
+      const full = i.entries[k]!;
+      if (full.type === "directory") return expect(e).toEqual(full);
+      listed++;
+      // A later name of a hard link is the file's own type here (no link bookkeeping).
+      if (full.type !== "hardlink") expect(e.type, e.path).toBe(full.type);
+      expect([e.dev, e.ino, e.nlink, e.size]).toEqual([full.dev, full.ino, undefined, 0]);
+    });
+    expect(listed).toBeGreaterThan(3);
+  });
+
   it("keeps its workers between scans: a scan left early, then full ones, give the same entries, and the process exits", async () => {
     const r = await run(probe, ["rescan", spec.root]);
     expect(r.code, r.stderr).toBe(0);

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cString, splitNameList } from "../../../src/native/libc.ts";
+import { cString, parseDirents, splitNameList } from "../../../src/native/libc.ts";
 import { NativeError, errnoName, ERRNO } from "../../../src/native/errno.ts";
 import { listDataRuns, loadNative } from "../../../src/native/index.ts";
 import type { SeekApi } from "../../../src/native/types.ts";
@@ -115,6 +115,13 @@ describe("native layer under Bun (compiled binary and bun)", () => {
     expect(result.atimeNs).toBe("1000000000123456789");
     expect(result.fifo).toEqual({ isFifo: true, mode: 0o640 });
     expect(result.flock).toEqual([true, false, true]);
+    // getdents64: every name of the probe's directory (no "." or ".."), d_ino = st_ino, DT_REG 8.
+    const files = result.dir.filter((e: { name: string }) => ["sparse.bin", "xattr.txt", "set.txt"].includes(e.name));
+    expect(files.length).toBe(3);
+    for (const e of result.dir) expect(e.sameIno, e.name).toBe(true);
+    expect(files.every((e: { type: number }) => e.type === 8)).toBe(true);
+    expect(result.dir.some((e: { name: string }) => e.name === "." || e.name === "..")).toBe(false);
+    expect(result.dirOfFile).toBe("ENOTDIR");
     // major 300 and minor 70000, in hex as stat(1) prints them.
     if (process.getuid?.() === 0) expect(result.chardev).toEqual({ isChar: true, numbers: "12c:11170" });
   }
@@ -134,5 +141,34 @@ describe("native layer under Bun (compiled binary and bun)", () => {
     const result = await run(bun, [probeSource, sparse, withXattr, toSet]);
     expect(result.code, result.stderr).toBe(0);
     check(result.stdout);
+  });
+});
+
+describe("parseDirents (getdents64's struct linux_dirent64)", () => {
+  /** One record: u64 d_ino, s64 d_off, u16 d_reclen, u8 d_type, the name, NUL, padded to 8. */
+  function record(ino: bigint, type: number, name: string): Buffer {
+    const reclen = Math.ceil((19 + name.length + 1) / 8) * 8;
+    const b = Buffer.alloc(reclen);
+    b.writeBigUInt64LE(ino, 0);
+    b.writeUInt16LE(reclen, 16);
+    b[18] = type;
+    b.write(name, 19, "latin1");
+    return b;
+  }
+
+  it("gives names, d_ino (exact past 2^53) and d_type, without . and ..", () => {
+    const buf = Buffer.concat([record(2n, 4, "."), record(1n, 4, ".."), record(12n, 8, "a"), record(2n ** 63n + 5n, 10, "..x"), record(7n, 4, "sub")]);
+    const names: Buffer[] = [];
+    const inos: Array<number | bigint> = [];
+    const types: number[] = [];
+    parseDirents(buf, buf.length, names, inos, types);
+    expect(names.map((n) => n.toString("latin1"))).toEqual(["a", "..x", "sub"]);
+    expect(inos).toEqual([12, 2n ** 63n + 5n, 7]);
+    expect(types).toEqual([8, 10, 4]);
+  });
+
+  it("refuses a record that runs past what the kernel returned", () => {
+    const buf = record(3n, 8, "a-longer-name"); // 40 bytes
+    expect(() => parseDirents(buf, buf.length - 8, [], [], [])).toThrow(NativeError);
   });
 });

@@ -3,6 +3,7 @@
 //   probe <sparse-file> <file-with-user.test-xattr> <file-to-set-user.ndmpd-on>
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import path from "node:path";
 import { LinuxStTape } from "../../../src/devices/tape/linux-st.ts";
 import { MTGET_SIZE, MTIOCGET } from "../../../src/devices/tape/mtio.ts";
 import { listDataRuns, loadNative } from "../../../src/native/index.ts";
@@ -46,6 +47,24 @@ if (native.ioctl) {
     result.ioctl = (error as { code?: string }).code ?? String(error);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+if (native.dir) {
+  // The directory of the files above: getdents64's names, d_ino and d_type against lstat's.
+  const dir = path.dirname(setPath);
+  const listing = native.dir.list(Buffer.from(dir));
+  result.dir = listing.names
+    .map((name, i) => {
+      const st = fs.lstatSync(path.join(dir, name.toString("latin1")), { bigint: true });
+      return { name: name.toString("latin1"), sameIno: BigInt(listing.inos[i]!) === st.ino, type: listing.types[i] };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  try {
+    native.dir.list(Buffer.from(setPath));
+    result.dirOfFile = "no error";
+  } catch (error) {
+    result.dirOfFile = (error as { code?: string }).code ?? String(error);
   }
 }
 
