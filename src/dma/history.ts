@@ -31,11 +31,13 @@ export class HistoryCollector {
   /** One FH post: decoded from the wire, or the data service's own body (an in-process job). */
   add(p: Pick<Post, "code" | "body">): void {
     if (p.code === Message.FH_ADD_FILE) {
+      const spill = this.spill;
       for (const f of p.body?.files ?? []) {
-        const name = f.names.find((n: any) => n.fs_type === 0) ?? f.names[0];
-        const r = row(toBuffer(name.unix_name), f.stats[0], f.node, f.fh_info);
-        if (this.spill) this.spill.add(r);
-        else this.files.push(r);
+        const names = f.names;
+        const name = names.length === 1 || names[0].fs_type === 0 ? names[0] : (names.find((n: any) => n.fs_type === 0) ?? names[0]);
+        // Spilled straight from the post's fields: no row object per file on the way.
+        if (spill) spill.addFile(toBuffer(name.unix_name), f.stats[0], f.node, f.fh_info);
+        else this.files.push(row(toBuffer(name.unix_name), f.stats[0], f.node, f.fh_info));
         this.count++;
       }
     } else if (p.code === Message.FH_ADD_DIR) {
@@ -144,20 +146,28 @@ class RowSpill {
   private buf = Buffer.allocUnsafe(SPILL_CHUNK);
   private pos = 0;
 
-  add(r: FileRow): void {
-    const need = 4 + r.path.length + 6 * 8;
+  /** One FH_ADD_FILE entry's row (what row() would make of it), written as it comes. */
+  addFile(path: Uint8Array, stat: any, node: bigint, fhInfo: bigint): void {
+    const need = 4 + path.length + ROW_FIXED;
     if (this.pos + need > this.buf.length) this.flush(need);
     const b = this.buf;
-    let p = b.writeUInt32LE(r.path.length, this.pos);
-    p += r.path.copy(b, p);
-    p = b.writeDoubleLE(r.node ?? NaN, p);
-    p = b.writeDoubleLE(r.fhInfo ?? NaN, p);
-    p = b.writeUInt32LE(r.ftype >>> 0, p);
-    p = b.writeUInt32LE(r.mode >>> 0, p);
-    p = b.writeUInt32LE(r.uid >>> 0, p);
-    p = b.writeUInt32LE(r.gid >>> 0, p);
-    p = b.writeDoubleLE(r.size, p);
-    p = b.writeDoubleLE(r.mtime, p);
+    let p = b.writeUInt32LE(path.length, this.pos);
+    b.set(path, p);
+    p += path.length;
+    p = b.writeDoubleLE(node === ALL1 ? NaN : Number(node), p);
+    p = b.writeDoubleLE(fhInfo === ALL1 ? NaN : Number(fhInfo), p);
+    if (stat) {
+      p = b.writeUInt32LE((stat.ftype ?? 8) >>> 0, p);
+      p = b.writeUInt32LE((stat.fattr ?? 0) >>> 0, p);
+      p = b.writeUInt32LE((stat.owner ?? 0) >>> 0, p);
+      p = b.writeUInt32LE((stat.group ?? 0) >>> 0, p);
+      p = b.writeDoubleLE(stat.size === ALL1 ? 0 : Number(stat.size), p);
+      p = b.writeDoubleLE(stat.mtime ?? 0, p);
+    } else {
+      p = b.writeUInt32LE(8, p); // row()'s defaults for an entry without attributes
+      b.fill(0, p, p + 12 + 16);
+      p += 12 + 16;
+    }
     this.pos = p;
     this.count++;
   }
@@ -178,29 +188,32 @@ class RowSpill {
     try {
       if (this.fd !== undefined) {
         this.flush();
+        // One read buffer, reused: a row cut at its end moves to its start before the next read
+        // (a fresh buffer per read would be fresh pages to touch, 80 MB of them for 1M files).
+        const b = this.buf;
         let at = 0;
-        let chunk = Buffer.alloc(0);
+        let have = 0;
         for (;;) {
-          const more = Buffer.allocUnsafe(SPILL_CHUNK);
-          const n = fs.readSync(this.fd, more, 0, more.length, at);
+          const n = fs.readSync(this.fd, b, have, b.length - have, at);
           if (n === 0) break;
           at += n;
-          chunk = chunk.length ? Buffer.concat([chunk, more.subarray(0, n)]) : more.subarray(0, n);
+          have += n;
           let p = 0;
           for (;;) {
-            if (p + 4 > chunk.length) break;
-            const len = chunk.readUInt32LE(p);
-            if (p + 4 + len + 48 > chunk.length) break;
-            yield decodeRow(chunk, p + 4, len);
-            p += 4 + len + 48;
+            if (p + 4 > have) break;
+            const len = b.readUInt32LE(p);
+            if (p + 4 + len + ROW_FIXED > have) break;
+            yield decodeRow(b, p + 4, len);
+            p += 4 + len + ROW_FIXED;
           }
-          chunk = chunk.subarray(p);
+          b.copyWithin(0, p, have);
+          have -= p;
         }
       } else {
         for (let p = 0; p < this.pos; ) {
           const len = this.buf.readUInt32LE(p);
           yield decodeRow(this.buf, p + 4, len);
-          p += 4 + len + 48;
+          p += 4 + len + ROW_FIXED;
         }
       }
     } finally {
@@ -218,23 +231,27 @@ class RowSpill {
 }
 
 const SPILL_CHUNK = 1024 * 1024;
+/** A row's bytes after its path: node, fhInfo (f64), ftype, mode, uid, gid (u32), size, mtime (f64). */
+const ROW_FIXED = 48;
 
 function decodeRow(b: Buffer, at: number, len: number): FileRow {
-  const path = Buffer.from(b.subarray(at, at + len));
-  let p = at + len;
-  const f64 = () => {
-    const v = b.readDoubleLE(p);
-    p += 8;
-    return v;
+  // A copy of the path: the buffer is read into again (and a view would keep all of it alive).
+  const path = Buffer.allocUnsafe(len);
+  b.copy(path, 0, at, at + len);
+  const p = at + len;
+  const node = b.readDoubleLE(p);
+  const fhInfo = b.readDoubleLE(p + 8);
+  return {
+    path,
+    node: node !== node ? null : node,
+    fhInfo: fhInfo !== fhInfo ? null : fhInfo,
+    ftype: b.readUInt32LE(p + 16),
+    mode: b.readUInt32LE(p + 20),
+    uid: b.readUInt32LE(p + 24),
+    gid: b.readUInt32LE(p + 28),
+    size: b.readDoubleLE(p + 32),
+    mtime: b.readDoubleLE(p + 40),
   };
-  const u32 = () => {
-    const v = b.readUInt32LE(p);
-    p += 4;
-    return v;
-  };
-  const node = f64();
-  const fhInfo = f64();
-  return { path, node: Number.isNaN(node) ? null : node, fhInfo: Number.isNaN(fhInfo) ? null : fhInfo, ftype: u32(), mode: u32(), uid: u32(), gid: u32(), size: f64(), mtime: f64() };
 }
 
 function row(path: Buffer, stat: any, node: bigint, fhInfo: bigint): FileRow {

@@ -18,6 +18,7 @@ import { parseDumpdir } from "../../formats/tar/dumpdir.ts";
 import { TarReader, type TarEvent } from "../../formats/tar/reader.ts";
 import { hostIdOf } from "../host/accounts.ts";
 import { ConnectionGone } from "../transport/backpressure.ts";
+import { declareDoneOnNext } from "../transport/consumers.ts";
 import type { NativeApi } from "../native/index.ts";
 import { ALL1, RecoveryStatus } from "../protocol/codes.ts";
 import { paced, show } from "./backup.ts";
@@ -128,6 +129,11 @@ class TarRecovery {
     // halt (CONNECT_CLOSED) while this service is still finishing — a state DMAs such as
     // ndmjob take for a failed job. The service closes the connection when it halts.
     const chunks = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    // Each chunk is fed whole and every event it gives is awaited (the restore writer's writes
+    // are done when write() returns; the tar reader copies headers and extended headers): once
+    // the loop asks for the next chunk, nothing holds a view of this one. A LOCAL mover may
+    // then read the next records into the same memory.
+    declareDoneOnNext(input);
     while (!ended) {
       const next = await chunks.next();
       if (next.done) break;

@@ -40,7 +40,7 @@ import {
 import type { Addr } from "../protocol/xdr/v4.ts";
 import { audit } from "../security/audit.ts";
 import { ConnectionGone, writeAll } from "../transport/backpressure.ts";
-import { consumed, noteSent } from "../transport/consumers.ts";
+import { consumed, noteSent, releasedByReader, sentOnConnection } from "../transport/consumers.ts";
 import { createLocalPair } from "../transport/local.ts";
 import { connectIpc, listenIpc } from "../transport/ipc.ts";
 import { peerFilter } from "../transport/peers.ts";
@@ -107,6 +107,12 @@ export class MoverService {
   private tapeRecord = 0;
   /** Recovery: the last record read, kept so a read that starts inside it needs no tape motion. */
   private lastRecord: { index: number; data: Buffer } | undefined;
+  /**
+   * Records sent (recovery) to a LOCAL reader that is done with a chunk once it asks for the
+   * next: each with the stream offset where what was sent from it ends. Given back to the drive
+   * (recycle) once the reader is past that, unless it is lastRecord (it may be served again).
+   */
+  private lent: Array<{ data: Buffer; sentEnd: number }> = [];
   private readWaiter: (() => void) | undefined;
   private pump: Promise<void> | undefined;
 
@@ -376,6 +382,7 @@ export class MoverService {
     this.localListen = false;
     this.peerClosed = false;
     this.conn = undefined;
+    this.lent = []; // what the last job's reader still held is the collector's
     this.state = State.IDLE;
     this.mode = Mode.NOACTION;
     this.pauseReason = Pause.NA;
@@ -601,6 +608,7 @@ export class MoverService {
       this.bytesLeftToRead -= BigInt(take);
       this.bytesMoved += BigInt(take);
       noteSent(conn, take);
+      this.lend(conn, data);
       try {
         await writeAll(conn, data.subarray(within, within + take));
       } catch (e) {
@@ -629,6 +637,7 @@ export class MoverService {
         await this.pause(this.windowLength === ALL1 ? Pause.EOF : Pause.SEEK, this.seekPosition);
         return undefined;
       }
+      this.giveBack(tape);
       const data = await tape.read(this.recordSize);
       this.tapeRecord++;
       this.recordNum = Number(this.windowOffset / BigInt(this.recordSize)) + this.tapeRecord;
@@ -656,6 +665,27 @@ export class MoverService {
       }
       throw e;
     }
+  }
+
+  /** Notes that bytes of `data` went out on `conn` (see lent); nothing for other readers. */
+  private lend(conn: Duplex, data: Buffer): void {
+    if (releasedByReader(conn) === undefined || !this.host.tape()?.device.recycle) return;
+    const sentEnd = sentOnConnection(conn);
+    const known = this.lent.find((l) => l.data === data);
+    if (known) known.sentEnd = sentEnd;
+    else this.lent.push({ data, sentEnd });
+  }
+
+  /** Gives the drive back each lent record the reader is done with. */
+  private giveBack(tape: TapeDevice): void {
+    if (this.lent.length === 0 || !this.conn) return;
+    const released = releasedByReader(this.conn);
+    if (released === undefined) return;
+    this.lent = this.lent.filter((l) => {
+      if (l.sentEnd > released || l.data === this.lastRecord?.data) return true;
+      tape.recycle?.(l.data);
+      return false;
+    });
   }
 }
 

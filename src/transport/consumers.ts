@@ -25,6 +25,11 @@ export class Consumption {
   released = 0;
   /** Hears each advance of `released`. */
   onReleased?: (offset: number) => void;
+  /**
+   * Set by a reader that keeps no view of a chunk once it asks for the next one (a recovery
+   * that writes each chunk out before reading on): its writer may then reuse what it sent.
+   */
+  doneOnNext = false;
   /** Reads of the reader waiting for bytes. */
   private asking = 0;
   private readonly listeners = new Set<() => void>();
@@ -86,12 +91,39 @@ const localReaders = new WeakMap<Duplex, Consumption>();
 const tcpReaders = new Map<string, Consumption>();
 /** Bytes written to each connection by its writer (noteSent). */
 const sentOn = new WeakMap<Duplex, number>();
+/** LOCAL pipes: a reading end -> its consumption (what its reader declares, declareDoneOnNext). */
+const readerSides = new WeakMap<Duplex, Consumption>();
 
 /** LOCAL pipes (local.ts): `writer`'s bytes are read by `reader`'s iterator. */
 export function pairReader(writer: Duplex, reader: Duplex): void {
   const c = new Consumption();
   localReaders.set(writer, c);
+  readerSides.set(reader, c);
   trackIterator(reader, c);
+}
+
+/**
+ * Called by the reader of a LOCAL pipe's `reader` end that is done with each chunk (keeps no
+ * view of it) once it asks its iterator for the next one. Nothing for any other connection.
+ */
+export function declareDoneOnNext(reader: Duplex): void {
+  const c = readerSides.get(reader);
+  if (c) c.doneOnNext = true;
+}
+
+/**
+ * For a LOCAL pipe's writing end whose reader made that declaration: the stream offset up to
+ * which the reader is done with the bytes written (they were handed over by reference, so the
+ * writer may reuse the buffers that held them). Undefined for any other connection or reader.
+ */
+export function releasedByReader(writer: Duplex): number | undefined {
+  const c = localReaders.get(writer);
+  return c?.doneOnNext ? c.released : undefined;
+}
+
+/** The writer's count of bytes it sent on `conn` so far (noteSent). */
+export function sentOnConnection(conn: Duplex): number {
+  return sentOn.get(conn) ?? 0;
 }
 
 /**

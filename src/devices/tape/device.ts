@@ -121,6 +121,11 @@ export interface TapeDevice {
    * Filemark → EOF (position stays before the filemark); end of data → EOM.
    */
   read(maxLen: number): Promise<Buffer>;
+  /**
+   * Optional: the caller is done with a buffer read() returned (no view of it is kept anywhere):
+   * the drive may read into its memory again instead of fresh memory. Others' buffers are ignored.
+   */
+  recycle?(data: Buffer): void;
   /** Writes count filemarks and makes everything durable. */
   writeFilemarks(count: number): Promise<void>;
   /** Space forward over count filemarks (stops after each). Returns the count not done. */

@@ -198,6 +198,10 @@ interface Medium {
  * waits for the last few MiB only. Durability is unchanged: still only the filemark promises it.
  */
 const WRITEBACK_EVERY = 16 * MiB;
+/** Reads of at least this many bytes get memory of their own, which recycle() can take back. */
+const RECYCLE_MIN = 64 * 1024;
+/** Buffers kept for reuse: a mover has a record or two out at a time, plus what the pipe holds. */
+const MAX_SPARE = 8;
 
 export class VirtualTapeDrive extends TapeDriveBase {
   readonly name: string;
@@ -212,6 +216,9 @@ export class VirtualTapeDrive extends TapeDriveBase {
   private blockNo = 0;
   /** The one EOM past logical end of medium has been reported. */
   private leomReported = false;
+  /** Read buffers given back by the mover (recycle), and every buffer that may come back. */
+  private readonly spare: Buffer[] = [];
+  private readonly ours = new WeakMap<ArrayBufferLike, Buffer>();
 
   constructor(options: VirtualTapeDriveOptions = {}) {
     super();
@@ -291,7 +298,7 @@ export class VirtualTapeDrive extends TapeDriveBase {
     // One read for header, payload and trailer: a record is usually read whole.
     const want = Math.min(maxLen, MAX_RECORD_SIZE);
     const span = Math.min(ENTRY_OVERHEAD + want, medium.eod - this.position);
-    const buf = Buffer.allocUnsafe(span);
+    const buf = this.readBuffer(span);
     const got = this.pread(medium, buf, this.position);
     const entry = decodeEntry(buf.subarray(0, got));
     if (entry === null || entry.offset !== this.position || entryEnd(entry) > medium.eod) {
@@ -309,6 +316,25 @@ export class VirtualTapeDrive extends TapeDriveBase {
     }
     this.moveTo(entryEnd(entry), this.fileNum, this.blockNo + 1);
     return buf.subarray(ENTRY_HEADER_SIZE, ENTRY_HEADER_SIZE + returned);
+  }
+
+  /**
+   * Memory for one read: a buffer given back (recycle) when one is big enough, else a new one.
+   * A recovery reads a record of 256 KiB after another, and fresh memory for each is fresh pages
+   * for the kernel to fault in (about 0.3 s of a 20,000-file recovery, in pread).
+   */
+  private readBuffer(span: number): Buffer {
+    const i = this.spare.findIndex((b) => b.length >= span);
+    if (i >= 0) return this.spare.splice(i, 1)[0]!.subarray(0, span);
+    if (span < RECYCLE_MIN) return Buffer.allocUnsafe(span);
+    const b = Buffer.from(new ArrayBuffer(span)); // its own memory: recycle() knows it by it
+    this.ours.set(b.buffer, b);
+    return b;
+  }
+
+  recycle(data: Buffer): void {
+    const whole = this.ours.get(data.buffer);
+    if (whole && this.spare.length < MAX_SPARE && !this.spare.includes(whole)) this.spare.push(whole);
   }
 
   protected async doWriteFilemarks(count: number): Promise<void> {

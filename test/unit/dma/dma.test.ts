@@ -129,7 +129,13 @@ describe("file history collection", () => {
 
   it("spilling: the same rows in the same order from a temporary file, which is gone after the catalog read them", () => {
     for (const count of [3, 30_000]) {
-      const files = Array.from({ length: count }, (_, i) => ({ names: [name(`/d${i % 7}/f${i}-${"x".repeat(i % 50)}`)], stats: [stat(i % 3 === 0 ? 0 : 4, i * 3)], node: i % 5 === 0 ? ALL1 : BigInt(i), fh_info: BigInt(i * 512) }));
+      // Now and then an entry without attributes, or with an NT name before its UNIX one.
+      const files = Array.from({ length: count }, (_, i) => ({
+        names: i % 13 === 1 ? [{ fs_type: 1, nt_path: Buffer.from("x"), dos_path: Buffer.from("x") }, name(`/d${i % 7}/nt${i}`)] : [name(`/d${i % 7}/f${i}-${"x".repeat(i % 50)}`)],
+        stats: i % 11 === 2 ? [] : [stat(i % 3 === 0 ? 0 : 4, i * 3)],
+        node: i % 5 === 0 ? ALL1 : BigInt(i),
+        fh_info: i % 17 === 3 ? ALL1 : BigInt(i * 512),
+      }));
       const plain = new HistoryCollector();
       const spilled = new HistoryCollector({ spill: true });
       for (let i = 0; i < files.length; i += 1000) {

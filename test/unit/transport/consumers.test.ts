@@ -2,7 +2,7 @@
 import { createServer, connect, type Socket } from "node:net";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { consumed, noteSent, onReaderDone, trackTcpReader } from "../../../src/transport/consumers.ts";
+import { consumed, declareDoneOnNext, noteSent, onReaderDone, releasedByReader, sentOnConnection, trackTcpReader } from "../../../src/transport/consumers.ts";
 import { createLocalPair } from "../../../src/transport/local.ts";
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -103,5 +103,33 @@ describe("onReaderDone()", () => {
 
   it("nothing for a connection whose reader is not ours", () => {
     expect(onReaderDone(new PassThrough(), () => {})).toBe(false);
+  });
+});
+
+describe("declareDoneOnNext() and releasedByReader()", () => {
+  it("LOCAL, recovery direction: nothing until the reader declares; then what it asked past", async () => {
+    const { mover, data } = createLocalPair();
+    const it = data[Symbol.asyncIterator]();
+    mover.write(Buffer.alloc(3000, 1));
+    noteSent(mover, 3000);
+    expect(sentOnConnection(mover)).toBe(3000);
+    expect(releasedByReader(mover)).toBeUndefined(); // a reader that said nothing may keep views
+    declareDoneOnNext(data);
+    expect(releasedByReader(mover)).toBe(0);
+    expect((await it.next()).value.length).toBe(3000);
+    expect(releasedByReader(mover)).toBe(0); // taken, still in use
+    mover.write(Buffer.alloc(1000, 2));
+    await it.next();
+    expect(releasedByReader(mover)).toBe(3000);
+    const end = it.next();
+    expect(releasedByReader(mover)).toBe(4000);
+    mover.end();
+    expect((await end).done).toBe(true);
+  });
+
+  it("nothing for other connections", () => {
+    const p = new PassThrough();
+    declareDoneOnNext(p);
+    expect(releasedByReader(p)).toBeUndefined();
   });
 });

@@ -472,6 +472,28 @@ describe("large transfers", () => {
     expect(same).toBe(records);
   });
 
+  it("a read buffer given back (recycle) is read into again; small reads and others' buffers are not taken", async () => {
+    const drive = await openDrive("RDWR");
+    for (let i = 0; i < 3; i++) await drive.write(pattern(256 * KiB, i + 1));
+    await drive.write(pattern(100, 9));
+    await drive.writeFilemarks(1);
+    await drive.rewind();
+    const first = await drive.read(256 * KiB);
+    expect(first.equals(pattern(256 * KiB, 1))).toBe(true);
+    drive.recycle(first);
+    drive.recycle(Buffer.alloc(512 * KiB)); // not the drive's: ignored
+    const second = await drive.read(256 * KiB);
+    expect(second.buffer).toBe(first.buffer); // the same memory, now the next record
+    expect(second.equals(pattern(256 * KiB, 2))).toBe(true);
+    const third = await drive.read(256 * KiB);
+    expect(third.buffer).not.toBe(second.buffer);
+    expect(third.equals(pattern(256 * KiB, 3))).toBe(true);
+    drive.recycle(third);
+    const small = await drive.read(100); // a short read of a short record: the spare stays
+    expect(small.equals(pattern(100, 9))).toBe(true);
+    await drive.close();
+  });
+
   it("an early write-back (every 16 MiB) still in flight at close: the file is closed after it, every record reads back", async () => {
     const recordSize = 1 * MiB;
     const records = 17; // the 16th record starts a write-back; close comes right after the 17th
