@@ -4,7 +4,8 @@
 import type * as BunFfi from "bun:ffi";
 import type { Pointer } from "bun:ffi";
 import { ERRNO, NativeError } from "./errno.ts";
-import type { FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+import { STATX_BASIC_STATS } from "./statx.ts";
+import type { AtApi, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
 
 /** Names the C library goes by (glibc first). */
 export const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
@@ -16,6 +17,9 @@ const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
+const O_DIRECTORY = 0o200000;
+const O_NOFOLLOW = 0o400000;
+const O_CLOEXEC = 0o2000000;
 
 /** glibc's makedev: 12+20 bits of major, 8+24 bits of minor, interleaved. */
 export function makedev(major: number, minor: number): bigint {
@@ -34,6 +38,9 @@ type LibcSymbol =
   | "utimensat"
   | "mknod"
   | "flock"
+  | "open"
+  | "close"
+  | "statx"
   | "__errno_location";
 
 function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
@@ -48,6 +55,10 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     utimensat: { args: ["i32", "ptr", "ptr", "i32"], returns: "i32" },
     mknod: { args: ["ptr", "u32", "u64"], returns: "i32" },
     flock: { args: ["i32", "i32"], returns: "i32" },
+    // open is variadic in C; a fixed third argument is how every caller passes the mode.
+    open: { args: ["ptr", "i32", "u32"], returns: "i32" },
+    close: { args: ["i32"], returns: "i32" },
+    statx: { args: ["i32", "ptr", "i32", "u32", "ptr"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
   } as const;
   let lastError: unknown;
@@ -201,5 +212,23 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     },
   };
 
-  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi };
+  // Names go to statx NUL-terminated from this scratch (a name is at most 255 bytes).
+  const nameScratch = Buffer.allocUnsafe(4096);
+  const at: AtApi = {
+    openDir(path, follow) {
+      return sym.open(cString(path), O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0) as number;
+    },
+    close(fd) {
+      sym.close(fd);
+    },
+    lstatAt(dirfd, name, out) {
+      if (name.length >= nameScratch.length || name.indexOf(0) >= 0) return false;
+      nameScratch.set(name, 0);
+      nameScratch[name.length] = 0;
+      if ((sym.statx(dirfd, nameScratch, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, out.buf) as number) !== 0) return false;
+      return (out.mask & STATX_BASIC_STATS) === STATX_BASIC_STATS;
+    },
+  };
+
+  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at };
 }

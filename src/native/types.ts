@@ -1,6 +1,7 @@
 // The native calls ndmpd can use, each behind a small interface. A null interface in NativeApi
 // means "not available in this runtime": callers fall back (a zero-block scan instead of
 // SEEK_DATA, no xattrs) or report a clear error (st tape drives need ioctl).
+import type { StatxBuffer } from "./statx.ts";
 
 export interface IoctlApi {
   /** ioctl(fd, request, arg) with arg as an in/out struct buffer; returns the result (>= 0) or throws NativeError. */
@@ -47,6 +48,20 @@ export interface FsApi {
   tryLockExclusive(fd: number): boolean;
 }
 
+/**
+ * Calls relative to an open directory (the scan's walker): a name looked up in a directory
+ * already open costs the kernel one path component, not the whole path, and the result lands in
+ * a reused buffer instead of a new stat object. Failures return -1 / false with no error object:
+ * the caller asks again by path through node:fs, which says what went wrong in its own words.
+ */
+export interface AtApi {
+  /** open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC [| O_NOFOLLOW]): a directory fd, or -1. */
+  openDir(path: Uint8Array, follow: boolean): number;
+  close(fd: number): void;
+  /** statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS) into `out`; false if it failed or left a basic field out. */
+  lstatAt(dirfd: number, name: Uint8Array, out: StatxBuffer): boolean;
+}
+
 export interface NativeApi {
   /** "bun-ffi" when libc is bound; "none" under Node and Deno. */
   readonly runtime: "bun-ffi" | "none";
@@ -54,6 +69,8 @@ export interface NativeApi {
   readonly seek: SeekApi | null;
   readonly xattr: XattrApi | null;
   readonly fs: FsApi | null;
+  /** Absent or null: callers use paths (node:fs). */
+  readonly at?: AtApi | null;
   /** Why the interfaces are null, for error messages. */
   readonly reason?: string;
 }
