@@ -41,6 +41,8 @@ type LibcSymbol =
   | "open"
   | "close"
   | "statx"
+  | "openat"
+  | "pread"
   | "__errno_location";
 
 function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
@@ -59,6 +61,8 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     open: { args: ["ptr", "i32", "u32"], returns: "i32" },
     close: { args: ["i32"], returns: "i32" },
     statx: { args: ["i32", "ptr", "i32", "u32", "ptr"], returns: "i32" },
+    openat: { args: ["i32", "ptr", "i32", "u32"], returns: "i32" },
+    pread: { args: ["i32", "ptr", "usize", "i64"], returns: "i64" },
     __errno_location: { args: [], returns: "ptr" },
   } as const;
   let lastError: unknown;
@@ -214,6 +218,12 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
 
   // Names go to statx NUL-terminated from this scratch (a name is at most 255 bytes).
   const nameScratch = Buffer.allocUnsafe(4096);
+  const toScratch = (name: Uint8Array): boolean => {
+    if (name.length >= nameScratch.length || name.indexOf(0) >= 0) return false;
+    nameScratch.set(name, 0);
+    nameScratch[name.length] = 0;
+    return true;
+  };
   const at: AtApi = {
     openDir(path, follow) {
       return sym.open(cString(path), O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0) as number;
@@ -222,11 +232,18 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
       sym.close(fd);
     },
     lstatAt(dirfd, name, out) {
-      if (name.length >= nameScratch.length || name.indexOf(0) >= 0) return false;
-      nameScratch.set(name, 0);
-      nameScratch[name.length] = 0;
+      if (!toScratch(name)) return false;
       if ((sym.statx(dirfd, nameScratch, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, out.buf) as number) !== 0) return false;
       return (out.mask & STATX_BASIC_STATS) === STATX_BASIC_STATS;
+    },
+    openAt(dirfd, name, flags) {
+      if (!toScratch(name)) return -1;
+      return sym.openat(dirfd, nameScratch, flags | O_CLOEXEC, 0) as number;
+    },
+    readAt(fd, buf, at, length, position) {
+      if (length === 0) return 0;
+      if (at < 0 || length < 0 || at + length > buf.length) throw new RangeError("readAt: outside the buffer");
+      return Number(sym.pread(fd, ffi.ptr(buf, at), length, position) as bigint);
     },
   };
 

@@ -60,6 +60,10 @@ export interface AtApi {
   close(fd: number): void;
   /** statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS) into `out`; false if it failed or left a basic field out. */
   lstatAt(dirfd: number, name: Uint8Array, out: StatxBuffer): boolean;
+  /** openat(dirfd, name, flags | O_CLOEXEC): an fd, or -1. */
+  openAt(dirfd: number, name: Uint8Array, flags: number): number;
+  /** pread(fd, buf + at, length, position): bytes read, or -1. */
+  readAt(fd: number, buf: Uint8Array, at: number, length: number, position: number): number;
 }
 
 export interface NativeApi {
