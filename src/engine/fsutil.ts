@@ -111,6 +111,11 @@ function refused(error: unknown): boolean {
   return true;
 }
 
+/** `flags` with O_NOATIME while this thread still asks for it (a native open, falling back to openSyncForBackup on failure). */
+export function backupOpenFlags(flags: number): number {
+  return noatime ? flags | O_NOATIME : flags;
+}
+
 /** open(2) for reading, as a FileHandle. */
 export async function openForBackup(path: Buffer, flags: number): Promise<fsp.FileHandle> {
   if (noatime) {

@@ -28,7 +28,8 @@ import {
   type WorkerMessage,
 } from "./scan.ts";
 import { BatchWriter, decodeBatch, type WireError } from "./scan-wire.ts";
-import { openSyncForBackup } from "./fsutil.ts";
+import type { AtApi } from "../native/index.ts";
+import { backupOpenFlags, openSyncForBackup } from "./fsutil.ts";
 import { describePath, walkSync } from "./walker-sync.ts";
 import { joinPath } from "./fsutil.ts";
 
@@ -119,6 +120,8 @@ function* describeList(root: Buffer, list: Uint8Array, native: Awaited<ReturnTyp
 function readRole(m: ReadMessage): void {
   // A new scan: buffers of an earlier one that never came back are forgotten.
   pool = m.pool;
+  parent.forget();
+  void loadNative().then((n) => (parent.at = n.at ?? null));
   out = 0;
   queued.length = 0;
   pump = () => {
@@ -140,7 +143,10 @@ function readRole(m: ReadMessage): void {
       } else {
         port.postMessage(msg);
         // This scan is over: the next one (the worker is kept) comes with a port of its own.
-        if (msg.type === "end") m.from.close();
+        if (msg.type === "end") {
+          m.from.close();
+          parent.forget();
+        }
       }
     } catch (e) {
       fatal(e, port);
@@ -231,22 +237,65 @@ function framed(size: number, headerRoom: number, align: number): number {
 }
 
 /**
+ * The directory of the files being read, kept open while the next file is in it too: the
+ * reader opens a file by its name in that directory (openat through bun:ffi, AtApi), one path
+ * component for the kernel instead of the whole path. null `at` (Node, Deno): paths.
+ */
+class ParentDir {
+  at: AtApi | null = null;
+  private path: Buffer | undefined;
+  private fd = -1;
+
+  /** An fd of the file at `abs` opened read-only, or -1 (the caller opens it by path, which also says why it failed). */
+  open(abs: Buffer): number {
+    const at = this.at;
+    if (!at) return -1;
+    const slash = abs.lastIndexOf(0x2f);
+    if (slash <= 0) return -1;
+    const dir = abs.subarray(0, slash);
+    if (!this.path || !this.path.equals(dir)) {
+      this.forget();
+      // The path's earlier components are followed, as open(abs) follows them; the file's own name is not (O_NOFOLLOW).
+      this.fd = at.openDir(dir, true);
+      if (this.fd < 0) return -1;
+      this.path = Buffer.from(dir);
+    }
+    return at.openAt(this.fd, abs.subarray(slash + 1), backupOpenFlags(READ_FLAGS));
+  }
+
+  forget(): void {
+    if (this.fd >= 0) this.at?.close(this.fd);
+    this.fd = -1;
+    this.path = undefined;
+  }
+}
+const parent = new ParentDir();
+
+/** pread through bun:ffi when there is an AtApi; a failure is asked again of node:fs, which throws its error. */
+function readAt(fd: number, buf: Buffer, at: number, length: number, position: number): number {
+  const got = parent.at ? parent.at.readAt(fd, buf, at, length, position) : -1;
+  return got >= 0 ? got : fs.readSync(fd, buf, at, length, position);
+}
+
+/**
  * As scan.ts readWhole, with plain syscalls, into buf[at, at + size + 1): one byte more than
  * expected tells us the file grew; a first read of `size` bytes is the whole file. Returns the
  * bytes read (at most size + 1).
  */
 function readWholeSync(path: Buffer, size: number, buf: Buffer, at: number): number {
-  const fd = openSyncForBackup(path, READ_FLAGS);
+  let fd = parent.open(path);
+  if (fd < 0) fd = openSyncForBackup(path, READ_FLAGS);
   try {
     const end = at + size + 1;
-    let got = fs.readSync(fd, buf, at, size + 1, 0);
+    let got = readAt(fd, buf, at, size + 1, 0);
     if (got < size) {
-      for (let n = got; n > 0 && at + got < end; got += n) n = fs.readSync(fd, buf, at + got, size + 1 - got, got);
+      for (let n = got; n > 0 && at + got < end; got += n) n = readAt(fd, buf, at + got, size + 1 - got, got);
       // Short: shrunk, or no longer a file at all (a FIFO reads as empty).
       if (got < size && !fs.fstatSync(fd).isFile()) throw new NotRegular();
     }
     return got;
   } finally {
-    fs.closeSync(fd);
+    if (parent.at) parent.at.close(fd);
+    else fs.closeSync(fd);
   }
 }

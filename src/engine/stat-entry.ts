@@ -5,6 +5,7 @@
 import type { BigIntStats } from "node:fs";
 import { inodeNumber, type DataRun, type Entry, type EntryType } from "../../formats/entry.ts";
 import type { XattrApi } from "../native/index.ts";
+import type { StatxBuffer } from "../native/statx.ts";
 import { deviceNumbers, errorCode, timespecFromNs } from "./fsutil.ts";
 
 export const DOT = Buffer.from(".");
@@ -38,6 +39,34 @@ export function entryFromStat(rel: Buffer, st: BigIntStats, type: EntryType): En
   return entry;
 }
 
+/** The same Entry from a statx result (the native walk): every field as entryFromStat gives it. */
+export function entryFromStatx(rel: Buffer, sx: StatxBuffer, type: EntryType): Entry {
+  const entry: Entry = {
+    path: rel,
+    type,
+    mode: sx.mode & 0o7777,
+    uid: sx.uid,
+    gid: sx.gid,
+    size: type === "file" || type === "symlink" ? sx.size : 0,
+    mtime: sx.mtime,
+    atime: sx.atime,
+    ctime: sx.ctime,
+    dev: sx.dev,
+    ino: sx.ino,
+    nlink: sx.nlink,
+  };
+  if (type === "chardev" || type === "blockdev") {
+    entry.devMajor = sx.rdevMajor;
+    entry.devMinor = sx.rdevMinor;
+  }
+  return entry;
+}
+
+/** mayBeSparse for a statx result. */
+export function statxMayBeSparse(type: EntryType, sx: StatxBuffer): boolean {
+  return type === "file" && sx.size > 0 && sx.blocks * 512 < sx.size;
+}
+
 /** A regular file whose allocated blocks do not cover its size may have holes worth finding. */
 export function mayBeSparse(type: EntryType, st: BigIntStats): boolean {
   return type === "file" && st.size > 0n && st.blocks * 512n < st.size;
@@ -46,7 +75,14 @@ export function mayBeSparse(type: EntryType, st: BigIntStats): boolean {
 interface LinkSeen {
   path: Buffer;
   /** Names of this inode not met yet; at 0 the record is dropped, keeping the map small. */
-  remaining: bigint;
+  remaining: number;
+}
+
+/** What the link bookkeeping needs of an lstat (BigIntStats) or a statx result. */
+export interface LinkFacts {
+  nlink: bigint | number;
+  dev: bigint | number;
+  ino: bigint | number;
 }
 
 /** Second and later names of a multiply-linked inode become "hardlink" entries to the first name. */
@@ -54,16 +90,16 @@ export class LinkTracker {
   private readonly links = new Map<string, LinkSeen>();
 
   /** Its key when this object has other names (to remember() once it is described), else undefined. */
-  keyOf(type: EntryType, st: BigIntStats): string | undefined {
-    // Keyed on the exact bigint dev:ino (st_ino can exceed 2^53 on some filesystems).
-    return type !== "directory" && st.nlink > 1n ? `${st.dev}:${st.ino}` : undefined;
+  keyOf(type: EntryType, st: LinkFacts): string | undefined {
+    // Keyed on the exact dev:ino (st_ino can exceed 2^53 on some filesystems: a bigint then).
+    return type !== "directory" && st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
   }
 
   /** Turns `entry` into a link to the first name if that name was already met; true if so. */
   linkToFirst(key: string, entry: Entry): boolean {
     const seen = this.links.get(key);
     if (!seen) return false;
-    if (--seen.remaining <= 0n) this.links.delete(key);
+    if (--seen.remaining <= 0) this.links.delete(key);
     entry.type = "hardlink";
     entry.linkTarget = seen.path;
     delete entry.devMajor;
@@ -72,8 +108,8 @@ export class LinkTracker {
     return true;
   }
 
-  remember(key: string, rel: Buffer, st: BigIntStats): void {
-    this.links.set(key, { path: rel, remaining: st.nlink - 1n });
+  remember(key: string, rel: Buffer, st: LinkFacts): void {
+    this.links.set(key, { path: rel, remaining: Number(st.nlink) - 1 });
   }
 }
 

@@ -3,10 +3,23 @@
 // back to back instead of a promise and a thread-pool round trip per call. It must only run off
 // the main thread: a call that hangs (a dead NFS server) blocks whatever thread makes it.
 import fs, { type BigIntStats } from "node:fs";
-import { inodeNumber, type DataRun, type Entry, type EntryType } from "../../formats/entry.ts";
-import { listDataRuns, type DirApi, type DirListing } from "../native/index.ts";
+import { inodeNumber, type DataRun, type Entry, type EntryType, type InodeNumber } from "../../formats/entry.ts";
+import { listDataRuns, type AtApi, type DirApi, type DirListing } from "../native/index.ts";
+import { StatxBuffer } from "../native/statx.ts";
 import { O_NOFOLLOW, asError, joinPath, openSyncForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
-import { DOT, entryFromStat, LinkTracker, mayBeSparse, attachXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
+import {
+  DOT,
+  entryFromStat,
+  entryFromStatx,
+  LinkTracker,
+  mayBeSparse,
+  attachXattrs,
+  SCAN_READ,
+  sparseOrUndefined,
+  statxMayBeSparse,
+  ZeroScan,
+  type LinkFacts,
+} from "./stat-entry.ts";
 import type { WalkItem, WalkOptions } from "./walker.ts";
 
 interface Frame {
@@ -15,6 +28,8 @@ interface Frame {
   rel: Buffer | null;
   names: Buffer[];
   next: number;
+  /** The directory open for statx of its names (native.at), or -1: lstat by path. */
+  fd: number;
   /** With statFiles false: names[i]'s d_type and d_ino, and the directory's st_dev. */
   listed?: { types: Uint8Array; inos: Array<number | bigint>; dev: bigint };
 }
@@ -31,11 +46,16 @@ class SyncWalker {
   private readonly oneFilesystem: boolean;
   private readonly wantXattrs: boolean | "directories";
   private readonly links = new LinkTracker();
-  private rootDev = 0n;
+  private rootDev: InodeNumber | undefined;
+  /** Calls relative to a directory fd, when the runtime has them (Bun): see AtApi. */
+  private readonly at: AtApi | null;
+  /** The one statx result buffer of this walk. */
+  private readonly sx = new StatxBuffer();
 
   constructor(private readonly opts: WalkOptions) {
     this.oneFilesystem = opts.oneFilesystem ?? true;
     this.wantXattrs = opts.xattrs ?? true;
+    this.at = opts.native?.at ?? null;
   }
 
   private report(relPath: Buffer, error: unknown): void {
@@ -56,61 +76,83 @@ class SyncWalker {
       this.report(DOT, error);
       return;
     }
-    this.rootDev = st.dev;
     const type = typeFromMode(st.mode);
     if (!type) return;
-    const rootEntry = this.describe(root, DOT, st, type);
+    const rootEntry = this.describe(root, DOT, entryFromStat(DOT, st, type), st, mayBeSparse(type, st));
     if (!rootEntry) return;
+    this.rootDev = rootEntry.dev;
     yield { entry: rootEntry, absPath: root };
     if (type !== "directory") return;
 
     const stack: Frame[] = [];
-    const rootFrame = this.openDir(root, null, DOT, st.dev);
+    const rootFrame = this.openDir(root, null, DOT, true, st.dev);
     if (rootFrame) stack.push(rootFrame);
 
-    while (stack.length > 0) {
-      const frame = stack[stack.length - 1]!;
-      if (frame.next >= frame.names.length) {
-        stack.pop();
-        continue;
-      }
-      const at = frame.next++;
-      const name = frame.names[at]!;
-      const rel = frame.rel ? joinPath(frame.rel, name) : name;
-      const abs = joinPath(frame.abs, name);
-      const listedType = frame.listed && LISTED_TYPES[frame.listed.types[at]!];
-      if (listedType) {
-        if (this.opts.filter && !this.opts.filter(rel, listedType)) continue;
-        const entry: Entry = { path: rel, type: listedType, mode: MODE_OF_TYPE[listedType]!, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } };
-        entry.dev = inodeNumber(frame.listed!.dev);
-        entry.ino = frame.listed!.inos[at]!;
+    try {
+      while (stack.length > 0) {
+        const frame = stack[stack.length - 1]!;
+        if (frame.next >= frame.names.length) {
+          this.closeDir(stack.pop()!);
+          continue;
+        }
+        const at = frame.next++;
+        const name = frame.names[at]!;
+        const rel = frame.rel ? joinPath(frame.rel, name) : name;
+        const abs = joinPath(frame.abs, name);
+        const listedType = frame.listed && LISTED_TYPES[frame.listed.types[at]!];
+        if (listedType) {
+          if (this.opts.filter && !this.opts.filter(rel, listedType)) continue;
+          const entry: Entry = { path: rel, type: listedType, mode: MODE_OF_TYPE[listedType]!, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } };
+          entry.dev = inodeNumber(frame.listed!.dev);
+          entry.ino = frame.listed!.inos[at]!;
+          yield { entry, absPath: abs };
+          continue;
+        }
+        const entry = this.child(frame, name, abs, rel);
+        if (!entry) continue;
         yield { entry, absPath: abs };
-        continue;
+        if (entry.type !== "directory") continue;
+        if (this.oneFilesystem && entry.dev !== this.rootDev) continue;
+        const child = this.openDir(abs, rel, rel, false, BigInt(entry.dev ?? 0));
+        if (child) stack.push(child);
       }
-      let stat: BigIntStats;
-      try {
-        stat = fs.lstatSync(abs, { bigint: true });
-      } catch (error) {
-        this.report(rel, error);
-        continue;
-      }
-      const childType = typeFromMode(stat.mode);
-      if (!childType) {
-        this.report(rel, new Error(`unknown file type (mode ${stat.mode.toString(8)})`));
-        continue;
-      }
-      if (this.opts.filter && !this.opts.filter(rel, childType)) continue;
-      const entry = this.describe(abs, rel, stat, childType);
-      if (!entry) continue;
-      yield { entry, absPath: abs };
-      if (childType !== "directory") continue;
-      if (this.oneFilesystem && stat.dev !== this.rootDev) continue;
-      const child = this.openDir(abs, rel, rel, stat.dev);
-      if (child) stack.push(child);
+    } finally {
+      // A consumer that stops early (or an error) leaves directories open: close them.
+      for (const frame of stack) this.closeDir(frame);
     }
   }
 
-  private openDir(abs: Buffer, rel: Buffer | null, reportAs: Buffer, dev: bigint): Frame | undefined {
+  /**
+   * One name of a directory, described: by statx relative to the open directory when it can be
+   * (one path component for the kernel, no stat object), else by lstat of the whole path, which
+   * also gives a failure its usual error. undefined when left out (reported, or filtered).
+   */
+  private child(frame: Frame, name: Buffer, abs: Buffer, rel: Buffer): Entry | undefined {
+    const sx = this.sx;
+    if (frame.fd >= 0 && this.at!.lstatAt(frame.fd, name, sx)) {
+      const type = typeFromMode(sx.mode);
+      if (type) {
+        if (this.opts.filter && !this.opts.filter(rel, type)) return undefined;
+        return this.describe(abs, rel, entryFromStatx(rel, sx, type), sx, statxMayBeSparse(type, sx));
+      }
+    }
+    let stat: BigIntStats;
+    try {
+      stat = fs.lstatSync(abs, { bigint: true });
+    } catch (error) {
+      this.report(rel, error);
+      return undefined;
+    }
+    const type = typeFromMode(stat.mode);
+    if (!type) {
+      this.report(rel, new Error(`unknown file type (mode ${stat.mode.toString(8)})`));
+      return undefined;
+    }
+    if (this.opts.filter && !this.opts.filter(rel, type)) return undefined;
+    return this.describe(abs, rel, entryFromStat(rel, stat, type), stat, mayBeSparse(type, stat));
+  }
+
+  private openDir(abs: Buffer, rel: Buffer | null, reportAs: Buffer, follow: boolean, dev: bigint): Frame | undefined {
     const dir = this.opts.statFiles === false ? this.opts.native?.dir : undefined;
     if (dir) return this.openListed(dir, abs, rel, reportAs, dev);
     let names: Buffer[];
@@ -121,10 +163,12 @@ class SyncWalker {
       return undefined;
     }
     names.sort(Buffer.compare);
-    return { abs, rel, names, next: 0 };
+    // A directory that cannot be opened now (gone, replaced by a symlink) has its names looked up by path: lstat reports them.
+    const fd = this.at && names.length > 0 ? this.at.openDir(abs, follow) : -1;
+    return { abs, rel, names, next: 0, fd };
   }
 
-  /** A directory read with getdents64: its names sorted, each with its d_type and d_ino. */
+  /** A directory read with getdents64: its names sorted, each with its d_type and d_ino (its directories are lstat-ed by path). */
   private openListed(dir: DirApi, abs: Buffer, rel: Buffer | null, reportAs: Buffer, dev: bigint): Frame | undefined {
     let listing: DirListing;
     try {
@@ -143,12 +187,17 @@ class SyncWalker {
       types[k] = listing.types[i]!;
       inos[k] = listing.inos[i]!;
     }
-    return { abs, rel, names, next: 0, listed: { types, inos, dev } };
+    return { abs, rel, names, next: 0, fd: -1, listed: { types, inos, dev } };
   }
 
-  /** The Entry for one object, or undefined (reported) when it cannot be read. */
-  private describe(abs: Buffer, rel: Buffer, st: BigIntStats, type: EntryType): Entry | undefined {
-    const entry = entryFromStat(rel, st, type);
+  private closeDir(frame: Frame): void {
+    if (frame.fd >= 0) this.at!.close(frame.fd);
+    frame.fd = -1;
+  }
+
+  /** The Entry for one object (made from its stat), or undefined (reported) when it cannot be read. */
+  private describe(abs: Buffer, rel: Buffer, entry: Entry, st: LinkFacts, maySparse: boolean): Entry | undefined {
+    const type = entry.type;
     const linkKey = this.links.keyOf(type, st);
     if (linkKey && this.links.linkToFirst(linkKey, entry)) return entry;
 
@@ -156,7 +205,7 @@ class SyncWalker {
       if (type === "symlink") {
         entry.linkTarget = fs.readlinkSync(abs, { encoding: "buffer" });
         entry.size = entry.linkTarget.length;
-      } else if (mayBeSparse(type, st)) {
+      } else if (maySparse) {
         const runs = this.dataRuns(abs, entry.size);
         if (runs) entry.sparse = runs;
       }

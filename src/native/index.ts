@@ -2,12 +2,12 @@
 // bound through bun:ffi; elsewhere every interface is null and callers take their portable path.
 import type { DataRun, NativeApi, SeekApi } from "./types.ts";
 
-export type { AtApi, DataRun, DirApi, DirListing, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+export type { AtApi, AtCallsApi, DataRun, DirApi, DirListing, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
 export { NativeError, ERRNO, errnoName } from "./errno.ts";
 
 const NOT_BUN = "not available in this runtime (native calls need Bun: the compiled ndmpd binary or `bun`)";
 
-export const NO_NATIVE: NativeApi = { runtime: "none", ioctl: null, seek: null, xattr: null, fs: null, reason: NOT_BUN };
+export const NO_NATIVE: NativeApi = { runtime: "none", ioctl: null, seek: null, xattr: null, fs: null, at: null, reason: NOT_BUN };
 
 let loading: Promise<NativeApi> | undefined;
 

@@ -6,7 +6,8 @@ import type { Pointer } from "bun:ffi";
 import { ERRNO, NativeError } from "./errno.ts";
 import { SYS_openat2 } from "./at.ts";
 import fs from "node:fs";
-import type { AtApi, DirApi, DirListing, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+import { STATX_BASIC_STATS } from "./statx.ts";
+import type { AtApi, AtCallsApi, DirApi, DirListing, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
 
 /** Names the C library goes by (glibc first). */
 export const LIBC_CANDIDATES = ["libc.so.6", "libc.so"];
@@ -18,6 +19,9 @@ const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
+const O_DIRECTORY = 0o200000;
+const O_NOFOLLOW = 0o400000;
+const O_CLOEXEC = 0o2000000;
 
 /** glibc's makedev: 12+20 bits of major, 8+24 bits of minor, interleaved. */
 export function makedev(major: number, minor: number): bigint {
@@ -46,6 +50,10 @@ type LibcSymbol =
   | "fchownat"
   | "mknod"
   | "flock"
+  | "open"
+  | "close"
+  | "statx"
+  | "pread"
   | "__errno_location";
 
 function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
@@ -71,6 +79,11 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     fchownat: { args: ["i32", "ptr", "u32", "u32", "i32"], returns: "i32" },
     mknod: { args: ["ptr", "u32", "u64"], returns: "i32" },
     flock: { args: ["i32", "i32"], returns: "i32" },
+    // open is variadic in C; a fixed third argument is how every caller passes the mode.
+    open: { args: ["ptr", "i32", "u32"], returns: "i32" },
+    close: { args: ["i32"], returns: "i32" },
+    statx: { args: ["i32", "ptr", "i32", "u32", "ptr"], returns: "i32" },
+    pread: { args: ["i32", "ptr", "usize", "i64"], returns: "i64" },
     __errno_location: { args: [], returns: "ptr" },
   } as const;
   let lastError: unknown;
@@ -236,13 +249,44 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     },
   };
 
+  // Names go to statx NUL-terminated from this scratch (a name is at most 255 bytes).
+  const nameScratch = Buffer.allocUnsafe(4096);
+  const toScratch = (name: Uint8Array): boolean => {
+    if (name.length >= nameScratch.length || name.indexOf(0) >= 0) return false;
+    nameScratch.set(name, 0);
+    nameScratch[name.length] = 0;
+    return true;
+  };
+  const at: AtApi = {
+    openDir(path, follow) {
+      return sym.open(cString(path), O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0) as number;
+    },
+    close(fd) {
+      sym.close(fd);
+    },
+    lstatAt(dirfd, name, out) {
+      if (!toScratch(name)) return false;
+      if ((sym.statx(dirfd, nameScratch, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, out.buf) as number) !== 0) return false;
+      return (out.mask & STATX_BASIC_STATS) === STATX_BASIC_STATS;
+    },
+    openAt(dirfd, name, flags) {
+      if (!toScratch(name)) return -1;
+      return sym.openat(dirfd, nameScratch, flags | O_CLOEXEC, 0) as number;
+    },
+    readAt(fd, buf, at, length, position) {
+      if (length === 0) return 0;
+      if (at < 0 || length < 0 || at + length > buf.length) throw new RangeError("readAt: outside the buffer");
+      return Number(sym.pread(fd, ffi.ptr(buf, at), length, position) as bigint);
+    },
+  };
+
   // struct open_how { u64 flags; u64 mode; u64 resolve; }: one scratch copy, filled per call
   // (the kernel reads it during the call and keeps nothing).
   const openHow = Buffer.alloc(24);
   const check = (syscall: string, rc: number): void => {
     if (rc === -1) fail(syscall);
   };
-  const at: AtApi = {
+  const atCalls: AtCallsApi = {
     openat2(dirfd, path, flags, mode, resolve) {
       openHow.writeBigUInt64LE(BigInt(flags >>> 0), 0);
       openHow.writeBigUInt64LE(BigInt(mode >>> 0), 8);
@@ -270,7 +314,7 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
       check("utimensat", sym.utimensat(dirfd, cString(path), timespecPair(atime, mtime), flags) as number),
   };
 
-  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at, dir: bindGetdents(ffi, lastErrno) };
+  return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at, atCalls, dir: bindGetdents(ffi, lastErrno) };
 }
 
 /** struct timespec[2] on x86_64/aarch64: i64 sec, i64 nsec. */

@@ -1,6 +1,7 @@
 // The native calls ndmpd can use, each behind a small interface. A null interface in NativeApi
 // means "not available in this runtime": callers fall back (a zero-block scan instead of
 // SEEK_DATA, no xattrs) or report a clear error (st tape drives need ioctl).
+import type { StatxBuffer } from "./statx.ts";
 
 export interface IoctlApi {
   /** ioctl(fd, request, arg) with arg as an in/out struct buffer; returns the result (>= 0) or throws NativeError. */
@@ -54,7 +55,7 @@ export interface FsApi {
  * already opened (and checked) rather than by walking a path again. Names are raw bytes; each
  * call returns or throws NativeError (code, errno) like node:fs does. Constants: at.ts.
  */
-export interface AtApi {
+export interface AtCallsApi {
   /**
    * openat2(dirfd, path, { flags, mode, resolve }): the RESOLVE_* flags restrict the whole walk
    * (Linux >= 5.6; ENOSYS before, EPERM/ENOSYS under some seccomp filters).
@@ -92,6 +93,24 @@ export interface DirListing {
   types: Uint8Array;
 }
 
+/**
+ * Calls relative to an open directory (the scan's walker): a name looked up in a directory
+ * already open costs the kernel one path component, not the whole path, and the result lands in
+ * a reused buffer instead of a new stat object. Failures return -1 / false with no error object:
+ * the caller asks again by path through node:fs, which says what went wrong in its own words.
+ */
+export interface AtApi {
+  /** open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC [| O_NOFOLLOW]): a directory fd, or -1. */
+  openDir(path: Uint8Array, follow: boolean): number;
+  close(fd: number): void;
+  /** statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS) into `out`; false if it failed or left a basic field out. */
+  lstatAt(dirfd: number, name: Uint8Array, out: StatxBuffer): boolean;
+  /** openat(dirfd, name, flags | O_CLOEXEC): an fd, or -1. */
+  openAt(dirfd: number, name: Uint8Array, flags: number): number;
+  /** pread(fd, buf + at, length, position): bytes read, or -1. */
+  readAt(fd: number, buf: Uint8Array, at: number, length: number, position: number): number;
+}
+
 export interface NativeApi {
   /** "bun-ffi" when libc is bound; "none" under Node and Deno. */
   readonly runtime: "bun-ffi" | "none";
@@ -99,8 +118,10 @@ export interface NativeApi {
   readonly seek: SeekApi | null;
   readonly xattr: XattrApi | null;
   readonly fs: FsApi | null;
-  /** Optional so that test doubles need not provide it; null or absent: not available. */
+  /** Calls relative to an open directory for the scan; absent or null: callers use paths (node:fs). */
   readonly at?: AtApi | null;
+  /** The *at calls with openat2 (AtCallsApi); optional so that test doubles need not provide it; null or absent: not available. */
+  readonly atCalls?: AtCallsApi | null;
   /** Directory listings with d_ino and d_type (getdents64); absent or null: not available. */
   readonly dir?: DirApi | null;
   /** Why the interfaces are null, for error messages. */

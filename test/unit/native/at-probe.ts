@@ -1,4 +1,4 @@
-// Run under Bun by at.test.ts: the *at calls of the native layer (AtApi) on a scratch directory
+// Run under Bun by at.test.ts: the *at calls of the native layer (AtCallsApi) on a scratch directory
 // prepared by the test, printed as one JSON line.
 //   at-probe <dir>   dir holds a/ (a directory), l -> /etc (a symlink)
 import fs from "node:fs";
@@ -8,8 +8,8 @@ import { loadNative } from "../../../src/native/index.ts";
 const dir = process.argv[2];
 if (!dir) throw new Error("usage: at-probe <dir>");
 const native = await loadNative();
-const at = native.at;
-if (!at) throw new Error(`no AtApi: ${native.reason}`);
+const at = native.atCalls;
+if (!at) throw new Error(`no AtCallsApi: ${native.reason}`);
 const b = (s: string) => Buffer.from(s);
 const code = (run: () => unknown): string => {
   try {
