@@ -29,6 +29,7 @@ import {
 } from "./scan.ts";
 import { BatchWriter, decodeBatch, type WireError } from "./scan-wire.ts";
 import type { AtApi } from "../native/index.ts";
+import { ledgered } from "./fd-ledger.ts";
 import { backupOpenFlags, openSyncForBackup } from "./fsutil.ts";
 import { describePath, walkSync } from "./walker-sync.ts";
 import { joinPath } from "./fsutil.ts";
@@ -61,7 +62,8 @@ function fatal(e: unknown, to: MessagePort | typeof port): void {
 }
 
 async function walkRole(start: StartMessage): Promise<void> {
-  const native = await loadNative();
+  const loaded = await loadNative();
+  const native = loaded.at && start.ledger ? { ...loaded, at: ledgered(loaded.at, start.ledger) } : loaded;
   const out = start.to ?? port;
   const batch = new BatchWriter();
   let limit = FIRST_BATCH_ITEMS;
@@ -121,7 +123,7 @@ function readRole(m: ReadMessage): void {
   // A new scan: buffers of an earlier one that never came back are forgotten.
   pool = m.pool;
   parent.forget();
-  void loadNative().then((n) => (parent.at = n.at ?? null));
+  void loadNative().then((n) => (parent.at = n.at ? (m.ledger ? ledgered(n.at, m.ledger) : n.at) : null));
   out = 0;
   queued.length = 0;
   pump = () => {

@@ -22,6 +22,7 @@ import { O_NOFOLLOW, O_NONBLOCK, openFdForBackup } from "./fsutil.ts";
 import { selectionFilter, type Selection } from "./selection.ts";
 import { decodeBatch, type WireError } from "./scan-wire.ts";
 import { walk } from "./walker.ts";
+import { closeNoted, newLedger } from "./fd-ledger.ts";
 
 export interface ScanOptions {
   /** Where the walk reads (the live root, or its view in a snapshot). */
@@ -224,6 +225,8 @@ export interface StartMessage {
   to?: MessagePort;
   /** A list scan: u32 length + path bytes, one after another. */
   list?: Uint8Array;
+  /** Where the worker notes the descriptors it holds open (fd-ledger.ts). */
+  ledger?: Int32Array;
 }
 /** To the reader: the walker's batches arrive on `from`. */
 export interface ReadMessage {
@@ -234,6 +237,8 @@ export interface ReadMessage {
   frameAlign?: number;
   /** ScanOptions.recycled: at most this many frame buffers out at once. */
   pool?: number;
+  /** Shared with the walker (fd-ledger.ts). */
+  ledger?: Int32Array;
 }
 /** A batch of scan-wire.ts records, with the contents the reader filled in. */
 export interface BatchMessage {
@@ -421,12 +426,13 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     xattrs: opts.xattrs,
     readAhead: opts.readAhead,
     statFiles: opts.statFiles,
+    ledger: newLedger(),
   };
   if (opts.list) start.list = packList(opts.list);
   if (reader) {
     const { port1, port2 } = new MessageChannel();
     const pool = opts.recycled && opts.headerRoom ? FRAME_POOL : undefined;
-    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom, frameAlign: opts.frameAlign, pool } satisfies ReadMessage, [port2]);
+    reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom, frameAlign: opts.frameAlign, pool, ledger: start.ledger } satisfies ReadMessage, [port2]);
     walker.postMessage({ ...start, to: port1 }, [port1]);
   } else walker.postMessage(start);
   try {
@@ -477,7 +483,11 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
       w.off("exit", onExit);
     }
     if (finished && !failure) keepWorkers(pair, url);
-    else await Promise.all([walker.terminate(), reader?.terminate()]);
+    else {
+      await Promise.all([walker.terminate(), reader?.terminate()]);
+      // Terminated workers ran no finally: their open directories and file are ours to close.
+      closeNoted(start.ledger!, (fd) => fs.closeSync(fd));
+    }
   }
 }
 

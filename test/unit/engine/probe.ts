@@ -8,6 +8,7 @@
 //                              (env PROBE_XATTRS=directories: the scan's xattrs option;
 //                              PROBE_STAT_FILES=n: statFiles false)
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
+//   probe abort <root>         five scans stopped early: descriptors before and after
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
 //   probe frames <root> <room> <align>
 //                              a worker scan with header room: per item, its frame's length,
@@ -86,6 +87,18 @@ if (mode === "walk" && root) {
   const second = await once();
   const third = await once();
   console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, count: first.length, partial: partial.length, same: JSON.stringify(first) === JSON.stringify(second) && JSON.stringify(second) === JSON.stringify(third) }));
+} else if (mode === "abort" && root) {
+  // Scans stopped early, each after a few entries (their workers terminated mid-walk): the
+  // process holds no more descriptors afterwards than before.
+  const { readdirSync } = await import("node:fs");
+  const open = () => readdirSync("/proc/self/fd").length;
+  const before = open();
+  for (let round = 0; round < 5; round++) {
+    let n = 0;
+    for await (const _ of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, mode: "auto", onError: () => {} })) if (++n >= 3000) break;
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, at: native.at != null, before, after: open() }));
 } else if (mode === "pool" && root) {
   // A recycled scan (the tar backup over TCP) with a consumer that gives a frame buffer back
   // only when the scan waits and it holds FRAME_POOL, and then only 300 ms later: the reader must

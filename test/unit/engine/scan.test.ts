@@ -176,6 +176,22 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     expect(out.waits).toBeGreaterThan(0);
   });
 
+  it("a scan stopped early (its workers terminated mid-walk) leaves no descriptor of theirs open in the process", async () => {
+    // Deep enough that the walker holds a directory open per level when it is stopped.
+    const dir = path.join(tmp, "abort-tree");
+    for (let d = 0; d < 4; d++) {
+      const deep = path.join(dir, `a${d}`, "b", "c", "d", "e");
+      fs.mkdirSync(deep, { recursive: true });
+      for (let f = 0; f < 2000; f++) fs.writeFileSync(path.join(deep, `f${f}`), "y");
+    }
+    const r = await run(probe, ["abort", dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { worker: boolean; at: boolean; before: number; after: number };
+    expect(out.worker && out.at).toBe(true);
+    // Kept workers may add their own descriptors (none after a terminate); the walker's open directories would add 5 per scan.
+    expect(out.after).toBeLessThanOrEqual(out.before + 2);
+  });
+
   it("a list scan describes the given paths again, in order, as the walk did, and reports a missing one in its place", async () => {
     const r = await run(probe, ["list", spec.root]);
     expect(r.code, r.stderr).toBe(0);
