@@ -101,6 +101,8 @@ describe.runIf(ready)("NDMPS (NDMP over TLS)", () => {
     const srv = await startServer({ netns: ns, config: config(10004, 30004, `[limits]\nmax_unauthenticated_per_source = 2\n`).replace("handshake_timeout_ms = 1000", "handshake_timeout_ms = 60000") });
     const idle: Socket[] = [];
     try {
+      // startServer returns once the plain port listens; the TLS one may follow.
+      await until(() => srv.logs.some((l) => l.msg === "listening" && l.port === 30004 && l.tls === true), 10_000, "the TLS listener");
       // Two sockets from 127.0.0.2 that never start a handshake hold its two slots.
       for (let i = 0; i < 2; i++) idle.push(await dialer.dial("127.0.0.1", 30004, "127.0.0.2"));
       const third = await dialer.dial("127.0.0.1", 30004, "127.0.0.2");
