@@ -24,7 +24,7 @@ import { AddrType, ALL1, MoverHaltReason, MoverMode, MoverPauseReason, MoverStat
 import { VERSION } from "../version.ts";
 import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
-import { mtio, readRecord, scanTape, toFile } from "./tape.ts";
+import { cutAt, mtio, readRecord, scanTape, toFile } from "./tape.ts";
 import { PostPair } from "./post-pair.ts";
 import { JobError } from "./target.ts";
 
@@ -254,16 +254,6 @@ function learn(o: DuplicateOptions, dst: DriveEnd, orig: TapeLabel, copy: TapeLa
     },
     known ? cat.files(known.jobId) : [],
   );
-}
-
-/** A filemark at tape file `pos`: whatever was written from there on is gone. */
-async function cutAt(c: NdmpClient, pos: number): Promise<void> {
-  try {
-    await toFile(c, pos);
-    await mtio(c, TapeMtioOp.EOF);
-  } catch {
-    // at worst a partial file stays after the last complete one, which a scan stops before
-  }
 }
 
 /** One tape file, source mover to destination mover. */

@@ -29,7 +29,7 @@ import { VERSION } from "../version.ts";
 import { HistoryCollector } from "./history.ts";
 import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
-import { mtio, scanTape, toFile, withTape } from "./tape.ts";
+import { cutAt, mtio, scanTape, toFile, withTape } from "./tape.ts";
 import { BackupSpan, loadPart, recordFound, SpanFinder, spanRecovery, toFirstPart, withSpanFinder } from "./span.ts";
 import { JobError, type JobTarget } from "./target.ts";
 
@@ -392,7 +392,7 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
       });
     } catch (e) {
       history.dispose();
-      if (await span.undo().catch(() => false)) await eraseFrom(t, scan.appendAt);
+      if (await span.undo().catch(() => false)) await cutAt(t.tape, scan.appendAt);
       throw e;
     }
     // Anything the catalog knew from this position on is gone from the tape now.
@@ -403,7 +403,7 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
         o.progress.note(`warning: cutting the failed backup off its cartridges: ${(e as Error).message}`);
         return false;
       });
-      if (home) await eraseFrom(t, scan.appendAt);
+      if (home) await cutAt(t.tape, scan.appendAt);
       o.progress.end(false, { backup: seq, errors: r.errors.length });
       return { ok: false, seq, mediaId, bytes: r.bytes, entries: history.count, errors: r.errors };
     }
@@ -441,16 +441,6 @@ export async function backupJob(t: JobTarget, o: BackupOptions): Promise<BackupR
     o.progress.end(true, { backup: seq, label: label.label, tapeFiles: `${labelFile(seq)}-${imageFile(seq)}`, mediaId, ...cartridges, ...(snapshot ? { snapshot } : {}) });
     return { ok: true, seq, mediaId, jobId, bytes: r.bytes, entries: rowCount, errors: [] };
   });
-}
-
-/** A failed backup is cut off the tape: a filemark at its label makes that the end. */
-async function eraseFrom(t: JobTarget, file: number): Promise<void> {
-  try {
-    await toFile(t.tape, file);
-    await mtio(t.tape, TapeMtioOp.EOF);
-  } catch {
-    // the next backup's scan stops at a label without a complete image anyway
-  }
 }
 
 /** An image with no ndmpd label (written by another DMA): where it is and how to read it. */

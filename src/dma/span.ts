@@ -24,7 +24,7 @@ import { NdmpClientError } from "../client/client.ts";
 import { ErrorCode, Message, TapeMtioOp, TapeOpenMode } from "../protocol/codes.ts";
 import { encodeLabel, imageFile, labelFile, type TapeLabel } from "./label.ts";
 import type { Progress } from "./progress.ts";
-import { mtio, readRecord, scanTape, toFile } from "./tape.ts";
+import { cutAt, mtio, readRecord, scanTape, toFile } from "./tape.ts";
 import { decodeLabel } from "./label.ts";
 import { JobError, type JobLibrary, type JobTarget } from "./target.ts";
 
@@ -142,7 +142,7 @@ export class BackupSpan {
       await this.t.tape.request(Message.TAPE_WRITE, { data_out: encodeLabel(label) });
       await mtio(this.t.tape, TapeMtioOp.EOF);
     } catch (e) {
-      await cutAt(this.t, scan.appendAt);
+      await cutAt(this.t.tape, scan.appendAt);
       return e instanceof NdmpClientError && e.error === ErrorCode.EOM_ERR ? "it is full (no room for a label)" : `writing its label failed: ${(e as Error).message}`;
     }
     // Anything the catalog knew from this position on is gone from that cartridge now.
@@ -176,7 +176,7 @@ export class BackupSpan {
     const lib = this.t.library!;
     for (const p of this.parts.slice(1).reverse()) {
       await lib.load(p.slot, TapeOpenMode.RDWR);
-      await cutAt(this.t, p.labelFile);
+      await cutAt(this.t.tape, p.labelFile);
     }
     const { slot, barcode } = this.first;
     // Its slot, or where the library put it when it had none (found by its volume tag).
@@ -187,16 +187,6 @@ export class BackupSpan {
     }
     await lib.load(home, TapeOpenMode.RDWR);
     return true;
-  }
-}
-
-/** A filemark at `file`: the tape ends there for the next scan. */
-async function cutAt(t: JobTarget, file: number): Promise<void> {
-  try {
-    await toFile(t.tape, file);
-    await mtio(t.tape, TapeMtioOp.EOF);
-  } catch {
-    // the next scan stops at a label without a complete image anyway
   }
 }
 

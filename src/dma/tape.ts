@@ -31,6 +31,20 @@ export async function toFile(c: NdmpClient, n: number): Promise<void> {
   if (resid !== 0) throw new JobError(`the tape has no file ${n} (it ends ${resid} filemark(s) short)`);
 }
 
+/**
+ * A filemark at the start of tape file `n`: the tape ends there for the next scan, so whatever
+ * was written from there on (a failed backup, a partial copy) is gone. Best effort: if it cannot
+ * be written, a scan still stops before a file without a complete image after its label.
+ */
+export async function cutAt(c: NdmpClient, n: number): Promise<void> {
+  try {
+    await toFile(c, n);
+    await mtio(c, TapeMtioOp.EOF);
+  } catch {
+    // see above
+  }
+}
+
 export interface TapeScan {
   labels: TapeLabel[];
   /** The tape file where the next backup goes (the label of backup labels.length + 1). */
