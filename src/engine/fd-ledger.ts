@@ -55,11 +55,11 @@ export function ledgered(at: AtApi, ledger: Int32Array): AtApi {
     noted.add(fd);
     return fd;
   };
+  // The calls that open or close nothing (statx, pread, listxattrat) are at's own, not wrapped.
   return {
+    ...at,
     openDir: (path, follow) => keep(at.openDir(path, follow)),
     openAt: (dirfd, name, flags) => keep(at.openAt(dirfd, name, flags)),
-    lstatAt: (dirfd, name, out) => at.lstatAt(dirfd, name, out),
-    readAt: (fd, buf, off, length, position) => at.readAt(fd, buf, off, length, position),
     close(fd) {
       if (noted.delete(fd)) forgetFd(ledger, fd);
       at.close(fd);

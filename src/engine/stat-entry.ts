@@ -113,10 +113,13 @@ export class LinkTracker {
   }
 }
 
-/** The attributes a backup carries, sorted by name; throws what llistxattr/lgetxattr throw. */
-export function readXattrs(api: XattrApi, abs: Buffer): Array<[Buffer, Buffer]> {
+/**
+ * The attributes a backup carries, sorted by name; throws what llistxattr/lgetxattr throw.
+ * `names`: the list already made (listxattrat relative to the directory), else listed by path.
+ */
+export function readXattrs(api: XattrApi, abs: Buffer, names?: Buffer[]): Array<[Buffer, Buffer]> {
   const out: Array<[Buffer, Buffer]> = [];
-  for (const name of api.list(abs)) {
+  for (const name of names ?? api.list(abs)) {
     const wanted = XATTR_PREFIXES.some((p) => name.length > p.length && name.subarray(0, p.length).equals(p)) ||
       XATTR_ACLS.some((n) => name.equals(n));
     if (!wanted) continue;
@@ -132,9 +135,9 @@ export function readXattrs(api: XattrApi, abs: Buffer): Array<[Buffer, Buffer]> 
  * out. Any other failure is reported and the object kept without them (EOPNOTSUPP, a filesystem
  * without xattrs, silently).
  */
-export function attachXattrs(entry: Entry, api: XattrApi, abs: Buffer, report: (error: unknown) => void): boolean {
+export function attachXattrs(entry: Entry, api: XattrApi, abs: Buffer, report: (error: unknown) => void, names?: Buffer[]): boolean {
   try {
-    const xattrs = readXattrs(api, abs);
+    const xattrs = readXattrs(api, abs, names);
     if (xattrs.length > 0) entry.xattrs = xattrs;
   } catch (error) {
     const code = errorCode(error);

@@ -133,7 +133,7 @@ class SyncWalker {
       const type = typeFromMode(sx.mode);
       if (type) {
         if (this.opts.filter && !this.opts.filter(rel, type)) return undefined;
-        return this.describe(abs, rel, entryFromStatx(rel, sx, type), sx, statxMayBeSparse(type, sx));
+        return this.describe(abs, rel, entryFromStatx(rel, sx, type), sx, statxMayBeSparse(type, sx), frame.fd, name);
       }
     }
     let stat: BigIntStats;
@@ -195,8 +195,12 @@ class SyncWalker {
     frame.fd = -1;
   }
 
-  /** The Entry for one object (made from its stat), or undefined (reported) when it cannot be read. */
-  private describe(abs: Buffer, rel: Buffer, entry: Entry, st: LinkFacts, maySparse: boolean): Entry | undefined {
+  /**
+   * The Entry for one object (made from its stat), or undefined (reported) when it cannot be read.
+   * With `dirfd` (its directory, open) and its `name` there, its xattrs are listed relative to the
+   * directory (listxattrat): most files have none, and then that one call is all.
+   */
+  private describe(abs: Buffer, rel: Buffer, entry: Entry, st: LinkFacts, maySparse: boolean, dirfd = -1, name?: Buffer): Entry | undefined {
     const type = entry.type;
     const linkKey = this.links.keyOf(type, st);
     if (linkKey && this.links.linkToFirst(linkKey, entry)) return entry;
@@ -215,7 +219,9 @@ class SyncWalker {
     }
 
     if ((this.wantXattrs === true || (this.wantXattrs === "directories" && type === "directory")) && this.opts.native?.xattr) {
-      if (!attachXattrs(entry, this.opts.native.xattr, abs, (e) => this.report(rel, e))) return undefined;
+      // A failed listxattrat (or none in this kernel) gives null: listed by path, which says what went wrong.
+      const names = dirfd >= 0 ? (this.at!.listXattrsAt?.(dirfd, name!) ?? undefined) : undefined;
+      if (names?.length !== 0 && !attachXattrs(entry, this.opts.native.xattr, abs, (e) => this.report(rel, e), names)) return undefined;
     }
 
     if (linkKey) this.links.remember(linkKey, rel, st);

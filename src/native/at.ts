@@ -27,3 +27,6 @@ export const RESOLVE_BENEATH = 0x08;
 
 /** openat2 has no libc wrapper in glibc: it is reached through syscall(2). Same number on both. */
 export const SYS_openat2 = 437;
+
+/** listxattrat (Linux >= 6.13) has no glibc wrapper either; same number on x86_64 and aarch64. */
+export const SYS_listxattrat = 465;

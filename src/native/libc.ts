@@ -4,7 +4,7 @@
 import type * as BunFfi from "bun:ffi";
 import type { Pointer } from "bun:ffi";
 import { ERRNO, NativeError } from "./errno.ts";
-import { SYS_openat2 } from "./at.ts";
+import { SYS_listxattrat, SYS_openat2 } from "./at.ts";
 import fs from "node:fs";
 import { STATX_BASIC_STATS } from "./statx.ts";
 import type { AtApi, AtCallsApi, DirApi, DirListing, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
@@ -279,6 +279,8 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
       return Number(sym.pread(fd, ffi.ptr(buf, at), length, position) as bigint);
     },
   };
+  const listAt = bindListxattrat(ffi, lastErrno, toScratch, nameScratch, listScratch);
+  if (listAt) at.listXattrsAt = listAt;
 
   // struct open_how { u64 flags; u64 mode; u64 resolve; }: one scratch copy, filled per call
   // (the kernel reads it during the call and keeps nothing).
@@ -315,6 +317,36 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
   };
 
   return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at, atCalls, dir: bindGetdents(ffi, lastErrno) };
+}
+
+/**
+ * listxattrat through syscall(2), bound with its own argument list (openat2's binding passes a
+ * struct pointer where this one passes flags). The list lands in the xattr scratch, as llistxattr's
+ * does; a list bigger than that (ERANGE) or any failure gives null, and the caller lists by path.
+ * After ENOSYS (a kernel before 6.13, or a seccomp filter that refuses it) it is not tried again.
+ */
+function bindListxattrat(
+  ffi: typeof BunFfi,
+  lastErrno: () => number,
+  toScratch: (name: Uint8Array) => boolean,
+  nameScratch: Buffer,
+  listScratch: Buffer,
+): AtApi["listXattrsAt"] | null {
+  let call: (dirfd: number) => number;
+  try {
+    const lib = openLibraryWith<"syscall">(ffi, { syscall: { args: ["i64", "i64", "ptr", "u32", "ptr", "usize"], returns: "i64" } });
+    call = (dirfd) => Number(lib.symbols.syscall(SYS_listxattrat, dirfd, nameScratch, AT_SYMLINK_NOFOLLOW, listScratch, listScratch.length) as bigint);
+  } catch {
+    return null;
+  }
+  let missing = false;
+  return (dirfd, name) => {
+    if (missing || !toScratch(name)) return null;
+    const got = call(dirfd);
+    if (got >= 0) return got === 0 ? [] : splitNameList(listScratch.subarray(0, got));
+    if (lastErrno() === ERRNO.ENOSYS) missing = true;
+    return null;
+  };
 }
 
 /** struct timespec[2] on x86_64/aarch64: i64 sec, i64 nsec. */

@@ -109,6 +109,13 @@ export interface AtApi {
   openAt(dirfd: number, name: Uint8Array, flags: number): number;
   /** pread(fd, buf + at, length, position): bytes read, or -1. */
   readAt(fd: number, buf: Uint8Array, at: number, length: number, position: number): number;
+  /**
+   * listxattrat(dirfd, name, AT_SYMLINK_NOFOLLOW) (Linux >= 6.13): the attribute names as
+   * llistxattr gives them, for one path component instead of the whole path. null when it failed
+   * or the kernel lacks it (ENOSYS, remembered): the caller lists by path. Optional: test doubles
+   * and older bindings need not have it.
+   */
+  listXattrsAt?(dirfd: number, name: Uint8Array): Buffer[] | null;
 }
 
 export interface NativeApi {

@@ -35,6 +35,18 @@ if (native.xattr) {
   xattr.remove!(Buffer.from(setPath), "user.gone");
   xattr.remove!(Buffer.from(setPath), "user.gone");
   result.removed = xattr.get(Buffer.from(setPath), "user.gone");
+  // listxattrat relative to the directory: the same names as by path; a missing name gives null.
+  const at = native.at;
+  if (at?.listXattrsAt) {
+    const dirFd = at.openDir(Buffer.from(path.dirname(xattrPath)), true);
+    const atNames = at.listXattrsAt(dirFd, Buffer.from(path.basename(xattrPath)));
+    result.listAt = {
+      same: JSON.stringify(atNames?.map((n) => n.toString("latin1"))) === JSON.stringify(result.names),
+      set: at.listXattrsAt(dirFd, Buffer.from(path.basename(setPath)))?.map((n) => n.toString("latin1")) ?? null,
+      missing: at.listXattrsAt(dirFd, Buffer.from("no-such-name")),
+    };
+    at.close(dirFd);
+  }
 }
 
 if (native.ioctl) {
