@@ -6,7 +6,8 @@
  *
  * Layout, little-endian, one record after another:
  *   u8 kind = ITEM:   u8 type, u8 flags, u32 mode, f64 uid gid size, u64 dev ino (exact: they
- *                     may pass 2^53; 2^64-1 = unknown), f64 nlink,
+ *                     may pass 2^53; 2^64-1 = unknown; written and read as two u32 halves, so
+ *                     a number below 2^53 never becomes a BigInt on the way), f64 nlink,
  *                     f64 mtime.sec, u32 mtime.nsec, [f64 u32 atime], [f64 u32 ctime],
  *                     bytes path, bytes absPath, [u32 major, u32 minor], [bytes linkTarget],
  *                     [bytes uname], [bytes gname], [u32 n, n x (bytes name, bytes value)] xattrs,
@@ -15,12 +16,17 @@
  * where bytes = u32 length + the bytes, and [..] is present when its flag is set.
  *
  * Contents of small files travel beside a batch (the reader fills them in): one buffer with the
- * bytes of every file, and per item a [start, length] pair (start -1: no content).
+ * bytes of every file, and per item a [start, length] pair (start -1: no content). The reader
+ * needs only each record's type, size and absolute path: planBatch finds them without making
+ * the entries.
  */
-import { inodeNumber, type Entry, type EntryType, type InodeNumber } from "../../formats/entry.ts";
+import type { Entry, EntryType, InodeNumber } from "../../formats/entry.ts";
 
-/** dev or ino not known (the kernel never hands out this one). */
-const NO_ID = 0xffff_ffff_ffff_ffffn;
+/** dev or ino not known (the kernel never hands out 2^64-1): both u32 halves all ones. */
+const NO_ID_HALF = 0xffff_ffff;
+const TWO_32 = 0x1_0000_0000;
+/** A high half below this keeps the value under 2^53: a number, exactly (as inodeNumber() gives). */
+const SAFE_HIGH = 0x20_0000;
 
 const ITEM = 1;
 const REPORT = 2;
@@ -133,7 +139,18 @@ export class BatchWriter {
     this.pos += 4;
   }
   private u64(v: InodeNumber | undefined): void {
-    this.buf.writeBigUInt64LE(v === undefined ? NO_ID : BigInt(v), this.pos);
+    let lo = NO_ID_HALF;
+    let hi = NO_ID_HALF;
+    if (typeof v === "number") {
+      lo = v % TWO_32;
+      hi = (v - lo) / TWO_32;
+    } else if (v !== undefined) {
+      const u = BigInt.asUintN(64, v);
+      lo = Number(u & 0xffff_ffffn);
+      hi = Number(u >> 32n);
+    }
+    this.buf.writeUInt32LE(lo >>> 0, this.pos);
+    this.buf.writeUInt32LE(hi >>> 0, this.pos + 4);
     this.pos += 8;
   }
 
@@ -166,9 +183,12 @@ export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
     return v;
   };
   const u64 = (): InodeNumber | undefined => {
-    const v = buf.readBigUInt64LE(pos);
+    const lo = buf.readUInt32LE(pos);
+    const hi = buf.readUInt32LE(pos + 4);
     pos += 8;
-    return v === NO_ID ? undefined : inodeNumber(v);
+    if (hi < SAFE_HIGH) return hi * TWO_32 + lo;
+    if (lo === NO_ID_HALF && hi === NO_ID_HALF) return undefined;
+    return (BigInt(hi) << 32n) | BigInt(lo);
   };
   const bytes = () => {
     const n = u32();
@@ -224,3 +244,77 @@ export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
   }
   return out;
 }
+
+/**
+ * What the reader needs of a batch (scan-worker.ts readContents), read straight off the records:
+ * per record whether it is an item, the size of a regular file that has no data runs (-1 for
+ * anything else: a report, another type, a sparse file), and where its absolute path lies in
+ * the batch. No Entry objects, no Buffers: at 64-byte files decoding every entry cost the
+ * reader more than reading the file.
+ */
+export interface BatchPlan {
+  count: number;
+  isItem: Uint8Array;
+  fileSize: Float64Array;
+  absStart: Int32Array;
+  absLength: Int32Array;
+}
+
+const FILE_CODE = TYPE_CODE.get("file")!;
+
+export function planBatch(data: ArrayBuffer): BatchPlan {
+  const buf = Buffer.from(data);
+  let count = 0;
+  const starts: number[] = [];
+  // First pass: where each record starts (records have no length prefix; their fields say it).
+  let pos = 0;
+  const skipBytes = () => {
+    pos += 4 + buf.readUInt32LE(pos);
+  };
+  while (pos < buf.length) {
+    starts.push(pos);
+    count++;
+    const kind = buf[pos]!;
+    if (kind === REPORT) {
+      pos++;
+      skipBytes();
+      skipBytes();
+      skipBytes();
+      continue;
+    }
+    if (kind !== ITEM) throw new Error(`scan batch: bad record kind ${kind} at ${pos}`);
+    const flags = buf[pos + 2]!;
+    pos += ITEM_FIXED + (flags & F_ATIME ? 12 : 0) + (flags & F_CTIME ? 12 : 0);
+    skipBytes(); // path
+    skipBytes(); // absPath
+    if (flags & F_DEVICE) pos += 8;
+    if (flags & F_LINK) skipBytes();
+    if (flags & F_UNAME) skipBytes();
+    if (flags & F_GNAME) skipBytes();
+    if (flags & F_XATTRS) {
+      const n = buf.readUInt32LE(pos);
+      pos += 4;
+      for (let i = 0; i < 2 * n; i++) skipBytes();
+    }
+    if (flags & F_SPARSE) pos += 4 + 16 * buf.readUInt32LE(pos);
+  }
+  if (pos !== buf.length) throw new Error("scan batch: a record runs past the end");
+  const plan: BatchPlan = { count, isItem: new Uint8Array(count), fileSize: new Float64Array(count).fill(-1), absStart: new Int32Array(count), absLength: new Int32Array(count) };
+  for (let i = 0; i < count; i++) {
+    const at = starts[i]!;
+    if (buf[at] !== ITEM) continue;
+    plan.isItem[i] = 1;
+    const flags = buf[at + 2]!;
+    if (buf[at + 1] === FILE_CODE && !(flags & F_SPARSE)) plan.fileSize[i] = buf.readDoubleLE(at + SIZE_AT);
+    let p = at + ITEM_FIXED + (flags & F_ATIME ? 12 : 0) + (flags & F_CTIME ? 12 : 0);
+    p += 4 + buf.readUInt32LE(p); // path
+    plan.absLength[i] = buf.readUInt32LE(p);
+    plan.absStart[i] = p + 4;
+  }
+  return plan;
+}
+
+/** An item's fixed part: kind, type, flags, mode, uid, gid, size, dev, ino, nlink, mtime. */
+const ITEM_FIXED = 1 + 1 + 1 + 4 + 3 * 8 + 8 + 8 + 8 + 8 + 4;
+/** Where an item's size lies from its start (after kind, type, flags, mode, uid, gid). */
+const SIZE_AT = 1 + 1 + 1 + 4 + 8 + 8;

@@ -27,7 +27,7 @@ import {
   type StartMessage,
   type WorkerMessage,
 } from "./scan.ts";
-import { BatchWriter, decodeBatch, type WireError } from "./scan-wire.ts";
+import { BatchWriter, planBatch, type WireError } from "./scan-wire.ts";
 import type { AtApi } from "../native/index.ts";
 import { ledgered } from "./fd-ledger.ts";
 import { backupOpenFlags, openSyncForBackup } from "./fsutil.ts";
@@ -174,35 +174,39 @@ let pump = () => {};
  * writes header, content and padding of many files as one slice, with no copy.
  */
 function readContents(data: ArrayBuffer, limit: number, headerRoom = 0, align = 512): BatchMessage {
-  const records = decodeBatch(data);
-  const slots = new Int32Array(2 * records.length).fill(-1);
-  const heads = headerRoom > 0 ? new Int32Array(records.length).fill(-1) : undefined;
-  const room = (r: (typeof records)[number]) => ("entry" in r && readsAhead(r.entry, limit) ? framed(r.entry.size, headerRoom, align) : 0);
+  const plan = planBatch(data);
+  const n = plan.count;
+  const slots = new Int32Array(2 * n).fill(-1);
+  const heads = headerRoom > 0 ? new Int32Array(n).fill(-1) : undefined;
+  // readsAhead() of the entry, from the plan: a regular file without data runs, 0 < size <= limit.
+  const reads = (i: number) => plan.fileSize[i]! > 0 && plan.fileSize[i]! <= limit;
+  const room = (i: number) => (reads(i) ? framed(plan.fileSize[i]!, headerRoom, align) : 0);
   let total = 1; // the last file's extra byte
-  for (const r of records) total += (heads && "entry" in r ? headerRoom : 0) + room(r);
+  for (let i = 0; i < n; i++) total += (heads && plan.isItem[i] ? headerRoom : 0) + room(i);
   const contents = reusedOr(total, pool !== undefined);
   const errors: Array<[number, WireError]> = [];
+  const batch = Buffer.from(data);
   let pos = 0;
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
-    if (!("entry" in r)) continue;
+  for (let i = 0; i < n; i++) {
+    if (!plan.isItem[i]) continue;
     if (heads) {
       heads[i] = pos;
       pos += headerRoom;
     }
-    if (!readsAhead(r.entry, limit)) continue;
-    const size = r.entry.size;
+    if (!reads(i)) continue;
+    const size = plan.fileSize[i]!;
     try {
       // The extra byte that tells a file grew lands in the padding or in the next item's header
       // room, both rewritten: the padding here, the header by the backup.
-      const got = readWholeSync(r.absPath, size, contents, pos);
+      const absPath = batch.subarray(plan.absStart[i]!, plan.absStart[i]! + plan.absLength[i]!);
+      const got = readWholeSync(absPath, size, contents, pos);
       slots[2 * i] = pos;
       slots[2 * i + 1] = got;
       if (heads) contents.fill(0, pos + Math.min(got, size), pos + framed(size, headerRoom, align));
     } catch (error) {
       errors.push([i, toWire(error as Error)]);
     }
-    pos += room(r);
+    pos += room(i);
   }
   const msg: BatchMessage = { type: "batch", data, slots, contents: contents.buffer as ArrayBuffer };
   if (heads) msg.heads = heads;

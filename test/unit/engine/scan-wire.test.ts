@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Entry } from "../../../formats/entry.ts";
-import { BatchWriter, decodeBatch } from "../../../src/engine/scan-wire.ts";
+import { BatchWriter, decodeBatch, planBatch } from "../../../src/engine/scan-wire.ts";
 
 const b = (s: string | number[]) => (typeof s === "string" ? Buffer.from(s) : Buffer.from(s));
 
@@ -62,6 +62,38 @@ describe("scan batches (worker -> backup)", () => {
     const got = decodeBatch(w.take());
     expect(got).toHaveLength(301);
     expect(got[300]).toEqual({ entry: e, absPath: long });
+  });
+
+  it("carry unknown ids as unknown, and ids at 2^53 - 1, 2^53 and 2^64 - 2 exactly", () => {
+    const mk = (dev: bigint | number | undefined, ino: bigint | number | undefined): Entry => ({ path: b("f"), type: "file", mode: 0o644, uid: 0, gid: 0, size: 1, mtime: { sec: 0, nsec: 0 }, dev, ino });
+    const w = new BatchWriter();
+    const sent = [mk(undefined, undefined), mk(2 ** 53 - 1, 2 ** 32), mk(2n ** 53n, 2n ** 64n - 2n), mk(0, 4294967295)];
+    for (const e of sent) w.addItem(e, b("/f"));
+    const got = decodeBatch(w.take()).map((r) => ("entry" in r ? [r.entry.dev, r.entry.ino] : undefined));
+    expect(got).toEqual([[undefined, undefined], [2 ** 53 - 1, 2 ** 32], [2n ** 53n, 2n ** 64n - 2n], [0, 4294967295]]);
+  });
+
+  it("plan what the reader needs (items, sizes of plain files, absolute paths) as decodeBatch reads it", () => {
+    const w = new BatchWriter();
+    const long = Buffer.alloc(70_000, 0x62);
+    const withLong: Entry = { ...entries[1]![0], path: long, sparse: undefined, xattrs: [[b("user.big"), Buffer.alloc(70_000, 7)]], uname: b("u"), gname: b("g") };
+    w.addReport(b("r"), { message: "m", code: "EACCES" });
+    for (const [e, abs] of entries) w.addItem(e, abs);
+    w.addItem(withLong, long);
+    w.addReport(b("z"), { message: "n" });
+    const data = w.take();
+    const decoded = decodeBatch(data);
+    const plan = planBatch(data);
+    expect(plan.count).toBe(decoded.length);
+    const bytes = Buffer.from(data);
+    decoded.forEach((r, i) => {
+      expect(plan.isItem[i]).toBe("entry" in r ? 1 : 0);
+      if (!("entry" in r)) return expect(plan.fileSize[i]).toBe(-1);
+      expect(plan.fileSize[i]).toBe(r.entry.type === "file" && !r.entry.sparse ? r.entry.size : -1);
+      expect(bytes.subarray(plan.absStart[i]!, plan.absStart[i]! + plan.absLength[i]!)).toEqual(r.absPath);
+    });
+    expect(plan.fileSize[decoded.length - 2]).toBe(9 * 2 ** 30);
+    expect(() => planBatch(new Uint8Array([9, 0, 0]).buffer)).toThrow(/bad record kind 9/);
   });
 
   it("refuse a corrupt batch with an error, not a wrong entry", () => {
