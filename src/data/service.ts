@@ -69,6 +69,9 @@ export interface DataHost {
   drained(): Promise<void>;
   /** drained() while the DMA is behind reading posts, else undefined (see Peer.pace). */
   pace(): Promise<void> | undefined;
+  /** FH posts pre-encoded (engine/history.ts, Peer.takesRecords / postRecord). */
+  takesRecords?(): boolean;
+  postRecord?(record: Buffer): void;
   /** The session's mover (LOCAL connections and LOCAL reads). */
   mover(): MoverService | undefined;
 }

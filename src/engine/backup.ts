@@ -20,7 +20,7 @@ import { encodeDumpdir, type DumpdirChild } from "../../formats/tar/dumpdir.ts";
 import type { Timespec } from "../../formats/entry.ts";
 import { changedSince, dirIsKnown } from "../incremental/index.ts";
 import { joinPath, openForBackup, timespecFromNs } from "./fsutil.ts";
-import { fileStat, type FileHistory } from "./history.ts";
+import { fhStat, type FileHistory } from "./history.ts";
 import { NotRegular, READ_FLAGS, recycleFrames, scan, type ScanItem, type ScanOptions } from "./scan.ts";
 import type { Selection } from "./selection.ts";
 
@@ -173,7 +173,7 @@ export async function runTarBackup(opts: BackupOptions): Promise<BackupResult> {
     }
     entries++;
     frames.used(out.offset);
-    const posted = opts.history?.addFile(entry.path, fileStat(entry), BigInt(entry.ino ?? 0), BigInt(offset));
+    const posted = opts.history?.addFile(entry.path, fhStat(entry), entry.ino ?? 0, offset);
     if (posted) await posted;
     opts.progress?.(out.offset, entries, entry.path);
   }

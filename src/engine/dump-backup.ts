@@ -34,7 +34,7 @@ import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
 import { FrameRecycler, show, type BackupOptions, type BackupResult } from "./backup.ts";
 import { O_NOFOLLOW, asError, deviceNumbers, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
-import { fileStat } from "./history.ts";
+import { fhStat } from "./history.ts";
 import { listScanAvailable, scan, type ScanOptions } from "./scan.ts";
 import { entryFromStat, mayBeSparse, readXattrs, sparseOrUndefined } from "./stat-entry.ts";
 
@@ -425,8 +425,8 @@ async function dumpFilesystem(
     await out.push(bytes);
     entries++;
     if (opts.history) {
-      if (opts.historyStyle === "dir") await opts.history.addNode(fileStat(d.entry), BigInt(d.ino), BigInt(offset));
-      else await opts.history.addFile(d.rel, fileStat(d.entry), BigInt(d.ino), BigInt(offset));
+      if (opts.historyStyle === "dir") await opts.history.addNode(fhStat(d.entry), d.ino, offset);
+      else await opts.history.addFile(d.rel, fhStat(d.entry), d.ino, offset);
     }
     d.children = []; // on tape now: let the names go
     opts.progress?.(out.offset, entries, d.rel);
@@ -455,12 +455,12 @@ async function dumpFilesystem(
     forward();
     entries++;
     if (opts.history) {
-      const stat = fileStat(entry);
+      const stat = fhStat(entry);
       if (opts.historyStyle === "dir") {
-        const posted = opts.history.addNode(stat, BigInt(p.ino), BigInt(offset));
+        const posted = opts.history.addNode(stat, p.ino, offset);
         if (posted) await posted;
       } else {
-        for (const name of [p.rec.rel, ...(p.rec.moreNames ?? [])]) await opts.history.addFile(name, stat, BigInt(p.ino), BigInt(offset));
+        for (const name of [p.rec.rel, ...(p.rec.moreNames ?? [])]) await opts.history.addFile(name, stat, p.ino, offset);
       }
     }
     opts.progress?.(out.offset, entries, p.rec.rel);
@@ -550,9 +550,9 @@ async function postDirectories(opts: BackupOptions, dirsInWalkOrder: DirRecord[]
   const history = opts.history!;
   for (const d of dirsInWalkOrder) {
     const up = d.ino === ROOTINO ? ROOTINO : d.parent;
-    await history.addDir(DOT, BigInt(d.ino), BigInt(d.ino));
-    await history.addDir(DOTDOT, BigInt(up), BigInt(d.ino));
-    for (const c of d.children) if (!keep || keep(c)) await history.addDir(c.name, BigInt(c.ino), BigInt(d.ino));
+    await history.addDir(DOT, d.ino, d.ino);
+    await history.addDir(DOTDOT, up, d.ino);
+    for (const c of d.children) if (!keep || keep(c)) await history.addDir(c.name, c.ino, d.ino);
   }
 }
 

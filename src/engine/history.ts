@@ -7,6 +7,7 @@
 import { countFileHistory } from "../metrics/metrics.ts";
 import { ALL1, FileType, FsType, Message } from "../protocol/codes.ts";
 import type { Entry } from "../../formats/entry.ts";
+import { FhRecordWriter, type FhStat } from "../protocol/fh-record.ts";
 import type { FhDir, FhFile, FhNode, FileStat } from "../protocol/xdr/v4.ts";
 
 /** Where FH posts go: the session, which knows when its socket has room again. */
@@ -14,6 +15,10 @@ export interface HistoryPeer {
   post(code: number, body: unknown): void;
   /** Resolves when the control connection's send buffer is below its high-water mark. */
   drained(): Promise<void>;
+  /** Whether it takes posts pre-encoded (postRecord) rather than as objects (post). */
+  takesRecords?(): boolean;
+  /** Sends a record from FhRecordWriter.take() and owns it from then on. */
+  postRecord?(record: Buffer): void;
 }
 
 /** Entries per post: big enough to amortize, small enough to stay far below message limits. */
@@ -32,9 +37,16 @@ const ftypeOf: Record<Entry["type"], number> = {
   socket: FileType.SOCK,
 };
 
+const u32Seconds = (sec: number | undefined) => Math.max(0, Math.min(0xffff_ffff, Math.floor(sec ?? 0)));
+
 /** NDMP file_stat from an entry (UNIX arm; times are u32 seconds, clamped). */
 export function fileStat(e: Entry, size = e.size): FileStat {
-  const t = (sec: number | undefined) => Math.max(0, Math.min(0xffff_ffff, Math.floor(sec ?? 0)));
+  return { ...fhStat(e), size: BigInt(size) };
+}
+
+/** fileStat with the size as a number: what the history needs, without a bigint per entry. */
+export function fhStat(e: Entry, size: number | bigint = e.size): FhStat {
+  const t = u32Seconds;
   return {
     unsupported: 0,
     fs_type: FsType.UNIX,
@@ -45,45 +57,71 @@ export function fileStat(e: Entry, size = e.size): FileStat {
     owner: e.uid >>> 0,
     group: e.gid >>> 0,
     fattr: e.mode & 0o7777,
-    size: BigInt(size),
+    size,
     links: Math.min(e.nlink ?? 1, 0xffff_ffff),
   };
 }
+
+/** A bigint for the object form of a post (the pre-encoded form takes numbers as they are). */
+const big = (v: number | bigint): bigint => (typeof v === "bigint" ? v : BigInt(v));
+const bigStat = (s: FhStat): FileStat => (typeof s.size === "bigint" ? (s as FileStat) : { ...s, size: BigInt(s.size) });
+
+/** The root's name in the history. */
+const ROOT_NAME = Buffer.from("/");
+const NO_BYTES = Buffer.alloc(0);
 
 export class FileHistory {
   private files: FhFile[] = [];
   private dirs: FhDir[] = [];
   private nodes: FhNode[] = [];
+  /**
+   * The pre-encoded form (protocol/fh-record.ts), when the peer takes it: a session writing to
+   * a DMA on the wire. A DMA in this process (the CLI) gets objects.
+   */
+  private readonly records: { file: FhRecordWriter; dir: FhRecordWriter; node: FhRecordWriter } | undefined;
   private bytes = 0;
+  private count = 0;
   /** Entries posted so far, by kind (for the job's report). */
   posted = 0;
   /** Set by close(): the job has halted, and nothing more may be posted. */
   private closed = false;
 
-  constructor(private readonly peer: HistoryPeer) {}
+  constructor(private readonly peer: HistoryPeer) {
+    this.records =
+      peer.postRecord && peer.takesRecords?.()
+        ? { file: new FhRecordWriter(Message.FH_ADD_FILE), dir: new FhRecordWriter(Message.FH_ADD_DIR), node: new FhRecordWriter(Message.FH_ADD_NODE) }
+        : undefined;
+  }
 
   // The add* calls return a promise only when the caller must wait (a post went out and the DMA
   // is behind): a backup makes one per object, and an await on each cost a turn of the job.
+  // Numbers (node, fh_info, size) may be numbers or bigints: the pre-encoded form needs no bigint.
 
   /** FH_ADD_FILE: `path` is relative to the backup root ("." = the root, sent as "/"). */
-  addFile(path: Buffer, stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> | undefined {
+  addFile(path: Buffer, stat: FhStat, node: number | bigint, fhInfo: number | bigint): Promise<void> | undefined {
     if (this.closed) return undefined;
-    const name = path.length === 1 && path[0] === 0x2e ? Buffer.from("/") : slashed(path);
-    this.files.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], stats: [stat], node, fh_info: fhInfo });
-    return this.grew(name.length + 96);
+    const root = path.length === 1 && path[0] === 0x2e;
+    if (this.records) this.records.file.file(root ? NO_BYTES : path, true, stat, node, fhInfo);
+    else {
+      const name = root ? ROOT_NAME : slashed(path);
+      this.files.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], stats: [bigStat(stat)], node: big(node), fh_info: big(fhInfo) });
+    }
+    return this.grew((root ? 1 : path.length + 1) + 96);
   }
 
   /** FH_ADD_DIR: one directory entry (name = base name only). */
-  addDir(name: Buffer, node: bigint, parent: bigint): Promise<void> | undefined {
+  addDir(name: Buffer, node: number | bigint, parent: number | bigint): Promise<void> | undefined {
     if (this.closed) return undefined;
-    this.dirs.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], node, parent });
+    if (this.records) this.records.dir.dir(name, node, parent);
+    else this.dirs.push({ names: [{ fs_type: FsType.UNIX, unix_name: name }], node: big(node), parent: big(parent) });
     return this.grew(name.length + 32);
   }
 
   /** FH_ADD_NODE: attributes and position of one inode. */
-  addNode(stat: FileStat, node: bigint, fhInfo: bigint): Promise<void> | undefined {
+  addNode(stat: FhStat, node: number | bigint, fhInfo: number | bigint): Promise<void> | undefined {
     if (this.closed) return undefined;
-    this.nodes.push({ stats: [stat], node, fh_info: fhInfo });
+    if (this.records) this.records.node.node(stat, node, fhInfo);
+    else this.nodes.push({ stats: [bigStat(stat)], node: big(node), fh_info: big(fhInfo) });
     return this.grew(96);
   }
 
@@ -91,14 +129,22 @@ export class FileHistory {
   flush(): void {
     if (this.closed) return;
     // Dirs before nodes: an ADD_DIR naming a node must precede its ADD_NODE (digest §5.2).
-    if (this.files.length > 0) this.peer.post(Message.FH_ADD_FILE, { files: this.files });
-    if (this.dirs.length > 0) this.peer.post(Message.FH_ADD_DIR, { dirs: this.dirs });
-    if (this.nodes.length > 0) this.peer.post(Message.FH_ADD_NODE, { nodes: this.nodes });
-    this.posted += this.files.length + this.dirs.length + this.nodes.length;
-    countFileHistory(this.files.length + this.dirs.length + this.nodes.length);
-    this.files = [];
-    this.dirs = [];
-    this.nodes = [];
+    if (this.records) {
+      for (const w of [this.records.file, this.records.dir, this.records.node]) {
+        const record = w.take();
+        if (record) this.peer.postRecord!(record);
+      }
+    } else {
+      if (this.files.length > 0) this.peer.post(Message.FH_ADD_FILE, { files: this.files });
+      if (this.dirs.length > 0) this.peer.post(Message.FH_ADD_DIR, { dirs: this.dirs });
+      if (this.nodes.length > 0) this.peer.post(Message.FH_ADD_NODE, { nodes: this.nodes });
+      this.files = [];
+      this.dirs = [];
+      this.nodes = [];
+    }
+    this.posted += this.count;
+    countFileHistory(this.count);
+    this.count = 0;
     this.bytes = 0;
   }
 
@@ -113,8 +159,7 @@ export class FileHistory {
 
   private grew(bytes: number): Promise<void> | undefined {
     this.bytes += bytes;
-    const count = this.files.length + this.dirs.length + this.nodes.length;
-    if (count < BATCH_ENTRIES && this.bytes < BATCH_BYTES) return undefined;
+    if (++this.count < BATCH_ENTRIES && this.bytes < BATCH_BYTES) return undefined;
     // A node may only be posted after the dir entries naming it: send dirs first (flush does).
     this.flush();
     return this.peer.drained();

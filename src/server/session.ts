@@ -20,7 +20,8 @@ import {
   messageName,
   NdmpError,
 } from "../protocol/codes.ts";
-import { FramingError, frameRecord, RecordReader } from "../protocol/framing.ts";
+import { releaseRecord, stampRecord } from "../protocol/fh-record.ts";
+import { FramingError, frameRecord, MAX_SEND_FRAGMENT, RecordReader } from "../protocol/framing.ts";
 import { decodeHeader, encodeMessage, wireFor, type Header, type WireVersion } from "../protocol/message.ts";
 import type { DeviceRegistry } from "../devices/registry.ts";
 import { audit } from "../security/audit.ts";
@@ -43,6 +44,13 @@ export interface Peer {
   drained(): Promise<void>;
   /** drained() while the DMA is behind, undefined when there is room (cheap to call per entry). */
   pace(): Promise<void> | undefined;
+  /**
+   * Whether FH posts may be handed over pre-encoded (postRecord): not while a DMA in this
+   * process taps them as objects (fileHistoryTap).
+   */
+  takesRecords?(): boolean;
+  /** Sends a record built by protocol/fh-record.ts's FhRecordWriter, which it then owns. */
+  postRecord?(record: Buffer): void;
 }
 
 /** Bytes queued on the control connection before a job waits for the DMA to read. */
@@ -258,6 +266,35 @@ export class Session implements Peer {
       return;
     }
     this.send(this.header(MessageType.REQUEST, code, 0, ErrorCode.NO_ERR), bytes);
+    if (this.socket.writableLength > CONTROL_HARD_LIMIT) {
+      this.log.error("closing: the DMA does not read its posts", { queued: this.socket.writableLength, limit: CONTROL_HARD_LIMIT });
+      this.close("post queue over its hard limit");
+    }
+  }
+
+  takesRecords(): boolean {
+    return this.fileHistoryTap === undefined;
+  }
+
+  /**
+   * One pre-encoded post (FhRecordWriter.take): this fills in the header fields the session
+   * owns and writes the bytes as they are. On a plain socket the buffer goes back to the pool
+   * in the write callback, when the kernel has the bytes; on TLS it is never reused, since
+   * what tls.ts's layer keeps of it is not ours to know (engine/backup.ts's FrameRecycler does
+   * the same with the data connection's buffers).
+   */
+  postRecord(record: Buffer): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.sequence = (this.sequence + 1) >>> 0;
+    stampRecord(record, this.sequence, Math.floor(Date.now() / 1000));
+    const recycle = !(this.socket instanceof TLSSocket);
+    if (record.length - 4 <= MAX_SEND_FRAGMENT) {
+      if (recycle) this.socket.write(record, () => releaseRecord(record));
+      else this.socket.write(record);
+    } else {
+      // Too big for one fragment (a batch of very long names): framed anew, copied, not recycled.
+      for (const part of frameRecord(Buffer.from(record.subarray(4)))) this.socket.write(part);
+    }
     if (this.socket.writableLength > CONTROL_HARD_LIMIT) {
       this.log.error("closing: the DMA does not read its posts", { queued: this.socket.writableLength, limit: CONTROL_HARD_LIMIT });
       this.close("post queue over its hard limit");

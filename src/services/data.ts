@@ -34,6 +34,8 @@ export function dataOf(s: Session): DataService {
     post: (code, body) => s.post(code, body),
     drained: () => s.drained(),
     pace: () => s.pace(),
+    takesRecords: () => s.takesRecords(),
+    postRecord: (record) => s.postRecord(record),
     mover: () => moverOf(s),
   });
   s.data = data;

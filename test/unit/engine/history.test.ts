@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { FileHistory, fileStat } from "../../../src/engine/history.ts";
 import { FileType, Message } from "../../../src/protocol/codes.ts";
+import { FH_BODY_OFFSET } from "../../../src/protocol/fh-record.ts";
+import { wireV4 } from "../../../src/protocol/message.ts";
 import type { Entry } from "../../../formats/entry.ts";
 
 const entry = (over: Partial<Entry> = {}): Entry => ({
@@ -47,5 +49,26 @@ describe("file history", () => {
     await h.addDir(Buffer.from("a"), 3n, 2n);
     h.flush();
     expect(codes).toEqual([Message.FH_ADD_DIR, Message.FH_ADD_NODE]);
+  });
+
+  it("posts pre-encoded records to a peer that takes them: the bytes the object posts encode to", async () => {
+    const objects: Array<[number, any]> = [];
+    const records: Buffer[] = [];
+    const a = new FileHistory({ post: (c, b) => objects.push([c, b]), drained: async () => {} });
+    const b = new FileHistory({ post: () => expect.unreachable(), drained: async () => {}, takesRecords: () => true, postRecord: (r) => records.push(r) });
+    for (const h of [a, b]) {
+      await h.addFile(Buffer.from("."), fileStat(entry({ type: "directory" })), 2, 0);
+      for (let i = 0; i < 1500; i++) await h.addFile(Buffer.from([0x64, 0x2f, 0xff, i & 0xff]), fileStat(entry({ size: 2 ** 40 + i })), 2n ** 60n + BigInt(i), i * 512);
+      await h.addDir(Buffer.from("x"), 5, 2);
+      await h.addNode(fileStat(entry()), 5, 99);
+      h.close();
+      expect(h.posted).toBe(1503);
+    }
+    expect(records.length).toBe(objects.length);
+    expect(records.length).toBe(4); // 1000 files, then 501 files, 1 dir, 1 node
+    for (const [i, [code, body]] of objects.entries()) {
+      expect(records[i]!.readUInt32BE(4 + 12)).toBe(code);
+      expect(records[i]!.subarray(FH_BODY_OFFSET).equals(wireV4.encodePost(code, body))).toBe(true);
+    }
   });
 });
