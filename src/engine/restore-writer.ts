@@ -128,6 +128,8 @@ export class RestoreWriter {
   private tree: BeneathTree | undefined;
   private current: Current = { kind: "none" };
   private ready: Promise<void> | undefined;
+  /** `ready` has resolved: begin() need not wait for it. */
+  private prepared = false;
   /** Relative paths (latin1 keys) known in this run to be real directories under the destination. */
   private readonly verified = new Set<string>();
   private readonly dirs = new Map<string, PendingDir>();
@@ -149,17 +151,20 @@ export class RestoreWriter {
     if (this.finished) throw new Error("RestoreWriter: begin() after finish()");
     try {
       const parts = this.parse(relPath, relPath);
-      await this.prepareDestination();
+      if (!this.prepared) await this.prepareDestination();
       if (parts.length === 0) {
         if (entry.type !== "directory") throw new RestoreRefused(relPath, "the destination itself can only be a directory");
         this.noteDir("", this.destination, relPath, 0, entry);
         this.current = { kind: "node", entry, rel: relPath, abs: this.destination };
         return;
       }
-      const parent = await this.directoryAt(parts.slice(0, -1), relPath, true);
       const name = parts[parts.length - 1]!;
-      const abs = joinPath(parent, name);
-      const key = pathKey(parts.length === 1 ? name : parts.reduce((acc, part) => joinPath(acc, part)));
+      const rel = joinedParts(relPath, parts);
+      const key = pathKey(rel);
+      // The parent is checked once per run (most archives put many files in each directory).
+      if (!this.verified.has(parentKey(key, name))) await this.directoryAt(parts.slice(0, -1), relPath, true);
+      const abs = joinPath(this.destination, rel);
+      const parent = parts.length === 1 ? this.destination : abs.subarray(0, abs.length - name.length - 1);
       switch (entry.type) {
         case "file": {
           const sync = entry.size <= SYNC_WRITE_MAX;
@@ -516,6 +521,7 @@ export class RestoreWriter {
       this.verified.add("");
       const at = this.native?.atCalls;
       if (at && !this.finished) this.tree = BeneathTree.open(at, this.destination);
+      this.prepared = true;
     })();
     return this.ready;
   }
@@ -776,6 +782,20 @@ async function chmodNode(path: Buffer, mode: number): Promise<void> {
 }
 
 const AT_REMOVEDIR = 0x200;
+
+/** `parts` (checked components of `path`) joined by "/": `path` itself unless "." components were dropped. */
+function joinedParts(path: Buffer, parts: Buffer[]): Buffer {
+  if (parts.length === 1) return parts[0]!;
+  let slashes = 0;
+  for (let at = path.indexOf(SLASH); at !== -1; at = path.indexOf(SLASH, at + 1)) slashes++;
+  if (slashes === parts.length - 1) return path;
+  const pieces: Buffer[] = [];
+  for (const part of parts) pieces.push(part, SLASH_BUF);
+  pieces.pop();
+  return Buffer.concat(pieces);
+}
+
+const SLASH_BUF = Buffer.from("/");
 
 /** The key of `key`'s parent, `name` being its last component ("" for the destination). */
 function parentKey(key: string, name: Buffer): string {
