@@ -132,11 +132,34 @@ export function encodeTextRecord(key: string, value: string): string {
 
 /** Inverse of formatTime; accepts any number of fraction digits (extra ones are dropped). */
 export function parseTime(value: Buffer): Timespec | undefined {
-  const m = /^(-?)(\d{1,16})(?:\.(\d*))?$/.exec(value.toString("latin1"));
-  if (!m) return undefined;
-  const whole = Number(m[2]);
-  const nsec = Number((m[3] ?? "").slice(0, 9).padEnd(9, "0"));
-  if (m[1] !== "-") return { sec: whole, nsec };
+  // -?D{1,16}(.D*)? read byte by byte: every archived object has two or three of these, and a
+  // regular expression over a string copy cost more than the rest of its header.
+  const n = value.length;
+  const negative = n > 0 && value[0] === 0x2d;
+  let i = negative ? 1 : 0;
+  let whole = 0;
+  for (; i < n; i++) {
+    const c = value[i]!;
+    if (c < 0x30 || c > 0x39) break;
+    whole = whole * 10 + (c - 0x30);
+  }
+  const digits = i - (negative ? 1 : 0);
+  if (digits < 1 || digits > 16) return undefined;
+  let nsec = 0;
+  if (i < n) {
+    if (value[i] !== 0x2e) return undefined;
+    let scale = 0;
+    for (i++; i < n; i++) {
+      const c = value[i]!;
+      if (c < 0x30 || c > 0x39) return undefined;
+      if (scale < 9) {
+        nsec = nsec * 10 + (c - 0x30);
+        scale++;
+      }
+    }
+    for (; scale < 9; scale++) nsec *= 10;
+  }
+  if (!negative) return { sec: whole, nsec };
   if (nsec === 0) return { sec: whole === 0 ? 0 : -whole, nsec: 0 };
   return { sec: -whole - 1, nsec: 1_000_000_000 - nsec };
 }

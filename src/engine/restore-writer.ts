@@ -3,11 +3,19 @@
 // destination — no "..", no absolute names, no walking through a symlink, whether the archive
 // planted it a moment ago or it was already there.
 //
+// With the native *at calls (the compiled binary, Bun: NativeApi.atCalls), regular files are
+// created and settled through an open descriptor of their parent directory, itself opened with
+// openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS from a descriptor of the destination
+// (BeneathTree): a directory swapped for a symlink during the restore makes that open fail
+// (ELOOP) instead of leading the write elsewhere, and each file costs the kernel one name lookup,
+// not a whole path. Directories' final metadata goes through the same kind of descriptor.
+//
 // Limits worth knowing (Node has no openat/O_PATH/mknodat):
-// - Checks are lstat-based and cached per run, so a *concurrent* local attacker who swaps a
-//   verified directory for a symlink during the restore is not defended against (that needs
-//   openat2 RESOLVE_BENEATH). Files are still opened O_NOFOLLOW|O_EXCL and directories' final
-//   metadata is applied through an O_NOFOLLOW descriptor.
+// - Without the native calls (Node, Deno) checks are lstat-based and cached per run, so a
+//   *concurrent* local attacker who swaps a verified directory for a symlink during the restore
+//   is not defended against. Files are still opened O_NOFOLLOW|O_EXCL and directories' final
+//   metadata is applied through an O_NOFOLLOW descriptor. Symlinks, hard links, fifos and
+//   devices take that path-based way in every runtime.
 // - Timestamps: with the native layer (the compiled binary, Bun) utimensat sets them to the
 //   nanosecond. Without it, node:fs's utimes family goes through libuv, which truncates to
 //   microseconds, and takes no negative number ("now" instead), so times go as decimal strings.
@@ -19,7 +27,9 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import type { Entry, Timespec } from "../../formats/entry.ts";
-import type { NativeApi } from "../native/index.ts";
+import type { AtCallsApi, NativeApi } from "../native/index.ts";
+import { NativeError } from "../native/errno.ts";
+import { AT_FDCWD, O_CLOEXEC, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../native/at.ts";
 import {
   O_DIRECTORY,
   O_NOFOLLOW,
@@ -82,7 +92,8 @@ const NODE_TOOL_TIMEOUT_MS = 30_000;
 const SYNC_WRITE_MAX = 256 * 1024;
 
 type Current =
-  | { kind: "file"; entry: Entry; rel: Buffer; abs: Buffer; fd: number; end: number; sync: boolean }
+  /** dirFd/name: created by the tree (dirFd is open until the next begin()); -1: by path. */
+  | { kind: "file"; entry: Entry; rel: Buffer; abs: Buffer; fd: number; end: number; sync: boolean; dirFd: number; name: Buffer }
   | { kind: "node"; entry: Entry; rel: Buffer; abs: Buffer }
   | { kind: "none" };
 
@@ -113,8 +124,12 @@ export class RestoreWriter {
   private readonly sameOwner: boolean;
   private readonly overwrite: OverwritePolicy;
   private readonly native: NativeApi | undefined;
+  /** The destination's descriptors (native *at calls); undefined: paths through node:fs. */
+  private tree: BeneathTree | undefined;
   private current: Current = { kind: "none" };
   private ready: Promise<void> | undefined;
+  /** `ready` has resolved: begin() need not wait for it. */
+  private prepared = false;
   /** Relative paths (latin1 keys) known in this run to be real directories under the destination. */
   private readonly verified = new Set<string>();
   private readonly dirs = new Map<string, PendingDir>();
@@ -136,24 +151,37 @@ export class RestoreWriter {
     if (this.finished) throw new Error("RestoreWriter: begin() after finish()");
     try {
       const parts = this.parse(relPath, relPath);
-      await this.prepareDestination();
+      if (!this.prepared) await this.prepareDestination();
       if (parts.length === 0) {
         if (entry.type !== "directory") throw new RestoreRefused(relPath, "the destination itself can only be a directory");
         this.noteDir("", this.destination, relPath, 0, entry);
         this.current = { kind: "node", entry, rel: relPath, abs: this.destination };
         return;
       }
-      const parent = await this.directoryAt(parts.slice(0, -1), relPath, true);
-      const abs = joinPath(parent, parts[parts.length - 1]!);
-      const key = pathKey(parts.reduce((acc, part) => joinPath(acc, part)));
+      const name = parts[parts.length - 1]!;
+      const rel = joinedParts(relPath, parts);
+      const key = pathKey(rel);
+      // The parent is checked once per run (most archives put many files in each directory).
+      if (!this.verified.has(parentKey(key, name))) await this.directoryAt(parts.slice(0, -1), relPath, true);
+      const abs = joinPath(this.destination, rel);
+      const parent = parts.length === 1 ? this.destination : abs.subarray(0, abs.length - name.length - 1);
       switch (entry.type) {
         case "file": {
+          const sync = entry.size <= SYNC_WRITE_MAX;
+          const tree = this.tree;
+          if (tree) {
+            const dirFd = this.dirAt(tree, parentKey(key, name), relPath);
+            const fd = await this.replace(abs, relPath, key, entry, () => tree.at.openat(dirFd, name, NEW_FILE_FLAGS, WORKING_FILE_MODE), dirFd, name);
+            this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync, dirFd, name };
+            return;
+          }
           const fd = await this.replace(abs, relPath, key, entry, () => openNew(abs));
-          this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync: entry.size <= SYNC_WRITE_MAX };
+          this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync, dirFd: -1, name };
           return;
         }
         case "directory":
-          await this.makeDirectory(abs, relPath, key, entry);
+          if (this.tree) await this.makeDirectoryAt(this.tree, name, abs, relPath, key, entry);
+          else await this.makeDirectory(abs, relPath, key, entry);
           this.noteDir(key, abs, relPath, parts.length, entry);
           this.current = { kind: "node", entry, rel: relPath, abs };
           return;
@@ -196,7 +224,7 @@ export class RestoreWriter {
         return;
       }
       this.problem(relPath, error instanceof RestoreRefused ? error.message : describeError(error));
-      throw error;
+      throw nodeLike(error);
     }
   }
 
@@ -205,18 +233,22 @@ export class RestoreWriter {
     if (cur.kind !== "file") return; // skipped object, or content of a hard link: nothing to do
     try {
       let done = 0;
+      const at = cur.dirFd >= 0 && cur.sync ? this.tree!.at : undefined;
       while (done < chunk.length) {
         const n = chunk.length - done;
-        done += cur.sync ? fs.writeSync(cur.fd, chunk, done, n, fileOffset + done) : await writeAt(cur.fd, chunk, done, n, fileOffset + done);
+        done += at
+          ? at.pwrite(cur.fd, chunk, done, n, fileOffset + done)
+          : cur.sync
+            ? fs.writeSync(cur.fd, chunk, done, n, fileOffset + done)
+            : await writeAt(cur.fd, chunk, done, n, fileOffset + done);
       }
     } catch (error) {
       this.current = { kind: "none" };
       this.problem(cur.rel, describeError(error));
-      closeQuietly(cur.fd);
       // A file that could not be written whole is not left half there (on a full disk it would
       // also keep the space every later file needs). unlink never follows the last component.
-      await fsp.unlink(cur.abs).catch(() => undefined);
-      throw error;
+      await this.discard(cur);
+      throw nodeLike(error);
     }
     this.stats.bytes += chunk.length;
     if (fileOffset + chunk.length > cur.end) cur.end = fileOffset + chunk.length;
@@ -234,12 +266,12 @@ export class RestoreWriter {
         if (cur.end !== entry.size) fs.ftruncateSync(fd, entry.size);
       } catch (error) {
         this.problem(rel, describeError(error));
-        closeQuietly(fd);
-        await fsp.unlink(abs).catch(() => undefined); // not left half there (see write)
-        throw error;
+        await this.discard(cur); // not left half there (see write)
+        throw nodeLike(error);
       }
       this.stats.files++;
-      this.settleFile(fd, rel, abs, entry);
+      if (cur.dirFd >= 0) this.settleFileAt(this.tree!.at, fd, rel, abs, entry);
+      else this.settleFile(fd, rel, abs, entry);
       return;
     }
     this.stats.files++;
@@ -283,17 +315,31 @@ export class RestoreWriter {
   }
 
   async finish(): Promise<void> {
-    if (this.current.kind !== "none") await this.end();
-    this.finished = true;
+    try {
+      if (this.current.kind !== "none") await this.end();
+      this.finished = true;
+      await this.settleDirectories();
+    } finally {
+      // Every descriptor the tree holds, whatever happened (an aborted job comes here too).
+      this.finished = true;
+      this.tree?.close();
+      this.tree = undefined;
+    }
+  }
+
+  private async settleDirectories(): Promise<void> {
     // Deepest first: setting a child's times or a parent's read-only mode must come after the child.
-    const dirs = [...this.dirs.values()].sort((a, b) => b.depth - a.depth);
-    for (const dir of dirs) {
+    const dirs = [...this.dirs.entries()].sort((a, b) => b[1].depth - a[1].depth);
+    const tree = this.tree;
+    for (const [key, dir] of dirs) {
       const entry = dir.entry;
       let fd: number;
       try {
-        fd = await new Promise<number>((resolve, reject) =>
-          fs.open(dir.abs, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK, (e, f) => (e ? reject(e) : resolve(f))),
-        );
+        fd = tree
+          ? tree.openBeneath(key, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK)
+          : await new Promise<number>((resolve, reject) =>
+              fs.open(dir.abs, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK, (e, f) => (e ? reject(e) : resolve(f))),
+            );
       } catch (error) {
         this.problem(dir.rel, describeError(error));
         continue;
@@ -306,7 +352,8 @@ export class RestoreWriter {
         await this.step(dir.rel, "chown", this.sameOwner && (() => callback((cb) => fs.fchown(fd, entry.uid, entry.gid, cb))));
         await this.step(dir.rel, "chmod", () => callback((cb) => fs.fchmod(fd, entry.mode & 0o7777, cb)));
         this.applyXattrs(dir.abs, dir.rel, entry);
-        await this.setTimes(dir.rel, dir.abs, entry, fd);
+        if (tree) this.stepNow(dir.rel, "utimes", () => tree.at.futimens(fd, entry.atime ?? entry.mtime, entry.mtime));
+        else await this.setTimes(dir.rel, dir.abs, entry, fd);
       } finally {
         closeQuietly(fd);
       }
@@ -340,6 +387,7 @@ export class RestoreWriter {
       const key = pathKey(rel);
       for (const k of [...this.verified]) if (k === key || k.startsWith(key + "/")) this.verified.delete(k);
       for (const k of [...this.dirs.keys()]) if (k === key || k.startsWith(key + "/")) this.dirs.delete(k);
+      this.tree?.forget(key);
     }
     return removed;
   }
@@ -373,6 +421,35 @@ export class RestoreWriter {
     this.setTimesNow(rel, abs, entry, fd);
     // On NFS, close is where a failed write shows up.
     this.stepNow(rel, "close", () => fs.closeSync(fd));
+  }
+
+  /** settleFile through the native calls on the descriptor: no path, no node:fs wrapping. */
+  private settleFileAt(at: AtCallsApi, fd: number, rel: Buffer, abs: Buffer, entry: Entry): void {
+    this.stepNow(rel, "chown", this.sameOwner && (() => at.fchown(fd, entry.uid, entry.gid)));
+    this.stepNow(rel, "chmod", () => at.fchmod(fd, entry.mode & 0o7777));
+    const xattrs = entry.xattrs;
+    const api = this.native?.xattr;
+    if (xattrs && xattrs.length > 0 && api?.fset) {
+      for (const [name, value] of xattrs) this.stepNow(rel, `xattr ${showPath(name)}`, () => api.fset!(fd, name, value));
+    } else {
+      this.applyXattrs(abs, rel, entry);
+    }
+    this.stepNow(rel, "utimes", () => at.futimens(fd, entry.atime ?? entry.mtime, entry.mtime));
+    this.stepNow(rel, "close", () => at.close(fd));
+  }
+
+  /** A file that could not be written whole: closed and unlinked (by its parent's descriptor when it has one). */
+  private async discard(cur: { fd: number; abs: Buffer; dirFd: number; name: Buffer }): Promise<void> {
+    closeQuietly(cur.fd);
+    if (cur.dirFd >= 0) {
+      try {
+        this.tree?.at.unlinkat(cur.dirFd, cur.name, 0);
+      } catch {
+        // nothing more to do: the write's error is what gets reported
+      }
+      return;
+    }
+    await fsp.unlink(cur.abs).catch(() => undefined);
   }
 
   private problem(path: Buffer, reason: string): void {
@@ -442,6 +519,9 @@ export class RestoreWriter {
       const st = await fsp.stat(this.destination);
       if (!st.isDirectory()) throw new Error(`restore destination ${showPath(this.destination)} is not a directory`);
       this.verified.add("");
+      const at = this.native?.atCalls;
+      if (at && !this.finished) this.tree = BeneathTree.open(at, this.destination);
+      this.prepared = true;
     })();
     return this.ready;
   }
@@ -458,6 +538,10 @@ export class RestoreWriter {
       abs = joinPath(abs, parts[i]!);
       const key = pathKey(rel);
       if (this.verified.has(key)) continue;
+      if (this.tree) {
+        this.checkDirectoryAt(this.tree, parts[i]!, key, rel, i + 1, reportAs, create);
+        continue;
+      }
       let st: fs.Stats | undefined;
       try {
         st = await fsp.lstat(abs);
@@ -481,6 +565,81 @@ export class RestoreWriter {
     return abs;
   }
 
+  /**
+   * directoryAt's step with the tree: `name` made (when `create`) in its parent's descriptor,
+   * then opened beneath the destination, which refuses a symlink (ELOOP) or a non-directory
+   * (ENOTDIR) wherever on the way it is, now or put there later.
+   */
+  private checkDirectoryAt(tree: BeneathTree, name: Buffer, key: string, rel: Buffer, depth: number, reportAs: Buffer, create: boolean): void {
+    if (create) {
+      const parentFd = this.dirAt(tree, parentKey(key, name), reportAs);
+      try {
+        tree.at.mkdirat(parentFd, name, WORKING_DIR_MODE);
+        this.noteDir(key, joinPath(this.destination, rel), rel, depth, undefined);
+      } catch (error) {
+        if (errorCode(error) !== "EEXIST") throw error;
+      }
+    }
+    try {
+      this.dirAt(tree, key, reportAs);
+    } catch (error) {
+      if (errorCode(error) === "ENOENT" && !create) throw new Error(`${showPath(rel)} does not exist`);
+      throw error;
+    }
+    this.verified.add(key);
+  }
+
+  /**
+   * tree.dir(key), with a refusal to walk through a symlink or a non-directory (ELOOP, ENOTDIR,
+   * EXDEV from openat2) said as RestoreRefused naming the component, found by lstat (only on
+   * this error path).
+   */
+  private dirAt(tree: BeneathTree, key: string, reportAs: Buffer): number {
+    try {
+      return tree.dir(key);
+    } catch (error) {
+      const code = errorCode(error);
+      if (code !== "ELOOP" && code !== "ENOTDIR" && code !== "EXDEV") throw error;
+      let rel = "";
+      for (const part of key.split("/")) {
+        rel = rel ? `${rel}/${part}` : part;
+        const relBuf = Buffer.from(rel, "latin1");
+        const st = fs.lstatSync(joinPath(this.destination, relBuf), { throwIfNoEntry: false });
+        if (st?.isSymbolicLink()) throw new RestoreRefused(reportAs, `${showPath(relBuf)} is a symbolic link`);
+        if (st && !st.isDirectory()) throw new RestoreRefused(reportAs, `${showPath(relBuf)} is not a directory`);
+      }
+      throw new RestoreRefused(reportAs, `${showPath(Buffer.from(key, "latin1"))} is not a directory beneath the destination (${code})`);
+    }
+  }
+
+  /** makeDirectory with the tree: mkdirat in the parent's descriptor; a non-directory there is replaced. */
+  private async makeDirectoryAt(tree: BeneathTree, name: Buffer, abs: Buffer, rel: Buffer, key: string, entry: Entry): Promise<void> {
+    const parentFd = this.dirAt(tree, parentKey(key, name), rel);
+    try {
+      tree.at.mkdirat(parentFd, name, WORKING_DIR_MODE);
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") throw error;
+      try {
+        tree.dir(key);
+      } catch (notDir) {
+        const code = errorCode(notDir);
+        if (code !== "ELOOP" && code !== "ENOTDIR") throw notDir;
+        // A symlink or a file where the directory goes: replaced like any object (by name, in
+        // the parent's descriptor: unlinkat never follows the last component).
+        await this.mayReplace(abs, entry); // reads the mtime only
+        tree.at.unlinkat(parentFd, name, 0);
+        tree.at.mkdirat(parentFd, name, WORKING_DIR_MODE);
+      }
+    }
+    try {
+      tree.dir(key);
+    } catch (error) {
+      if (errorCode(error) === "ELOOP" || errorCode(error) === "ENOTDIR") throw new RestoreRefused(rel, "directory replaced while restoring");
+      throw error;
+    }
+    this.verified.add(key);
+  }
+
   private noteDir(key: string, abs: Buffer, rel: Buffer, depth: number, entry: Entry | undefined): void {
     const known = this.dirs.get(key);
     if (known) {
@@ -490,16 +649,33 @@ export class RestoreWriter {
     this.dirs.set(key, { abs, rel, depth, entry });
   }
 
-  /** Runs `create`; if the name is taken, removes what is there (when allowed) and runs it again. */
-  private async replace<T>(abs: Buffer, rel: Buffer, key: string, entry: Entry, create: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs `create`; if the name is taken, removes what is there (when allowed) and runs it again.
+   * With `dirFd` (the tree's descriptor of the parent) the removal is by name in that directory.
+   */
+  private async replace<T>(abs: Buffer, rel: Buffer, key: string, entry: Entry, create: () => T | Promise<T>, dirFd = -1, name?: Buffer): Promise<T> {
     try {
       return await create();
     } catch (error) {
       if (errorCode(error) !== "EEXIST") throw error;
     }
     await this.mayReplace(abs, entry);
-    await this.remove(abs, key);
+    if (dirFd >= 0 && this.tree && name) this.removeAt(this.tree, dirFd, name, key);
+    else await this.remove(abs, key);
     return create();
+  }
+
+  /** remove() by name in an open directory: unlinkat, or for an (empty) directory AT_REMOVEDIR. */
+  private removeAt(tree: BeneathTree, dirFd: number, name: Buffer, key: string): void {
+    try {
+      tree.at.unlinkat(dirFd, name, 0);
+    } catch (error) {
+      if (errorCode(error) !== "EISDIR") throw error;
+      tree.at.unlinkat(dirFd, name, AT_REMOVEDIR); // ENOTEMPTY: we do not delete trees to make room for one object
+      this.verified.delete(key);
+      this.dirs.delete(key);
+      tree.forget(key);
+    }
   }
 
   /** Throws Kept when the overwrite policy keeps the object at `abs` (which exists). */
@@ -518,6 +694,7 @@ export class RestoreWriter {
       await fsp.rmdir(abs); // ENOTEMPTY: we do not delete trees to make room for one object
       this.verified.delete(key);
       this.dirs.delete(key);
+      this.tree?.forget(key);
     } else {
       await fsp.unlink(abs);
     }
@@ -604,6 +781,121 @@ async function chmodNode(path: Buffer, mode: number): Promise<void> {
   }
 }
 
+const AT_REMOVEDIR = 0x200;
+
+/** `parts` (checked components of `path`) joined by "/": `path` itself unless "." components were dropped. */
+function joinedParts(path: Buffer, parts: Buffer[]): Buffer {
+  if (parts.length === 1) return parts[0]!;
+  let slashes = 0;
+  for (let at = path.indexOf(SLASH); at !== -1; at = path.indexOf(SLASH, at + 1)) slashes++;
+  if (slashes === parts.length - 1) return path;
+  const pieces: Buffer[] = [];
+  for (const part of parts) pieces.push(part, SLASH_BUF);
+  pieces.pop();
+  return Buffer.concat(pieces);
+}
+
+const SLASH_BUF = Buffer.from("/");
+
+/** The key of `key`'s parent, `name` being its last component ("" for the destination). */
+function parentKey(key: string, name: Buffer): string {
+  return key.length > name.length ? key.slice(0, key.length - name.length - 1) : "";
+}
+const NEW_FILE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+/** No "..", no absolute symlink, no symlink at all, no /proc magic link on the way: never out of the destination. */
+const BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+/** Open directory descriptors a tree keeps: archives list a directory's files together, so a few do. */
+const TREE_FDS = 16;
+
+/**
+ * Descriptors of the destination and of the directories under it that files were last written
+ * into, keyed by relative path (latin1 "a/b", "" for the destination). Each directory is opened
+ * from the destination's descriptor with openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, so no
+ * swap of a directory for a symlink, done before or during the restore, can take a file
+ * elsewhere. The least recently used one is closed when more than TREE_FDS are open; close()
+ * closes them all.
+ */
+export class BeneathTree {
+  private readonly fds = new Map<string, number>();
+  private lastKey: string | undefined;
+
+  private constructor(
+    readonly at: AtCallsApi,
+    private rootFd: number,
+  ) {}
+
+  /**
+   * A tree over `destination` (the operator's choice: a symlink to it is followed), or undefined
+   * when openat2 is refused (Linux < 5.6: ENOSYS; some seccomp filters: EPERM, ENOSYS): the
+   * writer then goes by path.
+   */
+  static open(at: AtCallsApi, destination: Buffer): BeneathTree | undefined {
+    const rootFd = at.openat(AT_FDCWD, destination, fs.constants.O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    const tree = new BeneathTree(at, rootFd);
+    try {
+      closeQuietly(tree.openBeneath("", fs.constants.O_RDONLY | O_DIRECTORY));
+      return tree;
+    } catch (error) {
+      tree.close();
+      if (error instanceof NativeError && (error.code === "ENOSYS" || error.code === "EPERM" || error.code === "EINVAL")) return undefined;
+      throw error;
+    }
+  }
+
+  /** A new descriptor of `key` (the caller closes it), opened beneath the destination. */
+  openBeneath(key: string, flags: number): number {
+    return this.at.openat2(this.rootFd, key === "" ? DOT : Buffer.from(key, "latin1"), flags | O_CLOEXEC, 0, BENEATH);
+  }
+
+  /** The open directory `key`, kept for the next files (not to be closed by the caller). */
+  dir(key: string): number {
+    if (key === "") return this.rootFd;
+    const known = this.fds.get(key);
+    if (known !== undefined) {
+      if (this.lastKey !== key) {
+        // Most recently used goes last: a Map iterates in insertion order.
+        this.fds.delete(key);
+        this.fds.set(key, known);
+        this.lastKey = key;
+      }
+      return known;
+    }
+    const fd = this.openBeneath(key, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (this.fds.size >= TREE_FDS) {
+      const [oldest, oldFd] = this.fds.entries().next().value as [string, number];
+      this.fds.delete(oldest);
+      closeQuietly(oldFd);
+    }
+    this.fds.set(key, fd);
+    this.lastKey = key;
+    return fd;
+  }
+
+  /** Drops `key` and what is under it (removed, or about to be). */
+  forget(key: string): void {
+    for (const [k, fd] of [...this.fds]) {
+      if (k === key || k.startsWith(key + "/")) {
+        this.fds.delete(k);
+        closeQuietly(fd);
+      }
+    }
+    this.lastKey = undefined;
+  }
+
+  /** Open descriptors, the destination's included (tests count them). */
+  get openCount(): number {
+    return this.fds.size + (this.rootFd >= 0 ? 1 : 0);
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) closeQuietly(fd);
+    this.fds.clear();
+    this.lastKey = undefined;
+    if (this.rootFd >= 0) closeQuietly(this.rootFd);
+    this.rootFd = -1;
+  }
+}
+
 /** open(2) itself, not through the thread pool (see SYNC_WRITE_MAX). */
 function openNew(abs: Buffer): number {
   return fs.openSync(abs, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW, WORKING_FILE_MODE);
@@ -625,7 +917,19 @@ function closeQuietly(fd: number): void {
   }
 }
 
+/**
+ * A native call's error as node:fs would word it ("EIO: write failed"), code and errno kept: the
+ * caller logs the message after the object's name, and scripts (and tests) look for the errno
+ * code right there.
+ */
+function nodeLike(error: unknown): unknown {
+  if (!(error instanceof NativeError)) return error;
+  return Object.assign(new Error(describeError(error)), { code: error.code, errno: error.errno, syscall: error.syscall });
+}
+
 function describeError(error: unknown): string {
+  // "EIO: write failed" like node:fs's "EIO: i/o error, write": the errno code right after the name.
+  if (error instanceof NativeError) return `${error.code}: ${error.syscall} failed`;
   const e = asError(error);
   const code = errorCode(e);
   return code && !e.message.startsWith(code) ? `${code}: ${e.message}` : e.message;

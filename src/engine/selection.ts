@@ -160,9 +160,30 @@ export function placeFor(rel: Buffer, targets: Targets, recursive: boolean): Pla
     const r = parts.length === 2 ? Buffer.concat([parts[0]!, Buffer.from("/"), parts[1]!]) : (parts[0] ?? Buffer.from("."));
     return { target, root: base, rel: r };
   }
-  const dest = targets.destination(target)!.toString(L1);
-  const restS = rest.toString(L1);
-  if (dest === "/") return { target, root: Buffer.from("/"), rel: Buffer.from(restS || ".", L1) };
-  const name = basename(dest);
-  return { target, root: Buffer.from(dirname(dest), L1), rel: Buffer.from(restS ? `${name}/${restS}` : name, L1) };
+  const anchor = anchorOf(targets, target);
+  if (!anchor.name) return { target, root: anchor.root, rel: rest.length > 0 ? Buffer.from(rest) : Buffer.from(".") };
+  return { target, root: anchor.root, rel: rest.length > 0 ? Buffer.concat([anchor.name, SLASH_BYTE, rest]) : Buffer.from(anchor.name) };
+}
+
+const SLASH_BYTE = Buffer.from("/");
+
+/** A target's destination split into the writer's root and the name made in it (none for "/"). */
+interface Anchor {
+  root: Buffer;
+  name: Buffer | undefined;
+}
+
+/** Per nlist, each target's Anchor, worked out once: placeFor runs for every archived object. */
+const anchors = new WeakMap<Targets, Map<number, Anchor>>();
+
+function anchorOf(targets: Targets, target: number): Anchor {
+  let known = anchors.get(targets);
+  if (!known) anchors.set(targets, (known = new Map()));
+  let anchor = known.get(target);
+  if (!anchor) {
+    const dest = targets.destination(target)!.toString(L1);
+    anchor = dest === "/" ? { root: Buffer.from("/"), name: undefined } : { root: Buffer.from(dirname(dest), L1), name: Buffer.from(basename(dest), L1) };
+    known.set(target, anchor);
+  }
+  return anchor;
 }

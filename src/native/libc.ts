@@ -54,6 +54,10 @@ type LibcSymbol =
   | "close"
   | "statx"
   | "pread"
+  | "pwrite"
+  | "fchown"
+  | "fchmod"
+  | "futimens"
   | "__errno_location";
 
 function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
@@ -84,6 +88,10 @@ function openLibc(ffi: typeof BunFfi): BunFfi.Library<LibcSymbol> {
     close: { args: ["i32"], returns: "i32" },
     statx: { args: ["i32", "ptr", "i32", "u32", "ptr"], returns: "i32" },
     pread: { args: ["i32", "ptr", "usize", "i64"], returns: "i64" },
+    pwrite: { args: ["i32", "ptr", "usize", "i64"], returns: "i64" },
+    fchown: { args: ["i32", "u32", "u32"], returns: "i32" },
+    fchmod: { args: ["i32", "u32"], returns: "i32" },
+    futimens: { args: ["i32", "ptr"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
   } as const;
   let lastError: unknown;
@@ -285,6 +293,7 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
   // struct open_how { u64 flags; u64 mode; u64 resolve; }: one scratch copy, filled per call
   // (the kernel reads it during the call and keeps nothing).
   const openHow = Buffer.alloc(24);
+  const timesScratch = Buffer.alloc(32);
   const check = (syscall: string, rc: number): void => {
     if (rc === -1) fail(syscall);
   };
@@ -298,7 +307,8 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
       return rc;
     },
     openat(dirfd, path, flags, mode) {
-      const rc = sym.openat(dirfd, cString(path), flags, mode >>> 0) as number;
+      // A name (the common case) goes through the scratch, a longer path gets its own copy.
+      const rc = sym.openat(dirfd, toScratch(path) ? nameScratch : cString(path), flags, mode >>> 0) as number;
       if (rc < 0) fail("openat");
       return rc;
     },
@@ -314,6 +324,24 @@ export function bindLibc(ffi: typeof BunFfi): NativeApi {
     fchownat: (dirfd, path, uid, gid, flags) => check("fchownat", sym.fchownat(dirfd, cString(path), uid >>> 0, gid >>> 0, flags) as number),
     utimensat: (dirfd, path, atime, mtime, flags) =>
       check("utimensat", sym.utimensat(dirfd, cString(path), timespecPair(atime, mtime), flags) as number),
+    pwrite(fd, buf, offset, length, position) {
+      if (length === 0) return 0;
+      if (offset < 0 || length < 0 || offset + length > buf.length) throw new RangeError("pwrite: outside the buffer");
+      for (;;) {
+        const rc = Number(sym.pwrite(fd, ffi.ptr(buf, offset), length, position) as bigint);
+        if (rc >= 0) return rc;
+        const errno = lastErrno();
+        if (errno !== ERRNO.EINTR) throw new NativeError("pwrite", errno);
+      }
+    },
+    fchown: (fd, uid, gid) => check("fchown", sym.fchown(fd, uid >>> 0, gid >>> 0) as number),
+    fchmod: (fd, mode) => check("fchmod", sym.fchmod(fd, mode >>> 0) as number),
+    futimens(fd, atime, mtime) {
+      fillTimespecPair(timesScratch, atime, mtime);
+      check("futimens", sym.futimens(fd, timesScratch) as number);
+    },
+    // Linux frees the descriptor even when close reports an error: never retried.
+    close: (fd) => check("close", sym.close(fd) as number),
   };
 
   return { runtime: "bun-ffi", ioctl, seek, xattr, fs: fsApi, at, atCalls, dir: bindGetdents(ffi, lastErrno) };
@@ -351,12 +379,23 @@ function bindListxattrat(
 
 /** struct timespec[2] on x86_64/aarch64: i64 sec, i64 nsec. */
 function timespecPair(atime: { sec: number; nsec: number }, mtime: { sec: number; nsec: number }): Buffer {
-  const times = Buffer.alloc(32);
-  times.writeBigInt64LE(BigInt(Math.floor(atime.sec)), 0);
-  times.writeBigInt64LE(BigInt(atime.nsec), 8);
-  times.writeBigInt64LE(BigInt(Math.floor(mtime.sec)), 16);
-  times.writeBigInt64LE(BigInt(mtime.nsec), 24);
+  return fillTimespecPair(Buffer.alloc(32), atime, mtime);
+}
+
+function fillTimespecPair(times: Buffer, atime: { sec: number; nsec: number }, mtime: { sec: number; nsec: number }): Buffer {
+  writeI64(times, 0, Math.floor(atime.sec));
+  writeI64(times, 8, atime.nsec);
+  writeI64(times, 16, Math.floor(mtime.sec));
+  writeI64(times, 24, mtime.nsec);
   return times;
+}
+
+/** A little-endian i64 from a safe integer, without a BigInt (two's complement by halves). */
+function writeI64(buf: Buffer, at: number, value: number): void {
+  const lo = value % 0x1_0000_0000;
+  const hi = Math.floor(value / 0x1_0000_0000);
+  buf.writeUInt32LE(lo < 0 ? lo + 0x1_0000_0000 : lo, at);
+  buf.writeInt32LE(hi, at + 4);
 }
 
 /**

@@ -118,4 +118,12 @@ describe("pax time text matches GNU tar's", () => {
     expect(parseTime(Buffer.from("-12"))).toEqual({ sec: -12, nsec: 0 });
     expect(parseTime(Buffer.from("1e5"))).toBeUndefined();
   });
+  it("refuses what is not -?DIGITS(.DIGITS)? with 1 to 16 whole digits", () => {
+    for (const bad of ["", "-", ".5", "-.5", "12.3x", "12 ", " 12", "+12", "1.2.3", "12345678901234567", "--1"]) {
+      expect(parseTime(Buffer.from(bad)), JSON.stringify(bad)).toBeUndefined();
+    }
+    expect(parseTime(Buffer.from("1234567890123456.000000001"))).toEqual({ sec: 1234567890123456, nsec: 1 });
+    expect(parseTime(Buffer.from("-0.5"))).toEqual({ sec: -1, nsec: 500_000_000 });
+    expect(parseTime(Buffer.from("-0"))).toEqual({ sec: 0, nsec: 0 });
+  });
 });
