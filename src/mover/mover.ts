@@ -115,6 +115,14 @@ export class MoverService {
   private lent: Array<{ data: Buffer; sentEnd: number }> = [];
   private readWaiter: (() => void) | undefined;
   private pump: Promise<void> | undefined;
+  /**
+   * The tape operation the pump has under way, settled once its counters are updated. ABORT
+   * waits for it: the record being written lands and is counted before the halt is reported,
+   * so bytes_moved is what the tape holds and the tape is still when the DMA gets it back.
+   */
+  private tapeBusy: Promise<void> | undefined;
+  /** ABORT is waiting for tapeBusy: the pump starts no further tape operation. */
+  private aborting = false;
 
   /** v3 rules apply (digest §6.1): the session speaks version 3. */
   private readonly v3: boolean;
@@ -309,10 +317,19 @@ export class MoverService {
     r?.();
   }
 
-  abort(): void {
-    if (this.state === State.HALTED) return; // recommended: no change, no second notify
+  /** Checks the state at once (throws), then halts once the tape operation under way is done. */
+  abort(): Promise<void> {
+    if (this.state === State.HALTED) return Promise.resolve(); // recommended: no change, no second notify
     this.requireState([State.LISTEN, State.ACTIVE, State.PAUSED], "MOVER_ABORT");
-    this.halt(Halt.ABORTED);
+    if (!this.tapeBusy) {
+      this.halt(Halt.ABORTED);
+      return Promise.resolve();
+    }
+    this.aborting = true;
+    return this.tapeBusy.then(() => {
+      this.aborting = false;
+      this.halt(Halt.ABORTED); // no-op if the mover halted by itself meanwhile
+    });
   }
 
   stop(): void {
@@ -397,6 +414,8 @@ export class MoverService {
     this.lastRecord = undefined;
     this.tapeRecord = 0;
     this.pump = undefined;
+    this.tapeBusy = undefined;
+    this.aborting = false;
   }
 
   private halt(reason: number): void {
@@ -469,6 +488,22 @@ export class MoverService {
     return t.device;
   }
 
+  /** Runs one tape operation (and the bookkeeping that goes with it) as tapeBusy. */
+  private async onTape<T>(op: (tape: TapeDevice) => Promise<T>): Promise<T> {
+    if (this.aborting) throw new Halted();
+    const run = op(this.currentTape());
+    const busy = run.then(
+      () => {},
+      () => {},
+    );
+    this.tapeBusy = busy;
+    try {
+      return await run;
+    } finally {
+      if (this.tapeBusy === busy) this.tapeBusy = undefined;
+    }
+  }
+
   private windowEnd(): bigint {
     return this.windowLength === ALL1 ? ALL1 : this.windowOffset + this.windowLength;
   }
@@ -527,7 +562,11 @@ export class MoverService {
         continue;
       }
       try {
-        await this.currentTape().write(record);
+        await this.onTape(async (tape) => {
+          await tape.write(record);
+          this.recordNum++;
+          this.bytesMoved += BigInt(payload);
+        });
       } catch (e) {
         if (this.state !== State.ACTIVE) throw new Halted();
         if (isTapeError(e, "EOM")) {
@@ -547,8 +586,6 @@ export class MoverService {
         }
         throw e;
       }
-      this.recordNum++;
-      this.bytesMoved += BigInt(payload);
       return;
     }
   }
@@ -624,25 +661,30 @@ export class MoverService {
    */
   private async recordAt(index: number): Promise<Buffer | undefined> {
     if (this.lastRecord?.index === index) return this.lastRecord.data;
-    const tape = this.currentTape();
     try {
       if (index > this.tapeRecord) {
-        const resid = await tape.fsr(index - this.tapeRecord);
-        this.tapeRecord = index - resid;
+        await this.onTape(async (tape) => {
+          const resid = await tape.fsr(index - this.tapeRecord);
+          this.tapeRecord = index - resid;
+        });
       } else if (index < this.tapeRecord) {
-        const resid = await tape.bsr(this.tapeRecord - index);
-        this.tapeRecord = index + resid;
+        await this.onTape(async (tape) => {
+          const resid = await tape.bsr(this.tapeRecord - index);
+          this.tapeRecord = index + resid;
+        });
       }
       if (this.tapeRecord !== index) {
         await this.pause(this.windowLength === ALL1 ? Pause.EOF : Pause.SEEK, this.seekPosition);
         return undefined;
       }
-      this.giveBack(tape);
-      const data = await tape.read(this.recordSize);
-      this.tapeRecord++;
-      this.recordNum = Number(this.windowOffset / BigInt(this.recordSize)) + this.tapeRecord;
-      this.lastRecord = { index, data };
-      return data;
+      return await this.onTape(async (tape) => {
+        this.giveBack(tape);
+        const data = await tape.read(this.recordSize);
+        this.tapeRecord++;
+        this.recordNum = Number(this.windowOffset / BigInt(this.recordSize)) + this.tapeRecord;
+        this.lastRecord = { index, data };
+        return data;
+      });
     } catch (e) {
       if (this.state !== State.ACTIVE) throw new Halted();
       if (isTapeError(e, "EOF")) {

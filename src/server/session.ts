@@ -375,11 +375,13 @@ export class Session implements Peer {
    * Resolves when all of that is done.
    */
   async kill(why: string): Promise<void> {
-    const halt = (name: string, fn: (() => void) | undefined) => {
+    const halt = (name: string, fn: (() => unknown) | undefined) => {
+      const idleNow = (e: unknown) => this.log.debug(`${name} not aborted`, { err: e }); // idle: nothing to halt
       try {
-        fn?.();
+        const r = fn?.();
+        if (r instanceof Promise) r.catch(idleNow); // the mover's abort waits for its tape operation
       } catch (e) {
-        this.log.debug(`${name} not aborted`, { err: e }); // idle: nothing to halt
+        idleNow(e);
       }
     };
     const data = this.data as { abort?(): void; state?: number } | undefined;

@@ -56,7 +56,7 @@ export const moverHandlers: HandlerTable = {
   },
   [Message.MOVER_READ]: { handle: (s, r: { offset: bigint; length: bigint }) => (moverOf(s).read(r.offset, r.length), OK) },
   [Message.MOVER_CONTINUE]: { handle: (s) => (moverOf(s).continue(), OK) },
-  [Message.MOVER_ABORT]: { handle: (s) => (moverOf(s).abort(), OK) },
+  [Message.MOVER_ABORT]: { handle: async (s) => (await moverOf(s).abort(), OK) },
   [Message.MOVER_STOP]: { handle: (s) => (moverOf(s).stop(), OK) },
   [Message.MOVER_CLOSE]: { handle: (s) => (moverOf(s).close(), OK) },
 };

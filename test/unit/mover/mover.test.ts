@@ -285,7 +285,7 @@ describe("MoverService with a LOCAL data connection and a virtual drive", () => 
     m.continue();
     await check(State.ACTIVE, ["READ"]); // READ is refused too: this mover is in READ mode
     expect(ndmpError(() => m.read(0n, 1n))).toBe(IS);
-    m.abort();
+    await m.abort();
     await check(State.HALTED, ["STOP"]);
     m.abort(); // HALTED: no error, no second notification
     expect(h.posts.filter((x) => x.code === Message.NOTIFY_MOVER_HALTED)).toEqual([{ code: Message.NOTIFY_MOVER_HALTED, body: { reason: Halt.ABORTED } }]);
@@ -393,6 +393,58 @@ describe("MoverService with a LOCAL data connection and a virtual drive", () => 
     expect(h.posts.slice(since)).toEqual([{ code: Message.NOTIFY_MOVER_HALTED, body: { reason: Halt.ABORTED } }]);
     await closed2;
     expect(m.getState().bytes_moved).toBe(0n); // an abort writes no partial record
+  });
+
+  it("ABORT during a tape write halts after that record lands: bytes_moved is what the tape holds, nothing written after", async () => {
+    const rs = 4 * KiB;
+    const d = await drive("t4");
+    h.current = { device: d, writable: true };
+    // Hold the drive's third write until released, as a slow drive would (the drive itself is real).
+    const realWrite = d.write.bind(d);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const writing = new Promise<void>((r) => (started = r));
+    let writes = 0;
+    d.write = async (b: Buffer) => {
+      if (++writes === 3) {
+        started();
+        await held;
+      }
+      return realWrite(b);
+    };
+    const m = h.mover;
+    m.setRecordSize(rs);
+    m.setWindow(0n, ALL1);
+    await m.listen(Mode.READ, AddrType.LOCAL);
+    const end = m.acceptLocal();
+    end.on("error", () => {});
+    end.write(Buffer.alloc(10 * rs)); // more than the held write: the pump would go on after it
+    await writing;
+    const since = h.posts.length;
+    const aborted = m.abort();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(m.getState().state).toBe(State.ACTIVE); // not halted while the record is on its way
+    release();
+    await aborted;
+    expect(h.posts.slice(since)).toEqual([{ code: Message.NOTIFY_MOVER_HALTED, body: { reason: Halt.ABORTED } }]);
+    const st = m.getState();
+    expect(st).toMatchObject({ state: State.HALTED, record_num: 3, bytes_moved: BigInt(3 * rs) });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(writes).toBe(3); // no record after the abort
+    m.stop();
+    d.write = realWrite;
+    await d.rewind();
+    let onTape = 0;
+    for (;;) {
+      try {
+        await d.read(rs);
+        onTape++;
+      } catch {
+        break; // the filemark or blank tape after the last record
+      }
+    }
+    expect(onTape).toBe(3);
   });
 });
 
