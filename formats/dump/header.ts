@@ -153,21 +153,52 @@ export function encodeHeader(h: DumpHeader): Buffer {
   return encodeHeaderInto(h, Buffer.alloc(TP_BSIZE));
 }
 
+/** The header fields that are the same in every header of one dump (the writer's options). */
+export type FixedFields = Pick<DumpHeader, "date" | "ddate" | "volume" | "label" | "level" | "filesys" | "dev" | "host" | "firstrec" | "ntrec">;
+
+/**
+ * A record holding only the fixed fields (and the magic), zeros elsewhere: encodeHeaderInto
+ * starts from a copy of it rather than from zeros, so a dump's per-inode headers copy 1 KiB
+ * instead of zero-filling it and writing the same names and numbers into every header (each
+ * Buffer.copy and fill is a native call, and a tree of small files has a header per file).
+ */
+export function headerBase(f: FixedFields): Buffer {
+  const rec = Buffer.alloc(TP_BSIZE);
+  writeFixed(rec, f);
+  return rec;
+}
+
+function writeFixed(rec: Buffer, f: FixedFields): void {
+  rec.writeInt32LE(f.date | 0, 4);
+  rec.writeInt32LE(f.ddate | 0, 8);
+  rec.writeInt32LE(f.volume, 12);
+  rec.writeInt32LE(NFS_MAGIC, 24);
+  putCString(rec, 676, 16, f.label);
+  rec.writeInt32LE(f.level, 692);
+  putCString(rec, 696, 64, f.filesys);
+  putCString(rec, 760, 64, f.dev);
+  putCString(rec, 824, 64, f.host);
+  rec.writeInt32LE(f.firstrec, 892);
+  rec.writeInt32LE(f.ntrec, 896);
+}
+
 /**
  * encodeHeader into `rec` (TP_BSIZE bytes, overwritten whole): the engine puts headers into the
  * room its read-ahead buffers leave in front of each file, so they go out with the content
- * without a copy. Returns `rec`.
+ * without a copy. With `base` (headerBase of the same fixed fields as `h`'s) the record starts
+ * as a copy of it and the fixed fields are not written again. Returns `rec`.
  */
-export function encodeHeaderInto(h: DumpHeader, rec: Buffer): Buffer {
+export function encodeHeaderInto(h: DumpHeader, rec: Buffer, base?: Buffer): Buffer {
   if (rec.length !== TP_BSIZE) throw new RangeError(`a header takes ${TP_BSIZE} bytes, not ${rec.length}`);
-  rec.fill(0);
+  if (base) {
+    rec.set(base); // (TypedArray.set of one Uint8Array into another: a plain memcpy)
+  } else {
+    rec.fill(0);
+    writeFixed(rec, h);
+  }
   rec.writeInt32LE(h.type, 0);
-  rec.writeInt32LE(h.date | 0, 4);
-  rec.writeInt32LE(h.ddate | 0, 8);
-  rec.writeInt32LE(h.volume, 12);
   rec.writeUInt32LE(h.tapea % 2 ** 32, 16); // wraps at 4 TiB; fh_info keeps the full offset
   rec.writeUInt32LE(h.inumber, 20);
-  rec.writeInt32LE(NFS_MAGIC, 24);
   const d = h.dinode;
   rec.writeUInt16LE(d.mode, 32);
   rec.writeInt16LE(Math.min(d.nlink, 32767), 34);
@@ -189,14 +220,7 @@ export function encodeHeaderInto(h: DumpHeader, rec: Buffer): Buffer {
   // Not subarray() unless needed: on a small fresh Uint8Array it makes the engine move its
   // storage into an ArrayBuffer of its own, which cost more than the rest of the header.
   rec.set(h.addr.length > TP_NINDIR ? h.addr.subarray(0, TP_NINDIR) : h.addr, 164);
-  putCString(rec, 676, 16, h.label);
-  rec.writeInt32LE(h.level, 692);
-  putCString(rec, 696, 64, h.filesys);
-  putCString(rec, 760, 64, h.dev);
-  putCString(rec, 824, 64, h.host);
   rec.writeInt32LE(h.flags, 888);
-  rec.writeInt32LE(h.firstrec, 892);
-  rec.writeInt32LE(h.ntrec, 896);
   rec.writeInt32LE(h.extattributes, 900);
   if (h.ext) encodeExt(rec, h.ext);
   rec.writeInt32LE((CHECKSUM - wordSum(rec)) | 0, 28);

@@ -45,8 +45,9 @@ import {
   TS_TAPE,
   XATTR_MAXSIZE,
   emptyDinode,
-  encodeHeader,
   encodeHeaderInto,
+  headerBase,
+  type FixedFields,
   encodeRdev,
   type DumpDinode,
   type DumpHeader,
@@ -185,21 +186,31 @@ export class DumpWriter {
   private lastFileIno = 0;
   /** Our c_spare extension for the inode being written (exact times, long names). */
   private ext: HeaderExt | undefined;
-  /** The header fields that are the same in every header, made once (a tree of small files has a header per file). */
-  private readonly label: Buffer;
-  private readonly filesys: Buffer;
-  private readonly dev: Buffer;
-  private readonly host: Buffer;
+  /**
+   * The header fields that are the same in every header, and a record holding them that every
+   * header starts from (headerBase): made once, a tree of small files has a header per file.
+   */
+  private readonly fixed: FixedFields;
+  private readonly base: Buffer;
   private readonly noDinode = emptyDinode();
   /** A file's c_addr of the group being written (encoded into its header before the next one is made). */
   private readonly fileAddr = new Uint8Array(TP_NINDIR);
 
   constructor(opts: DumpWriterOptions) {
     this.opts = opts;
-    this.label = asBuffer(opts.label, "none");
-    this.filesys = asBuffer(opts.filesys, "");
-    this.dev = asBuffer(opts.dev, "");
-    this.host = asBuffer(opts.host, "");
+    this.fixed = {
+      date: opts.date,
+      ddate: opts.ddate ?? 0,
+      volume: 1,
+      label: asBuffer(opts.label, "none"),
+      level: opts.level ?? 0,
+      filesys: asBuffer(opts.filesys, ""),
+      dev: asBuffer(opts.dev, ""),
+      host: asBuffer(opts.host, ""),
+      firstrec: 0,
+      ntrec: opts.ntrec ?? 10,
+    };
+    this.base = headerBase(this.fixed);
     const inodes = opts.maxino === undefined ? [...opts.inodes] : opts.inodes;
     let maxino = opts.maxino;
     if (maxino === undefined) {
@@ -343,7 +354,7 @@ export class DumpWriter {
         this.warn({ code: "not-written", ino, message: `inode ${ino} is in TS_BITS but was not written (restore warns "not found on tape")` });
       }
     }
-    const ntrec = this.ntrec();
+    const ntrec = this.fixed.ntrec;
     const parts: Buffer[] = [];
     do {
       parts.push(this.header({ type: TS_END, inumber: this.maxino - 1 }));
@@ -554,36 +565,34 @@ export class DumpWriter {
   }
 
   /** Encode a header at the current record index (into `into` if given) and count it. */
-  private header(fields: Partial<DumpHeader> & { type: number; inumber: number }, into?: Buffer): Buffer {
+  private header(fields: Partial<Omit<DumpHeader, keyof FixedFields>> & { type: number; inumber: number }, into?: Buffer): Buffer {
     // Field by field, not a spread of `fields` over the defaults: this runs for every inode, and
-    // the spread (a generic property copy) was the largest part of it.
+    // the spread (a generic property copy) was the largest part of it. The fixed fields are in
+    // this.base (every header of the dump has the same ones).
+    const f = this.fixed;
     const h: DumpHeader = {
+      date: f.date,
+      ddate: f.ddate,
+      volume: f.volume,
+      label: f.label,
+      level: f.level,
+      filesys: f.filesys,
+      dev: f.dev,
+      host: f.host,
+      firstrec: f.firstrec,
+      ntrec: f.ntrec,
       type: fields.type,
-      date: fields.date ?? this.opts.date,
-      ddate: fields.ddate ?? this.opts.ddate ?? 0,
-      volume: fields.volume ?? 1,
       tapea: fields.tapea ?? this.records,
       inumber: fields.inumber,
       dinode: fields.dinode ?? this.noDinode,
       count: fields.count ?? 0,
       addr: fields.addr ?? NO_ADDR,
-      label: fields.label ?? this.label,
-      level: fields.level ?? this.opts.level ?? 0,
-      filesys: fields.filesys ?? this.filesys,
-      dev: fields.dev ?? this.dev,
-      host: fields.host ?? this.host,
       flags: fields.flags ?? DR_NEWINODEFMT,
-      firstrec: fields.firstrec ?? 0,
-      ntrec: fields.ntrec ?? this.ntrec(),
       extattributes: fields.extattributes ?? 0,
       ext: "ext" in fields ? fields.ext : fields.type === TS_INODE ? this.ext : undefined,
     };
     this.records++;
-    return into ? encodeHeaderInto(h, into) : encodeHeader(h);
-  }
-
-  private ntrec(): number {
-    return this.opts.ntrec ?? 10;
+    return encodeHeaderInto(h, into ?? Buffer.allocUnsafe(TP_BSIZE), this.base);
   }
 
   private startInode(ino: number): void {
