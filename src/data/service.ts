@@ -118,7 +118,17 @@ export class DataService {
   state: number = State.IDLE;
   operation: number = Op.NOACTION;
   haltReason: number = Halt.NA;
-  bytesProcessed = 0n;
+  /**
+   * Bytes the job has processed, kept as a number (progress sets it per entry, and a BigInt
+   * per entry is an allocation); exact to 8 PiB.
+   */
+  private processed = 0;
+  get bytesProcessed(): bigint {
+    return BigInt(this.processed);
+  }
+  set bytesProcessed(v: bigint) {
+    this.processed = Number(v);
+  }
   /** For `ndmpd sessions` and the metrics: the running job's entries and current path. */
   entries = 0;
   currentPath: Buffer | undefined;
@@ -586,7 +596,7 @@ export class DataService {
     this.currentPath = undefined;
     const progress = (bytes: number, entries: number, path?: Buffer) => {
       if (job.signal.aborted) return; // halted: the job is only winding down
-      this.bytesProcessed = BigInt(bytes);
+      this.processed = bytes;
       this.entries = entries;
       if (path) this.currentPath = path;
       const now = Date.now();
