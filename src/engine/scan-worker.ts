@@ -31,8 +31,8 @@ import { BatchWriter, planBatch, type WireError } from "./scan-wire.ts";
 import type { AtApi } from "../native/index.ts";
 import { ledgered } from "./fd-ledger.ts";
 import { backupOpenFlags, openSyncForBackup } from "./fsutil.ts";
-import { describePath, walkSync } from "./walker-sync.ts";
-import { joinPath } from "./fsutil.ts";
+import { ListDescriber, walkSync } from "./walker-sync.ts";
+import type { Entry } from "../../formats/entry.ts";
 
 /** A batch goes out at this many records or this many bytes (with the contents to read); the first ones are small so the backup starts at once. */
 const BATCH_ITEMS = 512;
@@ -106,16 +106,23 @@ async function walkRole(start: StartMessage): Promise<void> {
 function* describeList(root: Buffer, list: Uint8Array, native: Awaited<ReturnType<typeof loadNative>>, report: (rel: Buffer, error: Error) => void) {
   const view = new DataView(list.buffer, list.byteOffset, list.byteLength);
   const bytes = Buffer.from(list.buffer, list.byteOffset, list.byteLength);
-  for (let p = 0; p < list.byteLength; ) {
-    const n = view.getUint32(p, true);
-    const rel = Buffer.from(bytes.subarray(p + 4, p + 4 + n));
-    p += 4 + n;
-    const abs = joinPath(root, rel);
-    try {
-      yield { entry: describePath(abs, rel, native), absPath: abs };
-    } catch (error) {
-      report(rel, error as Error);
+  const describer = new ListDescriber(root, native);
+  try {
+    for (let p = 0; p < list.byteLength; ) {
+      const n = view.getUint32(p, true);
+      const rel = Buffer.from(bytes.subarray(p + 4, p + 4 + n));
+      p += 4 + n;
+      let item: { entry: Entry; absPath: Buffer };
+      try {
+        item = describer.describe(rel);
+      } catch (error) {
+        report(rel, error as Error);
+        continue;
+      }
+      yield item;
     }
+  } finally {
+    describer.close();
   }
 }
 

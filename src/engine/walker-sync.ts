@@ -291,3 +291,76 @@ function scanForDataSync(fd: number, size: number): DataRun[] {
   }
   return scan.finish(pos);
 }
+
+/**
+ * describePath for a list of paths in a row (dump's second pass), with each path's directory
+ * kept open while the next paths are in it too (the list is in inode order, which for most trees
+ * keeps a directory's files together): the object is described relative to that directory
+ * (statx, listxattrat: one path component for the kernel, no BigInt stat object) as the walk
+ * does. Without the native calls, or when one fails, describePath by the whole path (which also
+ * gives a failure its usual error). Call close() at the end.
+ */
+export class ListDescriber {
+  private readonly at: AtApi | null;
+  private readonly sx = new StatxBuffer();
+  /** The directory open (its path relative to the root) and its fd, or -1. */
+  private dirRel: Buffer | undefined;
+  private dirFd = -1;
+
+  constructor(
+    private readonly root: Buffer,
+    private readonly native: WalkOptions["native"],
+  ) {
+    this.at = native?.at ?? null;
+  }
+
+  describe(rel: Buffer): { entry: Entry; absPath: Buffer } {
+    const abs = joinPath(this.root, rel);
+    const slash = rel.lastIndexOf(0x2f);
+    const fd = this.at ? this.dirOf(slash < 0 ? DOT : rel.subarray(0, slash)) : -1;
+    const name = slash < 0 ? rel : rel.subarray(slash + 1);
+    const sx = this.sx;
+    if (fd < 0 || !this.at!.lstatAt(fd, name, sx)) return { entry: describePath(abs, rel, this.native), absPath: abs };
+    const type = typeFromMode(sx.mode);
+    if (!type) throw new Error(`unknown file type (mode ${sx.mode.toString(8)})`);
+    const entry = entryFromStatx(rel, sx, type);
+    if (type === "symlink") {
+      entry.linkTarget = fs.readlinkSync(abs, { encoding: "buffer" });
+      entry.size = entry.linkTarget.length;
+    } else if (statxMayBeSparse(type, sx)) {
+      const fd2 = openSyncForBackup(abs, fs.constants.O_RDONLY | O_NOFOLLOW);
+      try {
+        const runs = sparseOrUndefined(this.native?.seek ? listDataRuns(this.native.seek, fd2, entry.size) : scanForDataSync(fd2, entry.size), entry.size);
+        if (runs) entry.sparse = runs;
+      } finally {
+        fs.closeSync(fd2);
+      }
+    }
+    if (this.native?.xattr) {
+      // Most files have none: then listxattrat is the one call. null: listed by path.
+      const names = this.at!.listXattrsAt?.(fd, name) ?? undefined;
+      if (names?.length !== 0) {
+        let gone: unknown;
+        attachXattrs(entry, this.native.xattr, abs, (e) => (gone = e), names);
+        if (gone !== undefined && (gone as NodeJS.ErrnoException).code === "ENOENT") throw gone;
+      }
+    }
+    return { entry, absPath: abs };
+  }
+
+  close(): void {
+    if (this.dirFd >= 0) this.at!.close(this.dirFd);
+    this.dirFd = -1;
+    this.dirRel = undefined;
+  }
+
+  /** The open directory `dirRel`: the one already open, or opened now (-1 if it cannot be). */
+  private dirOf(dirRel: Buffer): number {
+    if (this.dirRel !== undefined && this.dirRel.equals(dirRel)) return this.dirFd;
+    this.close();
+    // Not followed if the directory itself was replaced by a symlink (lstat by path would see the link).
+    this.dirFd = this.at!.openDir(dirRel === DOT ? this.root : joinPath(this.root, dirRel), false);
+    this.dirRel = Buffer.from(dirRel); // (a copy: `rel` may be a view of a buffer that is reused)
+    return this.dirFd;
+  }
+}

@@ -18,6 +18,7 @@ import { createHash } from "node:crypto";
 import { FRAME_POOL, recycleFrames, scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
 import { walk } from "../../../src/engine/walker.ts";
 import { copyTree } from "./copy-tree.ts";
+import type { Entry } from "../../../formats/entry.ts";
 
 const [mode, root, dest] = process.argv.slice(2);
 const native = await loadNative();
@@ -140,19 +141,41 @@ if (mode === "walk" && root) {
 } else if (mode === "list" && root) {
   // A list scan (dump's second pass): the non-directories of an in-thread scan, with a name
   // that does not exist in the middle, described again by the workers. Prints both, in order.
-  const walked: Array<{ path: string; type: string; size: number; mtime: unknown; linkTarget?: string; sparse?: unknown; xattrs?: unknown; content?: string }> = [];
+  // The fields the dump writer uses: the list scan describes relative to an open directory
+  // (statx) where the walk used lstat, and must give the same.
+  const described = (entry: Entry, content: Buffer | Error | undefined) => ({
+    path: hex(entry.path)!,
+    type: entry.type,
+    mode: entry.mode,
+    uid: entry.uid,
+    gid: entry.gid,
+    size: entry.size,
+    nlink: entry.nlink,
+    ino: String(entry.ino),
+    dev: String(entry.dev),
+    // (Not atime: the first scan's reads move it.)
+    mtime: entry.mtime,
+    ctime: entry.ctime,
+    device: entry.devMajor === undefined ? undefined : [entry.devMajor, entry.devMinor],
+    linkTarget: hex(entry.linkTarget),
+    sparse: entry.sparse,
+    xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]),
+    content: sum(content),
+  });
+  const walked: unknown[] = [];
   const paths: Buffer[] = [];
   const sum = (c: Buffer | Error | undefined) => (c === undefined ? undefined : c instanceof Error ? "error" : createHash("sha256").update(c).digest("hex"));
   for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, mode: "inline", onError: () => {} })) {
     if (entry.type === "directory" || entry.type === "hardlink") continue;
     paths.push(entry.path);
-    walked.push({ path: hex(entry.path)!, type: entry.type, size: entry.size, mtime: entry.mtime, linkTarget: hex(entry.linkTarget), sparse: entry.sparse, xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]), content: sum(content) });
+    walked.push(described(entry, content));
   }
   const half = Math.floor(paths.length / 2);
-  const list = [...paths.slice(0, half), Buffer.from("no-such-file"), ...paths.slice(half)];
+  // The first three again at the end: a directory left and come back to.
+  const list = [...paths.slice(0, half), Buffer.from("no-such-file"), ...paths.slice(half), ...paths.slice(0, 3)];
   const listed: unknown[] = [];
   for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, list, onError: (p, e) => listed.push({ report: hex(p), code: (e as NodeJS.ErrnoException).code }) })) {
-    listed.push({ path: hex(entry.path)!, type: entry.type, size: entry.size, mtime: entry.mtime, linkTarget: hex(entry.linkTarget), sparse: entry.sparse, xattrs: entry.xattrs?.map(([n, v]) => [hex(n), hex(v)]), content: sum(content) });
+    listed.push(described(entry, content));
   }
   console.log(JSON.stringify({ walked, listed, half }));
 } else if (mode === "frames" && root && dest) {
