@@ -79,13 +79,140 @@ function idOf(key: string, from: number, to: number): Id | undefined {
   return to - from <= 15 ? n : id(BigInt(key.slice(from, to)));
 }
 
+/**
+ * st_ino -> dump number for one device: open addressing over typed arrays (linear probing,
+ * deletion by backward shift), at most half full. A JS Map took about 70 bytes per object and
+ * boxed every st_ino past 2^31; this takes 24 bytes per object and loads a saved map with one
+ * pass over its arrays. Numbers are >= 3, so 0 marks a free slot. An st_ino past 2^53 (not
+ * exact as a number) is a bigint and goes to a small Map beside the table.
+ */
+export class InoTable {
+  private lo: Uint32Array;
+  private hi: Uint32Array;
+  private val: Uint32Array;
+  private mask: number;
+  private count = 0;
+  private big: Map<bigint, number> | undefined;
+
+  constructor(expected = 0) {
+    let slots = 16;
+    while (slots < expected * 2) slots *= 2;
+    this.lo = new Uint32Array(slots);
+    this.hi = new Uint32Array(slots);
+    this.val = new Uint32Array(slots);
+    this.mask = slots - 1;
+  }
+
+  get size(): number {
+    return this.count + (this.big?.size ?? 0);
+  }
+
+  get(ino: Id): number | undefined {
+    if (typeof ino === "bigint") return this.big?.get(ino);
+    const s = this.find(ino >>> 0, Math.floor(ino / 0x1_0000_0000));
+    return s < 0 ? undefined : this.val[s];
+  }
+
+  set(ino: Id, n: number): void {
+    if (typeof ino === "bigint") {
+      (this.big ??= new Map()).set(ino, n);
+      return;
+    }
+    const lo = ino >>> 0;
+    const hi = Math.floor(ino / 0x1_0000_0000);
+    const found = this.find(lo, hi);
+    if (found >= 0) {
+      this.val[found] = n;
+      return;
+    }
+    if ((this.count + 1) * 2 > this.val.length) this.grow();
+    this.put(lo, hi, n);
+  }
+
+  delete(ino: Id): boolean {
+    if (typeof ino === "bigint") return this.big?.delete(ino) ?? false;
+    let hole = this.find(ino >>> 0, Math.floor(ino / 0x1_0000_0000));
+    if (hole < 0) return false;
+    const { lo, hi, val, mask } = this;
+    val[hole] = 0;
+    this.count--;
+    // Move back each following entry of the run whose home slot is not between the hole and it.
+    for (let j = (hole + 1) & mask; val[j] !== 0; j = (j + 1) & mask) {
+      const home = slotOf(lo[j]!, hi[j]!, mask);
+      const stays = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+      if (stays) continue;
+      lo[hole] = lo[j]!;
+      hi[hole] = hi[j]!;
+      val[hole] = val[j]!;
+      val[j] = 0;
+      hole = j;
+    }
+    return true;
+  }
+
+  /** Every entry, in no particular order. */
+  forEach(fn: (ino: Id, n: number) => void): void {
+    const { lo, hi, val } = this;
+    for (let s = 0; s < val.length; s++) if (val[s] !== 0) fn(hi[s]! * 0x1_0000_0000 + lo[s]!, val[s]!);
+    this.big?.forEach((n, ino) => fn(ino, n));
+  }
+
+  /** Keeps only the entries `keep` accepts. */
+  filter(keep: (n: number) => boolean): void {
+    const { lo, hi, val } = this;
+    this.lo = new Uint32Array(val.length);
+    this.hi = new Uint32Array(val.length);
+    this.val = new Uint32Array(val.length);
+    this.count = 0;
+    for (let s = 0; s < val.length; s++) if (val[s] !== 0 && keep(val[s]!)) this.put(lo[s]!, hi[s]!, val[s]!);
+    if (this.big) for (const [ino, n] of this.big) if (!keep(n)) this.big.delete(ino);
+  }
+
+  /** The slot holding (lo, hi), or -1. */
+  private find(lo: number, hi: number): number {
+    const { mask, val } = this;
+    for (let s = slotOf(lo, hi, mask); val[s] !== 0; s = (s + 1) & mask) if (this.lo[s] === lo && this.hi[s] === hi) return s;
+    return -1;
+  }
+
+  /** Stores a key known to be absent, with room known to be there. */
+  private put(lo: number, hi: number, n: number): void {
+    const { mask, val } = this;
+    let s = slotOf(lo, hi, mask);
+    while (val[s] !== 0) s = (s + 1) & mask;
+    this.lo[s] = lo;
+    this.hi[s] = hi;
+    val[s] = n;
+    this.count++;
+  }
+
+  private grow(): void {
+    const { lo, hi, val } = this;
+    const slots = val.length * 2;
+    this.lo = new Uint32Array(slots);
+    this.hi = new Uint32Array(slots);
+    this.val = new Uint32Array(slots);
+    this.mask = slots - 1;
+    this.count = 0;
+    for (let s = 0; s < val.length; s++) if (val[s] !== 0) this.put(lo[s]!, hi[s]!, val[s]!);
+  }
+}
+
+/** A home slot: inode numbers run in sequences, so mix the bits before masking. */
+function slotOf(lo: number, hi: number, mask: number): number {
+  let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) & mask;
+}
+
 export class InodeMap {
   /**
    * dev -> ino -> number, root excluded. Numeric keys, not "dev:ino" strings: the map takes
    * one entry per object of the tree, and a string per object cost more than the rest of
    * the first pass's bookkeeping.
    */
-  private readonly byId = new Map<Id, Map<Id, number>>();
+  private readonly byId = new Map<Id, InoTable>();
   private rootKey: string | null = null;
   private rootDev: Id | undefined;
   private rootIno: Id | undefined;
@@ -108,7 +235,7 @@ export class InodeMap {
     const i = id(ino);
     if (i === this.rootIno && d === this.rootDev) return ROOT;
     let inos = this.byId.get(d);
-    if (!inos) this.byId.set(d, (inos = new Map()));
+    if (!inos) this.byId.set(d, (inos = new InoTable()));
     const known = inos.get(i);
     if (known !== undefined) return known;
     if (this.nextNumber > LIMIT) throw new RangeError("dump inode numbers exhausted (u32); compact the map");
@@ -135,7 +262,7 @@ export class InodeMap {
    * their numbers are still never handed out again. The root is kept.
    */
   keepOnly(keep: (ino: number) => boolean): void {
-    for (const inos of this.byId.values()) for (const [i, n] of inos) if (!keep(n)) inos.delete(i);
+    for (const inos of this.byId.values()) inos.filter(keep);
   }
 
   /** Highest number handed out so far + 1: the `maxino` a dump needs for its maps. */
@@ -162,7 +289,7 @@ export class InodeMap {
 
   toJSON(): InodeMapJSON {
     const entries: Array<[string, number]> = [];
-    for (const [d, inos] of this.byId) for (const [i, n] of inos) entries.push([`${d}:${i}`, n]);
+    for (const [d, inos] of this.byId) inos.forEach((i, n) => entries.push([`${d}:${i}`, n]));
     return { version: 1, next: this.nextNumber, root: this.rootKey, entries };
   }
 
@@ -173,13 +300,13 @@ export class InodeMap {
       const inos = Buffer.allocUnsafe(map.size * 8);
       const numbers = Buffer.allocUnsafe(map.size * 4);
       let k = 0;
-      for (const [i, n] of map) {
+      map.forEach((i, n) => {
         const big = typeof i === "bigint" ? i : undefined;
         inos.writeUInt32LE(big === undefined ? (i as number) % 0x1_0000_0000 : Number(big & 0xffffffffn), 8 * k);
         inos.writeUInt32LE(big === undefined ? Math.floor((i as number) / 0x1_0000_0000) : Number(big >> 32n), 8 * k + 4);
         numbers.writeUInt32LE(n, 4 * k);
         k++;
-      }
+      });
       devices.push({ dev: String(d), inos: inos.toString("base64"), numbers: numbers.toString("base64") });
     }
     return { version: 2, next: this.nextNumber, root: this.rootKey, devices };
@@ -201,7 +328,7 @@ export class InodeMap {
       const count = numbers.length / 4;
       if (!Number.isInteger(count) || inos.length !== count * 8) throw new TypeError(`bad InodeMap arrays for device ${group.dev}`);
       let byIno = map.byId.get(dev);
-      if (!byIno) map.byId.set(dev, (byIno = new Map()));
+      if (!byIno) map.byId.set(dev, (byIno = new InoTable(count)));
       for (let k = 0; k < count; k++) {
         const n = numbers.readUInt32LE(4 * k);
         if (n < FIRST || n >= doc.next) throw new TypeError(`bad InodeMap number ${n}`);
@@ -233,7 +360,7 @@ export class InodeMap {
       }
       const [d, i] = parseKey(key);
       let inos = map.byId.get(d);
-      if (!inos) map.byId.set(d, (inos = new Map()));
+      if (!inos) map.byId.set(d, (inos = new InoTable()));
       inos.set(i, ino);
     }
     return map;

@@ -166,6 +166,9 @@ export class BatchWriter {
   }
 }
 
+/** A placeholder while an entry's fields are read in order (its path comes after its times): one Buffer for all. */
+const NO_PATH = Buffer.alloc(0);
+
 /** The records of a batch; Buffers in them are views of `data`. */
 export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
   const buf = Buffer.from(data);
@@ -215,7 +218,7 @@ export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
     const dev = u64();
     const ino = u64();
     const nlink = f64();
-    const entry: Entry = { path: Buffer.alloc(0), type, mode, uid, gid, size, mtime: { sec: f64(), nsec: u32() } };
+    const entry: Entry = { path: NO_PATH, type, mode, uid, gid, size, mtime: { sec: f64(), nsec: u32() } };
     if (flags & F_ATIME) entry.atime = { sec: f64(), nsec: u32() };
     if (flags & F_CTIME) entry.ctime = { sec: f64(), nsec: u32() };
     if (dev !== undefined) entry.dev = dev;

@@ -1,6 +1,6 @@
 /** InodeMap: root 2, compact numbers, hard links share, stable across save/load, no reuse. */
 import { describe, expect, it } from "vitest";
-import { InodeMap } from "../../../../formats/dump/inodes.ts";
+import { InodeMap, InoTable } from "../../../../formats/dump/inodes.ts";
 
 describe("InodeMap", () => {
   it("numbers the root 2 and new objects 3, 4, ... in first-seen order", () => {
@@ -84,7 +84,8 @@ describe("InodeMap", () => {
     m.assign(2049n, 2n ** 63n + 5n);
     m.assign(2049, 77);
     expect(m.lookup(2049, 77n)).toBe(4);
-    expect(m.toJSON().entries).toEqual([[`2049:${2n ** 63n + 5n}`, 3], ["2049:77", 4]]);
+    // Entries come in no particular order.
+    expect(new Map(m.toJSON().entries)).toEqual(new Map([[`2049:${2n ** 63n + 5n}`, 3], ["2049:77", 4]]));
   });
 
   it("a new root identity takes 2 and retires its old number", () => {
@@ -95,5 +96,48 @@ describe("InodeMap", () => {
     expect(m.lookup(1, 50)).toBe(2);
     expect(m.lookup(1, 2)).toBeUndefined(); // the old root is now an unknown object
     expect(m.assign(1, 2)).toBe(4);
+  });
+});
+
+describe("InoTable", () => {
+  /** A small deterministic generator: the same operations on every run. */
+  function lcg(seed: number): () => number {
+    let x = seed >>> 0;
+    return () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0);
+  }
+
+  it("agrees with a Map through inserts, updates, deletes and growth, 64-bit and bigint keys included", () => {
+    const rand = lcg(7);
+    const t = new InoTable();
+    const ref = new Map<number | bigint, number>();
+    // Few distinct keys, so deletes hit runs of colliding entries (backward shift) often.
+    const keys: Array<number | bigint> = [];
+    for (let i = 0; i < 3000; i++) keys.push(i % 3 === 0 ? 2 ** 40 + i * 4096 : i % 101 === 0 ? 2n ** 60n + BigInt(i) : 1_000_000 + i);
+    for (let step = 0; step < 60_000; step++) {
+      const key = keys[rand() % keys.length]!;
+      const op = rand() % 10;
+      if (op < 6) {
+        const n = 3 + (rand() % 1_000_000);
+        t.set(key, n);
+        ref.set(key, n);
+      } else {
+        expect(t.delete(key)).toBe(ref.delete(key));
+      }
+      if (step % 997 === 0) for (const k of keys) expect(t.get(k)).toBe(ref.get(k));
+    }
+    expect(t.size).toBe(ref.size);
+    const seen = new Map<number | bigint, number>();
+    t.forEach((k, n) => seen.set(k, n));
+    expect(seen).toEqual(ref);
+  });
+
+  it("filter keeps exactly the entries it accepts", () => {
+    const t = new InoTable(100);
+    for (let i = 0; i < 100; i++) t.set(i * 7919, 3 + i);
+    t.set(2n ** 62n, 500);
+    t.filter((n) => n % 2 === 0 || n === 500);
+    expect(t.size).toBe(51);
+    for (let i = 0; i < 100; i++) expect(t.get(i * 7919)).toBe((3 + i) % 2 === 0 ? 3 + i : undefined);
+    expect(t.get(2n ** 62n)).toBe(500);
   });
 });
