@@ -269,8 +269,10 @@ class ChangeSelector {
   /** Whether the item goes into this backup; a promise only when a directory's listing must be made. */
   take(q: ScanItem): boolean | Promise<boolean> {
     const entry = q.entry;
-    const key = entry.path.toString("latin1");
     const base = this.base;
+    // A full backup takes every non-directory: no key for those (a string per file).
+    if (entry.type !== "directory" && base?.since === undefined) return true;
+    const key = entry.path.toString("latin1");
     if (entry.type === "directory") {
       if (key === ".") this.rootDev = entry.dev;
       this.dirs.set(key, `${entry.dev ?? 0}:${entry.ino ?? 0}`);
