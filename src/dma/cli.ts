@@ -18,6 +18,7 @@ import { FileType, Message, TapeMtioOp, TapeOpenMode } from "../protocol/codes.t
 import { NdmpServer } from "../server/listener.ts";
 import { loadNative } from "../native/index.ts";
 import { cleanupLeftovers } from "../snapshot/index.ts";
+import { prewarmScanWorkers } from "../engine/scan.ts";
 import { backupJob, DEFAULT_RECORD_SIZE, JobError, listJob, rebuildJob, recoverJob, type JobTarget, type Listing } from "./jobs.ts";
 import type { JobLibrary } from "./target.ts";
 import { formatBytes, Progress } from "./progress.ts";
@@ -323,6 +324,8 @@ async function backupCmd(args: string[]): Promise<number> {
   const s = backupSettings(values, positionals);
   // Checked here for a clear message: NDMP's ILLEGAL_ARGS_ERR would not say what is wrong.
   if (!statSync(s.path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${s.path} is not a directory`);
+  // The scan's workers start now, beside the setup (drive, server, catalog), not after it.
+  void prewarmScanWorkers(s.format === "dump" ? ["walk", "read"] : ["read"]);
   const config = loadJobConfig(values.config);
   const tape = pickTape(config, values.tape, "backup");
   const session = await localSession(config, tape, int(values.slot, "--slot", 1, 9999));

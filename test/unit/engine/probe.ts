@@ -10,12 +10,14 @@
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe abort <root>         five scans stopped early: descriptors before and after
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
+//   probe prewarm <root>       scan workers started ahead (prewarmScanWorkers), then a scan: threads
+//                              before, after the start and after the scan; its entries beside an inline scan
 //   probe frames <root> <room> <align>
 //                              a worker scan with header room: per item, its frame's length,
 //                              where its content sits in it, and whether the rest of the frame after the content is zeros
 import { loadNative } from "../../../src/native/index.ts";
 import { createHash } from "node:crypto";
-import { FRAME_POOL, recycleFrames, scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
+import { FRAME_POOL, prewarmScanWorkers, recycleFrames, scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
 import { walk } from "../../../src/engine/walker.ts";
 import { copyTree } from "./copy-tree.ts";
 import type { Entry } from "../../../formats/entry.ts";
@@ -88,6 +90,26 @@ if (mode === "walk" && root) {
   const second = await once();
   const third = await once();
   console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, count: first.length, partial: partial.length, same: JSON.stringify(first) === JSON.stringify(second) && JSON.stringify(second) === JSON.stringify(third) }));
+} else if (mode === "prewarm" && root) {
+  // A pair started ahead is the one the next scan takes: the scan starts no thread of its own.
+  const { readdirSync } = await import("node:fs");
+  const threads = () => readdirSync("/proc/self/task").length;
+  const entries = async (m: "auto" | "inline") => {
+    const seen: string[] = [];
+    for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, mode: m, onError: () => {} })) {
+      const sum = content === undefined || content instanceof Error ? "" : createHash("sha256").update(content).digest("hex");
+      seen.push(`${hex(entry.path)} ${entry.type} ${sum}`);
+    }
+    return seen;
+  };
+  const before = threads();
+  await prewarmScanWorkers(["read"]);
+  await new Promise((r) => setTimeout(r, 300));
+  const started = threads();
+  const scanned = await entries("auto");
+  const after = threads();
+  const inline = await entries("inline");
+  console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, before, started, after, count: scanned.length, same: JSON.stringify(scanned) === JSON.stringify(inline) }));
 } else if (mode === "abort" && root) {
   // Scans stopped early, each after a few entries (their workers terminated mid-walk): the
   // process holds no more descriptors afterwards than before.

@@ -148,6 +148,19 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     expect(out.count).toBeGreaterThan(30);
   });
 
+  it("scan workers started ahead (prewarmScanWorkers) are the ones the next scan takes, and it gives the same entries", async () => {
+    const r = await run(probe, ["prewarm", spec.root]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { worker: boolean; before: number; started: number; after: number; count: number; same: boolean };
+    expect(out.worker).toBe(true);
+    // A walker and a reader: a thread each at least.
+    expect(out.started).toBeGreaterThanOrEqual(out.before + 2);
+    // The scan started no pair of its own (that would add two threads; the runtime may add one).
+    expect(out.after).toBeLessThan(out.started + 2);
+    expect(out.count).toBeGreaterThan(30);
+    expect(out.same).toBe(true);
+  });
+
   it("with header room, lays each item out as the stream will be: the room, the content, zeros to the next multiple of frameAlign", async () => {
     for (const [room, align] of [[1536, 512], [1024, 1024]]) {
       const r = await run(probe, ["frames", spec.root, String(room), String(align)]);
