@@ -450,7 +450,8 @@ async function dumpFilesystem(
     }
     const entry = p.entry;
     const { offset, steps } = writer.inode(p.ino, entry, p.frame?.subarray(0, ROOM));
-    await writeSteps(out, steps, p, from, warn);
+    const written = writeSteps(out, steps, p, from, warn);
+    if (written) await written;
     frames.used(out.offset);
     forward();
     entries++;
@@ -689,20 +690,41 @@ async function describe(abs: Buffer, rec: ObjRecord, native: NativeApi | undefin
 /**
  * Puts an inode's steps on the wire. Data steps read the file; a file that shrank is padded
  * with zeros and one that grew is cut, because the headers already promised `length + pad`
- * bytes (every later offset depends on it).
+ * bytes (every later offset depends on it). A small file read ahead into its frame (the usual
+ * case) goes out here without an await (each is a trip through the microtask queue, per file):
+ * a promise comes back only when the connection is full or a step needs the file itself.
  */
-async function writeSteps(
-  out: ChunkedWriter,
-  steps: Iterable<WriteStep>,
-  p: Prepared,
-  root: Buffer,
-  warn: (m: string) => void,
-): Promise<void> {
+function writeSteps(out: ChunkedWriter, steps: Iterable<WriteStep>, p: Prepared, root: Buffer, warn: (m: string) => void): void | Promise<void> {
+  const entry = p.entry as Entry;
+  const frame = p.frame;
+  if (!frame || (p.content instanceof Buffer && p.content.length !== entry.size) || !inFrame(p.content, frame)) return writeStepsAsync(out, steps[Symbol.iterator](), p, root, warn);
+  const it = steps[Symbol.iterator]();
+  for (let r = it.next(); !r.done; r = it.next()) {
+    const step = r.value;
+    if (step.kind === "bytes") {
+      const own = step.bytes.buffer === frame.buffer && step.bytes.byteOffset === frame.byteOffset;
+      if (own ? out.tryPushOwned(frame, 0, ROOM) : out.tryPush(step.bytes)) continue;
+      return (own ? out.pushOwned(frame, 0, ROOM) : out.push(step.bytes)).then(() => writeStepsAsync(out, it, p, root, warn));
+    }
+    const end = ROOM + step.fileOffset + step.length + step.pad;
+    if (frame.length < end) return writeStepsAsync(out, it, p, root, warn, step);
+    if (!out.tryPushOwned(frame, ROOM + step.fileOffset, end)) return out.pushOwned(frame, ROOM + step.fileOffset, end).then(() => writeStepsAsync(out, it, p, root, warn));
+  }
+}
+
+/** The rest of writeSteps from `it` (and `first`, a step taken from it already), with awaits. */
+async function writeStepsAsync(out: ChunkedWriter, it: Iterator<WriteStep>, p: Prepared, root: Buffer, warn: (m: string) => void, first?: WriteStep): Promise<void> {
   const entry = p.entry as Entry;
   let fh: fsp.FileHandle | undefined;
   let problem: string | undefined;
   if (p.content instanceof Buffer && p.content.length !== entry.size) problem = "changed size while being backed up";
   const frame = p.frame;
+  const steps: Iterable<WriteStep> = {
+    *[Symbol.iterator]() {
+      if (first) yield first;
+      for (let r = it.next(); !r.done; r = it.next()) yield r.value;
+    },
+  };
   try {
     for (const step of steps) {
       if (step.kind === "bytes") {
