@@ -251,11 +251,20 @@ export function describePath(abs: Buffer, rel: Buffer, native: WalkOptions["nati
   const st = fs.lstatSync(abs, { bigint: true });
   const type = typeFromMode(st.mode);
   if (!type) throw new Error(`unknown file type (mode ${st.mode.toString(8)})`);
-  const entry = entryFromStat(rel, st, type);
-  if (type === "symlink") {
+  return completed(entryFromStat(rel, st, type), abs, mayBeSparse(type, st), native);
+}
+
+/**
+ * What a described object needs beyond its stat: a symlink's target, a sparse candidate's data
+ * runs, and its xattrs (`xattrNames` when they were listed already; [] for none). Throws what
+ * readlink throws, and ENOENT from the xattrs (the object is gone); other xattr failures leave
+ * it without them.
+ */
+function completed(entry: Entry, abs: Buffer, maySparse: boolean, native: WalkOptions["native"], xattrNames?: Buffer[]): Entry {
+  if (entry.type === "symlink") {
     entry.linkTarget = fs.readlinkSync(abs, { encoding: "buffer" });
     entry.size = entry.linkTarget.length;
-  } else if (mayBeSparse(type, st)) {
+  } else if (maySparse) {
     const fd = openSyncForBackup(abs, fs.constants.O_RDONLY | O_NOFOLLOW);
     try {
       const runs = sparseOrUndefined(native?.seek ? listDataRuns(native.seek, fd, entry.size) : scanForDataSync(fd, entry.size), entry.size);
@@ -264,9 +273,9 @@ export function describePath(abs: Buffer, rel: Buffer, native: WalkOptions["nati
       fs.closeSync(fd);
     }
   }
-  if (native?.xattr) {
+  if (native?.xattr && xattrNames?.length !== 0) {
     let gone: unknown;
-    attachXattrs(entry, native.xattr, abs, (e) => (gone = e));
+    attachXattrs(entry, native.xattr, abs, (e) => (gone = e), xattrNames);
     if (gone !== undefined && (gone as NodeJS.ErrnoException).code === "ENOENT") throw gone;
   }
   return entry;
@@ -323,28 +332,9 @@ export class ListDescriber {
     if (fd < 0 || !this.at!.lstatAt(fd, name, sx)) return { entry: describePath(abs, rel, this.native), absPath: abs };
     const type = typeFromMode(sx.mode);
     if (!type) throw new Error(`unknown file type (mode ${sx.mode.toString(8)})`);
-    const entry = entryFromStatx(rel, sx, type);
-    if (type === "symlink") {
-      entry.linkTarget = fs.readlinkSync(abs, { encoding: "buffer" });
-      entry.size = entry.linkTarget.length;
-    } else if (statxMayBeSparse(type, sx)) {
-      const fd2 = openSyncForBackup(abs, fs.constants.O_RDONLY | O_NOFOLLOW);
-      try {
-        const runs = sparseOrUndefined(this.native?.seek ? listDataRuns(this.native.seek, fd2, entry.size) : scanForDataSync(fd2, entry.size), entry.size);
-        if (runs) entry.sparse = runs;
-      } finally {
-        fs.closeSync(fd2);
-      }
-    }
-    if (this.native?.xattr) {
-      // Most files have none: then listxattrat is the one call. null: listed by path.
-      const names = this.at!.listXattrsAt?.(fd, name) ?? undefined;
-      if (names?.length !== 0) {
-        let gone: unknown;
-        attachXattrs(entry, this.native.xattr, abs, (e) => (gone = e), names);
-        if (gone !== undefined && (gone as NodeJS.ErrnoException).code === "ENOENT") throw gone;
-      }
-    }
+    // Most files have no xattrs: then listxattrat is the one call for them. null: listed by path.
+    const names = this.native?.xattr ? (this.at!.listXattrsAt?.(fd, name) ?? undefined) : undefined;
+    const entry = completed(entryFromStatx(rel, sx, type), abs, statxMayBeSparse(type, sx), this.native, names);
     return { entry, absPath: abs };
   }
 

@@ -139,6 +139,17 @@ describe("MoverService with a LOCAL data connection and a virtual drive", () => 
     return d;
   }
 
+  /** The mover listening for a backup (READ) over LOCAL at `rs`-byte records, window wide open, and its data end, connected. */
+  async function backupEnd(rs: number) {
+    const m = h.mover;
+    m.setRecordSize(rs);
+    m.setWindow(0n, ALL1);
+    await m.listen(Mode.READ, AddrType.LOCAL);
+    const end = m.acceptLocal();
+    end.on("error", () => {});
+    return { m, end };
+  }
+
   beforeEach(() => {
     tmp = makeTempDir("ndmpd-mover-");
     h = new Harness();
@@ -369,12 +380,7 @@ describe("MoverService with a LOCAL data connection and a virtual drive", () => 
     await ro.open("READ");
     drives.push(ro);
     h.current = { device: ro, writable: true }; // the host claims it is writable; the drive says no
-    const m = h.mover;
-    m.setRecordSize(rs);
-    m.setWindow(0n, ALL1);
-    await m.listen(Mode.READ, AddrType.LOCAL);
-    const end = m.acceptLocal();
-    end.on("error", () => {});
+    const { m, end } = await backupEnd(rs);
     const closed = closedWhenRead(end);
     end.write(Buffer.alloc(rs));
     expect((await h.post(Message.NOTIFY_MOVER_HALTED)).body.reason).toBe(Halt.MEDIA_ERROR);
@@ -413,12 +419,7 @@ describe("MoverService with a LOCAL data connection and a virtual drive", () => 
       }
       return realWrite(b);
     };
-    const m = h.mover;
-    m.setRecordSize(rs);
-    m.setWindow(0n, ALL1);
-    await m.listen(Mode.READ, AddrType.LOCAL);
-    const end = m.acceptLocal();
-    end.on("error", () => {});
+    const { m, end } = await backupEnd(rs);
     end.write(Buffer.alloc(10 * rs)); // more than the held write: the pump would go on after it
     await writing;
     const since = h.posts.length;
