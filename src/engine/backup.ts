@@ -270,24 +270,23 @@ class ChangeSelector {
   take(q: ScanItem): boolean | Promise<boolean> {
     const entry = q.entry;
     const base = this.base;
-    // A full backup takes every non-directory: no key for those (a string per file).
-    if (entry.type !== "directory" && base?.since === undefined) return true;
-    const key = entry.path.toString("latin1");
-    if (entry.type === "directory") {
-      if (key === ".") this.rootDev = entry.dev;
-      this.dirs.set(key, `${entry.dev ?? 0}:${entry.ino ?? 0}`);
+    if (entry.type !== "directory") {
+      // A full backup takes every non-directory: no key for those (a string per file).
       if (base?.since === undefined) return true;
-      const whole = this.whole.has(parentKey(key)) || !dirIsKnown(base, key, entry.dev ?? 0, entry.ino ?? 0, entry.ctime);
-      if (whole) this.whole.add(key);
-      // A mount point is backed up, its contents are not: no listing, so a restore leaves them be.
-      if (entry.dev !== this.rootDev) return true;
-      return listing(q.absPath, (st) => whole || changedSince(st, base)).then((dumpdir) => {
-        entry.dumpdir = dumpdir;
-        return true;
-      });
+      return this.whole.has(parentKey(entry.path.toString("latin1"))) || changedSince(entry, base);
     }
+    const key = entry.path.toString("latin1");
+    if (key === ".") this.rootDev = entry.dev;
+    this.dirs.set(key, `${entry.dev ?? 0}:${entry.ino ?? 0}`);
     if (base?.since === undefined) return true;
-    return this.whole.has(parentKey(key)) || changedSince(entry, base);
+    const whole = this.whole.has(parentKey(key)) || !dirIsKnown(base, key, entry.dev ?? 0, entry.ino ?? 0, entry.ctime);
+    if (whole) this.whole.add(key);
+    // A mount point is backed up, its contents are not: no listing, so a restore leaves them be.
+    if (entry.dev !== this.rootDev) return true;
+    return listing(q.absPath, (st) => whole || changedSince(st, base)).then((dumpdir) => {
+      entry.dumpdir = dumpdir;
+      return true;
+    });
   }
 }
 

@@ -719,14 +719,12 @@ async function writeStepsAsync(out: ChunkedWriter, it: Iterator<WriteStep>, p: P
   let problem: string | undefined;
   if (p.content instanceof Buffer && p.content.length !== entry.size) problem = "changed size while being backed up";
   const frame = p.frame;
-  const steps: Iterable<WriteStep> = {
-    *[Symbol.iterator]() {
-      if (first) yield first;
-      for (let r = it.next(); !r.done; r = it.next()) yield r.value;
-    },
+  const next = (): WriteStep | undefined => {
+    const r = it.next();
+    return r.done ? undefined : r.value;
   };
   try {
-    for (const step of steps) {
+    for (let step = first ?? next(); step !== undefined; step = next()) {
       if (step.kind === "bytes") {
         // The header the writer put in the frame's room (the first step) goes out from there.
         if (frame && step.bytes.buffer === frame.buffer && step.bytes.byteOffset === frame.byteOffset) {
