@@ -120,7 +120,7 @@ export async function runDumpRecover(opts: RecoverOptions): Promise<RecoverResul
   } finally {
     await job.close();
   }
-  return { bytes: job.bytes, entries: job.entries, restored: job.restored, ...job.failures(), complete: job.complete };
+  return { bytes: job.bytes, entries: job.entries, restored: job.restored - job.lateFailed(), ...job.failures(), complete: job.complete };
 }
 
 class DumpRecovery {
@@ -132,6 +132,10 @@ class DumpRecovery {
 
   failures(): { failed: number; firstFailed?: Buffer } {
     return { failed: this.restores.failed, firstFailed: this.restores.firstFailed };
+  }
+
+  lateFailed(): number {
+    return this.restores.lateFailed;
   }
   /** child ino -> [(parent directory ino, name)], from every directory read. */
   private readonly parents = new Map<number, Array<[parent: number, name: Buffer]>>();
@@ -418,10 +422,11 @@ class DumpRecovery {
       const primary = cur.primaries.find((p) => p.writer === writer);
       if (primary) cur.links.push({ primary, target: place.target, path, rel: place.rel });
       else {
+        const first = { writer, target: place.target, path, rel: place.rel };
         try {
           // The reader's own entry object: the xattrs it reads later are added to it.
-          await writer.begin(entry, place.rel);
-          cur.primaries.push({ writer, target: place.target, path, rel: place.rel });
+          await writer.begin(entry, place.rel, first);
+          cur.primaries.push(first);
         } catch (err) {
           this.restores.fail(place.target, path, err as Error);
         }

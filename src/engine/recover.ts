@@ -83,7 +83,7 @@ export async function runTarRecover(opts: RecoverOptions): Promise<RecoverResult
   } finally {
     await job.close();
   }
-  return { bytes: job.bytes, entries: job.entries, restored: job.restored, ...job.failures(), complete: true };
+  return { bytes: job.bytes, entries: job.entries, restored: job.restored - job.lateFailed(), ...job.failures(), complete: true };
 }
 
 class TarRecovery {
@@ -91,6 +91,10 @@ class TarRecovery {
   entries = 0;
   restored = 0;
   private readonly restores: RestoreSet;
+
+  lateFailed(): number {
+    return this.restores.lateFailed;
+  }
 
   failures(): { failed: number; firstFailed?: Buffer } {
     return { failed: this.restores.failed, firstFailed: this.restores.firstFailed };
@@ -326,9 +330,10 @@ class TarRecovery {
       e = { ...entry, linkTarget: first.rel };
     }
     const writer = this.restores.writerFor(place.root);
+    const current = { writer, target: place.target, path: entry.path };
     try {
-      await writer.begin(e, place.rel);
-      this.current = { writer, target: place.target, path: entry.path };
+      await writer.begin(e, place.rel, current);
+      this.current = current;
     } catch (err) {
       this.restores.fail(place.target, entry.path, err as Error);
       return;

@@ -7,7 +7,8 @@ import type { NativeApi } from "../native/index.ts";
 import { RecoveryStatus } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
 import { errorCode } from "./fsutil.ts";
-import { RestoreRefused, RestoreWriter, type OverwritePolicy } from "./restore-writer.ts";
+import { CreateQueue, FileCreator } from "./file-creator.ts";
+import { RestoreRefused, RestoreWriter, type FailureTag, type OverwritePolicy } from "./restore-writer.ts";
 import type { Targets } from "./targets.ts";
 
 /** The LOG_FILE status of a failure, from what failed (the error's kind and errno), not its text. */
@@ -35,6 +36,10 @@ export class RestoreSet {
   /** Objects that could not be restored, and the first of them (the job's summary says so). */
   failed = 0;
   firstFailed: Buffer | undefined;
+  /** Of those, objects whose end() had returned (made by the creator threads): not restored after all. */
+  lateFailed = 0;
+  /** The threads that make small files, and their queue, shared by the writers (with the native *at calls only). */
+  private queue: Promise<CreateQueue | undefined> | undefined;
 
   constructor(
     private readonly targets: Targets,
@@ -48,7 +53,22 @@ export class RestoreSet {
     const key = root.toString("latin1");
     let w = this.writers.get(key);
     if (!w) {
-      w = new RestoreWriter({ destination: root, native: this.native, overwrite: this.overwrite });
+      if (this.native?.atCalls) {
+        this.queue ??= FileCreator.take().then(
+          (creator) => creator && new CreateQueue(creator),
+          () => undefined,
+        );
+      }
+      w = new RestoreWriter({
+        destination: root,
+        native: this.native,
+        overwrite: this.overwrite,
+        queue: this.queue,
+        onLateFailure: (tag: FailureTag, err: Error) => {
+          this.lateFailed++;
+          this.fail(tag.target, tag.path, err);
+        },
+      });
       this.writers.set(key, w);
     }
     return w;
@@ -66,13 +86,16 @@ export class RestoreSet {
   async finish(): Promise<void> {
     const kept: Buffer[] = [];
     for (const w of this.writers.values()) {
-      kept.push(...w.stats.kept);
       try {
         await w.finish();
       } catch (err) {
         this.warn(`finishing ${w.destination.toString()}: ${(err as Error).message}`);
       }
+      // After finish(): the creator threads' files are settled there, those kept included.
+      kept.push(...w.stats.kept);
     }
+    (await this.queue)?.release();
+    this.queue = undefined;
     // One message, not one per object: a restore over a full tree may keep thousands.
     if (kept.length > 0) {
       const some = kept.slice(0, 5).map((p) => p.toString("utf8")).join(", ");

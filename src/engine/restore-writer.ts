@@ -29,6 +29,8 @@ import fsp from "node:fs/promises";
 import type { Entry, Timespec } from "../../formats/entry.ts";
 import type { AtCallsApi, NativeApi } from "../native/index.ts";
 import { NativeError } from "../native/errno.ts";
+import { fileAt, NEW_FILE_FLAGS, WORKING_FILE_MODE, type BatchBuffers, type CreateFailure } from "./create-batch.ts";
+import { CREATE_MAX, type CreateQueue, type FailureHandler, type QueuedFile } from "./file-creator.ts";
 import { AT_FDCWD, O_CLOEXEC, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS } from "../native/at.ts";
 import {
   O_DIRECTORY,
@@ -57,6 +59,20 @@ export interface RestoreWriterOptions {
    * the archive's copy is newer (mtime). Directories are merged whatever the policy.
    */
   overwrite?: OverwritePolicy;
+  /**
+   * The recovery's creator threads for small files (file-creator.ts), used with the native *at
+   * calls only. A file they make is reported by onLateFailure if it fails: after its end() has
+   * returned.
+   */
+  queue?: Promise<CreateQueue | undefined>;
+  /** A file begun with `tag` failed after its end() returned (made by the creator threads). */
+  onLateFailure?: (tag: FailureTag, error: Error) => void;
+}
+
+/** Who to tell when an object's restore fails late: its nlist entry and its archive path. */
+export interface FailureTag {
+  target: number;
+  path: Buffer;
 }
 
 export type OverwritePolicy = "always" | "never" | "newer";
@@ -80,7 +96,6 @@ const DOTDOT = Buffer.from("..");
 const IMPLICIT_DIR_MODE = 0o755;
 /** Directories are created private and get their real mode in finish(), after their children. */
 const WORKING_DIR_MODE = 0o700;
-const WORKING_FILE_MODE = 0o600;
 const NODE_TOOL_TIMEOUT_MS = 30_000;
 /**
  * Files up to this size are written with synchronous write(2) calls. A small file's create,
@@ -95,6 +110,8 @@ type Current =
   /** dirFd/name: created by the tree (dirFd is open until the next begin()); -1: by path. */
   | { kind: "file"; entry: Entry; rel: Buffer; abs: Buffer; fd: number; end: number; sync: boolean; dirFd: number; name: Buffer }
   | { kind: "node"; entry: Entry; rel: Buffer; abs: Buffer }
+  /** A small file for the creator threads: its content gathers in the batch at data[at...]. */
+  | { kind: "queued"; entry: Entry; rel: Buffer; abs: Buffer; key: string; name: Buffer; parent: string; tag: FailureTag | undefined; data: Uint8Array; at: number; end: number }
   | { kind: "none" };
 
 interface PendingDir {
@@ -135,6 +152,11 @@ export class RestoreWriter {
   private readonly dirs = new Map<string, PendingDir>();
   private tempCounter = 0;
   private finished = false;
+  private readonly queueOption: Promise<CreateQueue | undefined> | undefined;
+  private readonly onLateFailure: ((tag: FailureTag, error: Error) => void) | undefined;
+  private readonly onBatchFailure: FailureHandler = (file, failure, buffers) => this.failedInBatch(file, failure, buffers);
+  /** Small files on their way through the creator threads (with the tree only). */
+  private queue: CreateQueue | undefined;
 
   constructor(opts: RestoreWriterOptions) {
     if (opts.destination.length === 0 || opts.destination[0] !== SLASH) {
@@ -144,11 +166,20 @@ export class RestoreWriter {
     this.sameOwner = opts.sameOwner ?? process.getuid?.() === 0;
     this.overwrite = opts.overwrite ?? "always";
     this.native = opts.native;
+    this.queueOption = opts.queue;
+    this.onLateFailure = opts.onLateFailure;
   }
 
-  async begin(entry: Entry, relPath: Buffer): Promise<void> {
+  /** `tag`: who to tell if the object fails after end() has returned (onLateFailure). */
+  async begin(entry: Entry, relPath: Buffer, tag?: FailureTag): Promise<void> {
     if (this.current.kind !== "none") await this.end();
     if (this.finished) throw new Error("RestoreWriter: begin() after finish()");
+    if (this.queue) await this.queue.collect();
+    await this.start(entry, relPath, tag, this.queue !== undefined);
+  }
+
+  /** begin() itself; `queueable`: a small file may go to the creator threads. */
+  private async start(entry: Entry, relPath: Buffer, tag: FailureTag | undefined, queueable: boolean): Promise<void> {
     try {
       const parts = this.parse(relPath, relPath);
       if (!this.prepared) await this.prepareDestination();
@@ -161,22 +192,23 @@ export class RestoreWriter {
       const name = parts[parts.length - 1]!;
       const rel = joinedParts(relPath, parts);
       const key = pathKey(rel);
+      const parent = parentKey(key, name);
+      // What the creator threads still have to make comes first where the archive's order matters.
+      const queue = this.queue;
+      if (queueable && queue && !queue.idle && mustWaitFor(queue, entry, key, this.verified.has(parent))) await queue.drain();
       // The parent is checked once per run (most archives put many files in each directory).
-      if (!this.verified.has(parentKey(key, name))) await this.directoryAt(parts.slice(0, -1), relPath, true);
+      if (!this.verified.has(parent)) await this.directoryAt(parts.slice(0, -1), relPath, true);
       const abs = joinPath(this.destination, rel);
-      const parent = parts.length === 1 ? this.destination : abs.subarray(0, abs.length - name.length - 1);
       switch (entry.type) {
         case "file": {
-          const sync = entry.size <= SYNC_WRITE_MAX;
-          const tree = this.tree;
-          if (tree) {
-            const dirFd = this.dirAt(tree, parentKey(key, name), relPath);
-            const fd = await this.replace(abs, relPath, key, entry, () => tree.at.openat(dirFd, name, NEW_FILE_FLAGS, WORKING_FILE_MODE), dirFd, name);
-            this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync, dirFd, name };
+          if (queueable && queue && entry.size <= CREATE_MAX && !hasXattrs(entry) && !this.verified.has(key)) {
+            await queue.room(name.length, entry.size);
+            this.dirAt(this.tree!, parent, relPath); // opened (and checked) now: the threads only use it
+            const { data, at } = queue.reserve(entry.size);
+            this.current = { kind: "queued", entry, rel: relPath, abs, key, name, parent, tag, data, at, end: 0 };
             return;
           }
-          const fd = await this.replace(abs, relPath, key, entry, () => openNew(abs));
-          this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync, dirFd: -1, name };
+          await this.openFile(entry, relPath, abs, key, name, parent);
           return;
         }
         case "directory":
@@ -208,7 +240,7 @@ export class RestoreWriter {
         case "fifo":
         case "chardev":
         case "blockdev":
-          await this.makeNode(parent, abs, relPath, key, entry);
+          await this.makeNode(parts.length === 1 ? this.destination : abs.subarray(0, abs.length - name.length - 1), abs, relPath, key, entry);
           break;
         case "socket":
           throw new Skip("sockets are not restored (a socket is created by the program that listens on it)");
@@ -228,7 +260,82 @@ export class RestoreWriter {
     }
   }
 
+  /** Creates a regular file now (replacing what is there as the policy allows); it becomes current. */
+  private async openFile(entry: Entry, relPath: Buffer, abs: Buffer, key: string, name: Buffer, parent: string): Promise<void> {
+    const sync = entry.size <= SYNC_WRITE_MAX;
+    const tree = this.tree;
+    if (tree) {
+      const dirFd = this.dirAt(tree, parent, relPath);
+      const fd = await this.replace(abs, relPath, key, entry, () => tree.at.openat(dirFd, name, NEW_FILE_FLAGS, WORKING_FILE_MODE), dirFd, name);
+      this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync, dirFd, name };
+      return;
+    }
+    const fd = await this.replace(abs, relPath, key, entry, () => openNew(abs));
+    this.current = { kind: "file", entry, rel: relPath, abs, fd, end: 0, sync, dirFd: -1, name };
+  }
+
+  /**
+   * A queued file that cannot go to the threads after all (its content has holes, or xattrs came
+   * after its header): created here and now, with what it has gathered so far.
+   */
+  private async unqueue(cur: Extract<Current, { kind: "queued" }>): Promise<void> {
+    this.current = { kind: "none" };
+    this.queue!.unreserve(cur.at);
+    try {
+      await this.openFile(cur.entry, cur.rel, cur.abs, cur.key, cur.name, cur.parent);
+    } catch (error) {
+      this.problem(cur.rel, error instanceof RestoreRefused ? error.message : describeError(error));
+      throw nodeLike(error);
+    }
+    this.stats.bytes -= cur.end;
+    // The batch's bytes stay as they are until the next reservation: written out first.
+    if (cur.end > 0) await this.write(Buffer.from(cur.data.buffer, cur.data.byteOffset + cur.at, cur.end), 0);
+  }
+
+  /**
+   * A file the threads could not make. The name was taken (EEXIST): made here, as begin() would
+   * have, from the batch's copy of its content. Any other failure: reported, late.
+   */
+  private async failedInBatch(file: QueuedFile, failure: CreateFailure, buffers: BatchBuffers): Promise<void> {
+    const tag = file.tag as FailureTag | undefined;
+    if (!failure.fatal) {
+      this.problem(file.rel, `${failure.step}: ${failure.code}: ${failure.step} failed`);
+      return;
+    }
+    this.stats.files--;
+    this.stats.bytes -= file.entry.size;
+    if (failure.step === "openat" && failure.code === "EEXIST") {
+      try {
+        await this.start(file.entry, file.rel, tag, false);
+        if (file.entry.size > 0) await this.write(Buffer.from(fileAt(buffers, failure.index).data), 0);
+        await this.end();
+      } catch (error) {
+        this.current = { kind: "none" };
+        if (tag) this.onLateFailure?.(tag, asError(error));
+      }
+      return;
+    }
+    const syscall = failure.step === "restore thread" ? "restore thread" : failure.step;
+    const error = Object.assign(new Error(failure.errno ? `${failure.code}: ${syscall} failed` : `${syscall}: ${failure.code}`), {
+      code: failure.errno ? failure.code : undefined,
+      errno: failure.errno,
+      syscall,
+    });
+    this.problem(file.rel, error.message);
+    if (tag) this.onLateFailure?.(tag, error);
+  }
+
   async write(chunk: Buffer, fileOffset: number): Promise<void> {
+    const queued = this.current;
+    if (queued.kind === "queued") {
+      if (fileOffset === queued.end && fileOffset + chunk.length <= queued.entry.size) {
+        queued.data.set(chunk, queued.at + fileOffset);
+        queued.end += chunk.length;
+        this.stats.bytes += chunk.length;
+        return;
+      }
+      await this.unqueue(queued);
+    }
     const cur = this.current;
     if (cur.kind !== "file") return; // skipped object, or content of a hard link: nothing to do
     try {
@@ -255,6 +362,17 @@ export class RestoreWriter {
   }
 
   async end(): Promise<void> {
+    const queued = this.current;
+    if (queued.kind === "queued") {
+      if (queued.end === queued.entry.size && !hasXattrs(queued.entry)) {
+        this.current = { kind: "none" };
+        const { entry, rel, key, tag } = queued;
+        this.queue!.commit({ entry, rel, key, tag, onFailure: this.onBatchFailure }, this.tree!.dir(queued.parent), queued.name, queued.at, this.sameOwner ? entry.uid : -1);
+        this.stats.files++;
+        return;
+      }
+      await this.unqueue(queued);
+    }
     const cur = this.current;
     this.current = { kind: "none" };
     if (cur.kind === "none") return;
@@ -317,11 +435,14 @@ export class RestoreWriter {
   async finish(): Promise<void> {
     try {
       if (this.current.kind !== "none") await this.end();
+      // Every file made before the directories get their final modes and times.
+      await this.queue?.drain();
       this.finished = true;
       await this.settleDirectories();
     } finally {
       // Every descriptor the tree holds, whatever happened (an aborted job comes here too).
       this.finished = true;
+      this.queue = undefined;
       this.tree?.close();
       this.tree = undefined;
     }
@@ -370,6 +491,7 @@ export class RestoreWriter {
   async purge(relPath: Buffer, keep: (name: Buffer, isDirectory: boolean) => boolean): Promise<Buffer[]> {
     const parts = this.parse(relPath, relPath);
     await this.prepareDestination();
+    await this.queue?.drain();
     const dir = await this.directoryAt(parts, relPath, false);
     const removed: Buffer[] = [];
     for (const name of await fsp.readdir(dir, { encoding: "buffer" })) {
@@ -402,6 +524,7 @@ export class RestoreWriter {
     if (!api?.remove) return;
     const parts = this.parse(relPath, relPath);
     await this.prepareDestination();
+    await this.queue?.drain();
     const dir = await this.directoryAt(parts, relPath, false);
     const wanted = new Set((keep ?? []).map(([name]) => name.toString("latin1")));
     try {
@@ -521,6 +644,12 @@ export class RestoreWriter {
       this.verified.add("");
       const at = this.native?.atCalls;
       if (at && !this.finished) this.tree = BeneathTree.open(at, this.destination);
+      const queue = this.tree ? await this.queueOption : undefined;
+      if (queue && this.tree && !this.finished) {
+        this.queue = queue;
+        // A descriptor the tree lets go of may still be named by a batch out: closed after it.
+        this.tree.retire = (fd) => queue.retire(fd);
+      }
       this.prepared = true;
     })();
     return this.ready;
@@ -797,11 +926,25 @@ function joinedParts(path: Buffer, parts: Buffer[]): Buffer {
 
 const SLASH_BUF = Buffer.from("/");
 
+function hasXattrs(entry: Entry): boolean {
+  return entry.xattrs !== undefined && entry.xattrs.length > 0;
+}
+
+/**
+ * Whether an object must wait for the files the creator threads still have: anything that is not
+ * a plain file or directory (a hard link's target may be one of them; symlinks, nodes: by name),
+ * an object of a name still queued (the later one wins), and a file in a directory not yet
+ * checked (which may be created, or be a queued file's name).
+ */
+function mustWaitFor(queue: CreateQueue, entry: Entry, key: string, parentVerified: boolean): boolean {
+  if (entry.type !== "file" && entry.type !== "directory") return true;
+  return queue.has(key) || !parentVerified;
+}
+
 /** The key of `key`'s parent, `name` being its last component ("" for the destination). */
 function parentKey(key: string, name: Buffer): string {
   return key.length > name.length ? key.slice(0, key.length - name.length - 1) : "";
 }
-const NEW_FILE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW | O_CLOEXEC;
 /** No "..", no absolute symlink, no symlink at all, no /proc magic link on the way: never out of the destination. */
 const BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 /** Open directory descriptors a tree keeps: archives list a directory's files together, so a few do. */
@@ -818,6 +961,8 @@ const TREE_FDS = 16;
 export class BeneathTree {
   private readonly fds = new Map<string, number>();
   private lastKey: string | undefined;
+  /** How a descriptor the tree no longer keeps is closed (a writer with creator threads defers it). */
+  retire: (fd: number) => void = closeQuietly;
 
   private constructor(
     readonly at: AtCallsApi,
@@ -864,7 +1009,7 @@ export class BeneathTree {
     if (this.fds.size >= TREE_FDS) {
       const [oldest, oldFd] = this.fds.entries().next().value as [string, number];
       this.fds.delete(oldest);
-      closeQuietly(oldFd);
+      this.retire(oldFd);
     }
     this.fds.set(key, fd);
     this.lastKey = key;
@@ -876,7 +1021,7 @@ export class BeneathTree {
     for (const [k, fd] of [...this.fds]) {
       if (k === key || k.startsWith(key + "/")) {
         this.fds.delete(k);
-        closeQuietly(fd);
+        this.retire(fd);
       }
     }
     this.lastKey = undefined;

@@ -2,6 +2,8 @@
 // and the data engine look at. Hard-coded because node:os constants.errno lacks some of them
 // (ENOMEDIUM, for one) and libc calls through FFI give us bare numbers.
 
+import os from "node:os";
+
 export const ERRNO = {
   EPERM: 1,
   ENOENT: 2,
@@ -42,9 +44,12 @@ const NAMES = new Map<number, ErrnoName>(
   Object.entries(ERRNO).map(([name, value]) => [value, name as ErrnoName]),
 );
 
-/** "ENOSPC" for 28; "E123"-style for numbers we do not list, so messages stay readable. */
+/** The rest of the host's errno names (ENAMETOOLONG, EMFILE...), for messages. */
+const HOST_NAMES = new Map<number, string>(Object.entries(os.constants.errno).map(([name, value]) => [value, name]));
+
+/** "ENOSPC" for 28; the host's name for others; "E123"-style for a number nobody names. */
 export function errnoName(errno: number): string {
-  return NAMES.get(errno) ?? `E${errno}`;
+  return NAMES.get(errno) ?? HOST_NAMES.get(errno) ?? `E${errno}`;
 }
 
 /** A failed libc call made through FFI; shaped like Node's system errors (code, errno, syscall). */

@@ -76,6 +76,36 @@ describe.runIf(ready)("fault injection", () => {
     expect(existsSync(join(out, "m-big.bin"))).toBe(false);
   });
 
+  it("ENOSPC among many small files (made on the creator threads): each one lost is reported once, the count is honest, no file is left short", async () => {
+    const many = join(W, "many-small");
+    mkdirSync(many);
+    for (let i = 0; i < 400; i++) writeFileSync(join(many, `s${String(i).padStart(3, "0")}.bin`), seededBytes(4096, 100 + i));
+    const cfg = config(join(W, "many.tape"));
+    const b = await run(BINARY, ["backup", many, "--tape", "vt0", "--config", cfg], { timeoutMs: 120_000 });
+    expect(b.code, b.stderr + b.stdout).toBe(0);
+    const tiny = join(W, "tiny-many");
+    tmpfs(tiny, "1m"); // 400 x 4 KiB do not fit
+    const out = join(tiny, "out");
+    const r = await run(BINARY, ["recover", "--tape", "vt0", "--to", out, "--json", "--config", cfg], { timeoutMs: 120_000 });
+    const said = r.stdout + r.stderr;
+    expect(r.code, said).toBe(1);
+    const present = readdirSync(out);
+    const lost = 400 - present.length;
+    expect(lost).toBeGreaterThan(100);
+    expect(present.length).toBeGreaterThan(10);
+    for (const name of present) {
+      const i = Number(name.slice(1, 4));
+      expect(readFileSync(join(out, name)).equals(seededBytes(4096, 100 + i)), name).toBe(true);
+    }
+    // One warning per lost file, naming it and the errno; the summary counts them; so does "restored".
+    const warned = new Set([...said.matchAll(/(s\d{3}\.bin)[^\n]*ENOSPC/g)].map((m) => m[1]));
+    expect(warned.size).toBe(lost);
+    for (const name of present) expect(warned.has(name), name).toBe(false);
+    expect(said).toMatch(new RegExp(`${lost} object\\(s\\) could not be restored`));
+    const end = JSON.parse(said.split("\n").find((l) => l.includes('"event":"end"'))!);
+    expect(end.restored).toBe(present.length + 1); // the files left, and the directory
+  });
+
   it.runIf((process.getuid?.() === 0 && existsSync("/dev/fuse")) || IN_CI)("EIO on the recovery destination (a disk whose writes fail): every file is reported with EIO, the job ends, nothing else is damaged", async () => {
     // No device-mapper in this kernel, and a loop device passes a full backing disk's ENOSPC
     // through as ENOSPC. So the dying disk is ext2 on a loop device over a FUSE file of our own

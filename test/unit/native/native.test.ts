@@ -63,6 +63,7 @@ describe("native layer under Node", () => {
   it("names errnos", () => {
     expect(errnoName(ERRNO.ENOTTY)).toBe("ENOTTY");
     expect(errnoName(4242)).toBe("E4242");
+    expect(errnoName(36)).toBe("ENAMETOOLONG"); // not in our table: the host's name
     expect(new NativeError("ioctl", 25).code).toBe("ENOTTY");
   });
 });
