@@ -132,18 +132,20 @@ export function headerChecksumSigned(block: Buffer, start = 0): number {
   return sum;
 }
 
+/** "ustar" then NUL (POSIX), "  \0" (old GNU) or one space (some old tars); compared as bytes, no string per header. */
 export function flavorOf(block: Buffer, start = 0): HeaderFlavor {
   const m = start + F.magic[0];
-  const magic = block.toString("latin1", m, m + 8);
-  if (magic === "ustar  \u0000") return "gnu";
-  if (magic.startsWith("ustar\u0000") || magic.startsWith("ustar ")) return "ustar";
-  return "v7";
+  if (block[m] !== 0x75 || block[m + 1] !== 0x73 || block[m + 2] !== 0x74 || block[m + 3] !== 0x61 || block[m + 4] !== 0x72) return "v7";
+  const sixth = block[m + 5];
+  if (sixth === 0x20 && block[m + 6] === 0x20 && block[m + 7] === 0) return "gnu";
+  return sixth === 0 || sixth === 0x20 ? "ustar" : "v7";
 }
 
-/** Bytes of a text field up to the first NUL (a full field has no NUL). Copies. */
+/** Bytes of a text field up to the first NUL (a full field has no NUL). Copies; an empty field gives a new empty buffer. */
 export function readBytes(block: Buffer, off: number, len: number): Buffer {
   let end = off;
   while (end < off + len && block[end] !== 0) end++;
+  if (end === off) return Buffer.alloc(0);
   return Buffer.from(block.subarray(off, end));
 }
 

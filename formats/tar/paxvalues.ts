@@ -28,11 +28,12 @@ export interface PaxValues {
   devminor?: number;
   /** GNU tar's directory listing of an incremental (raw bytes, NUL-separated). */
   dumpdir?: Buffer;
-  /** Keyed by the name's latin1 string so a later record for the same name replaces it. */
-  xattrs: Map<string, Buffer>;
+  /** Keyed by the name's latin1 string so a later record for the same name replaces it. (Made on first use: most entries have none.) */
+  xattrs?: Map<string, Buffer>;
   /** libarchive writes each xattr twice (LIBARCHIVE.* and SCHILY.*); these are used only as a fallback. */
-  libarchiveXattrs: Map<string, Buffer>;
-  sparse: {
+  libarchiveXattrs?: Map<string, Buffer>;
+  /** GNU sparse records, made on first use. */
+  sparse?: {
     major?: number;
     minor?: number;
     name?: Buffer;
@@ -53,7 +54,7 @@ export interface PaxLimits {
 export class PaxValueError extends Error {}
 
 export function emptyPaxValues(): PaxValues {
-  return { xattrs: new Map(), libarchiveXattrs: new Map(), sparse: {} };
+  return {};
 }
 
 export function applyRecords(v: PaxValues, records: PaxRecord[], limits: PaxLimits): void {
@@ -63,100 +64,92 @@ export function applyRecords(v: PaxValues, records: PaxRecord[], limits: PaxLimi
 function applyRecord(v: PaxValues, key: string, value: Buffer, limits: PaxLimits): void {
   // POSIX: an empty value removes an earlier (global) value for the keyword.
   const clear = value.length === 0;
-  const name = (): Buffer | undefined => {
-    if (clear) return undefined;
-    if (value.length > limits.maxNameLength) {
-      throw new PaxValueError(`${key} is ${value.length} bytes, over the ${limits.maxNameLength} limit`);
-    }
-    return value;
-  };
-  const num = (): number | undefined => (clear ? undefined : checked(key, parseDecimal(value)));
-  const time = (): Timespec | undefined => (clear ? undefined : checked(key, parseTime(value)));
-
   if (key.startsWith(XATTR_PREFIX)) {
     const xname = xattrNameFromKeyword(key).toString("latin1");
     // An xattr may legitimately have an empty value, so no "clear" meaning here.
-    v.xattrs.set(xname, value);
+    (v.xattrs ??= new Map()).set(xname, value);
     return;
   }
   const aclName = ACL_KEYWORDS[key];
   if (aclName !== undefined) {
     // Text ACL -> the binary xattr Linux uses; one we cannot resolve is dropped, not invented.
     const bin = clear ? undefined : aclTextToXattr(value.toString("utf8"), limits.resolveAclName);
-    if (bin) v.xattrs.set(aclName, bin);
+    if (bin) (v.xattrs ??= new Map()).set(aclName, bin);
     return;
   }
   if (key.startsWith("LIBARCHIVE.xattr.")) {
     const xname = decodeURIComponentBytes(key.slice("LIBARCHIVE.xattr.".length));
-    v.libarchiveXattrs.set(xname, Buffer.from(value.toString("latin1"), "base64"));
+    (v.libarchiveXattrs ??= new Map()).set(xname, Buffer.from(value.toString("latin1"), "base64"));
     return;
   }
   switch (key) {
     case "path":
-      v.path = name();
+      v.path = name(key, value, clear, limits);
       return;
     case "linkpath":
-      v.linkpath = name();
+      v.linkpath = name(key, value, clear, limits);
       return;
     case "size":
-      v.size = num();
+      v.size = num(key, value, clear);
       return;
     case "uid":
-      v.uid = num();
+      v.uid = num(key, value, clear);
       return;
     case "gid":
-      v.gid = num();
+      v.gid = num(key, value, clear);
       return;
     case "uname":
-      v.uname = name();
+      v.uname = name(key, value, clear, limits);
       return;
     case "gname":
-      v.gname = name();
+      v.gname = name(key, value, clear, limits);
       return;
     case "mtime":
-      v.mtime = time();
+      v.mtime = time(key, value, clear);
       return;
     case "atime":
-      v.atime = time();
+      v.atime = time(key, value, clear);
       return;
     case "ctime":
-      v.ctime = time();
+      v.ctime = time(key, value, clear);
       return;
     case "SCHILY.devmajor":
-      v.devmajor = num();
+      v.devmajor = num(key, value, clear);
       return;
     case "SCHILY.devminor":
-      v.devminor = num();
+      v.devminor = num(key, value, clear);
       return;
     case "GNU.dumpdir":
       v.dumpdir = clear ? undefined : value;
       return;
     case "GNU.sparse.major":
-      v.sparse.major = num();
+      sparseOf(v).major = num(key, value, clear);
       return;
     case "GNU.sparse.minor":
-      v.sparse.minor = num();
+      sparseOf(v).minor = num(key, value, clear);
       return;
     case "GNU.sparse.name":
-      v.sparse.name = name();
+      sparseOf(v).name = name(key, value, clear, limits);
       return;
     case "GNU.sparse.realsize":
     case "GNU.sparse.size":
-      v.sparse.realsize = num();
+      sparseOf(v).realsize = num(key, value, clear);
       return;
     case "GNU.sparse.map":
-      v.sparse.runs = clear ? undefined : parseSparseMap01(value, limits);
+      sparseOf(v).runs = clear ? undefined : parseSparseMap01(value, limits);
       return;
     case "GNU.sparse.offset":
-      v.sparse.pendingOffset = num();
+      sparseOf(v).pendingOffset = num(key, value, clear);
       return;
     case "GNU.sparse.numbytes": {
       const length = checked(key, parseDecimal(value));
-      if (v.sparse.pendingOffset === undefined) throw new PaxValueError("GNU.sparse.numbytes without offset");
-      const runs = (v.sparse.runs ??= []);
+      const sparse = sparseOf(v);
+      const offset = sparse.pendingOffset;
+      if (offset === undefined) throw new PaxValueError("GNU.sparse.numbytes without offset");
+      const runs = (sparse.runs ??= []);
       if (runs.length >= limits.maxSparseRuns) throw new PaxValueError("too many sparse runs");
-      runs.push({ offset: v.sparse.pendingOffset, length });
-      v.sparse.pendingOffset = undefined;
+      runs.push({ offset, length });
+      sparse.pendingOffset = undefined;
       return;
     }
     default:
@@ -164,6 +157,25 @@ function applyRecord(v: PaxValues, key: string, value: Buffer, limits: PaxLimits
       // We never decode names, so hdrcharset=BINARY needs no action.
       return;
   }
+}
+
+// Record values by kind; `clear` (an empty value) removes what a global record set.
+function name(key: string, value: Buffer, clear: boolean, limits: PaxLimits): Buffer | undefined {
+  if (clear) return undefined;
+  if (value.length > limits.maxNameLength) throw new PaxValueError(`${key} is ${value.length} bytes, over the ${limits.maxNameLength} limit`);
+  return value;
+}
+
+function num(key: string, value: Buffer, clear: boolean): number | undefined {
+  return clear ? undefined : checked(key, parseDecimal(value));
+}
+
+function time(key: string, value: Buffer, clear: boolean): Timespec | undefined {
+  return clear ? undefined : checked(key, parseTime(value));
+}
+
+function sparseOf(v: PaxValues): NonNullable<PaxValues["sparse"]> {
+  return (v.sparse ??= {});
 }
 
 function checked<T>(key: string, v: T | undefined): T {

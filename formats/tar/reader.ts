@@ -316,7 +316,8 @@ export class TarReader {
     const size = this.headerSize(at);
     const limit = type === "x" || type === "g" ? this.limits.maxPaxHeaderSize : this.limits.maxNameLength + 1;
     if (size > limit) this.fail(`${type} header of ${size} bytes exceeds the ${limit}-byte limit`, at);
-    this.meta = { type, body: Buffer.alloc(size), fill: 0, start: at };
+    // Filled whole before it is read (onMetaBody): no need to zero it first.
+    this.meta = { type, body: Buffer.allocUnsafe(size), fill: 0, start: at };
     this.phase = "meta";
     if (size === 0) this.onMetaBody();
   }
@@ -365,7 +366,7 @@ export class TarReader {
       return v;
     };
 
-    let path = pax.sparse.name ?? pax.path ?? this.longName ?? this.ustarName(flavor);
+    let path = pax.sparse?.name ?? pax.path ?? this.longName ?? this.ustarName(flavor);
     let type: EntryType = TYPE_BY_FLAG[flag] ?? "file"; // POSIX: unknown types read as files
     if (path.length > this.limits.maxNameLength) this.fail("name too long", at);
     if ((flag === "0" || flag === "\0") && path.length > 1 && path[path.length - 1] === 0x2f) {
@@ -402,8 +403,10 @@ export class TarReader {
       entry.devMinor = pax.devminor ?? num(F.devminor, "devminor");
     }
     if (type === "directory" && pax.dumpdir) entry.dumpdir = pax.dumpdir;
-    const xattrs = collectXattrs(pax);
-    if (xattrs.length > 0) entry.xattrs = xattrs;
+    if (pax.xattrs || pax.libarchiveXattrs) {
+      const xattrs = collectXattrs(pax);
+      if (xattrs.length > 0) entry.xattrs = xattrs;
+    }
 
     const current: Current = {
       entry,
@@ -421,19 +424,20 @@ export class TarReader {
     this.longLink = undefined;
 
     if (flag === "S") return this.beginGnuSparse(current, at, events);
-    if (type === "file" && (pax.sparse.major !== undefined || pax.sparse.runs !== undefined)) {
-      const realsize = pax.sparse.realsize;
+    const sparse = pax.sparse;
+    if (type === "file" && sparse && (sparse.major !== undefined || sparse.runs !== undefined)) {
+      const realsize = sparse.realsize;
       if (realsize === undefined) this.fail("GNU sparse file without a real size", at);
       entry.size = realsize;
-      if (pax.sparse.major === 1) {
-        if (pax.sparse.minor !== 0) this.fail(`unknown GNU sparse version 1.${pax.sparse.minor}`, at);
+      if (sparse.major === 1) {
+        if (sparse.minor !== 0) this.fail(`unknown GNU sparse version 1.${sparse.minor}`, at);
         this.current = current;
         this.mapParse = { numbers: [], expected: -1, value: 0, digits: 0, consumed: 0, skip: 0 };
         this.phase = "sparse-map";
         if (current.remaining === 0) this.fail("GNU sparse 1.0 file without a map", at);
         return;
       }
-      this.setRuns(current, pax.sparse.runs ?? [], dataSize, at);
+      this.setRuns(current, sparse.runs ?? [], dataSize, at);
     }
     this.startData(current, events);
   }
@@ -598,9 +602,9 @@ function stripTrailingSlashes(path: Buffer): Buffer {
 
 function collectXattrs(pax: PaxValues): Array<[Buffer, Buffer]> {
   const out: Array<[Buffer, Buffer]> = [];
-  for (const [name, value] of pax.xattrs) out.push([Buffer.from(name, "latin1"), value]);
-  for (const [name, value] of pax.libarchiveXattrs) {
-    if (!pax.xattrs.has(name)) out.push([Buffer.from(name, "latin1"), value]);
+  for (const [name, value] of pax.xattrs ?? []) out.push([Buffer.from(name, "latin1"), value]);
+  for (const [name, value] of pax.libarchiveXattrs ?? []) {
+    if (!pax.xattrs?.has(name)) out.push([Buffer.from(name, "latin1"), value]);
   }
   return out;
 }
