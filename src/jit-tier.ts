@@ -3,7 +3,8 @@
 // gives back: with it off, a 20,000-file backup took about a third less CPU. JSC reads its options
 // (BUN_JSC_*) once, when the VM starts, before any of our code runs; so the compiled binary
 // starts itself again, in place (execve: same pid, same descriptors), with the option set.
-// This module is main.ts's first import so that nothing else has been loaded when it does.
+// It is the first import of the binary's entry point, launch.ts, a small bundle apart from the
+// program (main.ts), so that the program is loaded once, in the process that stays.
 // The server (`ndmpd serve`) runs for days and keeps every tier.
 import { LIBC_CANDIDATES } from "./native/libc.ts";
 

@@ -2,7 +2,7 @@
 /**
  * The ndmpd command line: serve | query | version | help.
  */
-import "./jit-tier.ts"; // first: it may start the process again before anything else is loaded
+// The compiled binary starts at launch.ts (which may start it again first); from source, here.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { runQuery } from "./client/query.ts";
 import { ConfigError, defaultConfig, DEFAULT_PORT, loadConfig, loadConfigOrDefault, loginProblem, parseListen, type Config } from "./config.ts";

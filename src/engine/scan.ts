@@ -290,7 +290,7 @@ function countUncounted(bytes: number): void {
  * Where the worker's code is. Run from source, beside this file. Inside a `bun build --compile`
  * binary everything is one bundle at /$bunfs/root/<name>, and the worker, a second entry point of
  * the build, sits at its path relative to the entry points' common directory: engine/ for the
- * server (src/main.ts + src/engine/scan-worker.ts), src/engine/ for a test probe built from test/.
+ * server (src/launch.ts, src/main.ts + src/engine/scan-worker.ts), src/engine/ for a test probe built from test/.
  * Undefined (scan in this thread) when a binary was built without it.
  */
 export function scanWorkerUrl(): URL | undefined {

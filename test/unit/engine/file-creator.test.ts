@@ -1,6 +1,7 @@
 // The creator threads (file-creator.ts) under Bun, by file-creator-probe.ts: vitest runs under
 // Node, which has no creator threads (the restore writer makes every file itself there).
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
@@ -33,5 +34,12 @@ describe("creator threads", () => {
     expect(out.openAfterRetire).toBe(true);
     expect(out.closedAfterDrain).toBe(true);
     expect(out.failures).toEqual(["bad0: openat ENOTDIR fatal", "bad1: openat ENOTDIR fatal", "bad2: openat ENOTDIR fatal"]);
+  });
+});
+
+describe("creator threads in the binary", () => {
+  it("are an entry point of the build, so a compiled recovery has them", () => {
+    const script = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts.build as string;
+    expect(script.split(/\s+/)).toContain("src/engine/create-worker.ts");
   });
 });
