@@ -6,7 +6,7 @@
 import type { NativeApi } from "../native/index.ts";
 import { RecoveryStatus } from "../protocol/codes.ts";
 import { show } from "./backup.ts";
-import { errorCode } from "./fsutil.ts";
+import { errorCode, joinPath } from "./fsutil.ts";
 import { CreateQueue, FileCreator } from "./file-creator.ts";
 import { RestoreRefused, RestoreWriter, type FailureTag, type OverwritePolicy } from "./restore-writer.ts";
 import type { Targets } from "./targets.ts";
@@ -30,6 +30,9 @@ export function recoveryStatusOf(err: unknown): number {
       return RecoveryStatus.FAILED_IO_ERROR; // EIO, ENOSPC, EDQUOT...
   }
 }
+
+/** Metadata problems logged one by one; past that, counted (a restore as a user that may not chown could have millions). */
+const WARNINGS_LOGGED = 100;
 
 export class RestoreSet {
   private readonly writers = new Map<string, RestoreWriter>();
@@ -68,10 +71,19 @@ export class RestoreSet {
           this.lateFailed++;
           this.fail(tag.target, tag.path, err);
         },
+        onWarning: (rel: Buffer, reason: string) => this.warnOnce(joinPath(root, rel), reason),
       });
       this.writers.set(key, w);
     }
     return w;
+  }
+
+  /** Problems that did not fail their object, and how many of them were logged one by one. */
+  private warnings = 0;
+
+  /** `path`: where the object is (the destination's path and its own). */
+  private warnOnce(path: Buffer, reason: string): void {
+    if (this.warnings++ < WARNINGS_LOGGED) this.warn(`${path.toString("utf8")}: ${reason}`);
   }
 
   /** Records the first problem of a target (for its LOG_FILE) and logs this one. */
@@ -96,6 +108,7 @@ export class RestoreSet {
     }
     (await this.queue)?.release();
     this.queue = undefined;
+    if (this.warnings > WARNINGS_LOGGED) this.warn(`${this.warnings - WARNINGS_LOGGED} more object(s) restored with a problem like the above (not each logged)`);
     // One message, not one per object: a restore over a full tree may keep thousands.
     if (kept.length > 0) {
       const some = kept.slice(0, 5).map((p) => p.toString("utf8")).join(", ");

@@ -67,6 +67,8 @@ export interface RestoreWriterOptions {
   queue?: Promise<CreateQueue | undefined>;
   /** A file begun with `tag` failed after its end() returned (made by the creator threads). */
   onLateFailure?: (tag: FailureTag, error: Error) => void;
+  /** What went wrong without failing the object (a chown, a chmod, times, an xattr), by its path under the destination. */
+  onWarning?: (rel: Buffer, reason: string) => void;
 }
 
 /** Who to tell when an object's restore fails late: its nlist entry and its archive path. */
@@ -154,6 +156,7 @@ export class RestoreWriter {
   private finished = false;
   private readonly queueOption: Promise<CreateQueue | undefined> | undefined;
   private readonly onLateFailure: ((tag: FailureTag, error: Error) => void) | undefined;
+  private readonly onWarning: ((rel: Buffer, reason: string) => void) | undefined;
   private readonly onBatchFailure: FailureHandler = (file, failure, buffers) => this.failedInBatch(file, failure, buffers);
   /** Small files on their way through the creator threads (with the tree only). */
   private queue: CreateQueue | undefined;
@@ -168,6 +171,7 @@ export class RestoreWriter {
     this.native = opts.native;
     this.queueOption = opts.queue;
     this.onLateFailure = opts.onLateFailure;
+    this.onWarning = opts.onWarning;
   }
 
   /** `tag`: who to tell if the object fails after end() has returned (onLateFailure). */
@@ -252,7 +256,7 @@ export class RestoreWriter {
       this.current = { kind: "none" };
       if (error instanceof Skip) {
         if (error instanceof Kept) this.stats.kept.push(joinPath(this.destination, relPath));
-        else this.problem(relPath, error.message);
+        else this.notice(relPath, error.message);
         return;
       }
       this.problem(relPath, error instanceof RestoreRefused ? error.message : describeError(error));
@@ -299,7 +303,7 @@ export class RestoreWriter {
   private async failedInBatch(file: QueuedFile, failure: CreateFailure, buffers: BatchBuffers): Promise<void> {
     const tag = file.tag as FailureTag | undefined;
     if (!failure.fatal) {
-      this.problem(file.rel, `${failure.step}: ${failure.code}: ${failure.step} failed`);
+      this.notice(file.rel, `${failure.step}: ${failure.code}: ${failure.step} failed`);
       return;
     }
     this.stats.files--;
@@ -462,7 +466,7 @@ export class RestoreWriter {
               fs.open(dir.abs, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK, (e, f) => (e ? reject(e) : resolve(f))),
             );
       } catch (error) {
-        this.problem(dir.rel, describeError(error));
+        this.notice(dir.rel, describeError(error));
         continue;
       }
       try {
@@ -503,7 +507,7 @@ export class RestoreWriter {
         await removeTree(abs);
         removed.push(rel);
       } catch (error) {
-        this.problem(rel, `not deleted: ${describeError(error)}`);
+        this.notice(rel, `not deleted: ${describeError(error)}`);
       }
       // Nothing learned about that subtree in this run holds any more.
       const key = pathKey(rel);
@@ -530,7 +534,7 @@ export class RestoreWriter {
     try {
       for (const name of api.list(dir)) if (!wanted.has(name.toString("latin1"))) api.remove(dir, name);
     } catch (error) {
-      this.problem(relPath, `extended attributes: ${describeError(error)}`);
+      this.notice(relPath, `extended attributes: ${describeError(error)}`);
     }
   }
 
@@ -579,13 +583,22 @@ export class RestoreWriter {
     this.stats.errors.push({ path, reason });
   }
 
+  /**
+   * A problem that does not fail the object (its metadata, a socket left out, a deletion not
+   * made): recorded, and told (onWarning), since nothing else would say it.
+   */
+  private notice(path: Buffer, reason: string): void {
+    this.problem(path, reason);
+    this.onWarning?.(path, reason);
+  }
+
   /** A metadata step whose failure is reported but does not stop the restore. */
   private async step(rel: Buffer, what: string, action: false | (() => Promise<unknown>)): Promise<void> {
     if (!action) return;
     try {
       await action();
     } catch (error) {
-      this.problem(rel, `${what}: ${describeError(error)}`);
+      this.notice(rel, `${what}: ${describeError(error)}`);
     }
   }
 
@@ -595,7 +608,7 @@ export class RestoreWriter {
     try {
       action();
     } catch (error) {
-      this.problem(rel, `${what}: ${describeError(error)}`);
+      this.notice(rel, `${what}: ${describeError(error)}`);
     }
   }
 
@@ -605,14 +618,14 @@ export class RestoreWriter {
     const api = this.native?.xattr;
     if (!api) {
       const why = this.native?.reason ?? "no native xattr calls in this runtime";
-      this.problem(rel, `extended attributes not restored (${xattrs.length}): ${why}`);
+      this.notice(rel, `extended attributes not restored (${xattrs.length}): ${why}`);
       return;
     }
     for (const [name, value] of xattrs) {
       try {
         api.set(abs, name, value);
       } catch (error) {
-        this.problem(rel, `xattr ${showPath(name)}: ${describeError(error)}`);
+        this.notice(rel, `xattr ${showPath(name)}: ${describeError(error)}`);
       }
     }
   }

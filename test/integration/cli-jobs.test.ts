@@ -195,6 +195,25 @@ describe.runIf(ready)("ndmpd backup / list / recover / catalog rebuild", () => {
     expect((await lib("list", "--tape", "lt0", "--slot", "9")).code).toBe(2);
   });
 
+  it("says what it restored with a problem instead of dropping it silently (a dump's socket: not made)", async () => {
+    const dir = join(W, "with-socket");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "f.txt"), "file\n");
+    const bound = spawnSync("python3", ["-c", `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(join(dir, "sock"))})`]);
+    expect(bound.status, String(bound.stderr)).toBe(0);
+    const cfg = join(W, "socket.toml");
+    writeFileSync(cfg, `[server]\nstate_dir = "${W}/socket-state"\n\n[[tape]]\nname = "vt0"\npath = "${W}/socket.tape"\ncapacity = "1GiB"\n`);
+    chmodSync(cfg, 0o600);
+    const b = await run(BINARY, ["backup", dir, "--tape", "vt0", "--format", "dump", "--config", cfg], { timeoutMs: 60_000 });
+    expect(b.code, b.stderr + b.stdout).toBe(0);
+    const to = join(W, "with-socket-restored");
+    const r = await run(BINARY, ["recover", "--tape", "vt0", "--to", to, "--config", cfg], { timeoutMs: 60_000 });
+    const said = r.stdout + r.stderr;
+    expect(r.code, said).toBe(0); // the socket is no lost data: the job succeeds, and says it
+    expect(said).toContain(`${to}/sock: sockets are not restored`);
+    expect(readFileSync(join(to, "f.txt"), "utf8")).toBe("file\n");
+  });
+
   it("refuses bad usage with exit code 2, and a missing backup with 1", async () => {
     // (No --tape is fine with one drive: out-of-the-box.test.ts has the case of several.)
     expect((await ndmpd("backup", SRC, "--tape", "nope")).code).toBe(2);

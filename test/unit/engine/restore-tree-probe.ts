@@ -26,12 +26,14 @@ if (process.env.PROBE_CREATOR === "1" && !creator) throw new Error("no creator t
 // One queue for every writer of the probe, as a recovery's writers share theirs.
 const queue = creator ? Promise.resolve(new CreateQueue(creator)) : undefined;
 const late: string[] = [];
+const warnings: string[] = [];
 const writer = (destination: string, more: Partial<RestoreWriterOptions> = {}) =>
   new RestoreWriter({
     destination: B(destination),
     native,
     queue,
     onLateFailure: (tag, error) => late.push(`${tag.path.toString()}: ${error.message}`),
+    onWarning: (rel, reason) => warnings.push(`${rel.toString()}: ${reason}`),
     ...more,
   });
 const errorsOf = (w: RestoreWriter) => w.stats.errors.map((e) => `${e.path.toString()}: ${e.reason}`);
@@ -86,7 +88,7 @@ if (mode === "many" && dest) {
   fs.renameSync(path.join(dest, "b"), path.join(dest, "b.moved"));
   fs.symlinkSync(outside, path.join(dest, "b"));
   await w.finish(); // b's mode and times must not land on outside
-  console.log(JSON.stringify({ result, before, after: fds(), outside: fs.readdirSync(outside), outsideMode: fs.statSync(outside).mode & 0o7777, errors: errorsOf(w) }));
+  console.log(JSON.stringify({ result, before, after: fds(), outside: fs.readdirSync(outside), outsideMode: fs.statSync(outside).mode & 0o7777, errors: errorsOf(w), warnings }));
 } else if (mode === "abort" && dest) {
   const before = fds();
   const w = writer(dest);

@@ -75,8 +75,12 @@ describe.each([
     expect(out.result["pre/6"]).toBe("refused");
     expect(out.result["pre/deep/7"]).toBe("refused");
     expect(out.errors.filter((e: string) => e.startsWith("a/4:"))).toEqual(["a/4: refused to restore \"a/4\": a is a symbolic link"]);
-    // b, swapped before finish(): its mode and times are not applied through the symlink.
+    // b, swapped before finish(): its mode and times are not applied through the symlink, and
+    // that is told (onWarning), not only recorded: the object itself was restored.
     expect(out.errors.some((e: string) => e.startsWith("b: "))).toBe(true);
+    expect(out.warnings.some((e: string) => e.startsWith("b: "))).toBe(true);
+    // Refusals fail their object (the caller reports them); only the rest are warnings.
+    expect(out.warnings.some((e: string) => e.includes("refused"))).toBe(false);
   });
 
   it("leaves no descriptor open when the job stops in the middle of a file", async () => {
