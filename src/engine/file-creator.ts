@@ -18,6 +18,7 @@ import fs from "node:fs";
 import os from "node:os";
 import type { Worker } from "node:worker_threads";
 import type { Entry } from "../../formats/entry.ts";
+import { entryPointUrl } from "../native/entry-point.ts";
 import { isBun } from "../native/index.ts";
 import { CreateBatch, type BatchBuffers, type CreateFailure } from "./create-batch.ts";
 import type { CreateReply, CreateRequest } from "./create-worker.ts";
@@ -129,14 +130,7 @@ const idle: FileCreator[] = [];
 
 /** Where the worker's code is: beside this file, or in a compiled binary its second entry point (see scan.ts). */
 function creatorUrl(): URL | undefined {
-  if (!isBun()) return undefined;
-  const here = new URL(import.meta.url);
-  if (!here.pathname.startsWith("/$bunfs/")) return new URL("./create-worker.ts", here);
-  for (const rel of ["./engine/create-worker.js", "./src/engine/create-worker.js"]) {
-    const url = new URL(rel, here);
-    if (fs.existsSync(url.pathname)) return url;
-  }
-  return undefined;
+  return isBun() ? entryPointUrl(import.meta.url, "engine/create-worker.ts") : undefined;
 }
 
 /** A file handed to the threads: what the writer needs to report it, or to make it itself after all. */

@@ -17,6 +17,7 @@ import fs, { constants } from "node:fs";
 import type { MessagePort } from "node:worker_threads";
 import type { Entry, EntryType } from "../../formats/entry.ts";
 import { nameProblem } from "../../formats/dump/index.ts";
+import { entryPointUrl } from "../native/entry-point.ts";
 import { isBun, type NativeApi } from "../native/index.ts";
 import { O_NOFOLLOW, O_NONBLOCK, openFdForBackup } from "./fsutil.ts";
 import { selectionFilter, type Selection } from "./selection.ts";
@@ -287,11 +288,8 @@ function countUncounted(bytes: number): void {
 }
 
 /**
- * Where the worker's code is. Run from source, beside this file. Inside a `bun build --compile`
- * binary everything is one bundle at /$bunfs/root/<name>, and the worker, a second entry point of
- * the build, sits at its path relative to the entry points' common directory: engine/ for the
- * server (src/launch.ts, src/main.ts + src/engine/scan-worker.ts), src/engine/ for a test probe built from test/.
- * Undefined (scan in this thread) when a binary was built without it.
+ * Where the worker's code is (entry-point.ts): an entry point of the build. Undefined (scan in
+ * this thread) when a binary was built without it.
  */
 export function scanWorkerUrl(): URL | undefined {
   if (workerUrl === null) workerUrl = findWorker();
@@ -300,13 +298,7 @@ export function scanWorkerUrl(): URL | undefined {
 let workerUrl: URL | undefined | null = null;
 
 function findWorker(): URL | undefined {
-  const here = new URL(import.meta.url);
-  if (!here.pathname.startsWith("/$bunfs/")) return new URL("./scan-worker.ts", here);
-  for (const rel of ["./engine/scan-worker.js", "./src/engine/scan-worker.js"]) {
-    const url = new URL(rel, here);
-    if (fs.existsSync(url.pathname)) return url;
-  }
-  return undefined;
+  return entryPointUrl(import.meta.url, "engine/scan-worker.ts");
 }
 
 /**

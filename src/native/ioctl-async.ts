@@ -7,7 +7,7 @@
  * Buffers the kernel reads or writes through a pointer (SG_IO's data, CDB and sense) must be
  * shared(): the worker is in this process, and shared memory neither moves nor is copied.
  */
-import fs from "node:fs";
+import { entryPointUrl } from "./entry-point.ts";
 import type { Worker } from "node:worker_threads";
 import { NativeError } from "./errno.ts";
 import { isBun, loadNative } from "./index.ts";
@@ -39,13 +39,7 @@ export function inlineIoctl(api: IoctlApi): AsyncIoctl {
 
 /** The worker's module, beside this one in the source tree or in the compiled binary. */
 export function ioctlThreadUrl(): URL | undefined {
-  const here = new URL(import.meta.url);
-  if (!here.pathname.startsWith("/$bunfs/")) return new URL("./ioctl-thread.ts", here);
-  for (const rel of ["./native/ioctl-thread.js", "./src/native/ioctl-thread.js"]) {
-    const url = new URL(rel, here);
-    if (fs.existsSync(url.pathname)) return url;
-  }
-  return undefined;
+  return entryPointUrl(import.meta.url, "native/ioctl-thread.ts");
 }
 
 /**
