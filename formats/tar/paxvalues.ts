@@ -84,62 +84,62 @@ function applyRecord(v: PaxValues, key: string, value: Buffer, limits: PaxLimits
   }
   switch (key) {
     case "path":
-      v.path = name(key, value, clear, limits);
+      v.path = name(key, value, limits);
       return;
     case "linkpath":
-      v.linkpath = name(key, value, clear, limits);
+      v.linkpath = name(key, value, limits);
       return;
     case "size":
-      v.size = num(key, value, clear);
+      v.size = num(key, value);
       return;
     case "uid":
-      v.uid = num(key, value, clear);
+      v.uid = num(key, value);
       return;
     case "gid":
-      v.gid = num(key, value, clear);
+      v.gid = num(key, value);
       return;
     case "uname":
-      v.uname = name(key, value, clear, limits);
+      v.uname = name(key, value, limits);
       return;
     case "gname":
-      v.gname = name(key, value, clear, limits);
+      v.gname = name(key, value, limits);
       return;
     case "mtime":
-      v.mtime = time(key, value, clear);
+      v.mtime = time(key, value);
       return;
     case "atime":
-      v.atime = time(key, value, clear);
+      v.atime = time(key, value);
       return;
     case "ctime":
-      v.ctime = time(key, value, clear);
+      v.ctime = time(key, value);
       return;
     case "SCHILY.devmajor":
-      v.devmajor = num(key, value, clear);
+      v.devmajor = num(key, value);
       return;
     case "SCHILY.devminor":
-      v.devminor = num(key, value, clear);
+      v.devminor = num(key, value);
       return;
     case "GNU.dumpdir":
       v.dumpdir = clear ? undefined : value;
       return;
     case "GNU.sparse.major":
-      sparseOf(v).major = num(key, value, clear);
+      sparseOf(v).major = num(key, value);
       return;
     case "GNU.sparse.minor":
-      sparseOf(v).minor = num(key, value, clear);
+      sparseOf(v).minor = num(key, value);
       return;
     case "GNU.sparse.name":
-      sparseOf(v).name = name(key, value, clear, limits);
+      sparseOf(v).name = name(key, value, limits);
       return;
     case "GNU.sparse.realsize":
     case "GNU.sparse.size":
-      sparseOf(v).realsize = num(key, value, clear);
+      sparseOf(v).realsize = num(key, value);
       return;
     case "GNU.sparse.map":
       sparseOf(v).runs = clear ? undefined : parseSparseMap01(value, limits);
       return;
     case "GNU.sparse.offset":
-      sparseOf(v).pendingOffset = num(key, value, clear);
+      sparseOf(v).pendingOffset = num(key, value);
       return;
     case "GNU.sparse.numbytes": {
       const length = checked(key, parseDecimal(value));
@@ -159,19 +159,19 @@ function applyRecord(v: PaxValues, key: string, value: Buffer, limits: PaxLimits
   }
 }
 
-// Record values by kind; `clear` (an empty value) removes what a global record set.
-function name(key: string, value: Buffer, clear: boolean, limits: PaxLimits): Buffer | undefined {
-  if (clear) return undefined;
+// Record values by kind; an empty value (undefined here) removes what a global record set.
+function name(key: string, value: Buffer, limits: PaxLimits): Buffer | undefined {
+  if (value.length === 0) return undefined;
   if (value.length > limits.maxNameLength) throw new PaxValueError(`${key} is ${value.length} bytes, over the ${limits.maxNameLength} limit`);
   return value;
 }
 
-function num(key: string, value: Buffer, clear: boolean): number | undefined {
-  return clear ? undefined : checked(key, parseDecimal(value));
+function num(key: string, value: Buffer): number | undefined {
+  return value.length === 0 ? undefined : checked(key, parseDecimal(value));
 }
 
-function time(key: string, value: Buffer, clear: boolean): Timespec | undefined {
-  return clear ? undefined : checked(key, parseTime(value));
+function time(key: string, value: Buffer): Timespec | undefined {
+  return value.length === 0 ? undefined : checked(key, parseTime(value));
 }
 
 function sparseOf(v: PaxValues): NonNullable<PaxValues["sparse"]> {

@@ -14,7 +14,6 @@
  * Only with the native *at calls (Bun, the compiled binary) and the worker's code present;
  * otherwise the writer makes every file itself, as before.
  */
-import fs from "node:fs";
 import os from "node:os";
 import type { Worker } from "node:worker_threads";
 import type { Entry } from "../../formats/entry.ts";
@@ -22,6 +21,7 @@ import { entryPointUrl } from "../native/entry-point.ts";
 import { isBun } from "../native/index.ts";
 import { CreateBatch, type BatchBuffers, type CreateFailure } from "./create-batch.ts";
 import type { CreateReply, CreateRequest } from "./create-worker.ts";
+import { closeQuietly } from "./fsutil.ts";
 
 /**
  * Threads making files: one per core the restore's own thread leaves, at most two. On two cores
@@ -201,9 +201,14 @@ export class CreateQueue {
     }
   }
 
-  /** The content buffer of the batch being filled, and `size` bytes reserved in it for the next file. */
-  reserve(size: number): { data: Uint8Array; at: number } {
-    return { data: this.filling.buffers.data, at: this.filling.reserve(size) };
+  /** The content buffer of the batch being filled. */
+  get data(): Uint8Array {
+    return this.filling.buffers.data;
+  }
+
+  /** Reserves `size` bytes of `data` for the next file: where they start. */
+  reserve(size: number): number {
+    return this.filling.reserve(size);
   }
 
   /** Gives back the last reservation (its file goes another way). */
@@ -291,13 +296,5 @@ export class CreateQueue {
       else this.retired[kept++] = r;
     }
     this.retired.length = kept;
-  }
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // nothing to report
   }
 }

@@ -83,6 +83,15 @@ export function deviceNumbers(rdev: bigint): { major: number; minor: number } {
 }
 
 /** Node's system errors carry a code; anything else is not one. */
+/** close(2) whose failure has nobody to tell (already reported, or nothing to report). */
+export function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // the descriptor is gone either way
+  }
+}
+
 export function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : undefined;

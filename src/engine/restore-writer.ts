@@ -38,6 +38,7 @@ import {
   O_NONBLOCK,
   SLASH,
   asError,
+  closeQuietly,
   errorCode,
   joinPath,
   pathKey,
@@ -208,8 +209,8 @@ export class RestoreWriter {
           if (queueable && queue && entry.size <= CREATE_MAX && !hasXattrs(entry) && !this.verified.has(key)) {
             await queue.room(name.length, entry.size);
             this.dirAt(this.tree!, parent, relPath); // opened (and checked) now: the threads only use it
-            const { data, at } = queue.reserve(entry.size);
-            this.current = { kind: "queued", entry, rel: relPath, abs, key, name, parent, tag, data, at, end: 0 };
+            const at = queue.reserve(entry.size);
+            this.current = { kind: "queued", entry, rel: relPath, abs, key, name, parent, tag, data: queue.data, at, end: 0 };
             return;
           }
           await this.openFile(entry, relPath, abs, key, name, parent);
@@ -303,7 +304,7 @@ export class RestoreWriter {
   private async failedInBatch(file: QueuedFile, failure: CreateFailure, buffers: BatchBuffers): Promise<void> {
     const tag = file.tag as FailureTag | undefined;
     if (!failure.fatal) {
-      this.notice(file.rel, `${failure.step}: ${failure.code}: ${failure.step} failed`);
+      this.notice(file.rel, `${failure.step}: ${batchError(failure).message}`);
       return;
     }
     this.stats.files--;
@@ -319,12 +320,7 @@ export class RestoreWriter {
       }
       return;
     }
-    const syscall = failure.step === "restore thread" ? "restore thread" : failure.step;
-    const error = Object.assign(new Error(failure.errno ? `${failure.code}: ${syscall} failed` : `${syscall}: ${failure.code}`), {
-      code: failure.errno ? failure.code : undefined,
-      errno: failure.errno,
-      syscall,
-    });
+    const error = batchError(failure);
     this.problem(file.rel, error.message);
     if (tag) this.onLateFailure?.(tag, error);
   }
@@ -1067,12 +1063,9 @@ function callback(run: (cb: (error: NodeJS.ErrnoException | null) => void) => vo
   return new Promise((resolve, reject) => run((error) => (error ? reject(error) : resolve())));
 }
 
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // already reported, or nothing to report
-  }
+/** A creator thread's failure as the writer's own calls say theirs (nodeLike); a lost thread has no errno, only why. */
+function batchError(failure: CreateFailure): Error {
+  return asError(failure.errno ? nodeLike(new NativeError(failure.step, failure.errno)) : new Error(`${failure.step}: ${failure.code}`));
 }
 
 /**

@@ -19,8 +19,8 @@ const dirFd = fs.openSync(path.join(dir, "a"), fs.constants.O_RDONLY | fs.consta
 const mtime = { sec: 1_700_000_000, nsec: 42 };
 const add = async (fd: number, name: string, content: Buffer) => {
   await queue.room(Buffer.byteLength(name), content.length);
-  const { data, at } = queue.reserve(content.length);
-  data.set(content, at);
+  const at = queue.reserve(content.length);
+  queue.data.set(content, at);
   const file: QueuedFile = { entry: { path: Buffer.from(name), type: "file", mode: 0o604, uid: 0, gid: 0, size: content.length, mtime }, rel: Buffer.from(name), key: name, tag: undefined, onFailure };
   queue.commit(file, fd, Buffer.from(name), at, -1);
 };
