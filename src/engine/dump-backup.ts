@@ -36,6 +36,7 @@ import { FrameRecycler, show, type BackupOptions, type BackupResult } from "./ba
 import { O_NOFOLLOW, asError, deviceNumbers, errorCode, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { fhStat } from "./history.ts";
 import { listScanAvailable, scan, type ScanOptions } from "./scan.ts";
+import type { ListedNames } from "./walker.ts";
 import { entryFromStat, mayBeSparse, readXattrs, sparseOrUndefined } from "./stat-entry.ts";
 
 const DOT = Buffer.from(".");
@@ -112,21 +113,53 @@ class ObjectTable {
   private readonly names = new Map<number, Buffer[]>();
 
   set(ino: number, rec: ObjRecord): void {
-    if (ino >= this.types.length) this.grow(ino);
-    if (this.used + rec.rel.length > this.paths.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(this.paths.length * 2, this.used + rec.rel.length));
-      this.paths.copy(bigger, 0, 0, this.used);
-      this.paths = bigger;
-    }
+    this.room(ino, rec.rel.length);
     this.paths.set(rec.rel, this.used); // (TypedArray.set: Buffer.copy costs a native call per path)
-    this.starts[ino] = this.used;
-    this.lengths[ino] = rec.rel.length;
-    this.used += rec.rel.length;
-    this.end = Math.max(this.end, ino + 1);
-    this.types[ino] = OBJ_TYPES.indexOf(rec.type);
-    this.sizes[ino] = rec.size;
+    this.placed(ino, rec.rel.length, rec.type, rec.size);
     if (rec.sparse) this.sparse.set(ino, rec.sparse);
     if (rec.moreNames) this.names.set(ino, rec.moreNames);
+  }
+
+  /** An object known by its directory's path (`dirRel`, "." for the root) and its name alone. */
+  setNamed(ino: number, dirRel: Buffer, name: Buffer, type: NonDirType): void {
+    const inRoot = dirRel.length === 1 && dirRel[0] === 0x2e;
+    const length = inRoot ? name.length : dirRel.length + 1 + name.length;
+    this.room(ino, length);
+    let at = this.used;
+    if (!inRoot) {
+      this.paths.set(dirRel, at);
+      this.paths[at + dirRel.length] = 0x2f;
+      at += dirRel.length + 1;
+    }
+    this.paths.set(name, at);
+    this.placed(ino, length, type, 0);
+  }
+
+  has(ino: number): boolean {
+    return ino < this.end && this.types[ino] !== ABSENT;
+  }
+
+  typeOf(ino: number): NonDirType {
+    return OBJ_TYPES[this.types[ino]!]!;
+  }
+
+  /** Room for inode `ino` and a path of `length` bytes. */
+  private room(ino: number, length: number): void {
+    if (ino >= this.types.length) this.grow(ino);
+    if (this.used + length <= this.paths.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.paths.length * 2, this.used + length));
+    this.paths.copy(bigger, 0, 0, this.used);
+    this.paths = bigger;
+  }
+
+  /** The path just written at `used` is inode `ino`'s. */
+  private placed(ino: number, length: number, type: NonDirType, size: number): void {
+    this.starts[ino] = this.used;
+    this.lengths[ino] = length;
+    this.used += length;
+    this.end = Math.max(this.end, ino + 1);
+    this.types[ino] = OBJ_TYPES.indexOf(type);
+    this.sizes[ino] = size;
   }
 
   get(ino: number): ObjRecord | undefined {
@@ -307,6 +340,36 @@ async function dumpFilesystem(
   // needs only identities and types, which the directory listing gives (no lstat per file), where
   // d_ino is st_ino. An incremental compares times, so it lstats everything.
   const statFiles = incremental || !(await direntInoIsStIno(from));
+  /**
+   * A directory's non-directories from its listing alone (statFiles false: a level 0, which
+   * takes them all): numbered and named here without an Entry each. Their directory's item came
+   * first.
+   */
+  const onListed = (listed: ListedNames) => {
+    if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
+    const parent = dirByRel.get(listed.dir.toString("latin1"));
+    // (The walk hands a directory's names over right after the directory itself.)
+    if (!parent) throw new Error(`${show(listed.dir)}: names listed before their directory`);
+    for (let i = 0; i < listed.count; i++) {
+      const ino = inodes.assign(listed.dev, listed.inos[i]!);
+      const start = listed.starts[i]!;
+      const name = Buffer.allocUnsafe(listed.lengths[i]!);
+      listed.bytes.copy(name, 0, start, start + name.length);
+      // Numbered before in this walk: another name of it (a hard link), one more directory entry.
+      const again = seenNumbers.has(ino) && objects.has(ino);
+      seenNumbers.add(ino);
+      if (again) {
+        parent.children.push({ name, ino, type: objects.typeOf(ino) });
+        objects.addName(ino, parent.ino === ROOTINO ? name : joinPath(parent.rel, name));
+        continue;
+      }
+      const type = listed.types[i] as NonDirType;
+      existing.push(ino);
+      parent.children.push({ name, ino, type });
+      objects.setNamed(ino, parent.rel, name, type);
+      dumped.add(ino);
+    }
+  };
   for await (const { entry } of scan({
     root: from,
     remap: opts.remap,
@@ -317,6 +380,7 @@ async function dumpFilesystem(
     xattrs: "directories",
     readAhead: 0,
     statFiles,
+    onListed,
     onError: (rel, err) => warn(`${show(rel)}: ${err.message}`),
   })) {
     if (opts.signal.aborted) throw opts.signal.reason ?? new Error("aborted");
@@ -328,7 +392,7 @@ async function dumpFilesystem(
     const ino = isRoot ? inodes.setRoot(dev, realIno) : inodes.assign(dev, realIno);
     // A non-directory numbered before in this walk is another name of it: a hard link. (The walk
     // says so itself when it lstat-ed the object; described from the listing alone, it cannot.)
-    const again = entry.type !== "directory" && entry.type !== "hardlink" && seenNumbers.has(ino) && objects.rel(ino) !== undefined;
+    const again = entry.type !== "directory" && entry.type !== "hardlink" && seenNumbers.has(ino) && objects.has(ino);
     seenNumbers.add(ino);
     const slash = entry.path.lastIndexOf(0x2f);
     const name = slash < 0 ? entry.path : entry.path.subarray(slash + 1);
@@ -850,4 +914,3 @@ async function saveState(path: string, state: DumpState): Promise<void> {
 function cut(b: Buffer, max: number): Buffer {
   return b.length <= max ? b : b.subarray(0, max);
 }
-

@@ -13,6 +13,8 @@
  *                     [bytes uname], [bytes gname], [u32 n, n x (bytes name, bytes value)] xattrs,
  *                     [u32 n, n x (f64 offset, f64 length)] sparse runs
  *   u8 kind = REPORT: bytes relPath, bytes message (UTF-8), bytes code (ASCII, empty = none)
+ *   u8 kind = LISTED: bytes dir, u64 dev, u32 n, n x (u8 type, u64 ino, bytes name): a
+ *                     directory's non-directories from its listing alone (walker.ts ListedNames)
  * where bytes = u32 length + the bytes, and [..] is present when its flag is set.
  *
  * Contents of small files travel beside a batch (the reader fills them in): one buffer with the
@@ -21,6 +23,7 @@
  * the entries.
  */
 import type { Entry, EntryType, InodeNumber } from "../../formats/entry.ts";
+import type { ListedNames } from "./walker.ts";
 
 /** dev or ino not known (the kernel never hands out 2^64-1): both u32 halves all ones. */
 const NO_ID_HALF = 0xffff_ffff;
@@ -30,6 +33,7 @@ const SAFE_HIGH = 0x20_0000;
 
 const ITEM = 1;
 const REPORT = 2;
+const LISTED = 3;
 
 const F_ATIME = 1;
 const F_CTIME = 2;
@@ -48,7 +52,7 @@ export interface WireError {
   code?: string;
 }
 
-export type DecodedItem = { entry: Entry; absPath: Buffer } | { report: { rel: Buffer; error: WireError } };
+export type DecodedItem = { entry: Entry; absPath: Buffer } | { report: { rel: Buffer; error: WireError } } | { listed: ListedNames };
 
 /** Appends records to a growing buffer. */
 export class BatchWriter {
@@ -101,6 +105,26 @@ export class BatchWriter {
       for (const run of entry.sparse) (this.f64(run.offset), this.f64(run.length));
     }
     this.count++;
+  }
+
+  /** The names count as records (a batch's size is in records). */
+  addListed(l: ListedNames): void {
+    this.room(1);
+    this.u8(LISTED);
+    this.bytes(l.dir);
+    this.room(12 + 13 * l.count);
+    this.u64(l.dev);
+    this.u32(l.count);
+    for (let i = 0; i < l.count; i++) {
+      const length = l.lengths[i]!;
+      this.room(13 + length);
+      this.u8(TYPE_CODE.get(l.types[i]!)!);
+      this.u64(l.inos[i]!);
+      this.u32(length);
+      l.bytes.copy(this.buf, this.pos, l.starts[i]!, l.starts[i]! + length);
+      this.pos += length;
+    }
+    this.count += l.count;
   }
 
   addReport(rel: Buffer, error: WireError): void {
@@ -208,6 +232,22 @@ export function decodeBatch(data: ArrayBuffer): DecodedItem[] {
       out.push({ report: { rel, error: code ? { message, code } : { message } } });
       continue;
     }
+    if (kind === LISTED) {
+      const dir = bytes();
+      const dev = u64() ?? 0;
+      const count = u32();
+      const l: ListedNames = { dir, dev, count, bytes: buf, starts: new Array(count), lengths: new Array(count), types: new Array(count), inos: new Array(count) };
+      for (let i = 0; i < count; i++) {
+        l.types[i] = TYPES[u8()]!;
+        l.inos[i] = u64() ?? 0;
+        const n = u32();
+        l.starts[i] = pos;
+        l.lengths[i] = n;
+        pos += n;
+      }
+      out.push({ listed: l });
+      continue;
+    }
     if (kind !== ITEM) throw new Error(`scan batch: bad record kind ${kind} at ${pos - 1}`);
     const type = TYPES[u8()]!;
     const flags = u8();
@@ -283,6 +323,17 @@ export function planBatch(data: ArrayBuffer): BatchPlan {
       skipBytes();
       skipBytes();
       skipBytes();
+      continue;
+    }
+    if (kind === LISTED) {
+      pos++;
+      skipBytes(); // dir
+      const n = buf.readUInt32LE(pos + 8);
+      pos += 12;
+      for (let i = 0; i < n; i++) {
+        pos += 9;
+        skipBytes();
+      }
       continue;
     }
     if (kind !== ITEM) throw new Error(`scan batch: bad record kind ${kind} at ${pos}`);

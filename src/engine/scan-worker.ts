@@ -32,6 +32,7 @@ import type { AtApi } from "../native/index.ts";
 import { ledgered } from "./fd-ledger.ts";
 import { backupOpenFlags, openSyncForBackup } from "./fsutil.ts";
 import { ListDescriber, walkSync } from "./walker-sync.ts";
+import { isListed } from "./walker.ts";
 import type { Entry } from "../../formats/entry.ts";
 
 /** A batch goes out at this many records or this many bytes (with the contents to read); the first ones are small so the backup starts at once. */
@@ -85,14 +86,19 @@ async function walkRole(start: StartMessage): Promise<void> {
         filter: scanFilter({ selection, dumpNames: start.dumpNames }, report),
         xattrs: start.xattrs === "directories" ? "directories" : true,
         statFiles: start.statFiles,
+        // Listed names need the filter only for a selection (scanFilter's name rules pass them).
+        filterListed: selection !== undefined,
         onError: report,
       });
   // Contents to read ahead (a reader's work) count toward the batch size, so a batch's
   // contents stay about BATCH_BYTES.
   let planned = 0;
-  for (const { entry, absPath } of walker) {
-    batch.addItem(entry, absPath);
-    if (readsAhead(entry, start.readAhead)) planned += entry.size;
+  for (const item of walker) {
+    if (isListed(item)) batch.addListed(item);
+    else {
+      batch.addItem(item.entry, item.absPath);
+      if (readsAhead(item.entry, start.readAhead)) planned += item.entry.size;
+    }
     if (batch.count >= limit || planned + batch.size >= BATCH_BYTES) {
       await send();
       planned = 0;

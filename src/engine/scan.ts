@@ -22,7 +22,7 @@ import { isBun, type NativeApi } from "../native/index.ts";
 import { O_NOFOLLOW, O_NONBLOCK, openFdForBackup } from "./fsutil.ts";
 import { selectionFilter, type Selection } from "./selection.ts";
 import { decodeBatch, type WireError } from "./scan-wire.ts";
-import { walk } from "./walker.ts";
+import { walk, type ListedNames } from "./walker.ts";
 import { closeNoted, newLedger } from "./fd-ledger.ts";
 
 export interface ScanOptions {
@@ -45,8 +45,13 @@ export interface ScanOptions {
   xattrs?: "all" | "directories";
   /** Regular files up to this size come with their content; 0 = none do. */
   readAhead: number;
-  /** false: non-directories described from the directory listing alone (WalkOptions.statFiles; the worker walk only). */
+  /**
+   * false: non-directories described from the directory listing alone (WalkOptions.statFiles;
+   * the worker walk only). They do not come as items: each directory's come to `onListed`, in
+   * walk order between the items (right after their directory's item), as one ListedNames.
+   */
   statFiles?: boolean;
+  onListed?: (names: ListedNames) => void;
   /** Objects the walk could not read, names left out: reported here, the scan goes on. */
   onError(rel: Buffer, error: Error): void;
   /**
@@ -96,7 +101,7 @@ export function listScanAvailable(opts: Pick<ScanOptions, "mode"> = {}): boolean
 export function scan(opts: ScanOptions): AsyncGenerator<ScanItem> {
   if (opts.list && !listScanAvailable(opts)) throw new Error("a list scan needs the scan workers");
   const url = (opts.mode ?? "auto") === "auto" && isBun() ? scanWorkerUrl() : undefined;
-  const items = url ? scanInWorker(opts, url) : scanInThread(opts);
+  const items = url ? scanInWorker(opts.remap && opts.onListed ? { ...opts, onListed: remappedListed(opts.onListed, opts.remap) } : opts, url) : scanInThread(opts);
   return opts.remap ? remapped(items, opts.remap) : items;
 }
 
@@ -109,6 +114,16 @@ async function* remapped(items: AsyncGenerator<ScanItem>, remap: (entry: Entry) 
   } finally {
     await items.return(undefined);
   }
+}
+
+/** Listed names are non-directories on their directory's device: that is remapped as one of theirs would be. */
+function remappedListed(onListed: (names: ListedNames) => void, remap: (entry: Entry) => void): (names: ListedNames) => void {
+  return (names) => {
+    const like: Entry = { path: names.dir, type: "file", mode: 0, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 }, dev: names.dev };
+    remap(like);
+    names.dev = like.dev ?? names.dev;
+    onListed(names);
+  };
 }
 
 /** The walk filter for a scan: the selection, and for dump the names restore cannot take. */
@@ -469,6 +484,11 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
         const r = records[i]!;
         if ("report" in r) {
           opts.onError(r.report.rel, fromWire(r.report.error));
+          continue;
+        }
+        if ("listed" in r) {
+          if (!opts.onListed) throw new Error("a scan with statFiles false needs onListed");
+          opts.onListed(r.listed);
           continue;
         }
         const item: ScanItem = r;

@@ -4,7 +4,7 @@
 // the main thread: a call that hangs (a dead NFS server) blocks whatever thread makes it.
 import fs, { type BigIntStats } from "node:fs";
 import { inodeNumber, type DataRun, type Entry, type EntryType, type InodeNumber } from "../../formats/entry.ts";
-import { listDataRuns, type AtApi, type DirApi, type DirListing } from "../native/index.ts";
+import { listDataRuns, listingName, type AtApi, type DirApi, type DirListing } from "../native/index.ts";
 import { StatxBuffer } from "../native/statx.ts";
 import { O_NOFOLLOW, asError, joinPath, openSyncForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import {
@@ -20,7 +20,7 @@ import {
   ZeroScan,
   type LinkFacts,
 } from "./stat-entry.ts";
-import type { WalkItem, WalkOptions } from "./walker.ts";
+import type { ListedNames, WalkItem, WalkOptions } from "./walker.ts";
 
 interface Frame {
   abs: Buffer;
@@ -30,15 +30,29 @@ interface Frame {
   next: number;
   /** The directory open for statx of its names (native.at), or -1: lstat by path. */
   fd: number;
-  /** With statFiles false: names[i]'s d_type and d_ino, and the directory's st_dev. */
-  listed?: { types: Uint8Array; inos: Array<number | bigint>; dev: bigint };
+  /** With statFiles false: its non-directories, to be handed out as one item (then dropped). */
+  listed?: ListedNames;
 }
 
 /** d_type -> the type of an object described from the listing alone (directories and DT_UNKNOWN are lstat-ed). */
 const LISTED_TYPES: Record<number, EntryType> = { 8: "file", 10: "symlink", 1: "fifo", 2: "chardev", 6: "blockdev", 12: "socket" };
-const MODE_OF_TYPE: Record<string, number> = { file: 0o100000, symlink: 0o120000, fifo: 0o010000, chardev: 0o020000, blockdev: 0o060000, socket: 0o140000 };
+/** The longest name the filter's name rules pass without a look (NAME_MAX). */
+const NAME_MAX = 255;
 
-export function walkSync(opts: WalkOptions): Generator<WalkItem> {
+/**
+ * Byte order of two names in one buffer. A loop, not Buffer.compare with offsets: names are
+ * short, and its argument checks cost more than the comparison (most of a listing's time).
+ */
+function compareBytes(bytes: Buffer, a: number, aLength: number, b: number, bLength: number): number {
+  const n = Math.min(aLength, bLength);
+  for (let k = 0; k < n; k++) {
+    const d = bytes[a + k]! - bytes[b + k]!;
+    if (d !== 0) return d;
+  }
+  return aLength - bLength;
+}
+
+export function walkSync(opts: WalkOptions): Generator<WalkItem | ListedNames> {
   return new SyncWalker(opts).run();
 }
 
@@ -62,7 +76,7 @@ class SyncWalker {
     this.opts.onError?.(relPath, asError(error));
   }
 
-  *run(): Generator<WalkItem> {
+  *run(): Generator<WalkItem | ListedNames> {
     const root = stripTrailingSlashes(this.opts.root);
     let st: BigIntStats;
     try {
@@ -87,6 +101,10 @@ class SyncWalker {
     const stack: Frame[] = [];
     const rootFrame = this.openDir(root, null, DOT, true, st.dev);
     if (rootFrame) stack.push(rootFrame);
+    if (rootFrame?.listed) {
+      yield rootFrame.listed;
+      rootFrame.listed = undefined;
+    }
 
     try {
       while (stack.length > 0) {
@@ -99,15 +117,6 @@ class SyncWalker {
         const name = frame.names[at]!;
         const rel = frame.rel ? joinPath(frame.rel, name) : name;
         const abs = joinPath(frame.abs, name);
-        const listedType = frame.listed && LISTED_TYPES[frame.listed.types[at]!];
-        if (listedType) {
-          if (this.opts.filter && !this.opts.filter(rel, listedType)) continue;
-          const entry: Entry = { path: rel, type: listedType, mode: MODE_OF_TYPE[listedType]!, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } };
-          entry.dev = inodeNumber(frame.listed!.dev);
-          entry.ino = frame.listed!.inos[at]!;
-          yield { entry, absPath: abs };
-          continue;
-        }
         const entry = this.child(frame, name, abs, rel);
         if (!entry) continue;
         yield { entry, absPath: abs };
@@ -115,6 +124,10 @@ class SyncWalker {
         if (this.oneFilesystem && entry.dev !== this.rootDev) continue;
         const child = this.openDir(abs, rel, rel, false, BigInt(entry.dev ?? 0));
         if (child) stack.push(child);
+        if (child?.listed) {
+          yield child.listed;
+          child.listed = undefined;
+        }
       }
     } finally {
       // A consumer that stops early (or an error) leaves directories open: close them.
@@ -168,7 +181,11 @@ class SyncWalker {
     return { abs, rel, names, next: 0, fd };
   }
 
-  /** A directory read with getdents64: its names sorted, each with its d_type and d_ino (its directories are lstat-ed by path). */
+  /**
+   * A directory read with getdents64, in byte order: its non-directories go out as one
+   * ListedNames (no lstat), its directories and names of unknown type are lstat-ed by path as
+   * usual.
+   */
   private openListed(dir: DirApi, abs: Buffer, rel: Buffer | null, reportAs: Buffer, dev: bigint): Frame | undefined {
     let listing: DirListing;
     try {
@@ -177,17 +194,30 @@ class SyncWalker {
       this.report(reportAs, error);
       return undefined;
     }
-    const order = listing.names.map((_, i) => i).sort((a, b) => Buffer.compare(listing.names[a]!, listing.names[b]!));
-    const types = new Uint8Array(order.length);
-    const inos = new Array<number | bigint>(order.length);
-    const names = new Array<Buffer>(order.length);
-    for (let k = 0; k < order.length; k++) {
-      const i = order[k]!;
-      names[k] = listing.names[i]!;
-      types[k] = listing.types[i]!;
-      inos[k] = listing.inos[i]!;
+    const { bytes, starts, lengths } = listing;
+    const order = Array.from({ length: listing.count }, (_, i) => i).sort((a, b) => compareBytes(bytes, starts[a]!, lengths[a]!, starts[b]!, lengths[b]!));
+    const names: Buffer[] = [];
+    const listed: ListedNames = { dir: rel ?? DOT, dev: inodeNumber(dev), count: 0, bytes, starts: [], lengths: [], types: [], inos: [] };
+    const filter = this.opts.filter;
+    const filterAll = this.opts.filterListed !== false;
+    for (const i of order) {
+      const type = LISTED_TYPES[listing.types[i]!];
+      const length = lengths[i]!;
+      if (!type) {
+        names.push(listingName(listing, i));
+        continue;
+      }
+      if (filter && (filterAll || length === 0 || length > NAME_MAX)) {
+        const name = listingName(listing, i);
+        if (!filter(rel ? joinPath(rel, name) : name, type)) continue;
+      }
+      listed.starts.push(starts[i]!);
+      listed.lengths.push(length);
+      listed.types.push(type);
+      listed.inos.push(listing.inos[i]!);
+      listed.count++;
     }
-    return { abs, rel, names, next: 0, fd: -1, listed: { types, inos, dev } };
+    return { abs, rel, names, next: 0, fd: -1, listed: listed.count > 0 ? listed : undefined };
   }
 
   private closeDir(frame: Frame): void {

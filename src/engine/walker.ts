@@ -5,7 +5,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import type { BigIntStats } from "node:fs";
-import type { DataRun, Entry, EntryType } from "../../formats/entry.ts";
+import type { DataRun, Entry, EntryType, InodeNumber } from "../../formats/entry.ts";
 import { listDataRuns, type NativeApi } from "../native/index.ts";
 import { O_NOFOLLOW, asError, joinPath, openForBackup, stripTrailingSlashes, typeFromMode } from "./fsutil.ts";
 import { DOT, entryFromStat, LinkTracker, mayBeSparse, attachXattrs, SCAN_READ, sparseOrUndefined, ZeroScan } from "./stat-entry.ts";
@@ -32,11 +32,43 @@ export interface WalkOptions {
    * native.dir does it; a name of unknown type (DT_UNKNOWN) is lstat-ed as usual.
    */
   statFiles?: boolean;
+  /**
+   * With statFiles false: whether the names listed (not lstat-ed) go through `filter` too, by
+   * their path (a selection). Default true. false: the caller's filter only checks a name's own
+   * rules, and every name getdents64 gives passes them (at most 255 bytes, no "/" or NUL), so
+   * the walk makes no path per name. A name out of that range still goes through the filter.
+   */
+  filterListed?: boolean;
 }
 
 export interface WalkItem {
   entry: Entry;
   absPath: Buffer;
+}
+
+/**
+ * With statFiles false: a directory's non-directories, as its listing gives them, in one item
+ * (they have nothing but a name, a type and an st_ino: an Entry and two paths each would cost
+ * the walk more than getdents64). It comes right after the directory is opened, before any of
+ * its subdirectories' items; its directories and names of unknown type come as WalkItems.
+ */
+export interface ListedNames {
+  /** The directory's path relative to the root ("." for the root). */
+  dir: Buffer;
+  /** The directory's st_dev: theirs too. */
+  dev: InodeNumber;
+  count: number;
+  /** Name i is bytes[starts[i], starts[i] + lengths[i]), in byte order. */
+  bytes: Buffer;
+  starts: number[];
+  lengths: number[];
+  types: EntryType[];
+  /** Their st_ino (d_ino). */
+  inos: InodeNumber[];
+}
+
+export function isListed(item: WalkItem | ListedNames): item is ListedNames {
+  return (item as ListedNames).count !== undefined;
 }
 
 /**

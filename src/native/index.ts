@@ -3,6 +3,7 @@
 import type { DataRun, NativeApi, SeekApi } from "./types.ts";
 
 export type { AtApi, AtCallsApi, DataRun, DirApi, DirListing, FsApi, IoctlApi, NativeApi, SeekApi, XattrApi } from "./types.ts";
+export { listingName } from "./types.ts";
 export { NativeError, ERRNO, errnoName } from "./errno.ts";
 
 const NOT_BUN = "not available in this runtime (native calls need Bun: the compiled ndmpd binary or `bun`)";

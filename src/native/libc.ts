@@ -416,8 +416,7 @@ function bindGetdents(ffi: typeof BunFfi, lastErrno: () => number): DirApi | nul
     list(path) {
       const fd = fs.openSync(Buffer.from(path.buffer, path.byteOffset, path.byteLength), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
       try {
-        const out: DirListing = { names: [], inos: [], types: new Uint8Array(0) };
-        const types: number[] = [];
+        const out = new ListingBuilder();
         for (;;) {
           const got = call(fd, scratch, scratch.length);
           if (got === 0) break;
@@ -426,10 +425,9 @@ function bindGetdents(ffi: typeof BunFfi, lastErrno: () => number): DirApi | nul
             if (errno === ERRNO.EINTR) continue;
             throw new NativeError("getdents64", errno);
           }
-          parseDirents(scratch, got, out.names, out.inos, types);
+          parseDirents(scratch, got, out);
         }
-        out.types = Uint8Array.from(types);
-        return out;
+        return out.done();
       } finally {
         fs.closeSync(fd);
       }
@@ -437,11 +435,43 @@ function bindGetdents(ffi: typeof BunFfi, lastErrno: () => number): DirApi | nul
   };
 }
 
+/** A DirListing as getdents64's records come in: the names copied into one growing buffer. */
+export class ListingBuilder {
+  private bytes = Buffer.allocUnsafe(4096);
+  private used = 0;
+  readonly starts: number[] = [];
+  readonly lengths: number[] = [];
+  readonly inos: Array<number | bigint> = [];
+  private readonly types: number[] = [];
+
+  /** Name `buf[from, to)`, its d_ino and d_type. */
+  add(buf: Buffer, from: number, to: number, ino: number | bigint, type: number): void {
+    const n = to - from;
+    if (this.used + n > this.bytes.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.used + n));
+      this.bytes.copy(bigger, 0, 0, this.used);
+      this.bytes = bigger;
+    }
+    // Byte by byte: names are short, and a native copy per name costs more than the loop.
+    const bytes = this.bytes;
+    for (let i = 0, at = this.used; i < n; i++) bytes[at + i] = buf[from + i]!;
+    this.starts.push(this.used);
+    this.lengths.push(n);
+    this.used += n;
+    this.inos.push(ino);
+    this.types.push(type);
+  }
+
+  done(): DirListing {
+    return { count: this.starts.length, bytes: this.bytes.subarray(0, this.used), starts: this.starts, lengths: this.lengths, inos: this.inos, types: Uint8Array.from(this.types) };
+  }
+}
+
 /**
  * struct linux_dirent64 records, one after another: u64 d_ino, s64 d_off, u16 d_reclen,
  * u8 d_type, then the NUL-terminated name (little-endian: the hosts ndmpd runs on).
  */
-export function parseDirents(buf: Buffer, length: number, names: Buffer[], inos: Array<number | bigint>, types: number[]): void {
+export function parseDirents(buf: Buffer, length: number, out: ListingBuilder): void {
   for (let at = 0; at + 19 <= length; ) {
     const reclen = buf.readUInt16LE(at + 16);
     if (reclen < 20 || at + reclen > length) throw new NativeError("getdents64", ERRNO.EINVAL);
@@ -453,9 +483,7 @@ export function parseDirents(buf: Buffer, length: number, names: Buffer[], inos:
     if (!dots) {
       const lo = buf.readUInt32LE(at);
       const hi = buf.readUInt32LE(at + 4);
-      inos.push(hi < 0x20_0000 ? hi * 0x1_0000_0000 + lo : (BigInt(hi) << 32n) | BigInt(lo));
-      types.push(buf[at + 18]!);
-      names.push(Buffer.from(buf.subarray(at + 19, end)));
+      out.add(buf, at + 19, end, hi < 0x20_0000 ? hi * 0x1_0000_0000 + lo : (BigInt(hi) << 32n) | BigInt(lo), buf[at + 18]!);
     }
     at += reclen;
   }

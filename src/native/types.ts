@@ -96,11 +96,25 @@ export interface DirApi {
 }
 
 export interface DirListing {
-  names: Buffer[];
-  /** d_ino of names[i]; numbers above 2^53 - 1 as bigints. */
+  /** How many names ("." and ".." are not among them). */
+  count: number;
+  /**
+   * The names one after another, name i at starts[i] for lengths[i] bytes: one buffer, not a
+   * Buffer per name (a tree of small files is mostly names, and each Buffer costs an object).
+   */
+  bytes: Buffer;
+  starts: number[];
+  lengths: number[];
+  /** d_ino of name i; numbers above 2^53 - 1 as bigints. */
   inos: Array<number | bigint>;
-  /** d_type of names[i]: DT_REG 8, DT_DIR 4, DT_LNK 10, DT_FIFO 1, DT_CHR 2, DT_BLK 6, DT_SOCK 12, DT_UNKNOWN 0. */
+  /** d_type of name i: DT_REG 8, DT_DIR 4, DT_LNK 10, DT_FIFO 1, DT_CHR 2, DT_BLK 6, DT_SOCK 12, DT_UNKNOWN 0. */
   types: Uint8Array;
+}
+
+/** Name i of a listing, as a Buffer of its own. */
+export function listingName(listing: DirListing, i: number): Buffer {
+  const start = listing.starts[i]!;
+  return Buffer.from(listing.bytes.subarray(start, start + listing.lengths[i]!));
 }
 
 /**

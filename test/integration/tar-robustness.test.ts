@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TarReader } from "../../formats/tar/reader.ts";
+import { parse as parseDump } from "../unit/engine/dump-fixture.ts";
 import { NdmpClient } from "../../src/client/client.ts";
 import { AddrType, ALL1, DataHaltReason as Halt, DataState, ErrorCode, LogType, Message, RecoveryStatus } from "../../src/protocol/codes.ts";
 import type { Pval } from "../../src/protocol/xdr/v4.ts";
@@ -42,11 +43,11 @@ async function dataConnect(c: NdmpClient): Promise<Socket> {
 const pv = (pairs: Array<[string, string]>): Pval[] => pairs.map(([name, value]) => ({ name, value }));
 
 /** DATA_CONNECT to a receiver of ours, then DATA_START_BACKUP(tar). */
-async function startBackup(c: NdmpClient, env: Array<[string, string]>): Promise<{ recv: Receiver; since: number }> {
+async function startBackup(c: NdmpClient, env: Array<[string, string]>, butype = "tar"): Promise<{ recv: Receiver; since: number }> {
   const sock = await dataConnect(c);
   const recv = new Receiver(sock);
   const since = c.posts.length;
-  await c.request(Message.DATA_START_BACKUP, { butype_name: "tar", env: pv(env) });
+  await c.request(Message.DATA_START_BACKUP, { butype_name: butype, env: pv(env) });
   return { recv, since };
 }
 
@@ -377,13 +378,14 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
       for (const f of ["keep/a.txt", "keep/b.log", "keep/tmp/x", "skip/y", "top.log", "top.txt", "deep/sub/cache/z", "deep/sub/keep.txt", "deep/other.txt", "deep/tmp.d/w", "My Docs/a b.txt", "My Docs/c.txt", "two words"]) mk(f);
     });
 
-    async function archived(env: Array<[string, string]>): Promise<string[]> {
+    async function archived(env: Array<[string, string]>, butype = "tar"): Promise<string[]> {
       const c = await dma(srv.port);
       try {
-        const { recv, since } = await startBackup(c, [["FILESYSTEM", SEL], ...env]);
+        const { recv, since } = await startBackup(c, [["FILESYSTEM", SEL], ...env], butype);
         expect((await halted(c, since)).body.reason).toBe(Halt.SUCCESSFUL);
         await until(() => recv.closed, 10_000, "the data connection to close");
         await c.request(Message.DATA_STOP);
+        if (butype === "dump") return [...parseDump(recv.bytes()).inoOf.keys()];
         return parseArchive(recv.bytes()).entries.map((e) => e.path);
       } finally {
         await c.close();
@@ -408,6 +410,15 @@ describe.runIf(ready)("tar data service robustness (our client as DMA)", () => {
         ["FILES", "./top.log"],
       ]);
       expect(got.sort()).toEqual([".", "deep", "deep/sub", "deep/sub/cache", "deep/sub/cache/z", "deep/sub/keep.txt", "keep", "keep/a.txt", "top.log"].sort());
+    });
+
+    it("dump selects as tar does: EXCLUDE and FILES leave the same names out of a level 0, whose files come from the directory listings", async () => {
+      const selections: Array<Array<[string, string]>> = [
+        [["EXCLUDE", "*.log,tmp"], ["EXCLUDE", "/skip"], ["EXCLUDE", "deep/sub/cache"]],
+        [["FILES", "/keep/a.txt"], ["FILES", "deep/sub"], ["FILES", "./top.log"]],
+        [["FILES", 'My\\ Docs/a\\ b.txt "two words"']],
+      ];
+      for (const env of selections) expect((await archived(env, "dump")).sort(), JSON.stringify(env)).toEqual((await archived(env)).sort());
     });
 
     it("FILES: paths with spaces, escaped (\\ ) or double-quoted, several in one value", async () => {

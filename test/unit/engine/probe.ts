@@ -6,7 +6,8 @@
 //                              scan.ts (auto = the worker pair when the build has them): entries,
 //                              sha256 of read-ahead contents (or the error code), reports
 //                              (env PROBE_XATTRS=directories: the scan's xattrs option;
-//                              PROBE_STAT_FILES=n: statFiles false)
+//                              PROBE_STAT_FILES=n: statFiles false; each ListedNames then adds
+//                              its names, marked listed, where it came)
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe abort <root>         five scans stopped early: descriptors before and after
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
@@ -62,6 +63,13 @@ if (mode === "walk" && root) {
     mode: dest,
     xattrs: process.env.PROBE_XATTRS === "directories" ? "directories" : undefined,
     statFiles: process.env.PROBE_STAT_FILES === "n" ? false : undefined,
+    onListed: (l) => {
+      for (let i = 0; i < l.count; i++) {
+        const name = l.bytes.subarray(l.starts[i]!, l.starts[i]! + l.lengths[i]!);
+        const path = l.dir.length === 1 && l.dir[0] === 0x2e ? name : Buffer.concat([l.dir, Buffer.from("/"), name]);
+        entries.push({ listed: true, path: hex(path), type: l.types[i], dev: l.dev, ino: l.inos[i] });
+      }
+    },
     onError: (p, e) => reports.push(`${hex(p)}: ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`),
   })) {
     entries.push({

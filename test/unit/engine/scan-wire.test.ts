@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Entry } from "../../../formats/entry.ts";
 import { BatchWriter, decodeBatch, planBatch } from "../../../src/engine/scan-wire.ts";
+import type { ListedNames } from "../../../src/engine/walker.ts";
 
 const b = (s: string | number[]) => (typeof s === "string" ? Buffer.from(s) : Buffer.from(s));
 
@@ -45,7 +46,7 @@ describe("scan batches (worker -> backup)", () => {
     w.addReport(b("z"), { message: "invalid name; not backed up" });
     w.addItem(entries[2]![0], entries[2]![1]);
     const got = decodeBatch(w.take());
-    expect(got.map((r) => ("report" in r ? r.report : r.entry.path.toString()))).toEqual([
+    expect(got.map((r) => ("report" in r ? r.report : "entry" in r ? r.entry.path.toString() : r.listed))).toEqual([
       ".",
       { rel: b([0x61, 0xff]), error: { message: "permission denied — x", code: "EACCES" } },
       { rel: b("z"), error: { message: "invalid name; not backed up" } },
@@ -71,6 +72,31 @@ describe("scan batches (worker -> backup)", () => {
     for (const e of sent) w.addItem(e, b("/f"));
     const got = decodeBatch(w.take()).map((r) => ("entry" in r ? [r.entry.dev, r.entry.ino] : undefined));
     expect(got).toEqual([[undefined, undefined], [2 ** 53 - 1, 2 ** 32], [2n ** 53n, 2n ** 64n - 2n], [0, 4294967295]]);
+  });
+
+  it("carry a directory's listed names (ListedNames) in their place: bytes, types and identities exactly, as one record of many", () => {
+    const names = [b("a"), b([0xff, 0x00, 0x2e]), Buffer.alloc(255, 0x7a), b("p")];
+    // The sender's names sit anywhere in a buffer of its own (a listing, out of byte order).
+    const bytes = Buffer.concat([b("xx"), ...names.slice().reverse()]);
+    const starts = [2 + 3 + 255 + 1, 2 + 1 + 255, 2 + 1, 2];
+    const listed: ListedNames = { dir: b([0x64, 0xfe]), dev: 2n ** 60n, count: 4, bytes, starts, lengths: names.map((n) => n.length), types: ["file", "symlink", "socket", "fifo"], inos: [3, 2 ** 53 - 1, 2n ** 64n - 2n, 0] };
+    const w = new BatchWriter();
+    w.addItem(entries[0]![0], entries[0]![1]);
+    w.addListed(listed);
+    w.addReport(b("z"), { message: "m" });
+    w.addItem(entries[2]![0], entries[2]![1]);
+    expect(w.count).toBe(1 + 4 + 1 + 1);
+    const data = w.take();
+    const got = decodeBatch(data);
+    expect(got).toHaveLength(4);
+    const l = (got[1] as { listed: ListedNames }).listed;
+    expect({ dir: l.dir, dev: l.dev, count: l.count, types: l.types, inos: l.inos }).toEqual({ dir: listed.dir, dev: listed.dev, count: 4, types: listed.types, inos: listed.inos });
+    expect(Array.from({ length: l.count }, (_, i) => l.bytes.subarray(l.starts[i]!, l.starts[i]! + l.lengths[i]!))).toEqual(names);
+    expect(got[3]).toEqual({ entry: entries[2]![0], absPath: entries[2]![1] });
+    // The reader's plan counts it as one record, not an item.
+    const plan = planBatch(data);
+    expect(plan.count).toBe(4);
+    expect([...plan.isItem]).toEqual([1, 0, 0, 1]);
   });
 
   it("plan what the reader needs (items, sizes of plain files, absolute paths) as decodeBatch reads it", () => {

@@ -119,23 +119,39 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     expect(withXattrs.every((e) => e.type === "directory")).toBe(true);
   });
 
-  it("with statFiles false, describes non-directories from the listing alone: same names, order, types and identities; directories as before", async () => {
+  it("with statFiles false, hands each directory's non-directories over from its listing alone, right after the directory: same names, types and identities; directories as before", async () => {
     const env = { ...process.env, PROBE_STAT_FILES: "n" };
     const [worker, inline] = await Promise.all([run(probe, ["scan", spec.root, "auto", ""], { env }), run(probe, ["scan", spec.root, "inline", ""], { env })]);
     expect(worker.code, worker.stderr).toBe(0);
-    type E = { path: string; type: string; dev?: number; ino?: number; nlink?: number; size: number };
+    type E = { path: string; type: string; dev?: number; ino?: number; nlink?: number; size: number; listed?: true };
     const w = JSON.parse(worker.stdout) as { worker: boolean; entries: E[] };
     const i = JSON.parse(inline.stdout) as { entries: E[] }; // in this thread statFiles is not used
     expect(w.worker).toBe(true);
-    expect(w.entries.map((e) => e.path)).toEqual(i.entries.map((e) => e.path));
+    const byPath = (xs: E[]) => [...xs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const full = new Map(i.entries.map((e) => [e.path, e]));
+    expect(byPath(w.entries).map((e) => e.path)).toEqual(byPath(i.entries).map((e) => e.path));
+    // What is not listed keeps the walk's order, and every listed name comes right after its
+    // directory's item (or after the names listed with it), in byte order.
+    expect(w.entries.filter((e) => !e.listed).map((e) => e.path)).toEqual(i.entries.filter((e) => w.entries.find((x) => x.path === e.path)!.listed !== true).map((e) => e.path));
+    const parentOf = (hexPath: string) => {
+      const p = Buffer.from(hexPath, "hex");
+      const slash = p.lastIndexOf(0x2f);
+      return slash < 0 ? "" : p.subarray(0, slash).toString("hex");
+    };
     let listed = 0;
     w.entries.forEach((e, k) => {
-      const full = i.entries[k]!;
-      if (full.type === "directory") return expect(e).toEqual(full);
+      const want = full.get(e.path)!;
+      if (!e.listed) return expect(e).toEqual(want);
       listed++;
+      const before = w.entries[k - 1]!;
+      const dir = parentOf(e.path);
+      if (before.listed) {
+        expect(parentOf(before.path)).toBe(dir);
+        expect(Buffer.compare(Buffer.from(before.path, "hex"), Buffer.from(e.path, "hex"))).toBe(-1);
+      } else expect(before.type === "directory" && (before.path === dir || (dir === "" && before.path === "2e"))).toBe(true);
       // A later name of a hard link is the file's own type here (no link bookkeeping).
-      if (full.type !== "hardlink") expect(e.type, e.path).toBe(full.type);
-      expect([e.dev, e.ino, e.nlink, e.size]).toEqual([full.dev, full.ino, undefined, 0]);
+      if (want.type !== "hardlink") expect(e.type, e.path).toBe(want.type);
+      expect([e.dev, e.ino]).toEqual([want.dev, want.ino]);
     });
     expect(listed).toBeGreaterThan(3);
   });

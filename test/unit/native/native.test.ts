@@ -3,7 +3,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cString, parseDirents, splitNameList } from "../../../src/native/libc.ts";
+import { cString, ListingBuilder, parseDirents, splitNameList } from "../../../src/native/libc.ts";
+import { listingName } from "../../../src/native/types.ts";
 import { NativeError, errnoName, ERRNO } from "../../../src/native/errno.ts";
 import { listDataRuns, loadNative } from "../../../src/native/index.ts";
 import type { SeekApi } from "../../../src/native/types.ts";
@@ -161,17 +162,20 @@ describe("parseDirents (getdents64's struct linux_dirent64)", () => {
 
   it("gives names, d_ino (exact past 2^53) and d_type, without . and ..", () => {
     const buf = Buffer.concat([record(2n, 4, "."), record(1n, 4, ".."), record(12n, 8, "a"), record(2n ** 63n + 5n, 10, "..x"), record(7n, 4, "sub")]);
-    const names: Buffer[] = [];
-    const inos: Array<number | bigint> = [];
-    const types: number[] = [];
-    parseDirents(buf, buf.length, names, inos, types);
-    expect(names.map((n) => n.toString("latin1"))).toEqual(["a", "..x", "sub"]);
-    expect(inos).toEqual([12, 2n ** 63n + 5n, 7]);
-    expect(types).toEqual([8, 10, 4]);
+    const out = new ListingBuilder();
+    parseDirents(buf, buf.length, out);
+    // A second call (getdents64 hands a big directory over in several) adds to the same listing.
+    const more = record(9n, 8, "z".repeat(255));
+    parseDirents(more, more.length, out);
+    const listing = out.done();
+    expect(listing.count).toBe(4);
+    expect(Array.from({ length: listing.count }, (_, i) => listingName(listing, i).toString("latin1"))).toEqual(["a", "..x", "sub", "z".repeat(255)]);
+    expect(listing.inos).toEqual([12, 2n ** 63n + 5n, 7, 9]);
+    expect([...listing.types]).toEqual([8, 10, 4, 8]);
   });
 
   it("refuses a record that runs past what the kernel returned", () => {
     const buf = record(3n, 8, "a-longer-name"); // 40 bytes
-    expect(() => parseDirents(buf, buf.length - 8, [], [], [])).toThrow(NativeError);
+    expect(() => parseDirents(buf, buf.length - 8, new ListingBuilder())).toThrow(NativeError);
   });
 });

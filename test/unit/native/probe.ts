@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { LinuxStTape } from "../../../src/devices/tape/linux-st.ts";
 import { MTGET_SIZE, MTIOCGET } from "../../../src/devices/tape/mtio.ts";
-import { listDataRuns, loadNative } from "../../../src/native/index.ts";
+import { listDataRuns, listingName, loadNative } from "../../../src/native/index.ts";
 
 const [sparsePath, xattrPath, setPath] = process.argv.slice(2);
 if (!sparsePath || !xattrPath || !setPath) throw new Error("usage: probe <sparse> <xattr-file> <set-file>");
@@ -66,10 +66,10 @@ if (native.dir) {
   // The directory of the files above: getdents64's names, d_ino and d_type against lstat's.
   const dir = path.dirname(setPath);
   const listing = native.dir.list(Buffer.from(dir));
-  result.dir = listing.names
+  result.dir = Array.from({ length: listing.count }, (_, i) => listingName(listing, i).toString("latin1"))
     .map((name, i) => {
-      const st = fs.lstatSync(path.join(dir, name.toString("latin1")), { bigint: true });
-      return { name: name.toString("latin1"), sameIno: BigInt(listing.inos[i]!) === st.ino, type: listing.types[i] };
+      const st = fs.lstatSync(path.join(dir, name), { bigint: true });
+      return { name, sameIno: BigInt(listing.inos[i]!) === st.ino, type: listing.types[i] };
     })
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   try {
