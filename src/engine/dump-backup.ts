@@ -180,6 +180,21 @@ class ObjectTable {
     return this.paths.subarray(start, start + this.lengths[ino]!);
   }
 
+  /** The paths of `inos` as a list scan takes them (ScanOptions.packedList), straight from the table. */
+  packedPaths(inos: number[]): Uint8Array {
+    let total = 0;
+    for (const ino of inos) total += 4 + this.lengths[ino]!;
+    const out = Buffer.allocUnsafe(total);
+    let at = 0;
+    for (const ino of inos) {
+      const length = this.lengths[ino]!;
+      out.writeUInt32LE(length, at);
+      this.paths.copy(out, at + 4, this.starts[ino]!, this.starts[ino]! + length);
+      at += 4 + length;
+    }
+    return out;
+  }
+
   /** Another name of the inode (a hard link). */
   addName(ino: number, path: Buffer): void {
     const names = this.names.get(ino);
@@ -643,7 +658,7 @@ async function* preparedByWorkers(inos: number[], objects: ObjectTable, root: Bu
   const items = scan({
     root,
     native: opts.native,
-    list: inos.map((ino) => objects.rel(ino)!),
+    packedList: objects.packedPaths(inos),
     readAhead: SMALL_FILE,
     headerRoom: ROOM,
     frameAlign: ROOM,

@@ -39,6 +39,8 @@ export interface ScanOptions {
    * it (listScanAvailable); dump's second pass uses it.
    */
   list?: Buffer[];
+  /** The same list already packed as the worker takes it: u32 length + the path's bytes, one after another (no Buffer per path). */
+  packedList?: Uint8Array;
   /** Leave out (with a report) names the dump format cannot carry. */
   dumpNames?: boolean;
   /** Whose extended attributes the walk reads: everyone's (the default), or only directories' (dump's first pass). */
@@ -99,7 +101,7 @@ export function listScanAvailable(opts: Pick<ScanOptions, "mode"> = {}): boolean
 }
 
 export function scan(opts: ScanOptions): AsyncGenerator<ScanItem> {
-  if (opts.list && !listScanAvailable(opts)) throw new Error("a list scan needs the scan workers");
+  if ((opts.list || opts.packedList) && !listScanAvailable(opts)) throw new Error("a list scan needs the scan workers");
   const url = (opts.mode ?? "auto") === "auto" && isBun() ? scanWorkerUrl() : undefined;
   const items = url ? scanInWorker(opts.remap && opts.onListed ? { ...opts, onListed: remappedListed(opts.onListed, opts.remap) } : opts, url) : scanInThread(opts);
   return opts.remap ? remapped(items, opts.remap) : items;
@@ -452,7 +454,8 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     statFiles: opts.statFiles,
     ledger: newLedger(),
   };
-  if (opts.list) start.list = packList(opts.list);
+  if (opts.packedList) start.list = opts.packedList;
+  else if (opts.list) start.list = packList(opts.list);
   if (reader) {
     const { port1, port2 } = new MessageChannel();
     const pool = opts.recycled && opts.headerRoom ? FRAME_POOL : undefined;

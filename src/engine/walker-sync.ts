@@ -356,7 +356,7 @@ export class ListDescriber {
   describe(rel: Buffer): { entry: Entry; absPath: Buffer } {
     const abs = joinPath(this.root, rel);
     const slash = rel.lastIndexOf(0x2f);
-    const fd = this.at ? this.dirOf(slash < 0 ? DOT : rel.subarray(0, slash)) : -1;
+    const fd = this.at ? this.dirOf(rel, slash) : -1;
     const name = slash < 0 ? rel : rel.subarray(slash + 1);
     const sx = this.sx;
     if (fd < 0 || !this.at!.lstatAt(fd, name, sx)) return { entry: describePath(abs, rel, this.native), absPath: abs };
@@ -374,13 +374,27 @@ export class ListDescriber {
     this.dirRel = undefined;
   }
 
-  /** The open directory `dirRel`: the one already open, or opened now (-1 if it cannot be). */
-  private dirOf(dirRel: Buffer): number {
-    if (this.dirRel !== undefined && this.dirRel.equals(dirRel)) return this.dirFd;
+  /** The directory of `rel` (its part before `slash`, -1: the root): the one already open, or opened now (-1 if it cannot be). */
+  private dirOf(rel: Buffer, slash: number): number {
+    if (this.dirRel !== undefined && isDirOf(this.dirRel, rel, slash)) return this.dirFd;
     this.close();
+    // A copy: `rel` may be a view of a buffer that is reused.
+    const dirRel = slash < 0 ? DOT : Buffer.from(rel.subarray(0, slash));
     // Not followed if the directory itself was replaced by a symlink (lstat by path would see the link).
     this.dirFd = this.at!.openDir(dirRel === DOT ? this.root : joinPath(this.root, dirRel), false);
-    this.dirRel = Buffer.from(dirRel); // (a copy: `rel` may be a view of a buffer that is reused)
+    this.dirRel = dirRel;
     return this.dirFd;
   }
+}
+
+/**
+ * Whether `dir` (DOT for the root) is the part of `rel` before `slash`: compared in place,
+ * byte by byte (most paths in a row share their directory; a view and equals() for each cost
+ * more than the comparison).
+ */
+function isDirOf(dir: Buffer, rel: Buffer, slash: number): boolean {
+  if (dir === DOT || slash < 0) return dir === DOT && slash < 0;
+  if (dir.length !== slash) return false;
+  for (let k = slash - 1; k >= 0; k--) if (dir[k] !== rel[k]) return false;
+  return true;
 }

@@ -168,6 +168,25 @@ describe("dump writer warnings", () => {
     expect(w.warnings.map((x) => x.code)).toEqual(["name-too-long", "bad-name"]);
   });
 
+  it("lays directory entries out as the kernel does: 512-byte chunks, no entry across one, the last of each stretched to its end", () => {
+    // dirsize(n) = (8 + n + 1 + 3) & ~3: names of 7 bytes take 16, of 3 take 12, of 254/255 take 264.
+    const kid = (name: Buffer, ino: number) => ({ name, ino, type: "file" as const });
+    const exact = Array.from({ length: 32 }, (_, i) => kid(Buffer.from(`n${String(i).padStart(6, "0")}`), 3 + i)); // 32 x 16 = one full chunk
+    const after = [kid(Buffer.from("abc"), 40), kid(Buffer.alloc(255, 0x7a), 41), kid(Buffer.alloc(254, 0x79), 42)];
+    const data = encodeDirectory([...exact, ...after]);
+    expect(data.length).toBe(3 * 512); // 512 | 12 + 264 | 264
+    const reclens: number[] = [];
+    for (let p = 0; p < data.length; p += data.readUInt16LE(p + 4)) reclens.push(data.readUInt16LE(p + 4));
+    expect(reclens).toEqual([...Array(32).fill(16), 12, 500, 512]);
+    expect(data[512 + 12 + 7]).toBe(254); // a 255-byte name shows 254 bytes, its last one in the pad
+    expect(data[512 + 12 + 8 + 254 + 1]).toBe(0x7a);
+    const back = decodeDirectory(data, { longNamesInPad: true });
+    expect(back.problems).toEqual([]);
+    expect(back.entries.map((e) => [e.name, e.ino])).toEqual([...exact, ...after].map((k) => [k.name, k.ino]));
+    expect(encodeDirectory([])).toEqual(Buffer.alloc(512));
+    expect(() => encodeDirectory([kid(Buffer.alloc(256, 0x61), 3)])).toThrow(RangeError);
+  });
+
   it("reports times before 1970 and after 2106 and clamps them", () => {
     const w = new DumpWriter({ date: 1, inodes: [2, 3, 4] });
     w.begin();
