@@ -160,12 +160,19 @@ export class InoTable {
   /** Keeps only the entries `keep` accepts. */
   filter(keep: (n: number) => boolean): void {
     const { lo, hi, val } = this;
+    // Usually nothing goes (a level 0 of a tree that lost nothing): then no new table.
+    let drops = false;
+    for (let s = 0; s < val.length && !drops; s++) drops = val[s] !== 0 && !keep(val[s]!);
+    if (drops) this.rebuild(lo, hi, val, keep);
+    if (this.big) for (const [ino, n] of this.big) if (!keep(n)) this.big.delete(ino);
+  }
+
+  private rebuild(lo: Uint32Array, hi: Uint32Array, val: Uint32Array, keep: (n: number) => boolean): void {
     this.lo = new Uint32Array(val.length);
     this.hi = new Uint32Array(val.length);
     this.val = new Uint32Array(val.length);
     this.count = 0;
     for (let s = 0; s < val.length; s++) if (val[s] !== 0 && keep(val[s]!)) this.put(lo[s]!, hi[s]!, val[s]!);
-    if (this.big) for (const [ino, n] of this.big) if (!keep(n)) this.big.delete(ino);
   }
 
   /** The slot holding (lo, hi), or -1. */
