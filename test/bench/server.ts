@@ -18,15 +18,15 @@ export interface BenchServer {
   stop(): Promise<number | null>;
 }
 
-/** Starts dist/ndmpd on 127.0.0.1 (any port) with `extra` config (e.g. [[tape]] tables). */
-export async function startBenchServer(dir: string, extra = ""): Promise<BenchServer> {
+/** Starts `binary` (dist/ndmpd, or BENCH_BINARY) on 127.0.0.1 (any port) with `extra` config (e.g. [[tape]] tables). */
+export async function startBenchServer(dir: string, extra = "", binary = BINARY): Promise<BenchServer> {
   const cfg = join(dir, "ndmpd.toml");
   writeFileSync(
     cfg,
     `[server]\nlisten = "127.0.0.1:0"\nstate_dir = "${dir}/state"\nauth_failure_delay_ms = 0\n\n[auth]\nmethods = ["md5"]\n\n[[user]]\nname = "${USER}"\npassword = "${PASSWORD}"\n\n${extra}`,
   );
   chmodSync(cfg, 0o600);
-  const proc: ChildProcess = spawn(BINARY, ["serve", "--config", cfg, "--log-format", "json", "--log-level", "info"], {
+  const proc: ChildProcess = spawn(binary, ["serve", "--config", cfg, "--log-format", "json", "--log-level", "info"], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
