@@ -10,16 +10,16 @@ describe("runtime-env: the data commands start again with the runtime options th
   const argv = (cmd: string) => ["/x/ndmpd", "/$bunfs/root/ndmpd", cmd, "DIR"];
 
   it("backup and recover: without JSC's top tier, and keeping freed memory; nothing else (the server keeps the runtime's defaults)", () => {
-    expect(startEnv(argv("backup"), {}, true)).toEqual({ BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "-1" });
-    expect(startEnv(argv("recover"), {}, true)).toEqual({ BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "-1" });
+    expect(startEnv(argv("backup"), {}, true)).toEqual({ BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "200" });
+    expect(startEnv(argv("recover"), {}, true)).toEqual({ BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "200" });
     for (const cmd of ["serve", "list", "remote", "query", "version", "--version"]) expect(startEnv(argv(cmd), {}, true)).toEqual({});
     expect(startEnv(["/x/ndmpd", "/$bunfs/root/ndmpd"], {}, true)).toEqual({});
   });
 
   it("never from source, and never twice (nor what the operator set)", () => {
     expect(startEnv(argv("backup"), {}, false)).toEqual({});
-    expect(startEnv(argv("backup"), { BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "-1" }, true)).toEqual({});
-    expect(startEnv(argv("backup"), { BUN_JSC_useFTLJIT: "1" }, true)).toEqual({ MIMALLOC_PURGE_DELAY: "-1" });
+    expect(startEnv(argv("backup"), { BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "200" }, true)).toEqual({});
+    expect(startEnv(argv("backup"), { BUN_JSC_useFTLJIT: "1" }, true)).toEqual({ MIMALLOC_PURGE_DELAY: "200" });
     expect(startEnv(argv("recover"), { MIMALLOC_PURGE_DELAY: "10" }, true)).toEqual({ BUN_JSC_useFTLJIT: "0" });
   });
 
@@ -56,7 +56,7 @@ describe("runtime-env: the data commands start again with the runtime options th
     const plain = job(undefined);
     const chosen = job("25");
     try {
-      expect(await purgeOf(plain.pid!)).toEqual(["MIMALLOC_PURGE_DELAY=-1"]);
+      expect(await purgeOf(plain.pid!)).toEqual(["MIMALLOC_PURGE_DELAY=200"]);
       expect(await purgeOf(chosen.pid!)).toEqual(["MIMALLOC_PURGE_DELAY=25"]);
     } finally {
       for (const p of [plain, chosen]) {
