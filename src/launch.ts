@@ -2,8 +2,8 @@
 /**
  * The compiled binary's entry point: only what must run before the program is loaded.
  *
- * The data commands start themselves again with runtime options in their environment
- * (runtime-env.ts). Doing that from main.ts meant loading the whole program twice: the binary's
+ * `ndmpd backup` and `ndmpd recover` start themselves again with runtime options in their
+ * environment (runtime-env.ts). Doing that from main.ts meant loading the whole program twice: the binary's
  * one bundle is read and set up before its first line runs, about 50 ms here against 15 ms for
  * an empty binary. This entry is a bundle of its own, small; main.ts, another entry point of the
  * build (package.json: build), is loaded by path once we know we stay.

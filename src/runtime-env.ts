@@ -20,10 +20,8 @@ import { LIBC_CANDIDATES } from "./native/libc.ts";
 
 /** The job commands that run whole in this process. */
 const SHORT_JOBS = new Set(["backup", "recover"]);
-const JIT_OPTION = "BUN_JSC_useFTLJIT";
-const PURGE_OPTION = "MIMALLOC_PURGE_DELAY";
-/** Milliseconds freed memory stays in the process before it goes back to the kernel (see above). */
-const PURGE_DELAY_MS = "200";
+/** What they start with (see above); MIMALLOC_PURGE_DELAY in milliseconds. */
+const JOB_OPTIONS: Record<string, string> = { BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "200" };
 const keepAlive: unknown[] = [];
 
 /**
@@ -32,10 +30,8 @@ const keepAlive: unknown[] = [];
  */
 export function startEnv(argv: readonly string[], env: NodeJS.ProcessEnv, compiled: boolean): Record<string, string> {
   const add: Record<string, string> = {};
-  if (!compiled) return add;
-  const command = argv[2] ?? "";
-  if (SHORT_JOBS.has(command) && env[JIT_OPTION] === undefined) add[JIT_OPTION] = "0";
-  if (SHORT_JOBS.has(command) && env[PURGE_OPTION] === undefined) add[PURGE_OPTION] = PURGE_DELAY_MS;
+  if (!compiled || !SHORT_JOBS.has(argv[2] ?? "")) return add;
+  for (const [name, value] of Object.entries(JOB_OPTIONS)) if (env[name] === undefined) add[name] = value;
   return add;
 }
 

@@ -52,43 +52,34 @@ export function dirsize(nameLen: number): number {
  * 255-byte names are written the `longNamesInPad` way (the caller flags the directory).
  */
 export function encodeDirectory(children: DirChild[]): Buffer {
-  // Where each entry goes, first: then one buffer of the right size (zeros: NULs and padding).
-  const at = new Array<number>(children.length);
-  let chunks = 1;
+  const chunks: Buffer[] = [];
+  let chunk = Buffer.alloc(DIRBLKSIZ);
   let pos = 0;
-  for (let i = 0; i < children.length; i++) {
-    const length = children[i]!.name.length;
-    if (length === 0 || length > LONG_NAME) throw new RangeError(`a directory entry name of ${length} bytes`);
-    const len = dirsize(shownLength(children[i]!.name));
-    if (pos + len > DIRBLKSIZ) {
-      chunks++;
-      pos = 0;
-    }
-    at[i] = (chunks - 1) * DIRBLKSIZ + pos;
+  let lastPos = -1;
+  const closeChunk = (): void => {
+    // The last entry of a chunk extends to the chunk's end.
+    if (lastPos >= 0) chunk.writeUInt16LE(DIRBLKSIZ - lastPos, lastPos + 4);
+    chunks.push(chunk);
+    chunk = Buffer.alloc(DIRBLKSIZ);
+    pos = 0;
+    lastPos = -1;
+  };
+  for (const child of children) {
+    const long = child.name.length === LONG_NAME;
+    const shown = long ? child.name.subarray(0, MAX_NAME) : child.name;
+    const len = dirsize(shown.length);
+    if (pos + len > DIRBLKSIZ) closeChunk();
+    chunk.writeUInt32LE(child.ino, pos);
+    chunk.writeUInt16LE(len, pos + 4);
+    chunk.writeUInt8(DT_BY_TYPE[child.type], pos + 6);
+    chunk.writeUInt8(shown.length, pos + 7);
+    shown.copy(chunk, pos + 8); // NUL and padding are already zero
+    if (long) chunk[pos + 8 + MAX_NAME + 1] = child.name[MAX_NAME]!;
+    lastPos = pos;
     pos += len;
   }
-  const out = Buffer.alloc(chunks * DIRBLKSIZ);
-  for (let i = 0; i < children.length; i++) {
-    const child = children[i]!;
-    const p = at[i]!;
-    const long = child.name.length === LONG_NAME;
-    const shown = long ? MAX_NAME : child.name.length;
-    // The last entry of a chunk extends to the chunk's end.
-    const chunkEnd = p - (p % DIRBLKSIZ) + DIRBLKSIZ;
-    const lastInChunk = i + 1 === children.length || at[i + 1]! >= chunkEnd;
-    out.writeUInt32LE(child.ino, p);
-    out.writeUInt16LE(lastInChunk ? chunkEnd - p : dirsize(shown), p + 4);
-    out[p + 6] = DT_BY_TYPE[child.type];
-    out[p + 7] = shown;
-    child.name.copy(out, p + 8, 0, shown); // NUL and padding are already zero
-    if (long) out[p + 8 + MAX_NAME + 1] = child.name[MAX_NAME]!;
-  }
-  return out;
-}
-
-/** How many bytes of a name the entry shows (a 255-byte name's last byte goes in the pad). */
-function shownLength(name: Buffer): number {
-  return name.length === LONG_NAME ? MAX_NAME : name.length;
+  closeChunk();
+  return Buffer.concat(chunks);
 }
 
 export interface DecodedDirEntry {

@@ -180,7 +180,7 @@ class ObjectTable {
     return this.paths.subarray(start, start + this.lengths[ino]!);
   }
 
-  /** The paths of `inos` as a list scan takes them (ScanOptions.packedList), straight from the table. */
+  /** The paths of `inos` as a list scan takes them (scan.ts packList's layout), straight from the table: no Buffer per path. */
   packedPaths(inos: number[]): Uint8Array {
     let total = 0;
     for (const ino of inos) total += 4 + this.lengths[ino]!;
@@ -658,7 +658,7 @@ async function* preparedByWorkers(inos: number[], objects: ObjectTable, root: Bu
   const items = scan({
     root,
     native: opts.native,
-    packedList: objects.packedPaths(inos),
+    list: objects.packedPaths(inos),
     readAhead: SMALL_FILE,
     headerRoom: ROOM,
     frameAlign: ROOM,

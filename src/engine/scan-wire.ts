@@ -112,7 +112,7 @@ export class BatchWriter {
     this.room(1);
     this.u8(LISTED);
     this.bytes(l.dir);
-    this.room(12 + 13 * l.count);
+    this.room(12);
     this.u64(l.dev);
     this.u32(l.count);
     for (let i = 0; i < l.count; i++) {

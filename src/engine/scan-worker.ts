@@ -116,8 +116,7 @@ function* describeList(root: Buffer, list: Uint8Array, native: Awaited<ReturnTyp
   try {
     for (let p = 0; p < list.byteLength; ) {
       const n = view.getUint32(p, true);
-      const rel = Buffer.allocUnsafe(n);
-      bytes.copy(rel, 0, p + 4, p + 4 + n);
+      const rel = Buffer.from(bytes.subarray(p + 4, p + 4 + n));
       p += 4 + n;
       let item: { entry: Entry; absPath: Buffer };
       try {

@@ -34,13 +34,11 @@ export interface ScanOptions {
   /** FILES / EXCLUDE; absent = everything. */
   selection?: Selection;
   /**
-   * Instead of walking: these paths (relative to root), each described again, in this order;
-   * one that cannot be described is reported (onError) in its place. Only the worker scan has
-   * it (listScanAvailable); dump's second pass uses it.
+   * Instead of walking: these paths (relative to root, laid out as packList lays them), each
+   * described again, in this order; one that cannot be described is reported (onError) in its
+   * place. Only the worker scan has it (listScanAvailable); dump's second pass uses it.
    */
-  list?: Buffer[];
-  /** The same list already packed as the worker takes it: u32 length + the path's bytes, one after another (no Buffer per path). */
-  packedList?: Uint8Array;
+  list?: Uint8Array;
   /** Leave out (with a report) names the dump format cannot carry. */
   dumpNames?: boolean;
   /** Whose extended attributes the walk reads: everyone's (the default), or only directories' (dump's first pass). */
@@ -101,7 +99,7 @@ export function listScanAvailable(opts: Pick<ScanOptions, "mode"> = {}): boolean
 }
 
 export function scan(opts: ScanOptions): AsyncGenerator<ScanItem> {
-  if ((opts.list || opts.packedList) && !listScanAvailable(opts)) throw new Error("a list scan needs the scan workers");
+  if (opts.list && !listScanAvailable(opts)) throw new Error("a list scan needs the scan workers");
   const url = (opts.mode ?? "auto") === "auto" && isBun() ? scanWorkerUrl() : undefined;
   const items = url ? scanInWorker(opts.remap && opts.onListed ? { ...opts, onListed: remappedListed(opts.onListed, opts.remap) } : opts, url) : scanInThread(opts);
   return opts.remap ? remapped(items, opts.remap) : items;
@@ -454,8 +452,7 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
     statFiles: opts.statFiles,
     ledger: newLedger(),
   };
-  if (opts.packedList) start.list = opts.packedList;
-  else if (opts.list) start.list = packList(opts.list);
+  if (opts.list) start.list = opts.list;
   if (reader) {
     const { port1, port2 } = new MessageChannel();
     const pool = opts.recycled && opts.headerRoom ? FRAME_POOL : undefined;
@@ -523,7 +520,8 @@ async function* scanInWorker(opts: ScanOptions, url: URL): AsyncGenerator<ScanIt
   }
 }
 
-function packList(list: Buffer[]): Uint8Array {
+/** Paths as a list scan takes them (ScanOptions.list): u32 length + the path's bytes, one after another. */
+export function packList(list: Buffer[]): Uint8Array {
   let total = 0;
   for (const p of list) total += 4 + p.length;
   const out = Buffer.allocUnsafe(total);

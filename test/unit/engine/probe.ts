@@ -18,7 +18,7 @@
 //                              where its content sits in it, and whether the rest of the frame after the content is zeros
 import { loadNative } from "../../../src/native/index.ts";
 import { createHash } from "node:crypto";
-import { FRAME_POOL, prewarmScanWorkers, recycleFrames, scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
+import { FRAME_POOL, packList, prewarmScanWorkers, recycleFrames, scan, scanWorkerUrl } from "../../../src/engine/scan.ts";
 import { walk } from "../../../src/engine/walker.ts";
 import { copyTree } from "./copy-tree.ts";
 import type { Entry } from "../../../formats/entry.ts";
@@ -204,7 +204,7 @@ if (mode === "walk" && root) {
   // The first three again at the end: a directory left and come back to.
   const list = [...paths.slice(0, half), Buffer.from("no-such-file"), ...paths.slice(half), ...paths.slice(0, 3)];
   const listed: unknown[] = [];
-  for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, list, onError: (p, e) => listed.push({ report: hex(p), code: (e as NodeJS.ErrnoException).code }) })) {
+  for await (const { entry, content } of scan({ root: Buffer.from(root), native, readAhead: 256 * 1024, list: packList(list), onError: (p, e) => listed.push({ report: hex(p), code: (e as NodeJS.ErrnoException).code }) })) {
     listed.push(described(entry, content));
   }
   console.log(JSON.stringify({ walked, listed, half }));
