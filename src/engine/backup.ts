@@ -214,7 +214,7 @@ export class FrameRecycler {
     this.doneAtEnd = conn instanceof Socket && !(conn instanceof TLSSocket);
     if (this.doneAtEnd) out.onWritten = free;
     // The pipe's offsets count from its first byte, as the writer's do: `out` is its only writer
-    // from the start of the stream (dump's second pass makes its recycler after the directories).
+    // from the start of the stream (dump's pass 2 makes its recycler before its first byte).
     this.enabled = this.doneAtEnd || onReaderDone(conn, free);
   }
 
