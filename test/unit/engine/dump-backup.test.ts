@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { DUMPINSPECT } from "../../helpers/dumpinspect.ts";
 import { DumpReader, InodeMap, inMap } from "../../../formats/dump/index.ts";
@@ -14,6 +15,8 @@ import { InodeBits } from "../../../src/engine/dump-backup.ts";
 import { backup, historyOf, makeSmallTree, parse } from "./dump-fixture.ts";
 
 const INSPECT = DUMPINSPECT;
+const here = path.dirname(fileURLToPath(import.meta.url));
+const bun = path.resolve(here, "../../../node_modules/.bin/bun");
 const haveInspect = fs.existsSync(INSPECT) && spawnSync("python3", ["--version"]).status === 0;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ndmpd-dumpb-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -244,6 +247,34 @@ describe("dump backup engine", () => {
       const ins = inspect(r.stream);
       expect(ins.code, ins.out).toBe(0);
     }
+  });
+
+  it("a file gone or turned into a directory between the passes: reported once each, left off the tape, the rest whole (the scan workers' pass 2, under bun)", () => {
+    const src = path.join(tmp, "vanish");
+    for (let d = 0; d < 3; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`), { recursive: true });
+      for (let f = 0; f < 40; f++) fs.writeFileSync(path.join(src, `d${d}`, `f${f}`), `d${d}/f${f} `.repeat(f + 1));
+    }
+    const original = new Map<string, Buffer>();
+    for (const d of fs.readdirSync(src)) for (const f of fs.readdirSync(path.join(src, d))) original.set(`${d}/${f}`, fs.readFileSync(path.join(src, d, f)));
+    const streamFile = path.join(tmp, "vanish.dump");
+    const r = spawnSync(bun, [path.join(here, "dump-vanish-probe.ts"), src, path.join(tmp, "state-vanish"), streamFile], { encoding: "utf8", timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { listScan: boolean; changed: boolean; removed: string[]; warnings: string[] };
+    expect(out.listScan && out.changed).toBe(true);
+    expect(out.removed).toHaveLength(12);
+    // One warning each, and no "in TS_BITS but not written" on top of it.
+    const expected = [...out.removed.map((p) => `/${p}: vanished before it could be backed up; not backed up`), "/d1/f5: became a directory while being backed up; not backed up"];
+    expect([...out.warnings].sort()).toEqual(expected.sort());
+    const stream = fs.readFileSync(streamFile);
+    const p = parse(stream);
+    expect(p.ended).toBe(true);
+    for (const [name, bytes] of original) {
+      const gone = out.removed.includes(name) || name === "d1/f5";
+      expect(p.inoOf.has(name), name).toBe(!gone);
+      if (!gone) expect(Buffer.concat(p.content.get(p.inoOf.get(name)!) ?? []).subarray(0, bytes.length).equals(bytes), name).toBe(true);
+    }
+    expect(p.offsets.size).toBe(1 + 3 + original.size - 13); // the root, the three directories, the files still there
   });
 });
 

@@ -11,7 +11,7 @@ import { backupStartTime, dumpDateEnv, recordBackup, resolveBase } from "../../.
 import { runDumpRecover } from "../../../src/engine/dump-recover.ts";
 import { FileHistory } from "../../../src/engine/history.ts";
 import { reportBack, targetsOf, type TargetSpec } from "../../helpers/targets.ts";
-import type { BackupResult } from "../../../src/engine/backup.ts";
+import type { BackupOptions, BackupResult } from "../../../src/engine/backup.ts";
 import type { RecoverResult } from "../../../src/engine/recover.ts";
 import { Message } from "../../../src/protocol/codes.ts";
 import { DirectoryIndex, DumpReader, type DumpEvent } from "../../../formats/dump/index.ts";
@@ -36,7 +36,7 @@ function collector(): { history: FileHistory; posts: Post[] } {
 export async function backup(
   root: string,
   stateDir: string,
-  o: { level?: number; style?: "file" | "dir"; env?: Record<string, string>; history?: boolean; selection?: Selection } = {},
+  o: { level?: number; style?: "file" | "dir"; env?: Record<string, string>; history?: boolean; selection?: Selection; progress?: BackupOptions["progress"] } = {},
 ): Promise<BackupRun> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
@@ -59,6 +59,7 @@ export async function backup(
     stateDir,
     env,
     selection: o.selection,
+    progress: o.progress,
     signal: new AbortController().signal,
     warn: (m) => warnings.push(m),
   });
@@ -143,7 +144,7 @@ export function parse(stream: Buffer) {
   }
   const inoOf = new Map<string, number>();
   for (const ino of offsets.keys()) for (const p of index.paths(ino)) inoOf.set(p.toString("latin1"), ino);
-  return { tape, maps, offsets, types, index, inoOf, ended };
+  return { tape, maps, offsets, types, index, inoOf, ended, content };
 }
 
 /** A small tree with one of everything a non-root user can make. */
