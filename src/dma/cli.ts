@@ -325,7 +325,7 @@ async function backupCmd(args: string[]): Promise<number> {
   // Checked here for a clear message: NDMP's ILLEGAL_ARGS_ERR would not say what is wrong.
   if (!statSync(s.path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${s.path} is not a directory`);
   // The scan's workers start now, beside the setup (drive, server, catalog), not after it.
-  void prewarmScanWorkers(s.format === "dump" ? ["walk", "read"] : ["read"]);
+  void prewarmScanWorkers();
   const config = loadJobConfig(values.config);
   const tape = pickTape(config, values.tape, "backup");
   const session = await localSession(config, tape, int(values.slot, "--slot", 1, 9999));

@@ -355,35 +355,48 @@ interface IdlePair {
 const idle: IdlePair[] = [];
 type Worker = import("node:worker_threads").Worker;
 
-async function takeWorkers(url: URL, withReader: boolean): Promise<{ walker: Worker; reader?: Worker }> {
-  const i = idle.findIndex((p) => p.url.href === url.href && (p.reader !== undefined) === withReader);
+/**
+ * Workers for a scan: `reader` when it reads ahead. A scan without one (dump's first pass) takes
+ * a lone walker, else an idle pair's walker, else a new pair's, and keeps the pair's reader aside
+ * (`spare`) until the pair goes back to the pool: one worker fewer (each is a runtime of its own,
+ * some 20 MiB) for a dump, whose second pass then takes the same pair.
+ */
+async function takeWorkers(url: URL, withReader: boolean): Promise<ScanWorkers> {
+  const fits = (p: IdlePair) => p.url.href === url.href && (p.reader !== undefined) === withReader;
+  let i = idle.findIndex(fits);
+  if (i < 0 && !withReader) i = idle.findIndex((p) => p.url.href === url.href);
   if (i >= 0) {
     const pair = idle.splice(i, 1)[0]!;
     for (const w of [pair.walker, pair.reader]) {
       w?.off("error", pair.drop).off("exit", pair.drop);
       w?.ref();
     }
-    return { walker: pair.walker, reader: pair.reader };
+    return withReader || !pair.reader ? { walker: pair.walker, reader: pair.reader } : { walker: pair.walker, spare: pair.reader };
   }
   const { Worker } = await import("node:worker_threads");
-  return { walker: new Worker(url), reader: withReader ? new Worker(url) : undefined };
+  return withReader ? { walker: new Worker(url), reader: new Worker(url) } : { walker: new Worker(url), spare: new Worker(url) };
+}
+
+interface ScanWorkers {
+  walker: Worker;
+  /** The stage after the walker, when the scan reads ahead. */
+  reader?: Worker;
+  /** A borrowed pair's reader, unused by this scan: it goes back to the pool with the walker. */
+  spare?: Worker;
 }
 
 /**
- * Starts scan workers now and keeps them idle for the scans to come: "walk" a walker alone (a
- * scan that reads nothing ahead, dump's first pass), "read" a walker and its reader. A short
- * process (the CLI's backup) otherwise waits for them (a thread and a module load each, about
- * 70 ms here) just as its walk begins; started at once, they start while it sets up its drive,
- * its server and its catalog. Nothing happens without the scan workers, or with the pool full.
+ * Starts a pair of scan workers (a walker and its reader) now and keeps it idle for the scans to
+ * come (a scan that reads nothing ahead, dump's first pass, borrows its walker). A short process
+ * (the CLI's backup) otherwise waits for them (a thread and a module load each, about 70 ms here)
+ * just as its walk begins; started at once, they start while it sets up its drive, its server
+ * and its catalog. Nothing happens without the scan workers, or with the pool full.
  */
-export async function prewarmScanWorkers(kinds: ReadonlyArray<"walk" | "read">): Promise<void> {
+export async function prewarmScanWorkers(): Promise<void> {
   const url = listScanAvailable() ? scanWorkerUrl() : undefined;
-  if (!url) return;
+  if (!url || idle.length >= IDLE_KEPT) return;
   const { Worker } = await import("node:worker_threads");
-  for (const kind of kinds) {
-    if (idle.length >= IDLE_KEPT) return;
-    keepWorkers({ walker: new Worker(url), reader: kind === "read" ? new Worker(url) : undefined }, url);
-  }
+  keepWorkers({ walker: new Worker(url), reader: new Worker(url) }, url);
 }
 
 function keepWorkers(pair: { walker: Worker; reader?: Worker }, url: URL): void {
@@ -452,9 +465,10 @@ class WorkerScan {
   private constructor(
     private readonly opts: ScanOptions,
     private readonly url: URL,
-    private readonly pair: { walker: Worker; reader?: Worker },
+    private readonly pair: ScanWorkers,
   ) {
-    this.stages = pair.reader ? [pair.walker, pair.reader] : [pair.walker];
+    // (A spare is listened to as well: one that died must not go back to the pool.)
+    this.stages = [pair.walker, pair.reader, pair.spare].filter((w): w is Worker => w !== undefined);
     this.last = pair.reader ?? pair.walker; // the stage whose batches come here
   }
 
@@ -527,15 +541,15 @@ class WorkerScan {
 
   /** Keeps the workers for the next scan when this one ended well, else stops them. */
   async close(): Promise<void> {
-    const { walker, reader } = this.pair;
+    const { walker, reader, spare } = this.pair;
     this.last.off("message", this.onMessage);
     for (const w of this.stages) {
       w.off("error", this.onError);
       w.off("exit", this.onExit);
     }
-    if (this.finished && !this.failure) keepWorkers(this.pair, this.url);
+    if (this.finished && !this.failure) keepWorkers({ walker, reader: reader ?? spare }, this.url);
     else {
-      await Promise.all([walker.terminate(), reader?.terminate()]);
+      await Promise.all([walker.terminate(), reader?.terminate(), spare?.terminate()]);
       // Terminated workers ran no finally: their open directories and file are ours to close.
       closeNoted(this.ledger, (fd) => fs.closeSync(fd));
     }

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { DUMPINSPECT } from "../../helpers/dumpinspect.ts";
 import { DumpReader, InodeMap, inMap } from "../../../formats/dump/index.ts";
-import { InodeBits } from "../../../src/engine/dump-backup.ts";
+import { ChildList, InodeBits } from "../../../src/engine/dump-backup.ts";
 import { backup, historyOf, makeSmallTree, parse } from "./dump-fixture.ts";
 
 const INSPECT = DUMPINSPECT;
@@ -302,3 +302,22 @@ function pathOf(dirs: any[], d: any): string {
   }
   return parts.join("/");
 }
+
+describe("ChildList (a directory's entries between the passes)", () => {
+  it("keeps names as bytes, in order, past its first buffer; drops by index", () => {
+    const l = new ChildList();
+    const names = [Buffer.from([0x00, 0xff, 0x2e]), Buffer.alloc(255, 0x61), Buffer.from("b"), Buffer.alloc(100, 0x80)];
+    const packed = Buffer.concat([Buffer.from("xx"), ...names]);
+    let at = 2;
+    names.forEach((n, i) => {
+      l.add(packed, at, n.length, 10 + i, i % 2 ? "directory" : "symlink");
+      at += n.length;
+    });
+    expect(l.length).toBe(4);
+    expect(l.list()).toEqual(names.map((name, i) => ({ name, ino: 10 + i, type: i % 2 ? "directory" : "symlink" })));
+    expect(l.ino(3)).toBe(13);
+    expect(l.name(1).equals(names[1]!)).toBe(true);
+    const kept = l.without(new Set([0, 2]));
+    expect(kept.list()).toEqual([{ name: names[1], ino: 11, type: "directory" }, { name: names[3], ino: 13, type: "directory" }]);
+  });
+});

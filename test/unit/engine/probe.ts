@@ -11,7 +11,7 @@
 //   probe list <root>          a list scan of the tree's non-directories beside the in-thread scan
 //   probe abort <root>         five scans stopped early: descriptors before and after
 //   probe rescan <root>        four scans in one process (the kept workers): same results?
-//   probe prewarm <root>       scan workers started ahead (prewarmScanWorkers), then a scan: threads
+//   probe prewarm <root>       scan workers started ahead (prewarmScanWorkers), then scans (one without read-ahead): threads
 //                              before, after the start and after the scan; its entries beside an inline scan
 //   probe frames <root> <room> <align>
 //                              a worker scan with header room: per item, its frame's length,
@@ -100,7 +100,7 @@ if (mode === "walk" && root) {
   console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, count: first.length, partial: partial.length, same: JSON.stringify(first) === JSON.stringify(second) && JSON.stringify(second) === JSON.stringify(third) }));
 } else if (mode === "prewarm" && root) {
   // A pair started ahead is the one the next scan takes: the scan starts no thread of its own.
-  const { readdirSync } = await import("node:fs");
+  const { readdirSync, readFileSync } = await import("node:fs");
   const threads = () => readdirSync("/proc/self/task").length;
   const entries = async (m: "auto" | "inline") => {
     const seen: string[] = [];
@@ -110,14 +110,23 @@ if (mode === "walk" && root) {
     }
     return seen;
   };
+  /** Worker threads (their name), apart from the runtime's own. */
+  const workers = () => readdirSync("/proc/self/task").filter((t) => readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "Worker").length;
   const before = threads();
-  await prewarmScanWorkers(["read"]);
+  await prewarmScanWorkers();
   await new Promise((r) => setTimeout(r, 300));
   const started = threads();
+  const pair = workers();
   const scanned = await entries("auto");
   const after = threads();
+  // A scan that reads nothing ahead (dump's first pass) borrows the idle pair's walker, and the
+  // next scan takes the pair again: no worker started by either.
+  let walked = 0;
+  for await (const _ of scan({ root: Buffer.from(root), native, readAhead: 0, onError: () => {} })) walked++;
+  const afterWalk = workers();
+  const again = await entries("auto");
   const inline = await entries("inline");
-  console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, before, started, after, count: scanned.length, same: JSON.stringify(scanned) === JSON.stringify(inline) }));
+  console.log(JSON.stringify({ worker: scanWorkerUrl() !== undefined, before, started, after, pair, afterWalk, afterAgain: workers(), walked, count: scanned.length, same: JSON.stringify(scanned) === JSON.stringify(inline) && JSON.stringify(again) === JSON.stringify(inline) }));
 } else if (mode === "abort" && root) {
   // Scans stopped early, each after a few entries (their workers terminated mid-walk): the
   // process holds no more descriptors afterwards than before.

@@ -164,15 +164,20 @@ describe("scan in the worker pair, inside a `bun build --compile` binary", () =>
     expect(out.count).toBeGreaterThan(30);
   });
 
-  it("scan workers started ahead (prewarmScanWorkers) are the ones the next scan takes, and it gives the same entries", async () => {
+  it("scan workers started ahead (prewarmScanWorkers) are the ones the next scans take, a walk without read-ahead too, and they give the same entries", async () => {
     const r = await run(probe, ["prewarm", spec.root]);
     expect(r.code, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { worker: boolean; before: number; started: number; after: number; count: number; same: boolean };
+    const out = JSON.parse(r.stdout) as { worker: boolean; before: number; started: number; after: number; pair: number; afterWalk: number; afterAgain: number; walked: number; count: number; same: boolean };
     expect(out.worker).toBe(true);
     // A walker and a reader: a thread each at least.
     expect(out.started).toBeGreaterThanOrEqual(out.before + 2);
+    expect(out.pair).toBe(2);
     // The scan started no pair of its own (that would add two threads; the runtime may add one).
     expect(out.after).toBeLessThan(out.started + 2);
+    // A walk without read-ahead borrowed the pair's walker (no lone walker started), and the
+    // next scan took the pair back whole.
+    expect([out.afterWalk, out.afterAgain]).toEqual([2, 2]);
+    expect(out.walked).toBe(out.count);
     expect(out.count).toBeGreaterThan(30);
     expect(out.same).toBe(true);
   });
