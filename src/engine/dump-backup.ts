@@ -29,6 +29,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Entry, EntryType } from "../../formats/entry.ts";
 import { DumpWriter, InodeMap, longNameClashes, type DirChild, type DumpWarning, type InodeMapCompact, type InodeMapJSON, type WriteStep } from "../../formats/dump/index.ts";
+import { MAX_NAME } from "../../formats/dump/directory.ts";
 import { changedSince, dirIsKnown, type BackupBase, type DirInventory } from "../incremental/index.ts";
 import { listDataRuns, type DataRun, type NativeApi } from "../native/index.ts";
 import { ChunkedWriter, endAll } from "../transport/backpressure.ts";
@@ -86,6 +87,8 @@ export class ChildList {
   private readonly ends: number[] = [];
   private readonly inos: number[] = [];
   private readonly types: number[] = [];
+  /** The longest name's length (a name past 254 bytes may clash with another: dropClashingNames). */
+  longest = 0;
 
   get length(): number {
     return this.inos.length;
@@ -100,6 +103,7 @@ export class ChildList {
     }
     this.bytes.set(bytes.subarray(start, start + length), this.used);
     this.used += length;
+    if (length > this.longest) this.longest = length;
     this.ends.push(this.used);
     this.inos.push(ino);
     this.types.push(CHILD_TYPES.indexOf(type));
@@ -788,6 +792,7 @@ function dropClashingNames(dirs: DirRecord[], objects: ObjectTable, dumped: Inod
       dropped.add(d.ino);
       continue;
     }
+    if (d.children.longest <= MAX_NAME) continue; // only longer names can clash (no list made: most directories)
     const children = d.children.list();
     const clashes = longNameClashes(children.map((c) => c.name));
     if (clashes.size === 0) continue;
