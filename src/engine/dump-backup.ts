@@ -248,7 +248,7 @@ class ObjectTable {
   packedPaths(inos: number[]): Uint8Array {
     let total = 0;
     for (const ino of inos) total += 4 + this.lengths[ino]!;
-    const out = Buffer.allocUnsafe(total);
+    const out = Buffer.allocUnsafeSlow(total); // an ArrayBuffer of its own: moved to the scan's walker, not copied
     let at = 0;
     for (const ino of inos) {
       const length = this.lengths[ino]!;

@@ -36,7 +36,9 @@ export interface ScanOptions {
   /**
    * Instead of walking: these paths (relative to root, laid out as packList lays them), each
    * described again, in this order; one that cannot be described is reported (onError) in its
-   * place. Only the worker scan has it (listScanAvailable); dump's second pass uses it.
+   * place. Only the worker scan has it (listScanAvailable); dump's second pass uses it. When it
+   * fills an ArrayBuffer of its own it is moved to the walker, not copied (at 1,000,000 paths,
+   * some 20 MB): the caller must not use it after the scan starts.
    */
   list?: Uint8Array;
   /** Leave out (with a report) names the dump format cannot carry. */
@@ -496,8 +498,8 @@ class WorkerScan {
       const { port1, port2 } = new MessageChannel();
       const pool = opts.recycled && opts.headerRoom ? FRAME_POOL : undefined;
       reader.postMessage({ type: "read", from: port2, readAhead: opts.readAhead, headerRoom: opts.headerRoom, frameAlign: opts.frameAlign, pool, ledger: run.ledger } satisfies ReadMessage, [port2]);
-      walker.postMessage({ ...start, to: port1 }, [port1]);
-    } else walker.postMessage(start);
+      walker.postMessage({ ...start, to: port1 }, [port1, ...movable(start.list)]);
+    } else walker.postMessage(start, movable(start.list));
     return run;
   }
 
@@ -554,6 +556,12 @@ class WorkerScan {
       closeNoted(this.ledger, (fd) => fs.closeSync(fd));
     }
   }
+}
+
+/** The ArrayBuffer of `list` to move with the message, when `list` is all of it (else it is copied). */
+function movable(list: Uint8Array | undefined): ArrayBuffer[] {
+  if (!list || list.byteOffset !== 0 || list.byteLength !== list.buffer.byteLength || !(list.buffer instanceof ArrayBuffer)) return [];
+  return [list.buffer];
 }
 
 /** A batch from the workers, decoded: its records and the buffer their contents are in. */
